@@ -1,0 +1,106 @@
+"""The backend contract: where the jobs of a plan run.
+
+A backend turns a ``Job`` into an isolated place (a container, a host directory, a script) and runs
+the job's steps in it one after another. The executor drives it; the backend knows nothing of
+stages, retries, statuses, logs or the store.
+
+Call order, for one build::
+
+    await backend.available()                 # raises BackendUnavailable with a reason to act on
+    await backend.setup(build)                # per-build resources: workspace, network
+    handle = await backend.start_job(build, job)          # once per job (jobs may run concurrently)
+    async for item in backend.exec_step(handle, step, env):  # once per step attempt, in order
+        ...                                   # bytes chunks of output, then one StepExit
+    await backend.stop_job(handle)            # always, also after a failed start_job
+    await backend.teardown(build)             # always, also after a failed setup
+
+Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
+
+- ``exec_step`` is an async iterator: it yields ``bytes`` chunks of the step's combined
+  stdout/stderr in order (chunk borders are arbitrary, not lines), and ends with exactly one
+  ``StepExit``. The step runs ``sh -e -c <step.run>`` with ``env`` (the job's env merged with the
+  step's) in the job's working directory (the build workspace, ``job.workdir``).
+- If the consumer stops early (``aclose()``, or the task is cancelled, as on a step timeout), the
+  step's processes are stopped: SIGTERM, then SIGKILL after ``grace`` seconds. ``exec_step`` returns
+  promptly after that; it never leaves a step running.
+- Jobs of one build share the workspace; files a step writes are seen by the next step and by later
+  jobs of the build.
+- ``stop_job`` and ``teardown`` are idempotent, never raise for "already gone", and are safe after a
+  failed or cancelled ``start_job``/``setup``. ``teardown`` removes everything the build made.
+- ``start_job`` raises ``ImageNotFound`` (naming the image) or ``BackendError`` with a message the
+  user can act on; the executor reports it as the job's failure.
+- ``start_job`` and ``exec_step`` of different jobs may run concurrently; the steps of one job never
+  overlap.
+- No method blocks the event loop: blocking client calls cross into threads at one named seam.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.plan import Job, Step
+
+__all__ = ["Backend", "BuildRef", "JobHandle", "StepExit"]
+
+
+@dataclass(frozen=True)
+class BuildRef:
+    """The build a backend works for."""
+
+    id: str  # unique across instances, safe in resource names: [a-z0-9-]
+    source: Path  # the checkout to copy into the workspace
+    instance: str = "default"  # which runner owns the resources (labels, sweeps)
+    labels: dict[str, str] = field(default_factory=dict)  # extra labels (repo, build number)
+
+
+@dataclass
+class JobHandle:
+    """What ``start_job`` returns; ``data`` belongs to the backend."""
+
+    build: BuildRef
+    job: Job
+    data: Any = None
+
+
+@dataclass(frozen=True)
+class StepExit:
+    code: int  # the exit status; 128+N after signal N; -1 when unknown
+    oom_killed: bool = False
+    reason: str | None = None  # a backend's own explanation, e.g. "container vanished"
+
+
+class Backend(abc.ABC):
+    name: str = "?"
+    grace: float = 5.0  # seconds between SIGTERM and SIGKILL when a step is stopped
+
+    @abc.abstractmethod
+    async def available(self) -> None:
+        """Raise ``BackendUnavailable`` saying what to do when this backend cannot run jobs."""
+
+    @abc.abstractmethod
+    async def setup(self, build: BuildRef) -> None:
+        """Make the build's shared resources (workspace filled from ``build.source``, network)."""
+
+    @abc.abstractmethod
+    async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
+        """Start the job's isolated place (container) and return its handle."""
+
+    @abc.abstractmethod
+    def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
+        """Run one step; yield output chunks, then one StepExit."""
+
+    @abc.abstractmethod
+    async def stop_job(self, handle: JobHandle) -> None:
+        """Destroy the job's place. Idempotent."""
+
+    @abc.abstractmethod
+    async def teardown(self, build: BuildRef) -> None:
+        """Remove everything the build made. Idempotent."""
+
+    async def sweep(self) -> int:
+        """Remove what crashed builds of this instance left behind; return how many things went."""
+        return 0

@@ -1,0 +1,90 @@
+"""Conveyor's exceptions. Every error a user can meet says what to do next.
+
+::
+
+    ConveyorError
+    ├── ConfigError            the pipeline file is wrong (carries the Diagnostics)
+    ├── TemplateError          Jinja rendering failed or hit a sandbox/resource limit
+    ├── ContextError           a value from outside the file is unusable (control characters, ...)
+    ├── BackendError           where jobs run is broken
+    │   ├── BackendUnavailable the engine does not answer / is not installed
+    │   └── ImageNotFound      an image is neither local nor pullable
+    ├── StoreError             the SQLite store cannot be opened or written
+    ├── SourceError            git: no repository, unknown sha, fetch failed
+    ├── DeployError            a deploy or rollback could not be carried out
+    │   ├── NotASwarm          the target engine is not a swarm manager
+    │   └── NoDeployToRollBackTo
+    └── WebhookError           a delivery was refused (bad signature, malformed, ...)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConveyorError",
+    "ConfigError",
+    "TemplateError",
+    "ContextError",
+    "BackendError",
+    "BackendUnavailable",
+    "ImageNotFound",
+    "StoreError",
+    "SourceError",
+    "DeployError",
+    "NotASwarm",
+    "NoDeployToRollBackTo",
+    "WebhookError",
+]
+
+
+class ConveyorError(Exception):
+    """Base of every error Conveyor raises on purpose."""
+
+
+class ConfigError(ConveyorError):
+    def __init__(self, diagnostics: list) -> None:  # list[Diagnostic]
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics) or "invalid pipeline")
+
+
+class TemplateError(ConveyorError):
+    pass
+
+
+class ContextError(ConveyorError):
+    pass
+
+
+class BackendError(ConveyorError):
+    pass
+
+
+class BackendUnavailable(BackendError):
+    pass
+
+
+class ImageNotFound(BackendError):
+    pass
+
+
+class StoreError(ConveyorError):
+    pass
+
+
+class SourceError(ConveyorError):
+    pass
+
+
+class DeployError(ConveyorError):
+    pass
+
+
+class NotASwarm(DeployError):
+    pass
+
+
+class NoDeployToRollBackTo(DeployError):
+    pass
+
+
+class WebhookError(ConveyorError):
+    pass

@@ -1,0 +1,277 @@
+"""The plan: the frozen, JSON-serialisable IR between understanding a pipeline and running it.
+
+``dsl.compile`` produces a ``Plan``; the executor, the backends and the deploy code consume it and
+never see YAML or Jinja. A plan is stored with every build, printed by ``conveyor plan`` and can be
+replayed. Everything here is plain data: durations are seconds (float), mappings are ``dict[str,
+str]`` and sequences are tuples, so ``Plan.from_json(plan.to_json()) == plan``.
+
+Shape::
+
+    Plan
+      stages: Stage*          run in order
+        kind: "jobs"          jobs: Job* (run concurrently), each with steps: Step*
+        kind: "build"         build: BuildSpec       (image built through the engine API)
+        kind: "deploy"        deploy: DeploySpec     (Swarm service or Compose stack)
+        kind: "rollback"      rollback: RollbackSpec (re-apply a recorded spec)
+      post: Post              always / success / failure jobs, after all stages
+
+Bump ``PLAN_VERSION`` on any change that an older reader would misunderstand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "PLAN_VERSION",
+    "Step",
+    "Job",
+    "When",
+    "BuildSpec",
+    "Port",
+    "Healthcheck",
+    "UpdateConfig",
+    "Verify",
+    "DeploySpec",
+    "RollbackSpec",
+    "Stage",
+    "Post",
+    "Plan",
+    "PlanFormatError",
+]
+
+PLAN_VERSION = 1
+
+# Statuses of DSL.md. A stage's `when.status` lists the build statuses (so far) it runs under.
+STATUSES = (
+    "queued",
+    "running",
+    "success",
+    "failure",
+    "cancelled",
+    "timed_out",
+    "skipped",
+    "config_error",
+    "interrupted",
+)
+
+
+class PlanFormatError(ValueError):
+    """A stored plan could not be read back (wrong version or shape)."""
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: str  # a shell script, run with `sh -e -c`
+    timeout: float | None = None  # seconds; None: bounded only by the job and build timeouts
+    retry: int = 0  # extra attempts after a failure (not after a timeout or cancellation)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    image: str
+    steps: tuple[Step, ...]
+    env: dict[str, str] = field(default_factory=dict)  # plan env + stage env + job env, CI_* included
+    timeout: float | None = None
+    workdir: str = "/workspace"  # where the build's workspace is mounted, CI_WORKSPACE
+    privileged: bool = False  # only ever True when the repo is trusted (refused at lint otherwise)
+    volumes: tuple[str, ...] = ()  # host volumes "src:dst[:ro]", trusted repos only
+
+
+@dataclass(frozen=True)
+class When:
+    """Run-time condition. Branch, tag and event filters are decided at compile time (a stage they
+    exclude is kept with ``Stage.skip_reason`` set), so only the build status is left for run time."""
+
+    status: tuple[str, ...] = ("success",)  # "success", "failure", or "always" (any status)
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    tag: str
+    context: str = "."
+    dockerfile: str = "Dockerfile"
+    args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Port:
+    published: int
+    target: int
+    protocol: str = "tcp"
+    mode: str = "host"  # "host" by default: the routing mesh needs IPVS (see docs/deploy.md)
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    cmd: str  # run with `sh -c` inside the task's container (CMD-SHELL)
+    interval: float = 5.0
+    timeout: float = 3.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """Swarm `UpdateConfig` (and, with the same keys, `RollbackConfig`)."""
+
+    order: str = "start-first"
+    parallelism: int = 1
+    delay: float = 0.0
+    monitor: float = 5.0
+    failure_action: str = "rollback"  # only meaningful for `update`
+    max_failure_ratio: float = 0.0
+
+
+@dataclass(frozen=True)
+class Verify:
+    """A check after convergence: an HTTP status fetched by the runner, or a command run in a
+    container attached to the service's network. Exactly one of http / command is set."""
+
+    http: str | None = None
+    status: int = 200
+    command: str | None = None
+    image: str | None = None  # image of the command's container; default: the job default image
+    within: float = 30.0  # keep retrying until this many seconds have passed
+
+
+@dataclass(frozen=True)
+class DeploySpec:
+    """One Swarm service (``service`` set) or a Compose stack (``stack`` and ``compose`` set)."""
+
+    service: str | None = None
+    image: str | None = None
+    replicas: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] | None = None
+    ports: tuple[Port, ...] = ()
+    networks: tuple[str, ...] = ()
+    healthcheck: Healthcheck | None = None
+    cpus: float | None = None  # resources.cpus (limit)
+    memory: int | None = None  # resources.memory (limit), bytes
+    labels: dict[str, str] = field(default_factory=dict)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
+    rollback: UpdateConfig = field(default_factory=lambda: UpdateConfig(failure_action="pause"))
+    verify: Verify | None = None
+    target: str | None = None  # a named target from the configuration; None: DOCKER_HOST
+    timeout: float = 300.0  # convergence deadline
+    stack: str | None = None
+    compose: str | None = None  # path of the Compose file inside the workspace
+    endpoint_mode: str | None = None  # "vip" or "dnsrr"
+
+
+@dataclass(frozen=True)
+class RollbackSpec:
+    service: str | None = None
+    stack: str | None = None
+    to: int | None = None  # a deploy id from the history; None: the last good deploy before the current
+    target: str | None = None
+    timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    kind: str  # "jobs", "build", "deploy", "rollback"
+    jobs: tuple[Job, ...] = ()
+    build: BuildSpec | None = None
+    deploy: DeploySpec | None = None
+    rollback: RollbackSpec | None = None
+    when: When = field(default_factory=When)
+    skip_reason: str | None = None  # set at compile time when a branch/tag/event filter excludes it
+    image: str | None = None  # default image for build/deploy helpers (verify command etc.)
+
+
+@dataclass(frozen=True)
+class Post:
+    always: tuple[Job, ...] = ()
+    success: tuple[Job, ...] = ()
+    failure: tuple[Job, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    stages: tuple[Stage, ...]
+    post: Post = field(default_factory=Post)
+    env: dict[str, str] = field(default_factory=dict)  # CI_* and the file's top-level env
+    timeout: float | None = None  # the whole build
+    trusted: bool = False
+    source: str = ".conveyor.yml"  # the pipeline file this came from, relative to the repo
+    version: int = PLAN_VERSION
+
+    def jobs(self) -> typing.Iterator[Job]:
+        """Every job of every stage and post block, in order."""
+        for stage in self.stages:
+            yield from stage.jobs
+        yield from self.post.always
+        yield from self.post.success
+        yield from self.post.failure
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_data(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        version = data.get("version") if isinstance(data, dict) else None
+        if version != PLAN_VERSION:
+            raise PlanFormatError(
+                f"plan version {version!r} is not {PLAN_VERSION}; re-run `conveyor plan` with this version"
+            )
+        try:
+            return _from_data(cls, data)
+        except (TypeError, KeyError, ValueError) as exc:
+            raise PlanFormatError(f"stored plan has an unexpected shape: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        return cls.from_dict(json.loads(text))
+
+
+def _to_data(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_to_data(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_data(v) for k, v in value.items()}
+    return value
+
+
+def _from_data(tp: Any, data: Any) -> Any:
+    """Rebuild a value of type ``tp`` from JSON data, guided by the dataclass annotations."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if data is None:
+            return None
+        return _from_data(args[0], data)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        known = {f.name for f in dataclasses.fields(tp)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown field(s) {sorted(unknown)} in {tp.__name__}")
+        return tp(**{k: _from_data(hints[k], v) for k, v in data.items()})
+    if origin is tuple:
+        (item, *_rest) = typing.get_args(tp)
+        return tuple(_from_data(item, v) for v in data)
+    if origin is dict:
+        _k, vt = typing.get_args(tp)
+        return {str(k): _from_data(vt, v) for k, v in data.items()}
+    if tp is float and isinstance(data, int):
+        return float(data)
+    return data

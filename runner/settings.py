@@ -1,0 +1,61 @@
+"""One frozen Settings object. Nothing else in Conveyor reads ``os.environ`` for configuration.
+
+Sources, later wins: built-in defaults < environment (``CONVEYOR_*``) < explicit arguments (CLI flags).
+The server's configuration file (repositories, targets, tokens) is read by ``runner.server.config``
+and builds on these settings.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+__all__ = ["Settings", "default_data_dir"]
+
+
+def default_data_dir(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".local" / "share")
+    return Path(base) / "conveyor"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    docker_host: str | None = None  # None: docker-py's own default (DOCKER_HOST or the local socket)
+    concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)  # jobs at once, per runner
+    instance: str = "default"  # names this runner in resource labels, so sweeps touch only its own
+    job_memory: int = 2 * 1024**3  # bytes, per job container
+    job_cpus: float = 2.0
+    job_pids: int = 1024
+    log_cap: int = 4 * 1024 * 1024  # bytes per step
+    resource_ttl: float = 6 * 3600.0  # seconds until a leftover container/volume/network may be swept
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        values: dict = {}
+        if env.get("CONVEYOR_DATA_DIR"):
+            values["data_dir"] = Path(env["CONVEYOR_DATA_DIR"]).expanduser()
+        else:
+            values["data_dir"] = default_data_dir(env)
+        if env.get("DOCKER_HOST"):
+            values["docker_host"] = env["DOCKER_HOST"]
+        if env.get("CONVEYOR_CONCURRENCY"):
+            values["concurrency"] = int(env["CONVEYOR_CONCURRENCY"])
+        if env.get("CONVEYOR_INSTANCE"):
+            values["instance"] = env["CONVEYOR_INSTANCE"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in overrides and overrides["data_dir"] is not None:
+            values["data_dir"] = Path(overrides["data_dir"]).expanduser()
+        return cls(**values)
+
+    def with_(self, **changes) -> Settings:
+        return replace(self, **changes)
+
+
+def new_build_id() -> str:
+    """A resource-name-safe unique id for a build: [a-z0-9]."""
+    return uuid.uuid4().hex[:12]
