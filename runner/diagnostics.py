@@ -1,0 +1,60 @@
+"""Diagnostics: what is wrong with a pipeline file, where, and how bad.
+
+Every stage of loading (render, YAML, schema, lint, compile) appends to one ``Diagnostics``
+collector instead of raising, so the user sees every problem at once, compiler style::
+
+    .conveyor.yml:17:5: error: unknown key 'stpes' in stage 'test' (did you mean 'steps'?)
+
+Lines and columns are 1-based. Warnings never block a build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["Diagnostic", "Diagnostics", "ERROR", "WARNING"]
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: str  # "error" | "warning"
+    code: str  # a stable short name, e.g. "unknown-key", "yaml-syntax", "template"
+    message: str
+    file: str
+    line: int
+    col: int
+    path: str = ""  # where in the document, e.g. "stages[0].jobs[1].image"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Diagnostics:
+    """An ordered collector for one file."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[Diagnostic] = []
+
+    def add(self, severity: str, code: str, message: str, line: int, col: int, path: str = "") -> None:
+        self.items.append(Diagnostic(severity, code, message, self.file, max(1, line), max(1, col), path))
+
+    def error(self, code: str, message: str, line: int, col: int, path: str = "") -> None:
+        self.add(ERROR, code, message, line, col, path)
+
+    def warning(self, code: str, message: str, line: int, col: int, path: str = "") -> None:
+        self.add(WARNING, code, message, line, col, path)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == ERROR for d in self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        """In file order; equal positions keep the order they were found in."""
+        return sorted(self.items, key=lambda d: (d.line, d.col))

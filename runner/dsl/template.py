@@ -1,0 +1,99 @@
+"""Render a pipeline file with sandboxed Jinja, in a child process with CPU and memory limits.
+
+Why a child: the sandbox stops attribute escapes, but not ``'x'*10**10`` or a loop of loops; only
+the kernel's limits do. The child is a fresh ``python -I -S`` that imports Jinja alone, so it costs
+a few tens of milliseconds (``bench/bench_dsl.py`` prints the share). The parent never runs a
+template itself and also enforces a wall-clock timeout.
+
+Imports resolve only in the repo's ``.conveyor/`` and ``pipelines/lib/`` and in Conveyor's own
+``pipelines/lib/``, by real path (``..`` and symlinks that leave the folder are refused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Rendered", "render", "template_roots", "CPU_SECONDS", "MEMORY_BYTES", "WALL_SECONDS"]
+
+CPU_SECONDS = 2
+MEMORY_BYTES = 256 * 1024 * 1024
+WALL_SECONDS = 10.0
+MAX_OUTPUT = 1024 * 1024
+
+_CHILD = Path(__file__).with_name("_render_child.py")
+LIB_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "lib"  # Conveyor's own macros
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: str | None  # None when rendering failed
+    error: str | None = None
+    file: str | None = None  # where the error is: the pipeline file or an imported template
+    line: int | None = None
+    seconds: float = 0.0  # wall time spent in the child, for the benchmark
+
+
+def template_roots(repo_dir: Path, extra: list[Path] | None = None) -> list[tuple[str, str]]:
+    """(label, real path) of every folder templates may come from, repo folders first."""
+    repo = Path(os.path.realpath(repo_dir))
+    roots: list[tuple[str, str]] = []
+    for label, folder in ((".conveyor/", repo / ".conveyor"), ("pipelines/lib/", repo / "pipelines" / "lib")):
+        real = Path(os.path.realpath(folder))
+        # The folder itself must not be a symlink out of the checkout.
+        if real.is_dir() and (real == folder or str(real).startswith(str(repo) + os.sep)):
+            roots.append((label, str(real)))
+    for folder in [*(extra or []), LIB_DIR]:
+        real = os.path.realpath(folder)
+        if os.path.isdir(real) and all(real != r for _, r in roots):
+            roots.append(("conveyor:pipelines/lib/", real))
+    return roots
+
+
+def _jinja_paths() -> list[str]:
+    import jinja2
+    import markupsafe
+
+    return sorted({str(Path(m.__file__).resolve().parents[1]) for m in (jinja2, markupsafe)})
+
+
+def render(text: str, variables: dict, roots: list[tuple[str, str]], *, name: str = ".conveyor.yml",
+           cpu_seconds: int = CPU_SECONDS, memory_bytes: int = MEMORY_BYTES,
+           wall_seconds: float = WALL_SECONDS) -> Rendered:
+    """Render ``text``; never raises for a bad template (the error is in the result)."""
+    request = json.dumps({
+        "text": text, "vars": variables, "roots": roots, "name": name, "sys_path": _jinja_paths(),
+        "cpu_seconds": cpu_seconds, "memory_bytes": memory_bytes, "max_bytes": MAX_OUTPUT,
+    })
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(_CHILD)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env={})
+    try:
+        out, err = proc.communicate(request.encode(), timeout=wall_seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return Rendered(None, f"rendering took longer than {wall_seconds:g} s and was stopped; "
+                              "check the template's loops", name, None, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0 or not out:
+        return Rendered(None, _death(proc.returncode, err, cpu_seconds, memory_bytes), name, None, seconds)
+    answer = json.loads(out)
+    if answer["ok"]:
+        return Rendered(answer["text"], seconds=seconds)
+    return Rendered(None, answer["message"], answer.get("file") or name, answer.get("line"), seconds)
+
+
+def _death(code: int, err: bytes, cpu_seconds: int, memory_bytes: int) -> str:
+    if code in (-signal.SIGXCPU, -signal.SIGKILL):
+        return f"the template used more than {cpu_seconds} s of CPU and was stopped; check its loops"
+    tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    if "MemoryError" in tail[0]:
+        return f"the template needs more than {memory_bytes // 2**20} MiB of memory"
+    return f"the template renderer failed (exit {code}): {tail[0]}"

@@ -1,0 +1,265 @@
+"""YAML to a tree of positioned nodes: safe, strict and bounded.
+
+Built from the parser's event stream (libyaml when present) rather than PyYAML's constructor, so:
+
+- every node carries a 1-based line and column;
+- a duplicate key is an error naming both lines;
+- aliases are shared, never copied, and the size they expand to is counted: a "billion laughs" file
+  fails at the first alias that takes the document past ``MAX_NODES``, in microseconds;
+- nesting deeper than ``MAX_DEPTH`` and files over ``MAX_BYTES`` are errors;
+- scalars resolve by the YAML 1.2 core schema: only ``true``/``false`` are booleans, so ``on``,
+  ``yes``, ``no`` stay strings, and mapping keys are always their source text.
+No Python object is ever constructed from a tag: unknown tags are errors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import yaml
+
+from runner.diagnostics import Diagnostics
+
+__all__ = ["YNode", "YScalar", "YMap", "YSeq", "load_yaml", "to_py", "MAX_BYTES", "MAX_DEPTH", "MAX_NODES"]
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 100_000  # after alias expansion; a 200-job pipeline has a few thousand
+
+_Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_NULL = {"", "~", "null", "Null", "NULL"}
+_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_INT = re.compile(r"^[-+]?[0-9]+$")
+_INT_OCT = re.compile(r"^0o[0-7]+$")
+_INT_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(nan|NaN|NAN)$")
+_CORE = "tag:yaml.org,2002:"
+
+
+@dataclass(eq=False)
+class YNode:
+    line: int
+    col: int
+    size: int = field(default=1, repr=False)  # nodes below and including this one, aliases expanded
+
+
+@dataclass(eq=False)
+class YScalar(YNode):
+    value: object = None  # str, int, float, bool or None
+    text: str = ""  # the scalar as written (keys use it)
+    quoted: bool = False
+
+
+@dataclass(eq=False)
+class YMap(YNode):
+    entries: dict[str, tuple[YScalar, YNode]] = field(default_factory=dict)
+
+    def get(self, key: str) -> YNode | None:
+        entry = self.entries.get(key)
+        return entry[1] if entry else None
+
+
+@dataclass(eq=False)
+class YSeq(YNode):
+    items: list[YNode] = field(default_factory=list)
+
+
+class _Stop(Exception):
+    """Loading cannot go on; the reason is already in the diagnostics."""
+
+
+def load_yaml(text: str, diags: Diagnostics) -> YNode | None:
+    """The document's root node, or None (empty file or errors, which are in ``diags``)."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        diags.error("too-large", f"the file is larger than {MAX_BYTES // 1024} KiB; split it or generate less", 1, 1)
+        return None
+    try:
+        return _Builder(diags).run(text)
+    except _Stop:
+        return None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or "invalid YAML"
+        if exc.context and exc.problem:
+            problem = f"{exc.context}: {exc.problem}"
+        if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+            problem += " (a tab: indent with spaces)"
+        diags.error("yaml-syntax", f"invalid YAML: {problem}", mark.line + 1 if mark else 1,
+                    mark.column + 1 if mark else 1)
+        return None
+    except yaml.YAMLError as exc:  # reader errors without a mark (bad characters)
+        mark = getattr(exc, "position", None)
+        diags.error("yaml-syntax", f"invalid YAML: {exc}", 1, 1 if mark is None else 1)
+        return None
+
+
+class _Builder:
+    def __init__(self, diags: Diagnostics) -> None:
+        self.diags = diags
+        self.anchors: dict[str, YNode | None] = {}  # None: anchored container still open
+        self.expanded = 0
+
+    def run(self, text: str) -> YNode | None:
+        root: YNode | None = None
+        docs = 0
+        stack: list[tuple[YNode, str | None, list]] = []  # (container, anchor, pending key/items)
+        for event in yaml.parse(text, Loader=_Parser):
+            if isinstance(event, yaml.DocumentStartEvent):
+                docs += 1
+                if docs > 1:
+                    self._stop("multi-doc", "only one YAML document per pipeline file (remove this '---')", event)
+                continue
+            if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
+                continue
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if len(stack) >= MAX_DEPTH:
+                    self._stop("too-deep", f"nesting is deeper than {MAX_DEPTH} levels; flatten the file", event)
+                self._check_tag(event, "map" if isinstance(event, yaml.MappingStartEvent) else "seq")
+                line, col = event.start_mark.line + 1, event.start_mark.column + 1
+                node: YNode = YMap(line, col) if isinstance(event, yaml.MappingStartEvent) else YSeq(line, col)
+                if event.anchor:
+                    self.anchors[event.anchor] = None
+                stack.append((node, event.anchor, []))
+                continue
+            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                node, anchor, pending = stack.pop()
+                if isinstance(node, YMap):
+                    self._fill_map(node, pending)
+                else:
+                    node.items = pending
+                    node.size = 1 + sum(n.size for n in pending)
+                if anchor:
+                    self.anchors[anchor] = node
+                value = node
+            elif isinstance(event, yaml.AliasEvent):
+                if event.anchor not in self.anchors:
+                    self._stop("yaml-alias", f"unknown alias '*{event.anchor}': define '&{event.anchor}' before it", event)
+                value = self.anchors[event.anchor]
+                if value is None:
+                    self._stop("yaml-alias", f"alias '*{event.anchor}' refers to a node that contains it", event)
+                self.expanded += value.size
+                if self.expanded > MAX_NODES:
+                    self._stop("alias-bomb", f"aliases expand to more than {MAX_NODES} nodes; "
+                               "use fewer nested aliases (or Jinja loops)", event)
+            else:  # ScalarEvent
+                value = self._scalar(event)
+                if event.anchor:
+                    self.anchors[event.anchor] = value
+            if stack:
+                stack[-1][2].append(value)
+            else:
+                root = value
+        return root
+
+    def _fill_map(self, node: YMap, pending: list) -> None:
+        entries: dict[str, tuple[YScalar, YNode]] = {}
+        merges: list[YNode] = []
+        size = 1
+        for key, value in zip(pending[::2], pending[1::2]):
+            size += value.size + 1
+            if not isinstance(key, YScalar):
+                self.diags.error("yaml-key", "a mapping key must be a plain value, not a list or mapping",
+                                 key.line, key.col)
+                continue
+            if key.text == "<<" and not key.quoted:
+                merges.append(value)
+                continue
+            if key.text in entries:
+                first = entries[key.text][0]
+                self.diags.error("duplicate-key", f"duplicate key '{key.text}' (first defined on line {first.line})",
+                                 key.line, key.col)
+                continue
+            entries[key.text] = (key, value)
+        for merge in merges:  # YAML merge keys (`<<: *defaults`): keys written here win
+            sources = merge.items if isinstance(merge, YSeq) else [merge]
+            for src in sources:
+                if not isinstance(src, YMap):
+                    self.diags.error("yaml-merge", "'<<' must merge a mapping or a list of mappings", src.line, src.col)
+                    continue
+                for k, entry in src.entries.items():
+                    entries.setdefault(k, entry)
+        node.entries = entries
+        node.size = size
+
+    def _scalar(self, event) -> YScalar:
+        line, col = event.start_mark.line + 1, event.start_mark.column + 1
+        text = event.value
+        quoted = event.style not in (None, "")
+        node = YScalar(line, col, value=text, text=text, quoted=quoted)
+        tag = event.tag
+        if tag in (None, "!") and event.implicit[0] and not quoted:
+            node.value = _resolve(text)
+        elif tag not in (None, "!"):
+            node.value = self._tagged(tag, text, event)
+        return node
+
+    def _tagged(self, tag: str, text: str, event) -> object:
+        kind = tag[len(_CORE):] if tag.startswith(_CORE) else None
+        try:
+            if kind == "str":
+                return text
+            if kind == "int":
+                return int(text, 0)
+            if kind == "float":
+                return float(text)
+            if kind == "bool":
+                return _BOOL[text]
+            if kind == "null":
+                return None
+        except (ValueError, KeyError):
+            self._stop("yaml-tag", f"'{text}' is not a valid !!{kind}", event)
+        self._stop("yaml-tag", f"unsupported tag '{_show_tag(tag)}'; pipeline files use plain YAML values only", event)
+
+    def _check_tag(self, event, kind: str) -> None:
+        allowed = {"map": (None, "!", _CORE + "map"), "seq": (None, "!", _CORE + "seq")}[kind]
+        if event.tag not in allowed:
+            self._stop("yaml-tag", f"unsupported tag '{_show_tag(event.tag)}'; pipeline files use plain YAML values only", event)
+
+    def _stop(self, code: str, message: str, event) -> None:
+        self.diags.error(code, message, event.start_mark.line + 1, event.start_mark.column + 1)
+        raise _Stop
+
+
+def _char_at(text: str, line: int, col: int) -> str:
+    lines = text.split("\n")
+    return lines[line][col : col + 1] if line < len(lines) else ""
+
+
+def _show_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+
+
+def _resolve(text: str) -> object:
+    if text in _NULL:
+        return None
+    if text in _BOOL:
+        return _BOOL[text]
+    if _INT.match(text):
+        return int(text)
+    if _INT_OCT.match(text):
+        return int(text[2:], 8)
+    if _INT_HEX.match(text):
+        return int(text[2:], 16)
+    if _FLOAT.match(text) and any(c.isdigit() for c in text):
+        return float(text)
+    if _INF.match(text):
+        return -math.inf if text.startswith("-") else math.inf
+    if _NAN.match(text):
+        return math.nan
+    return text
+
+
+def to_py(node: YNode | None) -> object:
+    """Plain Python data (shares aliased subtrees; callers have already bounded the size)."""
+    if node is None:
+        return None
+    if isinstance(node, YScalar):
+        return node.value
+    if isinstance(node, YSeq):
+        return [to_py(n) for n in node.items]
+    return {k: to_py(v) for k, (_key, v) in node.entries.items()}
