@@ -32,6 +32,7 @@ class Settings:
     job_pids: int = 1024
     log_cap: int = 4 * 1024 * 1024  # bytes per step
     resource_ttl: float = 6 * 3600.0  # seconds until a leftover container/volume/network may be swept
+    targets_file: Path | None = None  # named deploy targets (YAML); None: <data_dir>/targets.yml
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
@@ -45,6 +46,8 @@ class Settings:
             values["docker_host"] = env["DOCKER_HOST"]
         if env.get("CONVEYOR_CONCURRENCY"):
             values["concurrency"] = int(env["CONVEYOR_CONCURRENCY"])
+        if env.get("CONVEYOR_TARGETS_FILE"):
+            values["targets_file"] = Path(env["CONVEYOR_TARGETS_FILE"]).expanduser()
         if env.get("CONVEYOR_INSTANCE"):
             values["instance"] = env["CONVEYOR_INSTANCE"]
         values.update({k: v for k, v in overrides.items() if v is not None})

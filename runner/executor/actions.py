@@ -27,6 +27,9 @@ class ActionContext:
     number: int | None = None  # the build number, for deploy history
     commit: str | None = None
     trigger: str = "cli"  # who started it: "cli", "webhook", a user name
+    # The build's workspace volume when the Docker backend holds the workspace (a build stage sends
+    # its context from there, so files earlier steps wrote are in the image); None: build.source.
+    workspace_volume: str | None = None
 
 
 @dataclass(frozen=True)
