@@ -10,6 +10,7 @@
     │   ├── BackendUnavailable the engine does not answer / is not installed
     │   └── ImageNotFound      an image is neither local nor pullable
     ├── StoreError             the SQLite store cannot be opened or written
+    │   └── BuildNotFound      no build matches what the user named
     ├── SourceError            git: no repository, unknown sha, fetch failed
     ├── DeployError            a deploy or rollback could not be carried out
     │   ├── NotASwarm          the target engine is not a swarm manager
@@ -28,6 +29,7 @@ __all__ = [
     "BackendUnavailable",
     "ImageNotFound",
     "StoreError",
+    "BuildNotFound",
     "SourceError",
     "DeployError",
     "NotASwarm",
@@ -67,6 +69,10 @@ class ImageNotFound(BackendError):
 
 
 class StoreError(ConveyorError):
+    pass
+
+
+class BuildNotFound(StoreError):
     pass
 
 

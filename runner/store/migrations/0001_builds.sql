@@ -2,6 +2,7 @@
 CREATE TABLE builds (
     id INTEGER PRIMARY KEY,
     repo TEXT NOT NULL,               -- repository name (the directory name for `conveyor run`)
+    repo_url TEXT,                    -- where it comes from (CI_REPO_URL), without credentials
     number INTEGER NOT NULL,          -- per repo, 1, 2, 3, ...
     uid TEXT NOT NULL UNIQUE,         -- resource-name-safe id used in container/volume/network names
     instance TEXT NOT NULL,           -- the runner that owns its resources
@@ -21,6 +22,7 @@ CREATE TABLE builds (
     plan TEXT,                        -- the Plan as JSON
     diagnostics TEXT,                 -- JSON list of diagnostics (config errors and warnings)
     pid INTEGER,                      -- the process running it, to tell a live build from a dead one
+    host TEXT,                        -- the host of that process (a pid means nothing elsewhere)
     created REAL NOT NULL,
     started REAL,
     finished REAL,
@@ -74,6 +76,7 @@ CREATE TABLE log_chunks (
     build_id INTEGER NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
     job_id INTEGER REFERENCES jobs (id) ON DELETE CASCADE,
     step INTEGER,
+    attempt INTEGER NOT NULL DEFAULT 1,
     seq INTEGER NOT NULL,
     first_line INTEGER NOT NULL,      -- line number (within the step) of the first line here, 1-based
     lines INTEGER NOT NULL,           -- how many lines

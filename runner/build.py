@@ -1,0 +1,189 @@
+"""One build, start to end: the one code path of `conveyor run` and of the server.
+
+``create_build`` records what was asked (a ``BuildRequest``) as a ``queued`` build with the next
+number of its repo; ``run_build`` runs it from a checkout: context, pipeline file, plan, executor,
+store. The server is this minus HTTP: it creates the build when a webhook arrives and calls
+``run_build`` when a worker is free.
+
+``run_build`` never loses what is stored and never leaves a build ``running`` when it returns: its
+final status is written in a ``finally``, also when the task is cancelled or something breaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import plugins
+from runner.backends.base import Backend, BuildRef
+from runner.errors import BackendError, ConfigError, ContextError, TemplateError
+from runner.executor.actions import ActionContext, ActionResult
+from runner.executor.events import BuildFinished, Event, FanoutSink
+from runner.plan import Stage
+from runner.settings import Settings, new_build_id
+from runner.store import builds as q
+from runner.store.db import Store
+from runner.store.recovery import this_host
+from runner.store.sink import StoreSink
+
+__all__ = ["BuildRequest", "create_build", "run_build"]
+
+log = logging.getLogger("conveyor.build")
+_GUARDED_KINDS = ("deploy", "rollback")
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build: the trigger, as stored with the build (the context is made from it)."""
+
+    repo: str
+    event: str
+    ref: str | None = None
+    branch: str | None = None
+    tag: str | None = None
+    sha: str | None = None
+    message: str | None = None
+    author: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    trigger: str = "cli"
+    pipeline: str | None = None  # the pipeline file, relative to the checkout; None: the default
+    repo_url: str | None = None
+
+
+def create_build(store: Store, request: BuildRequest, instance: str) -> int:
+    """Record a ``queued`` build numbered next in its repo (one write transaction); return its id."""
+    fields = dict(
+        repo=request.repo, repo_url=request.repo_url, uid=new_build_id(), instance=instance,
+        event=request.event, ref=request.ref, branch=request.branch, tag=request.tag, sha=request.sha,
+        message=request.message, author=request.author, params=dict(request.params), trigger=request.trigger,
+        pipeline=request.pipeline, status="queued", pid=os.getpid(), host=this_host(), created=time.time(),
+    )
+    build_id, _number = store.write(lambda conn: q.insert_build(conn, **fields))
+    return build_id
+
+
+class _Outcome:
+    """Remembers the BuildFinished reason for the build row."""
+
+    reason: str | None = None
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, BuildFinished):
+            self.reason = event.reason
+
+
+def _refused(kind: str):
+    async def refuse(stage: Stage, ctx: ActionContext) -> ActionResult:
+        return ActionResult(
+            "failure",
+            f"{kind} refused: this build may not {kind} (a pull request from a fork, or deploys are "
+            "disabled for this trigger); run it from a trusted branch to deploy",
+        )
+
+    return refuse
+
+
+async def run_build(store: Store, settings: Settings, build_id: int, source: Path, *, backend: Backend,
+                    sinks=(), secrets: dict[str, str] | None = None, trusted: bool = False,
+                    allow_deploy: bool = True, cancel: asyncio.Event | None = None,
+                    limiter: asyncio.Semaphore | None = None) -> str:
+    """Run a created build from the checkout at ``source``; return its final status."""
+    build = await store.aread(lambda c: q.get_build(c, build_id))
+    started = time.time()
+    await store.awrite(lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
+    plugins.build_started(build, settings)
+    status, reason = "failure", None
+    try:
+        status, reason = await _run(store, settings, build, Path(source), backend=backend, sinks=sinks,
+                                    secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
+                                    cancel=cancel, limiter=limiter)
+    except asyncio.CancelledError:
+        status, reason = "cancelled", "the build was cancelled"
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded on the build; a bug must not leave it running
+        log.exception("build %s failed with an internal error", build.label)
+        status, reason = "failure", f"internal error: {type(exc).__name__}: {exc}"
+    finally:
+        # Submitted synchronously, so the row is written even if this task is cancelled again.
+        done = store.submit(lambda c: q.finish_build(c, build_id, status, reason))
+        await asyncio.shield(asyncio.wrap_future(done))
+        finished = await store.aread(lambda c: q.get_build(c, build_id))
+        plugins.build_finished(finished, status, settings)
+    return status
+
+
+async def _run(store, settings, build: q.BuildRow, source: Path, *, backend, sinks, secrets, trusted,
+               allow_deploy, cancel, limiter) -> tuple[str, str | None]:
+    from runner.context import Context
+    from runner.dsl import load_pipeline
+    from runner.executor.run import run_plan
+
+    try:
+        ctx = Context.build(
+            sha=build.sha, branch=build.branch, tag=build.tag, ref=build.ref, message=build.message,
+            author=build.author, event=build.event, repo_name=build.repo, repo_url=build.repo_url,
+            params=build.params, build_number=build.number,
+        )
+        file = source / build.pipeline if build.pipeline else None
+        loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=trusted)
+    except (ContextError, TemplateError) as exc:
+        return "config_error", str(exc)
+    except ConfigError as exc:
+        await store.awrite(lambda c: q.store_pipeline(
+            c, build.id, pipeline=build.pipeline, rendered=None, plan=None,
+            diagnostics=[d.to_dict() for d in exc.diagnostics]))
+        return "config_error", _summary(exc.diagnostics)
+    pipeline = _relative(loaded.path, source) if loaded.path else build.pipeline
+    plan_json = loaded.plan.to_json() if loaded.plan is not None else None
+    diagnostics = [d.to_dict() for d in loaded.diagnostics]
+    await store.awrite(lambda c: q.store_pipeline(
+        c, build.id, pipeline=pipeline, rendered=loaded.rendered, plan=plan_json, diagnostics=diagnostics))
+    if not loaded.ok or loaded.plan is None:
+        return "config_error", _summary(loaded.diagnostics)
+    if cancel is not None and cancel.is_set():
+        return "cancelled", "cancelled before it started"
+    try:
+        await backend.available()
+    except BackendError as exc:
+        return "failure", str(exc)
+
+    actions = plugins.stage_actions(settings, store)
+    if not allow_deploy:
+        actions.update({kind: _refused(kind) for kind in _GUARDED_KINDS})
+    outcome = _Outcome()
+    rows = StoreSink(store, build.id, loaded.plan)
+    sink = FanoutSink(rows, outcome, *sinks, *plugins.event_sinks(build, settings))
+    ref = BuildRef(id=build.uid, source=source, instance=build.instance,
+                   labels={"io.conveyor.repo": build.repo, "io.conveyor.number": str(build.number)})
+    try:
+        status = await run_plan(
+            loaded.plan, ref, backend, sink, actions=actions, secrets=secrets, concurrency=settings.concurrency,
+            log_cap=settings.log_cap, cancel=cancel,
+            action_context={"number": build.number, "commit": build.sha, "trigger": build.trigger},
+            limiter=limiter,
+        )
+    finally:
+        # Keep the output seen so far, and wait until every queued row is written, so a reader
+        # after us sees the whole build.
+        rows.flush()
+        await asyncio.shield(asyncio.wrap_future(store.submit(lambda c: None)))
+    return status, outcome.reason
+
+
+def _relative(path: Path, source: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(source.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _summary(diagnostics) -> str:
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if not errors:
+        return "the pipeline could not be loaded"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{errors[0]}{more}"

@@ -1,0 +1,354 @@
+"""Typed queries over the build history: builds, their stages, jobs, steps and log chunks.
+
+Every function takes a ``sqlite3.Connection``: readers pass ``store.read()`` (or use
+``store.aread(lambda c: list_builds(c))`` from the loop), writers call the ``insert_*``/``mark_*``
+functions inside ``store.write(fn)``, so one transaction can hold several of them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.errors import BuildNotFound
+
+__all__ = [
+    "BuildRow",
+    "StageRow",
+    "JobRow",
+    "StepRow",
+    "LogChunk",
+    "BuildDetail",
+    "FINISHED",
+    "insert_build",
+    "mark_running",
+    "store_pipeline",
+    "finish_build",
+    "next_number",
+    "list_builds",
+    "get_build",
+    "find_build",
+    "get_detail",
+    "build_logs",
+    "unfinished_builds",
+]
+
+FINISHED = ("success", "failure", "cancelled", "timed_out", "skipped", "config_error", "interrupted")
+
+_SUMMARY_COLUMNS = (
+    "id, repo, repo_url, number, uid, instance, event, ref, branch, tag, sha, message, author, trigger, params, "
+    "status, reason, pipeline, pid, host, created, started, finished"
+)
+
+
+def _duration(started: float | None, finished: float | None) -> float | None:
+    if started is None:
+        return None
+    return (finished if finished is not None else time.time()) - started
+
+
+@dataclass(frozen=True)
+class BuildRow:
+    id: int
+    repo: str
+    number: int
+    uid: str
+    instance: str
+    event: str
+    status: str
+    created: float
+    repo_url: str | None = None
+    ref: str | None = None
+    branch: str | None = None
+    tag: str | None = None
+    sha: str | None = None
+    message: str | None = None
+    author: str | None = None
+    trigger: str = "cli"
+    params: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    pipeline: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    rendered: str | None = None  # only filled by get_build (large)
+    plan: str | None = None  # the Plan as JSON; only filled by get_build
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def short_sha(self) -> str:
+        return (self.sha or "")[:8]
+
+    @property
+    def duration(self) -> float | None:
+        return _duration(self.started, self.finished)
+
+    @property
+    def label(self) -> str:
+        """How a user names this build: ``repo#number``."""
+        return f"{self.repo}#{self.number}"
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> BuildRow:
+        data = dict(row)
+        data["params"] = json.loads(data.get("params") or "{}")
+        if "diagnostics" in data:
+            data["diagnostics"] = json.loads(data["diagnostics"] or "[]")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class StageRow:
+    id: int
+    position: int
+    name: str
+    kind: str
+    status: str
+    reason: str | None
+    started: float | None
+    finished: float | None
+
+    @property
+    def duration(self) -> float | None:
+        return _duration(self.started, self.finished)
+
+
+@dataclass(frozen=True)
+class StepRow:
+    id: int
+    position: int
+    name: str
+    attempt: int
+    status: str
+    exit_code: int | None
+    reason: str | None
+    started: float | None
+    finished: float | None
+
+    @property
+    def duration(self) -> float | None:
+        return _duration(self.started, self.finished)
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    stage: str
+    name: str
+    status: str
+    reason: str | None
+    started: float | None
+    finished: float | None
+    steps: tuple[StepRow, ...] = ()
+
+    @property
+    def duration(self) -> float | None:
+        return _duration(self.started, self.finished)
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    stage: str | None
+    job: str | None
+    step: int | None
+    attempt: int
+    first_line: int
+    lines: int
+    text: str
+
+
+@dataclass(frozen=True)
+class BuildDetail:
+    build: BuildRow
+    stages: tuple[StageRow, ...]
+    jobs: tuple[JobRow, ...]
+
+    def jobs_of(self, stage: str) -> list[JobRow]:
+        return [j for j in self.jobs if j.stage == stage]
+
+
+# -- writing (inside store.write) ------------------------------------------------------------
+
+
+def insert_build(conn: sqlite3.Connection, **fields: Any) -> tuple[int, int]:
+    """Insert a build with the next number of its repo; return (id, number). Call it inside one
+    write transaction: BEGIN IMMEDIATE makes the number and the insert atomic."""
+    fields = dict(fields)
+    fields["params"] = json.dumps(fields.get("params") or {}, sort_keys=True)
+    fields.setdefault("status", "queued")
+    fields.setdefault("created", time.time())
+    fields["number"] = next_number(conn, fields["repo"])
+    names = ", ".join(fields)
+    marks = ", ".join(f":{k}" for k in fields)
+    cur = conn.execute(f"INSERT INTO builds ({names}) VALUES ({marks})", fields)
+    return cur.lastrowid, fields["number"]
+
+
+def mark_running(conn: sqlite3.Connection, build_id: int, *, pid: int, host: str, started: float) -> None:
+    conn.execute(
+        "UPDATE builds SET status = 'running', pid = ?, host = ?, started = ? WHERE id = ?",
+        (pid, host, started, build_id),
+    )
+
+
+def store_pipeline(conn: sqlite3.Connection, build_id: int, *, pipeline: str | None, rendered: str | None,
+                   plan: str | None, diagnostics: list[dict[str, Any]]) -> None:
+    conn.execute(
+        "UPDATE builds SET pipeline = ?, rendered = ?, plan = ?, diagnostics = ? WHERE id = ?",
+        (pipeline, rendered, plan, json.dumps(diagnostics), build_id),
+    )
+
+
+def finish_build(conn: sqlite3.Connection, build_id: int, status: str, reason: str | None = None,
+                 finished: float | None = None) -> None:
+    """Set the final status; also closes stages, jobs and steps left open (a crash, a cancel)."""
+    now = finished if finished is not None else time.time()
+    conn.execute(
+        "UPDATE builds SET status = ?, reason = COALESCE(?, reason), finished = ? WHERE id = ?",
+        (status, reason, now, build_id),
+    )
+    open_status = status if status in ("cancelled", "interrupted", "timed_out") else "failure"
+    conn.execute(
+        "UPDATE steps SET status = ?, finished = ? WHERE status = 'running' AND job_id IN "
+        "(SELECT id FROM jobs WHERE build_id = ?)",
+        (open_status, now, build_id),
+    )
+    for table in ("jobs", "stages"):
+        conn.execute(
+            f"UPDATE {table} SET status = ?, finished = ? WHERE build_id = ? AND status = 'running'",
+            (open_status, now, build_id),
+        )
+        conn.execute(
+            f"UPDATE {table} SET status = 'skipped' WHERE build_id = ? AND status = 'queued'",
+            (build_id,),
+        )
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def next_number(conn: sqlite3.Connection, repo: str) -> int:
+    row = conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE repo = ?", (repo,)).fetchone()
+    return int(row[0])
+
+
+def list_builds(conn: sqlite3.Connection, *, repo: str | None = None, status: str | None = None,
+                limit: int = 20) -> list[BuildRow]:
+    """Newest first."""
+    where, params = [], []
+    if repo is not None:
+        where.append("repo = ?")
+        params.append(repo)
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    sql = f"SELECT {_SUMMARY_COLUMNS} FROM builds"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC LIMIT ?"
+    return [BuildRow.from_row(r) for r in conn.execute(sql, (*params, limit))]
+
+
+def get_build(conn: sqlite3.Connection, build_id: int) -> BuildRow:
+    row = conn.execute(
+        f"SELECT {_SUMMARY_COLUMNS}, rendered, plan, diagnostics FROM builds WHERE id = ?", (build_id,)
+    ).fetchone()
+    if row is None:
+        raise BuildNotFound(f"there is no build with id {build_id}; `conveyor builds` lists them")
+    return BuildRow.from_row(row)
+
+
+def find_build(conn: sqlite3.Connection, ref: str | None, current_repo: str | None = None) -> BuildRow:
+    """Resolve what a user typed: ``last`` or nothing (the newest build of the current repo),
+    ``N`` (build number N of the current repo), ``repo#N``, or ``id:N`` (the build id)."""
+    ref = (ref or "last").strip()
+    hint = "; `conveyor builds` lists them"
+    if ref.startswith("id:") and ref[3:].isdigit():
+        return get_build(conn, int(ref[3:]))
+    repo, _, number = ref.rpartition("#")
+    if not repo:
+        repo = current_repo
+    if number == "last":
+        sql, params = "SELECT id FROM builds", []
+        if repo:
+            sql, params = sql + " WHERE repo = ?", [repo]
+        row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
+        if row is None:
+            raise BuildNotFound(f"there are no builds{' of ' + repo if repo else ''} yet{hint}")
+        return get_build(conn, row[0])
+    if not number.isdigit():
+        raise BuildNotFound(
+            f"cannot read the build {ref!r}: give a number (42), repo#number (web#42), id:ID or last"
+        )
+    if repo:
+        row = conn.execute("SELECT id FROM builds WHERE repo = ? AND number = ?", (repo, int(number))).fetchone()
+        if row is None:
+            raise BuildNotFound(f"{repo} has no build #{number}{hint}")
+        return get_build(conn, row[0])
+    rows = conn.execute("SELECT id, repo FROM builds WHERE number = ?", (int(number),)).fetchall()
+    if len(rows) == 1:
+        return get_build(conn, rows[0][0])
+    if not rows:
+        raise BuildNotFound(f"no repository has a build #{number}{hint}")
+    repos = ", ".join(f"{r['repo']}#{number}" for r in rows)
+    raise BuildNotFound(f"build #{number} is ambiguous outside a repository: say which one ({repos})")
+
+
+def get_detail(conn: sqlite3.Connection, build_id: int) -> BuildDetail:
+    build = get_build(conn, build_id)
+    stages = tuple(
+        StageRow(**dict(r))
+        for r in conn.execute(
+            "SELECT id, position, name, kind, status, reason, started, finished FROM stages "
+            "WHERE build_id = ? ORDER BY position, id",
+            (build_id,),
+        )
+    )
+    steps: dict[int, list[StepRow]] = {}
+    for r in conn.execute(
+        "SELECT s.job_id, s.id, s.position, s.name, s.attempt, s.status, s.exit_code, s.reason, s.started, "
+        "s.finished FROM steps s JOIN jobs j ON j.id = s.job_id WHERE j.build_id = ? "
+        "ORDER BY s.position, s.attempt",
+        (build_id,),
+    ):
+        data = dict(r)
+        steps.setdefault(data.pop("job_id"), []).append(StepRow(**data))
+    jobs = tuple(
+        JobRow(**dict(r), steps=tuple(steps.get(r["id"], ())))
+        for r in conn.execute(
+            "SELECT id, stage, name, status, reason, started, finished FROM jobs WHERE build_id = ? ORDER BY id",
+            (build_id,),
+        )
+    )
+    return BuildDetail(build, stages, jobs)
+
+
+def build_logs(conn: sqlite3.Connection, build_id: int, *, job: str | None = None,
+               stage: str | None = None) -> Iterator[LogChunk]:
+    """The build's log chunks in the order they were written, optionally of one job."""
+    sql = (
+        "SELECT j.stage, j.name AS job, c.step, c.attempt, c.first_line, c.lines, c.text FROM log_chunks c "
+        "LEFT JOIN jobs j ON j.id = c.job_id WHERE c.build_id = ?"
+    )
+    params: list[Any] = [build_id]
+    if job is not None:
+        sql += " AND j.name = ?"
+        params.append(job)
+    if stage is not None:
+        sql += " AND j.stage = ?"
+        params.append(stage)
+    for r in conn.execute(sql + " ORDER BY c.seq", params):
+        yield LogChunk(**dict(r))
+
+
+def unfinished_builds(conn: sqlite3.Connection) -> list[BuildRow]:
+    """Builds still marked running or queued (live ones, or ones a crash left)."""
+    rows = conn.execute(
+        f"SELECT {_SUMMARY_COLUMNS} FROM builds WHERE status IN ('running', 'queued') ORDER BY id"
+    )
+    return [BuildRow.from_row(r) for r in rows]
