@@ -1,0 +1,273 @@
+"""The Docker backend (the default): one ephemeral container per job, its steps run with ``exec``.
+
+Per build: a workspace volume ``conveyor-<build>-ws`` and a bridge network ``conveyor-<build>``.
+Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 only sleeps; each step is an exec of
+``sh -e -c <run>`` with the step's env in the job's working directory, where the workspace volume is
+mounted. The first job of a build fills the volume from the checkout with ``put_archive`` into its
+own container before that container starts (no helper container: it would cost a container start).
+
+Containers are not privileged (unless the plan says so for a trusted repo), drop every capability
+but the few a shell needs, run with ``no-new-privileges``, pids/memory/CPU limits from Settings, no
+Docker socket and no host network. Everything carries the labels ``io.conveyor.build``,
+``io.conveyor.instance`` and ``io.conveyor.expires``; ``sweep`` and ``sweep_build`` remove by them.
+
+A step is stopped (timeout, cancel, early close) by signalling every process of its container except
+PID 1 (``kill -TERM -1`` in a second exec; ``-KILL`` after ``grace``). Every docker-py call crosses
+into threads through ``DockerEngine.call`` (runner/backends/docker_blocking.py), the one seam.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import threading
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.backends.docker_blocking import LABEL_BUILD, LABEL_INSTANCE, DockerEngine, expired, labels_for
+from runner.errors import BackendError
+from runner.plan import Job, Step
+from runner.settings import Settings
+
+__all__ = ["DockerBackend", "SHELL_CAPS"]
+
+# What a shell and ordinary build tools need as root inside a container; everything else is dropped.
+SHELL_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE")
+KEEP_ALIVE = ["sleep", "2147483647"]
+
+
+@dataclass
+class _Build:
+    ref: BuildRef
+    labels: dict[str, str]
+    volume: str
+    network: str
+    filled: bool = False
+    fill_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    jobs: int = 0
+
+
+@dataclass
+class _Container:
+    id: str | None
+    oom_seen: bool = False  # OOMKilled stays true once set: report it only for the step that caused it
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, settings: Settings | None = None, grace: float = 5.0, engine: DockerEngine | None = None) -> None:
+        self.settings = settings or Settings()
+        self.grace = grace
+        self.engine = engine or DockerEngine(self.settings.docker_host)
+        self._builds: dict[str, _Build] = {}
+        self._images_ok: set[str] = set()
+        self._streams: dict[str, Any] = {}  # exec id -> its output stream, to close a stuck one
+        self._cpus: float | None = None
+
+    # -- the contract ------------------------------------------------------------------------
+
+    async def available(self) -> None:
+        if self._cpus is None:
+            await self.engine.call(self.engine._blocking_ping)
+            info = await self.engine.call(lambda: self.engine.api.info())
+            self._cpus = float(info.get("NCPU") or os.cpu_count() or 1)
+
+    async def setup(self, build: BuildRef) -> None:
+        if build.id in self._builds:
+            return
+        labels = labels_for(build.id, build.instance, self.settings.resource_ttl, build.labels.items())
+        state = _Build(build, labels, volume=f"conveyor-{build.id}-ws", network=f"conveyor-{build.id}")
+        self._builds[build.id] = state
+        await asyncio.gather(
+            self.engine.call(self.engine._blocking_create_volume, state.volume, labels),
+            self.engine.call(self.engine._blocking_create_network, state.network, labels),
+        )
+
+    async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
+        state = self._builds.get(build.id)
+        if state is None:
+            raise BackendError("start_job before setup: the executor must call setup(build) first")
+        if job.image not in self._images_ok:
+            await self.engine.call(self.engine._blocking_ensure_image, job.image)
+            self._images_ok.add(job.image)
+        state.jobs += 1
+        name = f"conveyor-{build.id}-{_slug(job.name)}-{state.jobs}"
+        create, host = self._container_spec(state, job, name)
+        handle = JobHandle(build, job, data=_Container(None))
+        # The first job fills the shared workspace; the others wait for that, not for its start.
+        async with state.fill_lock:
+            fill = None if state.filled else (build.source, job.workdir)
+            handle.data.id = await self.engine.call(self.engine._blocking_start_container, create, host, fill)
+            state.filled = True
+        return handle
+
+    async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
+        container: _Container = handle.data
+        if container is None or container.id is None:
+            raise BackendError(f"job {handle.job.name!r} has no running container")
+        engine = self.engine
+        exec_id = await engine.call(engine._blocking_exec_create, container.id, ["sh", "-e", "-c", step.run],
+                                    env, handle.job.workdir)
+        pump = _Pump(asyncio.get_running_loop())
+        reader = asyncio.ensure_future(engine.call(engine._blocking_exec_stream, exec_id, pump.push, self._streams))
+        finished = False
+        try:
+            while (chunk := await pump.get()) is not None:
+                yield chunk
+            await reader
+            code = await self._exit_code(exec_id)
+            oom = False
+            if code == 137 and not container.oom_seen:
+                oom = container.oom_seen = await engine.call(engine._blocking_container_oom, container.id)
+            finished = True
+            yield StepExit(code, oom_killed=oom, reason="out of memory" if oom else None)
+        finally:
+            if not finished:
+                await _uncancelled(self._stop_step(container.id, exec_id, reader))
+
+    async def stop_job(self, handle: JobHandle) -> None:
+        container: _Container | None = handle.data
+        if container is not None and container.id is not None:
+            cid, container.id = container.id, None
+            await self.engine.call(self.engine._blocking_remove_container, cid)
+
+    async def teardown(self, build: BuildRef) -> None:
+        self._builds.pop(build.id, None)
+        await self.sweep_build(build.id)
+
+    # -- sweeps ------------------------------------------------------------------------------
+
+    async def sweep_build(self, build_id: str) -> int:
+        """Remove every container, network and volume of one build (say, one a `kill -9` left)."""
+        return await self.engine.call(self.engine._blocking_remove_labelled, {"label": [f"{LABEL_BUILD}={build_id}"]})
+
+    async def sweep(self, keep: Iterable[str] | None = None) -> int:
+        """Remove this instance's leftovers: resources of builds not running in this backend that are
+        expired, or, when ``keep`` (the builds alive elsewhere) is given, not in it."""
+        live = set(self._builds)
+        alive = None if keep is None else set(keep)
+
+        def leftover(labels: dict[str, str]) -> bool:
+            build = labels.get(LABEL_BUILD, "")
+            if build in live:
+                return False
+            return expired(labels) or (alive is not None and build not in alive)
+
+        instance = self.settings.instance
+        return await self.engine.call(self.engine._blocking_remove_labelled,
+                                      {"label": [f"{LABEL_INSTANCE}={instance}"]}, lambda l: not leftover(l))
+
+    async def sweep_periodically(self, interval: float = 600.0, keep=None) -> None:
+        """Sweep now and every ``interval`` seconds (``keep``: a callable giving the live build ids)."""
+        while True:
+            with contextlib.suppress(BackendError):
+                await self.sweep(keep() if keep else None)
+            await asyncio.sleep(interval)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _container_spec(self, state: _Build, job: Job, name: str) -> tuple[dict, dict]:
+        s = self.settings
+        cpus = min(s.job_cpus, self._cpus or os.cpu_count() or 1)
+        labels = dict(state.labels, **{"io.conveyor.job": job.name})
+        create = dict(image=job.image, name=name, labels=labels, working_dir=job.workdir,
+                      entrypoint=KEEP_ALIVE[:1], command=KEEP_ALIVE[1:], hostname=_slug(job.name)[:63])
+        host = dict(
+            binds=[f"{state.volume}:{job.workdir}:rw", *job.volumes],
+            network_mode=state.network,
+            privileged=job.privileged,
+            cap_drop=None if job.privileged else ["ALL"],
+            cap_add=None if job.privileged else list(SHELL_CAPS),
+            security_opt=["no-new-privileges"],
+            pids_limit=s.job_pids,
+            mem_limit=s.job_memory,
+            memswap_limit=s.job_memory,  # no swap: a job over its memory is OOM-killed, not slowed
+            nano_cpus=int(cpus * 1e9),
+        )
+        return create, host
+
+    async def _exit_code(self, exec_id: str) -> int:
+        # The output can end a moment before the engine records the exit: ask again briefly.
+        for _ in range(50):
+            info = await self.engine.call(self.engine._blocking_exec_inspect, exec_id)
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            await asyncio.sleep(0.02)
+        return -1
+
+    async def _stop_step(self, cid: str | None, exec_id: str, reader: asyncio.Future) -> None:
+        """SIGTERM the step's processes, SIGKILL after grace, then make sure its reader thread ends."""
+        engine = self.engine
+        if cid is not None:
+            for sig, wait in (("TERM", self.grace), ("KILL", 5.0)):
+                await engine.call(engine._blocking_signal_steps, cid, sig)
+                done, _ = await asyncio.wait([reader], timeout=wait)
+                if done:
+                    return
+        stream = self._streams.pop(exec_id, None)
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        await asyncio.wait([reader], timeout=5.0)
+
+
+class _Pump:
+    """Hands output from the reader thread to the event loop, coalescing chunks that arrive while
+    the loop is busy, so a step printing fast costs few loop wake-ups."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.lock = threading.Lock()
+        self.ready = asyncio.Event()
+        self.chunks: list[bytes] = []
+        self.done = False
+        self.woken = False
+
+    def push(self, chunk: bytes | None) -> None:  # called from the reader thread
+        with self.lock:
+            if chunk is None:
+                self.done = True
+            else:
+                self.chunks.append(chunk)
+            wake, self.woken = not self.woken, True
+        if wake:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                self.loop.call_soon_threadsafe(self.ready.set)
+
+    async def get(self) -> bytes | None:
+        while True:
+            with self.lock:
+                if self.chunks:
+                    data = b"".join(self.chunks)
+                    self.chunks.clear()
+                    return data
+                if self.done:
+                    return None
+                self.woken = False
+                self.ready.clear()
+            await self.ready.wait()
+
+
+async def _uncancelled(coro) -> None:
+    """Run cleanup to its end even if the caller is cancelled again meanwhile."""
+    task = asyncio.ensure_future(coro)
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                break
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "job"

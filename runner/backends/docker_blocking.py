@@ -1,0 +1,245 @@
+"""The one seam between the event loop and docker-py: every blocking engine call lives here.
+
+``DockerEngine.call(fn, ...)`` runs one of the ``_blocking_*`` methods on a thread pool of its own
+(sized for one streaming step per running job plus the short calls around them: the default pool of
+``asyncio.to_thread`` has only ``cpu + 4`` threads, and eight jobs streaming output would starve it).
+One low-level ``APIClient`` with a large connection pool is shared by all builds, so a step costs
+three short HTTP calls (exec create, start, inspect) and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import io
+import os
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+from docker import errors as derrors
+
+from runner.errors import BackendError, BackendUnavailable, ImageNotFound
+
+__all__ = ["DockerEngine", "LABEL_BUILD", "LABEL_INSTANCE", "LABEL_EXPIRES"]
+
+T = TypeVar("T")
+LABEL_BUILD = "io.conveyor.build"
+LABEL_INSTANCE = "io.conveyor.instance"
+LABEL_EXPIRES = "io.conveyor.expires"
+
+
+class DockerEngine:
+    def __init__(self, base_url: str | None = None, threads: int = 64) -> None:
+        self.base_url = base_url
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="conveyor-docker")
+        self._api: docker.APIClient | None = None
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a ``_blocking_*`` method on the engine's threads, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    @property
+    def api(self) -> docker.APIClient:
+        if self._api is None:
+            kwargs = docker.utils.kwargs_from_env()
+            if self.base_url:
+                kwargs["base_url"] = self.base_url
+            self._api = docker.APIClient(version="auto", max_pool_size=64, **kwargs)
+        return self._api
+
+    # -- engine and images -------------------------------------------------------------------
+
+    def _blocking_ping(self) -> None:
+        try:
+            self.api.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
+            where = self.base_url or os.environ.get("DOCKER_HOST") or "the local socket"
+            raise BackendUnavailable(
+                f"no Docker engine answers at {where} ({exc}); start dockerd, set DOCKER_HOST, "
+                "or run with --backend local"
+            ) from None
+
+    def _blocking_ensure_image(self, image: str) -> None:
+        """Pull policy if-not-present: a local image is used as is; a missing one is pulled once."""
+        try:
+            self.api.inspect_image(image)
+            return
+        except derrors.ImageNotFound:
+            pass
+        repo, tag = _split_image(image)
+        try:
+            self.api.pull(repo, tag=tag)
+            self.api.inspect_image(image)
+        except Exception as exc:  # noqa: BLE001 - every pull failure gets the same advice
+            raise ImageNotFound(
+                f"image {image!r} is not on this engine and could not be pulled ({_short(exc)}); "
+                f"run `conveyor images bootstrap` for the conveyor-test images, or "
+                f"`docker pull {image}` / `docker load -i FILE` where a registry is out of reach"
+            ) from None
+
+    # -- per-build resources -----------------------------------------------------------------
+
+    def _blocking_create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.api.create_volume(name=name, labels=labels)
+
+    def _blocking_create_network(self, name: str, labels: dict[str, str]) -> None:
+        if self.api.networks(names=[name]):
+            return
+        self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+
+    def _blocking_start_container(self, create: dict[str, Any], host_config: dict[str, Any],
+                                  fill: tuple[Path, str] | None) -> str:
+        """Create, optionally fill the workspace (before start, so no step sees it half-copied), start."""
+        api = self.api
+        container = api.create_container(host_config=api.create_host_config(**host_config), **create)
+        cid = container["Id"]
+        try:
+            if fill is not None:
+                source, path = fill
+                with _tar_of(source) as archive:
+                    api.put_archive(cid, path, archive)
+            api.start(cid)
+        except Exception:
+            self._blocking_remove_container(cid)
+            raise
+        return cid
+
+    def _blocking_remove_container(self, cid: str) -> None:
+        try:
+            self.api.remove_container(cid, force=True, v=False)
+        except derrors.NotFound:
+            pass
+        except derrors.APIError as exc:
+            if "already in progress" not in str(exc):
+                raise
+
+    def _blocking_container_oom(self, cid: str) -> bool:
+        try:
+            return bool(self.api.inspect_container(cid)["State"].get("OOMKilled"))
+        except derrors.NotFound:
+            return False
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _blocking_exec_create(self, cid: str, cmd: list[str], env: dict[str, str], workdir: str) -> str:
+        return self.api.exec_create(cid, cmd, environment=env, workdir=workdir)["Id"]
+
+    def _blocking_exec_stream(self, exec_id: str, push: Callable[[bytes | None], None],
+                              streams: dict[str, Any]) -> None:
+        """Start the exec and hand its output to ``push`` until it ends (then ``push(None)``)."""
+        try:
+            stream = self.api.exec_start(exec_id, stream=True)
+            streams[exec_id] = stream
+            for chunk in stream:
+                push(chunk)
+        except Exception:  # noqa: BLE001 - the socket was closed under us: the step is being stopped
+            pass
+        finally:
+            streams.pop(exec_id, None)
+            push(None)
+
+    def _blocking_exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        return self.api.exec_inspect(exec_id)
+
+    def _blocking_signal_steps(self, cid: str, signal: str) -> None:
+        """Signal every process of the job's container except its keep-alive PID 1.
+
+        ``kill -1`` reaches every process the caller may signal except init and itself: as the
+        steps of one job never overlap, that is exactly the running step, whatever it spawned.
+        """
+        try:
+            exec_id = self.api.exec_create(cid, ["sh", "-c", f"kill -{signal} -1 2>/dev/null; true"])["Id"]
+            self.api.exec_start(exec_id)
+        except (derrors.NotFound, derrors.APIError):
+            pass  # the container is gone or stopping: so is the step
+
+    # -- teardown and sweeps -----------------------------------------------------------------
+
+    def _blocking_remove_labelled(self, filters: dict[str, Any],
+                                  keep: Callable[[dict[str, str]], bool] = lambda labels: False) -> int:
+        """Remove containers, then networks, then volumes matching ``filters`` (labels) unless ``keep``."""
+        api, removed = self.api, 0
+        for c in api.containers(all=True, filters=filters):
+            if not keep(c.get("Labels") or {}):
+                self._blocking_remove_container(c["Id"])
+                removed += 1
+        for n in api.networks(filters=filters):
+            if not keep(n.get("Labels") or {}):
+                removed += _ignore_missing(api.remove_network, n["Id"])
+        for v in api.volumes(filters=filters).get("Volumes") or []:
+            if not keep(v.get("Labels") or {}):
+                removed += _ignore_missing(api.remove_volume, v["Name"], force=True)
+        return removed
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._api is not None:
+            self._api.close()
+
+
+def expired(labels: dict[str, str], now: float | None = None) -> bool:
+    try:
+        return float(labels.get(LABEL_EXPIRES, "inf")) < (time.time() if now is None else now)
+    except ValueError:
+        return True
+
+
+def _ignore_missing(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    try:
+        fn(*args, **kwargs)
+        return 1
+    except derrors.NotFound:
+        return 0
+    except derrors.APIError as exc:  # e.g. a volume still in use by a container being removed
+        raise BackendError(f"could not remove {args[0]}: {_short(exc)}; run `conveyor` again to sweep it") from None
+
+
+def _split_image(image: str) -> tuple[str, str]:
+    if "@" in image:
+        return image, None  # type: ignore[return-value]
+    name, sep, tag = image.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return image, "latest"
+
+
+def _short(exc: Exception) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return str(text).strip().splitlines()[0][:300] if text else type(exc).__name__
+
+
+class _tar_of:
+    """A tar of ``source`` (everything, ``.git`` included, so `git` works in steps), owned by root,
+    written to a temporary file so a big checkout does not sit in memory."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = Path(source)
+        self.file = tempfile.TemporaryFile()
+
+    def __enter__(self) -> io.IOBase:
+        def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            return info
+
+        with tarfile.open(fileobj=self.file, mode="w") as tar:
+            for entry in sorted(self.source.iterdir()):
+                tar.add(entry, arcname=entry.name, filter=owned_by_root)
+        self.file.seek(0)
+        return self.file
+
+    def __exit__(self, *exc: object) -> None:
+        self.file.close()
+
+
+def labels_for(build_id: str, instance: str, ttl: float, extra: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
+    labels = dict(extra)
+    labels.update({LABEL_BUILD: build_id, LABEL_INSTANCE: instance, LABEL_EXPIRES: str(int(time.time() + ttl))})
+    return labels

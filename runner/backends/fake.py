@@ -1,0 +1,120 @@
+"""A scripted backend: executor tests say what each step prints, how long it takes and how it ends.
+
+Nothing runs. A step is looked up in ``script`` by its ``run`` text, then by its name; a step not in
+the script prints nothing and succeeds. Every call is recorded in ``calls`` so tests can check the
+order and that ``stop_job``/``teardown`` always came.
+
+``FakeStep.output`` may be a callable taking a ``FakeRun`` (env, workdir, the build's simulated
+workspace, the attempt number) so a script can react to what the executor handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.errors import BackendError
+from runner.plan import Job, Step
+
+__all__ = ["FakeBackend", "FakeStep", "FakeRun"]
+
+
+@dataclass
+class FakeRun:
+    """What a scripted step sees."""
+
+    job: Job
+    step: Step
+    env: dict[str, str]
+    workdir: str
+    workspace: dict[str, str]  # shared by the jobs of one build, like a real workspace volume
+    attempt: int  # 1 for the first run of this step in this job, 2 for its first retry, ...
+
+
+@dataclass
+class FakeStep:
+    output: Sequence[bytes] | Callable[[FakeRun], Sequence[bytes]] = ()
+    exit: int | Sequence[int] = 0  # a sequence gives the exit of attempt 1, 2, ... (last repeats)
+    delay: float = 0.0  # seconds before the exit (after the output)
+    chunk_delay: float = 0.0  # seconds between output chunks
+    oom: bool = False
+
+
+@dataclass
+class FakeBackend(Backend):
+    script: Mapping[str, FakeStep] = field(default_factory=dict)
+    fail_available: Exception | None = None
+    fail_setup: Exception | None = None
+    fail_start: Mapping[str, Exception] = field(default_factory=dict)  # job name -> error
+    start_delay: float = 0.0
+    grace: float = 0.05
+    name: str = "fake"
+    calls: list[tuple] = field(default_factory=list)
+    running: int = 0  # jobs started and not yet stopped
+    peak_running: int = 0
+    stopped_steps: list[str] = field(default_factory=list)  # steps stopped early (timeout, cancel)
+    workspaces: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    async def available(self) -> None:
+        self.calls.append(("available",))
+        if self.fail_available:
+            raise self.fail_available
+
+    async def setup(self, build: BuildRef) -> None:
+        self.calls.append(("setup", build.id))
+        if self.fail_setup:
+            raise self.fail_setup
+        self.workspaces[build.id] = {}
+
+    async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
+        self.calls.append(("start_job", job.name))
+        if self.start_delay:
+            await asyncio.sleep(self.start_delay)
+        if job.name in self.fail_start:
+            raise self.fail_start[job.name]
+        if build.id not in self.workspaces:
+            raise BackendError("start_job before setup: the executor must call setup(build) first")
+        self.running += 1
+        self.peak_running = max(self.peak_running, self.running)
+        return JobHandle(build, job, data={"alive": True, "attempts": {}})
+
+    async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
+        if not handle.data["alive"]:
+            raise BackendError(f"job {handle.job.name!r} was already stopped")
+        self.calls.append(("exec_step", handle.job.name, step.name))
+        attempts = handle.data["attempts"]
+        attempts[step.name] = attempt = attempts.get(step.name, 0) + 1
+        entry = self.script.get(step.run) or self.script.get(step.name) or FakeStep()
+        run = FakeRun(handle.job, step, dict(env), handle.job.workdir,
+                      self.workspaces[handle.build.id], attempt)
+        finished = False
+        try:
+            output = entry.output(run) if callable(entry.output) else entry.output
+            for chunk in output:
+                if entry.chunk_delay:
+                    await asyncio.sleep(entry.chunk_delay)
+                yield chunk
+            if entry.delay:
+                await asyncio.sleep(entry.delay)
+            exits = [entry.exit] if isinstance(entry.exit, int) else list(entry.exit)
+            code = exits[min(attempt, len(exits)) - 1]
+            finished = True
+            yield StepExit(137 if entry.oom else code, oom_killed=entry.oom,
+                           reason="out of memory" if entry.oom else None)
+        finally:
+            if not finished:  # stopped early: what a real backend does with SIGTERM/SIGKILL
+                self.stopped_steps.append(step.name)
+                self.calls.append(("stop_step", handle.job.name, step.name, time.monotonic()))
+
+    async def stop_job(self, handle: JobHandle) -> None:
+        self.calls.append(("stop_job", handle.job.name))
+        if handle.data and handle.data["alive"]:
+            handle.data["alive"] = False
+            self.running -= 1
+
+    async def teardown(self, build: BuildRef) -> None:
+        self.calls.append(("teardown", build.id))
+        self.workspaces.pop(build.id, None)

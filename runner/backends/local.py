@@ -1,0 +1,113 @@
+"""The local backend: steps run as processes on the runner's own host. It isolates NOTHING.
+
+Only used when asked for (``conveyor run --backend local``): for trusted pipelines on a developer's
+machine, or where no Docker engine exists. What it does:
+
+- a per-build workspace directory, copied from the checkout (symlinks kept as symlinks), removed
+  at teardown; every job of the build works in it, like the Docker backend's workspace volume;
+- each step is ``sh -e -c <run>`` in its own process group, so stopping a step (timeout, cancel)
+  reaches every process it started: SIGTERM to the group, SIGKILL after ``grace`` seconds;
+- the environment is the step's env only, plus PATH, HOME and LANG from the runner; nothing else
+  of the runner's environment leaks in. ``CI_WORKSPACE`` points at the real directory.
+
+What it does not do: the job's ``image`` is ignored; steps run as the runner's user, see the whole
+file system and network, and are not limited in memory, CPU or processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.errors import BackendError, BackendUnavailable
+from runner.plan import Job, Step
+
+__all__ = ["LocalBackend"]
+
+_INHERITED = ("PATH", "HOME", "LANG")
+_READ_SIZE = 256 * 1024
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, grace: float = 5.0, root: Path | None = None) -> None:
+        self.grace = grace
+        self.root = root  # where workspaces go; None: the system temp directory
+        self._workspaces: dict[str, Path] = {}
+
+    async def available(self) -> None:
+        if not shutil.which("sh"):
+            raise BackendUnavailable("the local backend needs `sh` on PATH; install a POSIX shell")
+
+    async def setup(self, build: BuildRef) -> None:
+        if build.id in self._workspaces:
+            return
+        if not Path(build.source).is_dir():
+            raise BackendError(f"the build's source {build.source} is not a directory")
+        base = await asyncio.to_thread(tempfile.mkdtemp, prefix=f"conveyor-{build.id}-", dir=self.root)
+        workspace = Path(base) / "workspace"
+        self._workspaces[build.id] = workspace
+        await asyncio.to_thread(shutil.copytree, build.source, workspace, symlinks=True)
+
+    async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
+        workspace = self._workspaces.get(build.id)
+        if workspace is None:
+            raise BackendError("start_job before setup: the executor must call setup(build) first")
+        return JobHandle(build, job, data={"workspace": workspace, "proc": None})
+
+    async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
+        workspace: Path = handle.data["workspace"]
+        full_env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
+        full_env.update(env)
+        full_env["CI_WORKSPACE"] = str(workspace)
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-e", "-c", step.run, cwd=workspace, env=full_env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, limit=_READ_SIZE,
+        )
+        handle.data["proc"] = proc
+        try:
+            while chunk := await proc.stdout.read(_READ_SIZE):
+                yield chunk
+            code = await proc.wait()
+            yield StepExit(128 - code if code < 0 else code)
+        finally:
+            handle.data["proc"] = None
+            if proc.returncode is None:
+                await _stop_group(proc, self.grace)
+
+    async def stop_job(self, handle: JobHandle) -> None:
+        proc = handle.data.get("proc") if handle.data else None
+        if proc is not None and proc.returncode is None:
+            await _stop_group(proc, self.grace)
+
+    async def teardown(self, build: BuildRef) -> None:
+        workspace = self._workspaces.pop(build.id, None)
+        if workspace is not None:
+            await asyncio.to_thread(shutil.rmtree, workspace.parent, ignore_errors=True)
+
+
+async def _stop_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM to the step's process group, SIGKILL after ``grace`` seconds."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            await asyncio.wait_for(asyncio.shield(proc.wait()), wait)
+            break
+        except asyncio.TimeoutError:
+            continue
+    # A step's children that ignore SIGTERM still hold the group: make sure none outlive the step.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

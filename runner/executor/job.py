@@ -1,0 +1,178 @@
+"""One job: start its place on the backend, run its steps in order (retries, timeouts), stop it.
+
+A job never raises for a failure of its own (a step's exit code, a backend error, a timeout): it
+reports it in events and returns its status, so sibling jobs keep running. Only cancellation (Ctrl-C,
+a build timeout) propagates, after the job has emitted its last events and its place is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.executor.events import (EventSink, JobFinished, JobStarted, StepFinished, StepOutput,
+                                    StepStarted)
+from runner.executor.logs import SecretMasker, StepLog
+from runner.plan import Job, Step
+
+__all__ = ["BuildContext", "run_job", "uncancelled"]
+
+log = logging.getLogger("conveyor.executor")
+
+
+@dataclass
+class BuildContext:
+    """What every job of one build shares."""
+
+    build: BuildRef
+    backend: Backend
+    sink: EventSink
+    secrets: Mapping[str, str]
+    log_cap: int
+    limiter: asyncio.Semaphore
+    masker: SecretMasker = field(init=False)
+    stop_status: str | None = None  # "cancelled" or "timed_out" once the whole build is being stopped
+    stop_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self.masker = SecretMasker(self.secrets.values())
+
+    def emit(self, event_type: type, **fields) -> None:
+        self.sink.emit(event_type(time=time.time(), **fields))
+
+    def stopped(self) -> tuple[str, str]:
+        return self.stop_status or "cancelled", self.stop_reason or "cancelled"
+
+    def new_log(self) -> StepLog:
+        return StepLog(self.masker, self.log_cap)
+
+
+async def run_job(ctx: BuildContext, stage: str, job: Job) -> tuple[str, str | None]:
+    """Run one job under the build's limiter; return its (status, reason)."""
+    async with ctx.limiter:
+        ctx.emit(JobStarted, stage=stage, job=job.name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + job.timeout if job.timeout else None
+        handle: JobHandle | None = None
+        status, reason = "success", None
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    handle = await ctx.backend.start_job(ctx.build, job)
+            except TimeoutError:
+                status, reason = "timed_out", f"job timed out after {job.timeout:g}s while starting"
+            except Exception as exc:  # noqa: BLE001 - a backend error fails this job, not the build
+                status, reason = "failure", _describe(exc)
+            else:
+                for index, step in enumerate(job.steps):
+                    status, reason = await _run_step(ctx, stage, job, handle, index, step, deadline)
+                    if status != "success":
+                        break
+        except asyncio.CancelledError:
+            status, reason = ctx.stopped()
+            raise
+        finally:
+            if handle is not None:
+                try:
+                    await uncancelled(ctx.backend.stop_job(handle))
+                except asyncio.CancelledError:
+                    status, reason = ctx.stopped()
+                    ctx.emit(JobFinished, stage=stage, job=job.name, status=status, reason=reason)
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("stopping job %s failed: %s", job.name, exc)
+            ctx.emit(JobFinished, stage=stage, job=job.name, status=status, reason=reason)
+        return status, reason
+
+
+async def _run_step(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, index: int, step: Step,
+                    job_deadline: float | None) -> tuple[str, str | None]:
+    """Run a step, again after a failure while ``step.retry`` allows (never after a timeout)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        ctx.emit(StepStarted, stage=stage, job=job.name, step=index, name=step.name, attempt=attempt)
+        status, code, reason = await _attempt(ctx, stage, job, handle, index, step, attempt, job_deadline)
+        ctx.emit(StepFinished, stage=stage, job=job.name, step=index, status=status, exit_code=code,
+                 attempt=attempt, reason=reason)
+        if status == "failure" and attempt <= step.retry:
+            continue
+        if status != "success" and reason is not None:
+            reason = f"step {step.name!r}: {reason}"
+        return status, reason
+
+
+async def _attempt(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, index: int, step: Step,
+                   attempt: int, job_deadline: float | None) -> tuple[str, int | None, str | None]:
+    loop = asyncio.get_running_loop()
+    step_deadline = loop.time() + step.timeout if step.timeout else None
+    deadline = min((d for d in (step_deadline, job_deadline) if d is not None), default=None)
+    env = {**job.env, **step.env, **ctx.secrets}
+    out = ctx.new_log()
+
+    def emit_lines(lines: list[str]) -> None:
+        if lines:
+            ctx.emit(StepOutput, stage=stage, job=job.name, step=index, lines=tuple(lines))
+
+    result: StepExit | None = None
+    status, reason = None, None
+    agen = ctx.backend.exec_step(handle, step, env)
+    try:
+        async with asyncio.timeout_at(deadline):
+            async for item in agen:
+                if isinstance(item, StepExit):
+                    result = item
+                else:
+                    emit_lines(out.feed(item))
+    except TimeoutError:
+        status = "timed_out"
+        if deadline == step_deadline:
+            reason = f"timed out after {step.timeout:g}s"
+        else:
+            reason = f"job timed out after {job.timeout:g}s"
+    except asyncio.CancelledError:
+        emit_lines(out.close())
+        status, reason = ctx.stopped()
+        ctx.emit(StepFinished, stage=stage, job=job.name, step=index, status=status, exit_code=None,
+                 attempt=attempt, reason=reason)
+        raise
+    except Exception as exc:  # noqa: BLE001 - the backend broke: this step fails, with the reason
+        status, reason = "failure", _describe(exc)
+    finally:
+        await uncancelled(agen.aclose())
+    emit_lines(out.close())
+    if status is not None:
+        return status, None, reason
+    if result is None:
+        return "failure", None, "the backend ended the step without an exit status"
+    if result.code == 0:
+        return "success", 0, (f"output capped at {ctx.log_cap} bytes" if out.capped else None)
+    if result.oom_killed:
+        return "failure", result.code, "out of memory"
+    return "failure", result.code, result.reason or f"exit code {result.code}"
+
+
+async def uncancelled(coro) -> None:
+    """Run cleanup to its end even when cancelled meanwhile; then re-raise that cancellation."""
+    task = asyncio.ensure_future(coro)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
+
+
+def _describe(exc: Exception) -> str:
+    from runner.errors import ConveyorError
+
+    if isinstance(exc, ConveyorError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,214 @@
+"""Run a plan: stages in order, the jobs of a stage concurrently, post blocks, teardown always.
+
+``run_plan`` knows no Docker, SQL or HTTP: it drives a ``Backend``, calls stage actions for
+build/deploy/rollback stages, and tells an ``EventSink`` everything, BuildStarted first and
+BuildFinished last, whatever happens (a failed setup, a timeout, a cancellation, a bug).
+
+Statuses (DSL.md): a stage that fails makes later stages with the default ``when`` skipped;
+``when: {status: [failure]}`` stages run only after a failure, ``always`` runs anyway. The build
+ends ``success``, ``failure``, ``timed_out`` (a step, job or the build ran out of time) or
+``cancelled``. Post blocks run after the stages: ``always``, then ``success`` or ``failure`` by the
+build's status; a failing post job fails the build. After a cancellation or a build timeout the
+post blocks do not run: the build is out of time, and Ctrl-C must clean up within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+from runner.backends.base import Backend, BuildRef
+from runner.executor.actions import ActionContext, StageAction
+from runner.executor.events import (BuildFinished, BuildStarted, EventSink, JobFinished, JobStarted,
+                                    StageFinished, StageStarted, StepFinished, StepOutput, StepStarted)
+from runner.executor.job import BuildContext, _describe, run_job, uncancelled
+from runner.plan import Job, Plan, Stage
+
+__all__ = ["run_plan"]
+
+log = logging.getLogger("conveyor.executor")
+
+
+async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSink, *,
+                   actions: Mapping[str, StageAction] = {},  # noqa: B006 - read only
+                   secrets: Mapping[str, str] = {},  # noqa: B006 - read only
+                   concurrency: int | None = None,
+                   log_cap: int = 4 * 1024 * 1024,
+                   cancel: asyncio.Event | None = None,
+                   action_context: dict | None = None,
+                   limiter: asyncio.Semaphore | None = None) -> str:
+    """Run ``plan`` as ``build`` on ``backend``; return the build's final status.
+
+    ``secrets`` reach every step as env vars and are masked in all output. ``limiter`` (shared
+    across builds by a server) or else ``concurrency`` (default: CPU count) caps jobs at once.
+    Setting ``cancel`` stops everything (status ``cancelled``); cancelling the task running this
+    does the same and then re-raises ``CancelledError``.
+    """
+    limiter = limiter or asyncio.Semaphore(concurrency or os.cpu_count() or 2)
+    ctx = BuildContext(build, backend, sink, dict(secrets), log_cap, limiter)
+    ctx.emit(BuildStarted)
+    status, reason, external_cancel = "failure", None, False
+    try:
+        try:
+            await backend.available()
+            await backend.setup(build)
+        except Exception as exc:  # noqa: BLE001 - reported as the build's failure
+            status, reason = "failure", _describe(exc)
+        else:
+            runner = _PlanRun(plan, ctx, actions, action_context or {})
+            body = asyncio.ensure_future(runner.run())
+            watcher = asyncio.ensure_future(_watch(ctx, body, cancel, plan.timeout))
+            try:
+                status, reason = await body
+            except asyncio.CancelledError:
+                if not body.cancelled() or asyncio.current_task().cancelling():
+                    external_cancel = True
+                    ctx.stop_status = ctx.stop_status or "cancelled"
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await uncancelled(_wait(body))
+                status, reason = ctx.stopped()
+            finally:
+                watcher.cancel()
+    except asyncio.CancelledError:
+        external_cancel = True
+        status, reason = "cancelled", "cancelled"
+    except Exception as exc:  # noqa: BLE001 - a bug; the build still gets its last event
+        log.exception("the executor failed")
+        status, reason = "failure", f"internal error: {_describe(exc)}"
+    finally:
+        try:
+            await uncancelled(backend.teardown(build))
+        except asyncio.CancelledError:
+            external_cancel = True
+        except Exception as exc:  # noqa: BLE001
+            log.warning("teardown of build %s failed: %s", build.id, exc)
+            reason = f"{reason or status}; teardown failed: {_describe(exc)}"
+        ctx.emit(BuildFinished, status=status, reason=reason)
+    if external_cancel:
+        raise asyncio.CancelledError
+    return status
+
+
+async def _wait(task: asyncio.Future) -> None:
+    with contextlib.suppress(BaseException):
+        await asyncio.wait([task])
+
+
+async def _watch(ctx: BuildContext, body: asyncio.Future, cancel: asyncio.Event | None,
+                 timeout: float | None) -> None:
+    """Stop the build's body when ``cancel`` is set or the build's timeout passes."""
+    if cancel is None and timeout is None:
+        return
+    if cancel is None:
+        await asyncio.sleep(timeout)
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(cancel.wait(), timeout)
+    if cancel is not None and cancel.is_set():
+        ctx.stop_status, ctx.stop_reason = "cancelled", "cancelled"
+    else:
+        ctx.stop_status, ctx.stop_reason = "timed_out", f"build timed out after {timeout:g}s"
+    body.cancel()
+
+
+class _PlanRun:
+    def __init__(self, plan: Plan, ctx: BuildContext, actions: Mapping[str, StageAction], extra: dict) -> None:
+        self.plan, self.ctx, self.actions, self.extra = plan, ctx, actions, extra
+
+    async def run(self) -> tuple[str, str | None]:
+        failed: tuple[str, str | None] | None = None  # the first stage that did not succeed
+        for stage in self.plan.stages:
+            so_far = "success" if failed is None else "failure"
+            skip = stage.skip_reason or _when_skips(stage, so_far)
+            if skip:
+                self.ctx.emit(StageStarted, stage=stage.name)
+                self.ctx.emit(StageFinished, stage=stage.name, status="skipped", reason=skip)
+                continue
+            if stage.kind == "jobs":
+                status, reason = await self.run_jobs(stage.name, stage.jobs)
+            else:
+                status, reason = await self.run_action(stage, so_far)
+            if status != "success" and failed is None:
+                failed = status, f"stage {stage.name!r}: {reason}" if reason else f"stage {stage.name!r} failed"
+        status, reason = failed or ("success", None)
+        return await self.run_post(status, reason)
+
+    async def run_post(self, status: str, reason: str | None) -> tuple[str, str | None]:
+        post = self.plan.post
+        blocks: list[tuple[str, Sequence[Job]]] = [("post:always", post.always)]
+        for name, jobs in blocks + [("post:success" if status == "success" else "post:failure",
+                                     post.success if status == "success" else post.failure)]:
+            if not jobs:
+                continue
+            post_status, post_reason = await self.run_jobs(name, jobs)
+            if post_status != "success" and status == "success":
+                status, reason = "failure", f"{name}: {post_reason or 'failed'}"
+        return status, reason
+
+    async def run_jobs(self, stage: str, jobs: Sequence[Job]) -> tuple[str, str | None]:
+        """The jobs of a stage, concurrently; the stage fails with its first failing job."""
+        ctx = self.ctx
+        ctx.emit(StageStarted, stage=stage)
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(run_job(ctx, stage, job)) for job in jobs]
+        except asyncio.CancelledError:
+            ctx.emit(StageFinished, stage=stage, status=ctx.stopped()[0], reason=ctx.stopped()[1])
+            raise
+        results = [(job, *task.result()) for job, task in zip(jobs, tasks)]
+        bad = [(job, st, why) for job, st, why in results if st != "success"]
+        if not bad:
+            status, reason = "success", None
+        else:
+            status = "timed_out" if any(st == "timed_out" for _, st, _ in bad) else "failure"
+            job, _, why = bad[0]
+            reason = f"job {job.name!r}: {why}" if why else f"job {job.name!r} failed"
+        ctx.emit(StageFinished, stage=stage, status=status, reason=reason)
+        return status, reason
+
+    async def run_action(self, stage: Stage, so_far: str) -> tuple[str, str | None]:
+        """A build/deploy/rollback stage, shown as one job and one step named after its kind."""
+        ctx, kind = self.ctx, stage.kind
+        names = dict(stage=stage.name, job=kind)
+        out = ctx.new_log()
+
+        def emit_lines(lines: list[str]) -> None:
+            if lines:
+                ctx.emit(StepOutput, step=0, lines=tuple(lines), **names)
+
+        ctx.emit(StageStarted, stage=stage.name)
+        ctx.emit(JobStarted, **names)
+        ctx.emit(StepStarted, step=0, name=kind, **names)
+        action = self.actions.get(kind)
+        try:
+            if action is None:
+                status, reason = "failure", f"this runner has no {kind} support"
+            else:
+                action_ctx = ActionContext(build=ctx.build, plan=self.plan, log=lambda line: emit_lines(out.feed(f"{line}\n")),
+                                           status=so_far, **self.extra)
+                result = await action(stage, action_ctx)
+                status, reason = result.status, result.reason
+        except asyncio.CancelledError:
+            status, reason = ctx.stopped()
+            raise
+        except Exception as exc:  # noqa: BLE001 - an action's bug fails its stage, with the text
+            log.exception("%s action failed", kind)
+            status, reason = "failure", f"{kind} failed: {_describe(exc)}"
+        finally:
+            emit_lines(out.close())
+            ctx.emit(StepFinished, step=0, status=status, reason=reason, **names)
+            ctx.emit(JobFinished, status=status, reason=reason, **names)
+            ctx.emit(StageFinished, stage=stage.name, status=status, reason=reason)
+        return status, reason
+
+
+def _when_skips(stage: Stage, so_far: str) -> str | None:
+    wanted = stage.when.status
+    if "always" in wanted or so_far in wanted:
+        return None
+    if so_far == "failure":
+        return "an earlier stage failed"
+    return "runs only when an earlier stage failed"
