@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runner import plugins
 from runner.backends.base import Backend, BuildRef
-from runner.errors import BackendError, ConfigError, ContextError, TemplateError
+from runner.errors import ConfigError, ContextError, TemplateError
 from runner.executor.actions import ActionContext, ActionResult
 from runner.executor.events import BuildFinished, Event, FanoutSink
 from runner.plan import Stage
@@ -146,10 +146,6 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, backend, sin
         return "config_error", _summary(loaded.diagnostics)
     if cancel is not None and cancel.is_set():
         return "cancelled", "cancelled before it started"
-    try:
-        await backend.available()
-    except BackendError as exc:
-        return "failure", str(exc)
 
     actions = plugins.stage_actions(settings, store)
     if not allow_deploy:

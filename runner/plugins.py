@@ -90,7 +90,7 @@ def _call(hook_name: str, **kwargs) -> list:
     """Call each implementation on its own, so one that raises does not hide the others."""
     hook = getattr(plugin_manager().hook, hook_name)
     results = []
-    for impl in reversed(hook.get_hookimpls()):  # registration order
+    for impl in hook.get_hookimpls():  # registration order: later plugins override earlier ones
         try:
             args = [kwargs[name] for name in impl.argnames]
             result = impl.function(*args)
