@@ -1,0 +1,210 @@
+"""The JSON API under ``/api``. Reading is open; every mutation is POST and needs the admin token
+(or the page's session and CSRF token, see ``auth``). A form post from the page is answered with a
+redirect back to the page; an API client gets JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from aiohttp import web
+
+from runner.errors import BuildNotFound, ConveyorError
+from runner.server.inbox import BuildOrder
+from runner.server.views import build_json, deploy_rows, log_text
+from runner.store import builds as q
+
+__all__ = ["add_routes"]
+
+log = logging.getLogger("conveyor.api")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
+
+
+def _from_page(request: web.Request) -> bool:
+    return "Authorization" not in request.headers and request.content_type in (
+        "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _answer(request: web.Request, status: int, location: str, **data) -> web.Response:
+    if _from_page(request):
+        raise web.HTTPSeeOther(location)
+    return web.json_response(data, status=status)
+
+
+def _build_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="build ids are numbers; GET /api/builds lists them\n") from None
+
+
+async def list_builds(request: web.Request) -> web.Response:
+    try:
+        limit = min(int(request.query.get("limit", "50")), 500)
+        before = int(request.query["before"]) if "before" in request.query else None
+    except ValueError:
+        return web.json_response({"error": "limit and before must be whole numbers"}, status=400)
+    repo, status = request.query.get("repo"), request.query.get("status")
+
+    def read(conn):
+        where, params = [], []
+        for column, value in (("repo", repo), ("status", status)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        sql = f"SELECT {q._SUMMARY_COLUMNS} FROM builds"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [q.BuildRow.from_row(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))]
+
+    rows = await request.app["store"].aread(read)
+    return web.json_response({"builds": [build_json(b) for b in rows]})
+
+
+async def get_build(request: web.Request) -> web.Response:
+    build_id = _build_id(request)
+    try:
+        detail = await request.app["store"].aread(lambda c: q.get_detail(c, build_id))
+    except BuildNotFound as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    return web.json_response(build_json(detail.build, detail))
+
+
+async def get_log(request: web.Request) -> web.Response:
+    build_id = _build_id(request)
+    store = request.app["store"]
+    try:
+        await store.aread(lambda c: q.get_build(c, build_id))
+    except BuildNotFound as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    text = await store.aread(lambda c: log_text(c, build_id))
+    return web.Response(text=text, content_type="text/plain")
+
+
+async def list_deploys(request: web.Request) -> web.Response:
+    rows = await deploy_rows(request.app["store"], request.query.get("service"))
+    return web.json_response({"deploys": rows})
+
+
+async def create_build(request: web.Request) -> web.Response:
+    who = await request.app["auth"].require(request)
+    data = await request.post() if _from_page(request) else await _json_body(request)
+    config = request.app["config"]
+    repo = config.repo(str(data.get("repo", "")))
+    if repo is None:
+        return web.json_response({"error": f"repository {data.get('repo')!r} is not configured; "
+                                           f"known: {sorted(config.repos)}"}, status=404)
+    branch, tag, sha = (data.get(k) or None for k in ("branch", "tag", "sha"))
+    params = data.get("params") or {}
+    if isinstance(params, str):  # the page's textarea: one NAME=value a line
+        params = dict(line.split("=", 1) for line in params.splitlines() if "=" in line)
+    if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+        return web.json_response({"error": "params must be an object of string values"}, status=400)
+    if not (branch or tag or sha):
+        branch = "main"
+    for value in (branch, tag):
+        if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[\w./-]{1,200}", value)):
+            return web.json_response({"error": f"{value!r} is not a branch or tag name"}, status=400)
+    if sha is not None and not re.fullmatch(r"[0-9a-f]{40}", str(sha)):
+        return web.json_response({"error": "sha must be a full 40-hex commit id"}, status=400)
+    ref = f"refs/tags/{tag}" if tag else f"refs/heads/{branch}" if branch else None
+    build_id = await request.app["queue"].submit(BuildOrder(
+        repo=repo.name, event="manual", trigger=f"api:{who}", ref=ref, branch=branch, tag=tag, sha=sha,
+        params={str(k): str(v) for k, v in params.items()},
+    ))
+    return _answer(request, 201, f"/builds/{build_id}", id=build_id, url=f"/api/builds/{build_id}")
+
+
+async def _json_body(request: web.Request) -> dict:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body must be a JSON object, e.g. {\"repo\": \"web\"}\n") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object\n")
+    return data
+
+
+async def cancel_build(request: web.Request) -> web.Response:
+    who = await request.app["auth"].require(request)
+    build_id = _build_id(request)
+    store = request.app["store"]
+    try:
+        await store.aread(lambda c: q.get_build(c, build_id))
+    except BuildNotFound as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    outcome = await request.app["queue"].cancel(build_id, who)
+    status = 409 if outcome == "finished" else 202
+    return _answer(request, status, f"/builds/{build_id}", id=build_id, outcome=outcome)
+
+
+async def rerun_build(request: web.Request) -> web.Response:
+    who = await request.app["auth"].require(request)
+    build_id = _build_id(request)
+    try:
+        old = await request.app["store"].aread(lambda c: q.get_build(c, build_id))
+    except BuildNotFound as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    if old.status in ("queued", "running"):
+        return web.json_response({"error": f"build {old.label} has not finished; cancel it first"}, status=409)
+    try:
+        new_id = await request.app["queue"].rerun(build_id, who)
+    except LookupError as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+    return _answer(request, 201, f"/builds/{new_id}", id=new_id, url=f"/api/builds/{new_id}")
+
+
+async def rollback(request: web.Request) -> web.Response:
+    """Re-apply a recorded deploy of a service; the result lands in the deploy history."""
+    who = await request.app["auth"].require(request)
+    service = request.match_info["name"]
+    if not _NAME.fullmatch(service):
+        return web.json_response({"error": "not a service name"}, status=400)
+    data = await request.post() if _from_page(request) else (await _json_body(request) if request.can_read_body else {})
+    try:
+        to = int(data["to"]) if data.get("to") not in (None, "") else None
+    except (TypeError, ValueError):
+        return web.json_response({"error": "`to` must be a deploy id from GET /api/deploys"}, status=400)
+    target = data.get("target") or None
+    from runner.deploy.client import open_target
+    from runner.deploy.rollback import rollback_service
+    from runner.deploy.service import Provenance
+
+    settings, store = request.app["config"].settings, request.app["store"]
+    try:
+        swarm = await open_target(settings, target)
+    except ConveyorError as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+
+    async def run() -> None:
+        try:
+            lines: list[str] = []
+            outcome = await rollback_service(swarm, store, service, lines.append,
+                                             Provenance(trigger=f"api:{who}", instance=settings.instance), to=to)
+            log.info("rollback of %s: %s %s", service, outcome.status, outcome.reason or "")
+        except Exception as exc:  # noqa: BLE001 - recorded in the history by the deploy code
+            log.warning("rollback of %s failed: %s", service, exc)
+        finally:
+            await asyncio.to_thread(swarm.close)
+
+    task = asyncio.create_task(run(), name=f"rollback-{service}")
+    request.app["background"].add(task)
+    task.add_done_callback(request.app["background"].discard)
+    return _answer(request, 202, f"/deploys?service={service}", service=service, to=to, started=True)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/builds", list_builds)
+    r.add_post("/api/builds", create_build)
+    r.add_get("/api/builds/{id}", get_build)
+    r.add_get("/api/builds/{id}/log", get_log)
+    r.add_post("/api/builds/{id}/cancel", cancel_build)
+    r.add_post("/api/builds/{id}/rerun", rerun_build)
+    r.add_get("/api/deploys", list_deploys)
+    r.add_post("/api/services/{name}/rollback", rollback)

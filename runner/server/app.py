@@ -1,0 +1,123 @@
+"""The aiohttp application: webhooks, the JSON API, live logs and the pages, around one store and
+one build queue. ``make_app`` builds it; ``serve`` runs it until interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from runner.server import api, hooks, pages
+from runner.server.auth import Auth
+from runner.server.config import ServerConfig
+from runner.server.queue import BuildQueue
+from runner.server.sse import LiveHub, stream
+from runner.server.status import StatusReporter
+from runner.store.db import Store
+
+__all__ = ["make_app", "serve", "CSP"]
+
+log = logging.getLogger("conveyor.server")
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler):
+    """API clients get errors as JSON with a message, like every other API answer."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or not request.path.startswith("/api/"):
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("www-authenticate", "allow")}
+        return web.json_response({"error": (exc.text or exc.reason or "").strip()}, status=exc.status,
+                                 headers=headers)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer, pages, static files, errors and streams alike, before its headers go out."""
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+
+
+async def _events(request: web.Request) -> web.StreamResponse:
+    try:
+        build_id = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    store = request.app["store"]
+
+    async def status_of(bid: int) -> str | None:
+        row = await store.aread(lambda c: c.execute("SELECT status FROM builds WHERE id = ?", (bid,)).fetchone())
+        return row[0] if row else None
+
+    if await status_of(build_id) is None:
+        raise web.HTTPNotFound(text="no such build\n")
+    return await stream(request, request.app["hub"], build_id, status_of)
+
+
+def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
+             start_queue: bool = True) -> web.Application:
+    """The application. ``backend`` defaults to the configured one; ``store`` to the data dir's."""
+    app = web.Application(middlewares=[api_errors])
+    app.on_response_prepare.append(_security_headers)
+    app["config"] = config
+    app["auth"] = Auth(config.admin_token)
+    app["hub"] = LiveHub()
+    app["templates"] = pages.make_templates()
+    app["background"] = set()
+    app["own_store"] = store is None
+    app["store"] = store
+    app["backend"] = backend
+    app["start_queue"] = start_queue
+    hooks.add_routes(app)
+    api.add_routes(app)
+    pages.add_routes(app)
+    app.router.add_get("/builds/{id}/events", _events)
+    app.on_startup.append(_startup)
+    app.on_shutdown.append(_shutdown)
+    app.on_cleanup.append(_cleanup)
+    return app
+
+
+async def _startup(app: web.Application) -> None:
+    config: ServerConfig = app["config"]
+    if app["store"] is None:
+        app["store"] = await asyncio.to_thread(Store, config.settings.data_dir)
+    if app["backend"] is None:
+        from runner.backends import get_backend
+
+        app["backend"] = get_backend(config.backend, config.settings)
+    app["reporter"] = StatusReporter(config.public_url)
+    app["queue"] = BuildQueue(app["store"], config, app["backend"], app["hub"], app["reporter"])
+    if app["start_queue"]:
+        await app["queue"].start()
+
+
+async def _shutdown(app: web.Application) -> None:
+    # Live viewers hold open streams; end them so the server can stop.
+    for build_id in list(app["hub"].builds):
+        app["hub"].close(build_id, "running")
+
+
+async def _cleanup(app: web.Application) -> None:
+    await app["queue"].stop()
+    for task in list(app["background"]):
+        task.cancel()
+    await app["reporter"].close()
+    if app["own_store"]:
+        await asyncio.to_thread(app["store"].close)
+
+
+def serve(config: ServerConfig, *, backend=None) -> None:
+    """Run the server until Ctrl-C / SIGTERM."""
+    app = make_app(config, backend=backend)
+    print(f"conveyor serve: http://{config.host}:{config.port}/ (data in {config.settings.data_dir})", flush=True)
+    web.run_app(app, host=config.host, port=config.port, print=None, access_log=None,
+                handle_signals=True, shutdown_timeout=10)

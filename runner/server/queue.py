@@ -1,0 +1,203 @@
+"""The durable build queue: pending deliveries become queued builds; queued builds run when free.
+
+The store is the queue, so nothing lives only in memory: after a crash, ``start`` marks builds left
+``running`` by the dead process ``interrupted`` (and sweeps their containers), and the loop picks up
+pending deliveries and queued builds where they were. At most ``concurrency`` builds run at once;
+jobs across all builds share one limiter of ``settings.concurrency``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from dataclasses import dataclass
+
+from runner.build import run_build
+from runner.errors import SourceError
+from runner.scm.mirror import Mirror
+from runner.server.config import ServerConfig
+from runner.server.inbox import BuildOrder, cancel_queued, enqueue_pending, queue_build
+from runner.server.sse import LiveHub
+from runner.server.status import StatusReporter
+from runner.store import builds as q
+from runner.store.db import Store
+from runner.store.recovery import recover_interrupted
+
+__all__ = ["BuildQueue"]
+
+log = logging.getLogger("conveyor.queue")
+
+
+@dataclass
+class _Running:
+    task: asyncio.Task
+    cancel: asyncio.Event
+
+
+class BuildQueue:
+    def __init__(self, store: Store, config: ServerConfig, backend, hub: LiveHub,
+                 reporter: StatusReporter | None = None, poll: float = 2.0) -> None:
+        self.store, self.config, self.backend, self.hub = store, config, backend, hub
+        self.reporter = reporter
+        self.poll = poll
+        self.running: dict[int, _Running] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task | None = None
+        self._limiter = asyncio.Semaphore(config.settings.concurrency)
+        self._superseding = {name: r.cancel_superseded for name, r in config.repos.items()}
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Settle what a crash left, then start the loop."""
+        sweeper = getattr(self.backend, "sweep_build", None)
+        stale = await asyncio.to_thread(recover_interrupted, self.store, self.config.settings,
+                                        sweeper=sweeper or (lambda uid: None))
+        for build in stale:
+            log.warning("build %s was left running by a dead server: marked interrupted", build.label)
+        self._loop_task = asyncio.create_task(self._loop(), name="conveyor-queue")
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for running in list(self.running.values()):
+            running.cancel.set()
+            running.task.cancel()
+        if self.running:
+            await asyncio.gather(*(r.task for r in self.running.values()), return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self._tick()
+            except Exception:  # noqa: BLE001 - the queue must outlive one bad tick
+                log.exception("queue tick failed; retrying")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+            self._wake.clear()
+
+    async def _tick(self) -> None:
+        if self.config.paused:
+            return
+        await asyncio.to_thread(enqueue_pending, self.store, self.config.settings.instance,
+                                self._superseding, set(self.config.repos))
+        free = self.config.concurrency - len(self.running)
+        if free <= 0:
+            return
+        busy = tuple(self.running) or (-1,)
+        rows = await self.store.aread(lambda c: c.execute(
+            "SELECT b.id FROM builds b JOIN server_builds s ON s.build_id = b.id WHERE b.status = 'queued' "
+            f"AND b.id NOT IN ({','.join('?' * len(busy))}) ORDER BY b.id LIMIT ?", (*busy, free)).fetchall())
+        for (build_id,) in rows:
+            cancel = asyncio.Event()
+            task = asyncio.create_task(self._run(build_id, cancel), name=f"conveyor-build-{build_id}")
+            self.running[build_id] = _Running(task, cancel)
+
+    # -- one build ----------------------------------------------------------------------------
+
+    async def _run(self, build_id: int, cancel: asyncio.Event) -> None:
+        status = "failure"
+        build = await self.store.aread(lambda c: q.get_build(c, build_id))
+        facts = await self.store.aread(lambda c: c.execute(
+            "SELECT config_repo, fork FROM server_builds WHERE build_id = ?", (build_id,)).fetchone())
+        repo = self.config.repo(facts["config_repo"])
+        workspace = self.config.settings.data_dir / "workspaces" / build.uid
+        live = self.hub.open(build_id)
+        try:
+            if repo is None:
+                status = await self._finish(build_id, "failure", f"repository {facts['config_repo']!r} is no "
+                                            "longer in the server configuration; add it back to build it")
+                return
+            fork = bool(facts["fork"])
+            await self._report(repo, build.sha, "pending", build_id)
+            mirror = Mirror(self.config.settings.data_dir, repo.name, repo.source)
+            try:
+                sha = build.sha or await self._resolve(mirror, build)
+                await mirror.fetch(sha, build.ref)
+                if not await mirror.has_pipeline(sha):
+                    status = await self._finish(build_id, "skipped", f"no .conveyor.yml (or .conveyor/*.yml) at "
+                                                f"{sha[:12]}; commit one to build this repository")
+                    return
+                await mirror.checkout(sha, workspace)
+            except SourceError as exc:
+                status = await self._finish(build_id, "failure", str(exc))
+                return
+            if cancel.is_set():
+                status = await self._finish(build_id, "cancelled", "cancelled before it started")
+                return
+            status = await run_build(
+                self.store, self.config.settings, build_id, workspace, backend=self.backend, sinks=(live,),
+                secrets={} if fork else dict(repo.secrets), trusted=repo.trusted and not fork,
+                allow_deploy=not fork, cancel=cancel, limiter=self._limiter,
+            )
+        except asyncio.CancelledError:
+            status = "cancelled"
+            raise
+        except Exception as exc:  # noqa: BLE001 - the row must never stay queued or running
+            log.exception("build %s could not be run", build_id)
+            status = await self._finish(build_id, "failure", f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            self.running.pop(build_id, None)
+            self.hub.close(build_id, status)
+            await asyncio.to_thread(shutil.rmtree, workspace, True)
+            if repo is not None:
+                await self._report(repo, build.sha, status, build_id)
+            self.wake()
+
+    async def _resolve(self, mirror: Mirror, build: q.BuildRow) -> str:
+        """A manual build names a branch or tag: find its commit and store it with the build."""
+        sha = await asyncio.to_thread(mirror.resolve_sync, build.tag and f"refs/tags/{build.tag}" or
+                                      f"refs/heads/{build.branch}")
+        await self.store.awrite(lambda c: c.execute("UPDATE builds SET sha = ? WHERE id = ?", (sha, build.id)))
+        return sha
+
+    async def _finish(self, build_id: int, status: str, reason: str) -> str:
+        self.hub.open(build_id).publish("status", {"status": status, "reason": reason})
+        await self.store.awrite(lambda c: q.finish_build(c, build_id, status, reason))
+        return status
+
+    async def _report(self, repo, sha, status, build_id) -> None:
+        if self.reporter is not None and sha:
+            await self.reporter.report(repo, sha, status, build_id)
+
+    # -- what users ask for -------------------------------------------------------------------
+
+    async def cancel(self, build_id: int, by: str) -> str:
+        """Cancel a queued or running build; returns what happened in a word."""
+        running = self.running.get(build_id)
+        if running is not None:
+            running.cancel.set()
+            await self.store.awrite(lambda c: c.execute(
+                "UPDATE server_builds SET cancel_requested = strftime('%s','now') WHERE build_id = ?", (build_id,)))
+            return "cancelling"
+        if await self.store.awrite(lambda c: cancel_queued(c, build_id, f"cancelled by {by}")):
+            return "cancelled"
+        return "finished"
+
+    async def submit(self, order: BuildOrder) -> int:
+        """Queue a build (manual run or re-run) and wake the loop. These never supersede: a re-run of
+        an older commit must not cancel a newer push."""
+        build_id = await self.store.awrite(lambda c: queue_build(c, order, self.config.settings.instance))
+        self.wake()
+        return build_id
+
+    async def rerun(self, build_id: int, by: str) -> int:
+        old = await self.store.aread(lambda c: q.get_build(c, build_id))
+        facts = await self.store.aread(lambda c: c.execute(
+            "SELECT config_repo, fork, pr_number FROM server_builds WHERE build_id = ?", (build_id,)).fetchone())
+        repo = facts["config_repo"] if facts else old.repo
+        if self.config.repo(repo) is None:
+            raise LookupError(f"build {old.label} is not of a configured repository; it cannot be re-run here")
+        return await self.submit(BuildOrder(
+            repo=repo, event=old.event, trigger=f"rerun:{build_id}", ref=old.ref, branch=old.branch, tag=old.tag,
+            sha=old.sha, message=old.message, author=old.author, params=old.params,
+            fork=bool(facts["fork"]) if facts else False, pr_number=facts["pr_number"] if facts else None,
+            rerun_of=build_id,
+        ))
