@@ -1,1 +1,145 @@
+"""The pipeline language: `.conveyor.yml` text -> rendered text -> positioned YAML -> checked model -> Plan.
 
+``load_pipeline`` runs every step and never raises for a bad file: whatever is wrong comes back as
+``Diagnostic``s, all of them at once. This package never imports the executing side
+(executor, backends, store, server).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from runner.context import Context
+from runner.diagnostics import ERROR, Diagnostic, Diagnostics
+from runner.dsl import template
+from runner.dsl.compile import compile_plan, trigger_decision
+from runner.dsl.model import INVALID, Cx
+from runner.dsl.schema import check_params, check_pipeline
+from runner.dsl.yamlload import MAX_BYTES, YMap, load_yaml
+from runner.plan import Plan
+
+__all__ = ["find_pipeline_files", "Loaded", "load_pipeline", "render_pipeline", "PIPELINE_FILE"]
+
+PIPELINE_FILE = ".conveyor.yml"
+
+
+def find_pipeline_files(repo_dir: Path) -> list[Path]:
+    """``.conveyor.yml`` at the root, else every ``.conveyor/*.yml`` (one pipeline each), sorted."""
+    repo_dir = Path(repo_dir)
+    for name in (PIPELINE_FILE, ".conveyor.yaml"):
+        if (repo_dir / name).is_file():
+            return [repo_dir / name]
+    folder = repo_dir / ".conveyor"
+    if folder.is_dir():
+        return sorted(p for p in folder.iterdir() if p.suffix in (".yml", ".yaml") and p.is_file())
+    return []
+
+
+@dataclass
+class Loaded:
+    path: Path
+    rendered: str | None
+    plan: Plan | None
+    diagnostics: list[Diagnostic]
+    skip_reason: str | None = None  # set when the file's `on:` does not start a build for this event
+    render_seconds: float = 0.0  # wall time of the render child (the benchmark reports its share)
+
+    @property
+    def ok(self) -> bool:
+        return self.plan is not None and not any(d.severity == ERROR for d in self.diagnostics)
+
+    @property
+    def triggered(self) -> bool:
+        return self.ok and self.skip_reason is None
+
+
+def _display_name(repo_dir: Path, path: Path) -> str:
+    try:
+        return os.path.relpath(path, repo_dir) if Path(path).resolve().is_relative_to(Path(repo_dir).resolve()) else path.name
+    except (OSError, ValueError):
+        return path.name
+
+
+def _read(path: Path, diags: Diagnostics) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        diags.error("read", f"cannot read the pipeline file: {exc.strerror or exc}", 1, 1)
+        return None
+    if len(data) > MAX_BYTES:
+        diags.error("too-large", f"the file is larger than {MAX_BYTES // 1024} KiB; split it or generate less", 1, 1)
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        diags.error("encoding", "the file is not UTF-8 text; save it as UTF-8", line, 1)
+        return None
+
+
+_PARAMS_BLOCK = re.compile(r"^params:[^\n]*\n?(?:(?:[ \t]+[^\n]*|[ \t]*|#[^\n]*)(?:\n|$))*", re.M)
+
+
+def _param_defaults(source: str) -> dict[str, str]:
+    """Defaults of the top-level ``params:`` block, read before rendering so Jinja sees them.
+
+    Only a block written without Jinja counts; the block is checked again, fully, after rendering."""
+    m = _PARAMS_BLOCK.search(source)
+    if not m or "{{" in m.group() or "{%" in m.group():
+        return {}
+    scratch = Diagnostics("")
+    root = load_yaml(m.group(), scratch)
+    if not isinstance(root, YMap) or root.get("params") is None:
+        return {}
+    params = check_params(root.get("params"), Cx(scratch))
+    if params is INVALID:
+        return {}
+    return {k: v["default"] for k, v in params.items() if isinstance(v.get("default"), str)}
+
+
+def render_pipeline(repo_dir: Path, ctx: Context, source: str, name: str,
+                    lib_dirs: list[Path] | None = None) -> template.Rendered:
+    """Render the source with the context (and the file's own param defaults) in the sandbox."""
+    variables = ctx.template_vars()
+    variables["params"] = {**_param_defaults(source), **ctx.params}
+    return template.render(source, variables, template.template_roots(repo_dir, lib_dirs), name=name)
+
+
+def load_pipeline(repo_dir: Path, ctx: Context, *, file: Path | None = None, trusted: bool = False,
+                  text: str | None = None, lib_dirs: list[Path] | None = None) -> Loaded:
+    """Render, parse, check and compile one pipeline file. ``text`` replaces reading ``file`` (the
+    server reads the file at a commit); imports still resolve in ``repo_dir``."""
+    repo_dir = Path(repo_dir)
+    if file is None:
+        found = find_pipeline_files(repo_dir)
+        file = found[0] if found else repo_dir / PIPELINE_FILE
+    file = Path(file) if Path(file).is_absolute() or text is not None else Path(file)
+    name = _display_name(repo_dir, file)
+    diags = Diagnostics(name)
+    if text is None:
+        if not file.is_file():
+            diags.error("no-pipeline", f"no pipeline file here: add {PIPELINE_FILE} (or .conveyor/*.yml)", 1, 1)
+            return Loaded(file, None, None, diags.items)
+        text = _read(file, diags)
+        if text is None:
+            return Loaded(file, None, None, diags.items)
+    elif len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        diags.error("too-large", f"the file is larger than {MAX_BYTES // 1024} KiB; split it or generate less", 1, 1)
+        return Loaded(file, None, None, diags.items)
+    rendered = render_pipeline(repo_dir, ctx, text, name, lib_dirs)
+    if rendered.text is None:
+        where = Diagnostics(rendered.file or name)
+        where.error("template", rendered.error or "rendering failed", rendered.line or 1, 1)
+        return Loaded(file, None, None, where.items, render_seconds=rendered.seconds)
+    cx = Cx(diags, trusted=trusted)
+    value = check_pipeline(load_yaml(rendered.text, diags), cx)
+    plan = compile_plan(value, ctx, cx, source=name, trusted=trusted) if value is not None else None
+    skip = trigger_decision(value.get("on"), ctx) if value is not None else None
+    items = diags.sorted()
+    if rendered.text != text:  # positions are in the rendered text: say so, and where to see it
+        items = [replace(d, message=f"{d.message} (rendered line; see `conveyor render {name}`)") for d in items]
+    return Loaded(file, rendered.text, plan if not diags.has_errors else None, items, skip, rendered.seconds)

@@ -1,0 +1,63 @@
+"""Rules that look across fields: trust, image tags, deploy timing.
+
+Each rule takes the checked value of one object (``value``), its node and the checking context,
+and records diagnostics; the schema runs them as soon as the object itself is valid, so they are
+reported together with every other problem of the file.
+"""
+
+from __future__ import annotations
+
+from runner.dsl.model import Cx
+from runner.dsl.yamlload import YMap, YNode
+
+__all__ = ["image_has_tag", "warn_untagged_image", "refuse_untrusted_job", "warn_short_monitor",
+           "healthcheck_window", "DOCKER_SOCKETS"]
+
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+_TRUST_HINT = "only a repository marked trusted in the server configuration may"
+
+
+def image_has_tag(ref: str) -> bool:
+    """'busybox:1', 'reg:5000/app@sha256:...' have one; 'busybox' and 'reg:5000/app' do not."""
+    last = ref.rsplit("/", 1)[-1]
+    return ":" in last or "@" in last
+
+
+def warn_untagged_image(ref: str, node: YNode, cx: Cx, path: str) -> None:
+    if not image_has_tag(ref):
+        cx.warning(node, "untagged-image", f"image '{ref}' has no tag; builds may change under you "
+                   f"(pin one, e.g. '{ref}:1')", path)
+
+
+def refuse_untrusted_job(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
+    """Privileged mode, host volumes and the Docker socket give a job the host: trusted repos only."""
+    if cx.trusted:
+        return
+    if value.get("privileged"):
+        cx.error(node.get("privileged"), "untrusted", f"{label} asks for privileged mode; {_TRUST_HINT}",
+                 path + ".privileged")
+    vol_nodes = getattr(node.get("volumes"), "items", [])
+    for i, (volume, vnode) in enumerate(zip(value.get("volumes", ()), vol_nodes)):
+        source = volume.split(":", 1)[0]
+        if any(source.rstrip("/") == s or volume.startswith(s) for s in DOCKER_SOCKETS) or "docker.sock" in source:
+            what = "mounts the Docker socket, which controls the whole host"
+        else:
+            what = f"mounts the host path '{source}'"
+        cx.error(vnode, "untrusted", f"{label} {what}; {_TRUST_HINT}", f"{path}.volumes[{i}]")
+
+
+def healthcheck_window(health: dict) -> float:
+    """Seconds a failing task may take before Swarm calls it unhealthy."""
+    return health.get("interval", 5.0) * health.get("retries", 3) + health.get("start_period", 0.0)
+
+
+def warn_short_monitor(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
+    health, update = value.get("healthcheck"), value.get("update") or {}
+    if not health or "monitor" not in update:
+        return  # without an explicit monitor, compile picks one long enough
+    window = healthcheck_window(health)
+    if update["monitor"] < window:
+        cx.warning(update["__node__"].get("monitor"), "short-monitor",
+                   f"update.monitor ({update['monitor']:g}s) in {label} is shorter than its healthcheck can fail in "
+                   f"(interval*retries + start_period = {window:g}s); a bad version may pass the update",
+                   path + ".update.monitor")

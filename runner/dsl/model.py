@@ -1,0 +1,312 @@
+"""The authoring model's building blocks: typed specs that check positioned YAML nodes.
+
+A spec's ``check(node, cx, path, where)`` returns the node's value in plain, normalised Python
+(durations as seconds, memory as bytes, objects as dicts) or ``INVALID``, and records every problem
+it sees in ``cx.diags`` with the node's line and column. ``where`` names the object for messages
+("stage 'test'"). Objects keep their node under ``"__node__"`` so later passes can point at keys.
+The pipeline's own schema is built from these in ``schema.py``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from runner.diagnostics import Diagnostics
+from runner.dsl.yamlload import YMap, YNode, YScalar, YSeq
+
+__all__ = ["INVALID", "Cx", "Spec", "Str", "Int", "Num", "Bool", "Duration", "Memory", "Enum", "ListOf",
+           "MapOf", "Obj", "Either", "Field", "parse_duration", "describe", "did_you_mean"]
+
+INVALID = object()
+
+
+@dataclass
+class Cx:
+    diags: Diagnostics
+    trusted: bool = False
+
+    def error(self, node: YNode, code: str, message: str, path: str) -> None:
+        self.diags.error(code, message, node.line, node.col, path)
+
+    def warning(self, node: YNode, code: str, message: str, path: str) -> None:
+        self.diags.warning(code, message, node.line, node.col, path)
+
+
+def describe(node: YNode) -> str:
+    """What the user wrote, in their words, for 'must be X, not Y' messages."""
+    if isinstance(node, YMap):
+        return "a mapping"
+    if isinstance(node, YSeq):
+        return "a list"
+    value = node.value
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return f"a boolean ({node.text})"
+    if isinstance(value, (int, float)):
+        return f"a number ({node.text})"
+    return f"a string ('{_short(node.text)}')"
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+class Spec:
+    expected = "a value"
+
+    def check(self, node: YNode, cx: Cx, path: str, where: str):
+        raise NotImplementedError
+
+    def wrong(self, node: YNode, cx: Cx, path: str, where: str):
+        cx.error(node, "type", f"{where} must be {self.expected}, not {describe(node)}", path)
+        return INVALID
+
+
+class Str(Spec):
+    expected = "a string"
+
+    def __init__(self, pattern: str | None = None, hint: str = "") -> None:
+        self.pattern = re.compile(pattern) if pattern else None
+        self.hint = hint
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YScalar) or node.value is None or isinstance(node.value, bool):
+            return self.wrong(node, cx, path, where)
+        text = node.value if isinstance(node.value, str) else node.text  # 3.11 stays "3.11"
+        if self.pattern and not self.pattern.match(text):
+            cx.error(node, "value", f"{where} '{_short(text)}' is not valid{self.hint}", path)
+            return INVALID
+        return text
+
+
+class Int(Spec):
+    def __init__(self, lo: int | None = 0, hi: int | None = None) -> None:
+        self.lo, self.hi = lo, hi
+        self.expected = "a whole number" + (f" from {lo}" if lo is not None else "") + (f" to {hi}" if hi is not None else "")
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YScalar) or isinstance(node.value, bool) or not isinstance(node.value, int):
+            return self.wrong(node, cx, path, where)
+        if (self.lo is not None and node.value < self.lo) or (self.hi is not None and node.value > self.hi):
+            cx.error(node, "value", f"{where} must be {self.expected}, not {node.value}", path)
+            return INVALID
+        return node.value
+
+
+class Num(Spec):
+    def __init__(self, lo: float = 0.0, hi: float | None = None) -> None:
+        self.lo, self.hi = lo, hi
+        self.expected = f"a number from {lo:g}" + (f" to {hi:g}" if hi is not None else "")
+
+    def check(self, node, cx, path, where):
+        v = getattr(node, "value", None)
+        if not isinstance(node, YScalar) or isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            return self.wrong(node, cx, path, where)
+        if v < self.lo or (self.hi is not None and v > self.hi):
+            cx.error(node, "value", f"{where} must be {self.expected}, not {node.text}", path)
+            return INVALID
+        return float(v)
+
+
+class Bool(Spec):
+    expected = "true or false"
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YScalar) or not isinstance(node.value, bool):
+            return self.wrong(node, cx, path, where)
+        return node.value
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float | None:
+    """'30s', '5m', '1h30m', '500ms' -> seconds; None when it is not a duration."""
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+class Duration(Spec):
+    expected = "a duration like 30s, 5m, 1h or 1h30m"
+
+    def check(self, node, cx, path, where):
+        if isinstance(node, YScalar) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            if node.value >= 0 and node.value == node.value:
+                return float(node.value)  # plain numbers are seconds
+        elif isinstance(node, YScalar) and isinstance(node.value, str):
+            seconds = parse_duration(node.value)
+            if seconds is not None:
+                return seconds
+            cx.error(node, "duration", f"{where} '{_short(node.text)}' is not a duration: use e.g. 30s, 5m, 1h or 1h30m", path)
+            return INVALID
+        return self.wrong(node, cx, path, where)
+
+
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?$", re.I)
+_MEM_UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class Memory(Spec):
+    expected = "a size like 256M or 1G"
+
+    def check(self, node, cx, path, where):
+        if isinstance(node, YScalar) and isinstance(node.value, int) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, YScalar) and isinstance(node.value, str):
+            m = _MEMORY.match(node.value.strip())
+            if m:
+                return int(float(m.group(1)) * _MEM_UNIT[m.group(2).lower()])
+            cx.error(node, "value", f"{where} '{_short(node.text)}' is not a size: use e.g. 256M or 1G", path)
+            return INVALID
+        return self.wrong(node, cx, path, where)
+
+
+class Enum(Spec):
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+        self.expected = "one of " + ", ".join(choices)
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YScalar) or not isinstance(node.value, str):
+            return self.wrong(node, cx, path, where)
+        if node.value not in self.choices:
+            cx.error(node, "value", f"{where} must be one of {', '.join(self.choices)}, not "
+                     f"'{_short(node.value)}'{did_you_mean(node.value, self.choices)}", path)
+            return INVALID
+        return node.value
+
+
+class ListOf(Spec):
+    def __init__(self, item: Spec, single: bool = False, unique: str | None = None, what: str = "item") -> None:
+        self.item, self.single, self.unique, self.what = item, single, unique, what
+        self.expected = "a list" + (f" or {item.expected}" if single else "")
+
+    def check(self, node, cx, path, where):
+        if self.single and isinstance(node, YScalar) and node.value is not None:
+            value = self.item.check(node, cx, path, where)
+            return INVALID if value is INVALID else [value]
+        if not isinstance(node, YSeq):
+            return self.wrong(node, cx, path, where)
+        out, seen, bad = [], {}, False
+        for i, child in enumerate(node.items):
+            value = self.item.check(child, cx, f"{path}[{i}]", f"{self.what} {i + 1} of {where}")
+            bad |= value is INVALID
+            out.append(value)
+            if self.unique and isinstance(value, dict) and isinstance(value.get(self.unique), str):
+                name, at = value[self.unique], value["__node__"].get(self.unique)
+                if name in seen:
+                    cx.error(at, "duplicate-name", f"duplicate {self.what} name '{name}' in {where} "
+                             f"(first used on line {seen[name]})", f"{path}[{i}].{self.unique}")
+                else:
+                    seen[name] = at.line
+        return INVALID if bad else out
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class MapOf(Spec):
+    """A mapping of names to scalars, as strings (env, labels, build args)."""
+
+    expected = "a mapping of names to values"
+
+    def __init__(self, names: str = _ENV_NAME.pattern, what: str = "name") -> None:
+        self.names, self.what = re.compile(names), what
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YMap):
+            return self.wrong(node, cx, path, where)
+        out, bad = {}, False
+        for key, (knode, vnode) in node.entries.items():
+            if not self.names.match(key):
+                cx.error(knode, "value", f"'{_short(key)}' in {where} is not a valid {self.what}", f"{path}.{key}")
+                bad = True
+            elif not isinstance(vnode, YScalar) or vnode.value is None:
+                cx.error(vnode, "type", f"'{key}' in {where} must be a string, number or boolean, "
+                         f"not {describe(vnode)}", f"{path}.{key}")
+                bad = True
+            else:
+                v = vnode.value
+                out[key] = ("true" if v else "false") if isinstance(v, bool) else (v if isinstance(v, str) else vnode.text)
+        return INVALID if bad else out
+
+
+@dataclass
+class Field:
+    spec: Spec
+    required: bool = False
+
+
+@dataclass
+class Obj(Spec):
+    """A mapping with known keys. ``kind`` + the ``name`` key label it in messages ("job 'unit'")."""
+
+    kind: str
+    fields: dict[str, Field]
+    named: bool = False
+    validate: Callable | None = None  # (value, node, cx, path, label) -> None, after valid fields
+    shape: Callable | None = None  # (node, cx, path, label) -> None, on the keys alone, always
+    missing: dict[str, str] = field(default_factory=dict)  # custom messages for missing keys
+    expected: str = "a mapping"
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YMap):
+            return self.wrong(node, cx, path, where)
+        label = where
+        name_node = node.get("name") if self.named else None
+        if isinstance(name_node, YScalar) and isinstance(name_node.value, (str, int, float)) and name_node.text:
+            label = f"{self.kind} '{_short(name_node.text)}'"
+        out: dict = {"__node__": node}
+        bad = False
+        for key, (knode, vnode) in node.entries.items():
+            spec = self.fields.get(key)
+            if spec is None:
+                cx.error(knode, "unknown-key", f"unknown key '{_short(key)}' in {label}"
+                         f"{did_you_mean(key, self.fields)}", f"{path}.{key}")
+                bad = True
+                continue
+            value = spec.spec.check(vnode, cx, f"{path}.{key}", f"'{key}' in {label}")
+            if value is INVALID:
+                bad = True
+            else:
+                out[key] = value
+        for key, spec in self.fields.items():
+            if spec.required and key not in node.entries:
+                message = self.missing.get(key, "{label} needs '{key}'").format(label=label, key=key)
+                cx.error(node, "missing-key", message, path)
+                bad = True
+        if self.shape:
+            self.shape(node, cx, path, label)
+        if self.validate and not bad:
+            self.validate(out, node, cx, path, label)
+        return INVALID if bad else out
+
+
+class Either(Spec):
+    """Different shapes for scalars, lists and mappings (e.g. a step: a string or a mapping)."""
+
+    def __init__(self, scalar: Spec | None = None, seq: Spec | None = None, mapping: Spec | None = None,
+                 expected: str = "", null=INVALID) -> None:
+        self.scalar, self.seq, self.mapping, self.null = scalar, seq, mapping, null
+        self.expected = expected or " or ".join(s.expected for s in (scalar, seq, mapping) if s)
+
+    def check(self, node, cx, path, where):
+        if isinstance(node, YScalar) and node.value is None and self.null is not INVALID:
+            return self.null() if callable(self.null) else self.null
+        spec = self.scalar if isinstance(node, YScalar) else self.seq if isinstance(node, YSeq) else self.mapping
+        if spec is None:
+            return self.wrong(node, cx, path, where)
+        return spec.check(node, cx, path, where)
