@@ -38,6 +38,10 @@ __all__ = ["DockerBackend", "SHELL_CAPS"]
 # What a shell and ordinary build tools need as root inside a container; everything else is dropped.
 SHELL_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE")
 KEEP_ALIVE = ["sleep", "2147483647"]
+# stdout and stderr of an exec come back on two streams whose order the engine does not keep; one
+# pipe for both keeps a step's output in the order it was written. The user's script is passed
+# untouched as "$1" to `sh -e -c`.
+MERGED_SHELL = ["sh", "-c", 'exec 2>&1; exec sh -e -c "$1"', "sh"]
 
 
 @dataclass
@@ -99,11 +103,17 @@ class DockerBackend(Backend):
         name = f"conveyor-{build.id}-{_slug(job.name)}-{state.jobs}"
         create, host = self._container_spec(state, job, name)
         handle = JobHandle(build, job, data=_Container(None))
-        # The first job fills the shared workspace; the others wait for that, not for its start.
-        async with state.fill_lock:
-            fill = None if state.filled else (build.source, job.workdir)
-            handle.data.id = await self.engine.call(self.engine._blocking_start_container, create, host, fill)
-            state.filled = True
+        engine = self.engine
+        if state.filled:
+            cid = await engine.call(engine._blocking_create_container, create, host)
+        else:
+            # The first job fills the shared workspace; the others wait for that, not for its start.
+            async with state.fill_lock:
+                fill = None if state.filled else build.source
+                cid = await engine.call(engine._blocking_create_container, create, host, fill, job.workdir)
+                state.filled = True
+        handle.data.id = cid
+        await engine.call(engine._blocking_start_container, cid)
         return handle
 
     async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
@@ -111,7 +121,7 @@ class DockerBackend(Backend):
         if container is None or container.id is None:
             raise BackendError(f"job {handle.job.name!r} has no running container")
         engine = self.engine
-        exec_id = await engine.call(engine._blocking_exec_create, container.id, ["sh", "-e", "-c", step.run],
+        exec_id = await engine.call(engine._blocking_exec_create, container.id, [*MERGED_SHELL, step.run],
                                     env, handle.job.workdir)
         pump = _Pump(asyncio.get_running_loop())
         reader = asyncio.ensure_future(engine.call(engine._blocking_exec_stream, exec_id, pump.push, self._streams))
@@ -168,6 +178,11 @@ class DockerBackend(Backend):
             with contextlib.suppress(BackendError):
                 await self.sweep(keep() if keep else None)
             await asyncio.sleep(interval)
+
+    def workspace_volume(self, build: BuildRef) -> str | None:
+        """The build's workspace volume (a build stage may send its context from it)."""
+        state = self._builds.get(build.id)
+        return state.volume if state else None
 
     def close(self) -> None:
         self.engine.close()

@@ -94,22 +94,26 @@ class DockerEngine:
             return
         self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
 
-    def _blocking_start_container(self, create: dict[str, Any], host_config: dict[str, Any],
-                                  fill: tuple[Path, str] | None) -> str:
-        """Create, optionally fill the workspace (before start, so no step sees it half-copied), start."""
+    def _blocking_create_container(self, create: dict[str, Any], host_config: dict[str, Any],
+                                   fill: Path | None = None, fill_path: str = "") -> str:
+        """Create a container; fill its workspace before it starts, so no step sees a half copy."""
         api = self.api
-        container = api.create_container(host_config=api.create_host_config(**host_config), **create)
-        cid = container["Id"]
+        cid = api.create_container(host_config=api.create_host_config(**host_config), **create)["Id"]
+        if fill is not None:
+            try:
+                with _tar_of(fill) as archive:
+                    api.put_archive(cid, fill_path, archive)
+            except Exception:
+                self._blocking_remove_container(cid)
+                raise
+        return cid
+
+    def _blocking_start_container(self, cid: str) -> None:
         try:
-            if fill is not None:
-                source, path = fill
-                with _tar_of(source) as archive:
-                    api.put_archive(cid, path, archive)
-            api.start(cid)
+            self.api.start(cid)
         except Exception:
             self._blocking_remove_container(cid)
             raise
-        return cid
 
     def _blocking_remove_container(self, cid: str) -> None:
         try:

@@ -39,7 +39,7 @@ class FakeStep:
     output: Sequence[bytes] | Callable[[FakeRun], Sequence[bytes]] = ()
     exit: int | Sequence[int] = 0  # a sequence gives the exit of attempt 1, 2, ... (last repeats)
     delay: float = 0.0  # seconds before the exit (after the output)
-    chunk_delay: float = 0.0  # seconds between output chunks
+    chunk_delay: float = 0.0  # seconds between two output chunks
     oom: bool = False
 
 
@@ -67,7 +67,12 @@ class FakeBackend(Backend):
         self.calls.append(("setup", build.id))
         if self.fail_setup:
             raise self.fail_setup
-        self.workspaces[build.id] = {}
+        # The workspace starts as the checkout's text files, like a real workspace filled from it.
+        files = {}
+        for path in sorted(build.source.rglob("*")) if build.source.is_dir() else ():
+            if path.is_file() and ".git" not in path.relative_to(build.source).parts:
+                files[str(path.relative_to(build.source))] = path.read_text(errors="replace")
+        self.workspaces[build.id] = files
 
     async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
         self.calls.append(("start_job", job.name))
@@ -93,8 +98,8 @@ class FakeBackend(Backend):
         finished = False
         try:
             output = entry.output(run) if callable(entry.output) else entry.output
-            for chunk in output:
-                if entry.chunk_delay:
+            for i, chunk in enumerate(output):
+                if entry.chunk_delay and i:
                     await asyncio.sleep(entry.chunk_delay)
                 yield chunk
             if entry.delay:

@@ -187,8 +187,12 @@ class _PlanRun:
             if action is None:
                 status, reason = "failure", f"this runner has no {kind} support"
             else:
-                action_ctx = ActionContext(build=ctx.build, plan=self.plan, log=lambda line: emit_lines(out.feed(f"{line}\n")),
-                                           status=so_far, **self.extra)
+                extra = dict(self.extra)
+                volume = getattr(ctx.backend, "workspace_volume", None)
+                if volume is not None and "workspace_volume" not in extra:
+                    extra["workspace_volume"] = volume(ctx.build)
+                action_ctx = ActionContext(build=ctx.build, plan=self.plan, status=so_far,
+                                           log=lambda line: emit_lines(out.feed(f"{line}\n")), **extra)
                 result = await action(stage, action_ctx)
                 status, reason = result.status, result.reason
         except asyncio.CancelledError:
