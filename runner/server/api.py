@@ -13,6 +13,7 @@ from aiohttp import web
 
 from runner.errors import BuildNotFound, ConveyorError
 from runner.server.inbox import BuildOrder
+from runner.server.keys import AUTH, BACKGROUND, CONFIG, QUEUE, STORE
 from runner.server.views import build_json, deploy_rows, log_text
 from runner.store import builds as q
 
@@ -62,14 +63,14 @@ async def list_builds(request: web.Request) -> web.Response:
             sql += " WHERE " + " AND ".join(where)
         return [q.BuildRow.from_row(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))]
 
-    rows = await request.app["store"].aread(read)
+    rows = await request.app[STORE].aread(read)
     return web.json_response({"builds": [build_json(b) for b in rows]})
 
 
 async def get_build(request: web.Request) -> web.Response:
     build_id = _build_id(request)
     try:
-        detail = await request.app["store"].aread(lambda c: q.get_detail(c, build_id))
+        detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id))
     except BuildNotFound as exc:
         return web.json_response({"error": str(exc)}, status=404)
     return web.json_response(build_json(detail.build, detail))
@@ -77,7 +78,7 @@ async def get_build(request: web.Request) -> web.Response:
 
 async def get_log(request: web.Request) -> web.Response:
     build_id = _build_id(request)
-    store = request.app["store"]
+    store = request.app[STORE]
     try:
         await store.aread(lambda c: q.get_build(c, build_id))
     except BuildNotFound as exc:
@@ -87,14 +88,14 @@ async def get_log(request: web.Request) -> web.Response:
 
 
 async def list_deploys(request: web.Request) -> web.Response:
-    rows = await deploy_rows(request.app["store"], request.query.get("service"))
+    rows = await deploy_rows(request.app[STORE], request.query.get("service"))
     return web.json_response({"deploys": rows})
 
 
 async def create_build(request: web.Request) -> web.Response:
-    who = await request.app["auth"].require(request)
+    who = await request.app[AUTH].require(request)
     data = await request.post() if _from_page(request) else await _json_body(request)
-    config = request.app["config"]
+    config = request.app[CONFIG]
     repo = config.repo(str(data.get("repo", "")))
     if repo is None:
         return web.json_response({"error": f"repository {data.get('repo')!r} is not configured; "
@@ -113,7 +114,7 @@ async def create_build(request: web.Request) -> web.Response:
     if sha is not None and not re.fullmatch(r"[0-9a-f]{40}", str(sha)):
         return web.json_response({"error": "sha must be a full 40-hex commit id"}, status=400)
     ref = f"refs/tags/{tag}" if tag else f"refs/heads/{branch}" if branch else None
-    build_id = await request.app["queue"].submit(BuildOrder(
+    build_id = await request.app[QUEUE].submit(BuildOrder(
         repo=repo.name, event="manual", trigger=f"api:{who}", ref=ref, branch=branch, tag=tag, sha=sha,
         params={str(k): str(v) for k, v in params.items()},
     ))
@@ -131,29 +132,29 @@ async def _json_body(request: web.Request) -> dict:
 
 
 async def cancel_build(request: web.Request) -> web.Response:
-    who = await request.app["auth"].require(request)
+    who = await request.app[AUTH].require(request)
     build_id = _build_id(request)
-    store = request.app["store"]
+    store = request.app[STORE]
     try:
         await store.aread(lambda c: q.get_build(c, build_id))
     except BuildNotFound as exc:
         return web.json_response({"error": str(exc)}, status=404)
-    outcome = await request.app["queue"].cancel(build_id, who)
+    outcome = await request.app[QUEUE].cancel(build_id, who)
     status = 409 if outcome == "finished" else 202
     return _answer(request, status, f"/builds/{build_id}", id=build_id, outcome=outcome)
 
 
 async def rerun_build(request: web.Request) -> web.Response:
-    who = await request.app["auth"].require(request)
+    who = await request.app[AUTH].require(request)
     build_id = _build_id(request)
     try:
-        old = await request.app["store"].aread(lambda c: q.get_build(c, build_id))
+        old = await request.app[STORE].aread(lambda c: q.get_build(c, build_id))
     except BuildNotFound as exc:
         return web.json_response({"error": str(exc)}, status=404)
     if old.status in ("queued", "running"):
         return web.json_response({"error": f"build {old.label} has not finished; cancel it first"}, status=409)
     try:
-        new_id = await request.app["queue"].rerun(build_id, who)
+        new_id = await request.app[QUEUE].rerun(build_id, who)
     except LookupError as exc:
         return web.json_response({"error": str(exc)}, status=409)
     return _answer(request, 201, f"/builds/{new_id}", id=new_id, url=f"/api/builds/{new_id}")
@@ -161,7 +162,7 @@ async def rerun_build(request: web.Request) -> web.Response:
 
 async def rollback(request: web.Request) -> web.Response:
     """Re-apply a recorded deploy of a service; the result lands in the deploy history."""
-    who = await request.app["auth"].require(request)
+    who = await request.app[AUTH].require(request)
     service = request.match_info["name"]
     if not _NAME.fullmatch(service):
         return web.json_response({"error": "not a service name"}, status=400)
@@ -175,7 +176,7 @@ async def rollback(request: web.Request) -> web.Response:
     from runner.deploy.rollback import rollback_service
     from runner.deploy.service import Provenance
 
-    settings, store = request.app["config"].settings, request.app["store"]
+    settings, store = request.app[CONFIG].settings, request.app[STORE]
     try:
         swarm = await open_target(settings, target)
     except ConveyorError as exc:
@@ -193,8 +194,8 @@ async def rollback(request: web.Request) -> web.Response:
             await asyncio.to_thread(swarm.close)
 
     task = asyncio.create_task(run(), name=f"rollback-{service}")
-    request.app["background"].add(task)
-    task.add_done_callback(request.app["background"].discard)
+    request.app[BACKGROUND].add(task)
+    task.add_done_callback(request.app[BACKGROUND].discard)
     return _answer(request, 202, f"/deploys?service={service}", service=service, to=to, started=True)
 
 

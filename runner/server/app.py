@@ -12,6 +12,9 @@ from aiohttp import web
 from runner.server import api, hooks, pages
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
+from runner.server.keys import (
+    AUTH, BACKEND, BACKGROUND, CONFIG, HUB, OWN_STORE, QUEUE, REPORTER, START_QUEUE, STORE, TEMPLATES,
+)
 from runner.server.queue import BuildQueue
 from runner.server.sse import LiveHub, stream
 from runner.server.status import StatusReporter
@@ -51,7 +54,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
         build_id = int(request.match_info["id"])
     except ValueError:
         raise web.HTTPNotFound() from None
-    store = request.app["store"]
+    store = request.app[STORE]
 
     async def status_of(bid: int) -> str | None:
         row = await store.aread(lambda c: c.execute("SELECT status FROM builds WHERE id = ?", (bid,)).fetchone())
@@ -59,7 +62,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
 
     if await status_of(build_id) is None:
         raise web.HTTPNotFound(text="no such build\n")
-    return await stream(request, request.app["hub"], build_id, status_of)
+    return await stream(request, request.app[HUB], build_id, status_of)
 
 
 def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
@@ -67,15 +70,15 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     """The application. ``backend`` defaults to the configured one; ``store`` to the data dir's."""
     app = web.Application(middlewares=[api_errors])
     app.on_response_prepare.append(_security_headers)
-    app["config"] = config
-    app["auth"] = Auth(config.admin_token)
-    app["hub"] = LiveHub()
-    app["templates"] = pages.make_templates()
-    app["background"] = set()
-    app["own_store"] = store is None
-    app["store"] = store
-    app["backend"] = backend
-    app["start_queue"] = start_queue
+    app[CONFIG] = config
+    app[AUTH] = Auth(config.admin_token)
+    app[HUB] = LiveHub()
+    app[TEMPLATES] = pages.make_templates()
+    app[BACKGROUND] = set()
+    app[OWN_STORE] = store is None
+    app[STORE] = store
+    app[BACKEND] = backend
+    app[START_QUEUE] = start_queue
     hooks.add_routes(app)
     api.add_routes(app)
     pages.add_routes(app)
@@ -87,32 +90,32 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
 
 
 async def _startup(app: web.Application) -> None:
-    config: ServerConfig = app["config"]
-    if app["store"] is None:
-        app["store"] = await asyncio.to_thread(Store, config.settings.data_dir)
-    if app["backend"] is None:
+    config: ServerConfig = app[CONFIG]
+    if app[STORE] is None:
+        app[STORE] = await asyncio.to_thread(Store, config.settings.data_dir)
+    if app[BACKEND] is None:
         from runner.backends import get_backend
 
-        app["backend"] = get_backend(config.backend, config.settings)
-    app["reporter"] = StatusReporter(config.public_url)
-    app["queue"] = BuildQueue(app["store"], config, app["backend"], app["hub"], app["reporter"])
-    if app["start_queue"]:
-        await app["queue"].start()
+        app[BACKEND] = get_backend(config.backend, config.settings)
+    app[REPORTER] = StatusReporter(config.public_url)
+    app[QUEUE] = BuildQueue(app[STORE], config, app[BACKEND], app[HUB], app[REPORTER])
+    if app[START_QUEUE]:
+        await app[QUEUE].start()
 
 
 async def _shutdown(app: web.Application) -> None:
     # Live viewers hold open streams; end them so the server can stop.
-    for build_id in list(app["hub"].builds):
-        app["hub"].close(build_id, "running")
+    for build_id in list(app[HUB].builds):
+        app[HUB].close(build_id, "running")
 
 
 async def _cleanup(app: web.Application) -> None:
-    await app["queue"].stop()
-    for task in list(app["background"]):
+    await app[QUEUE].stop()
+    for task in list(app[BACKGROUND]):
         task.cancel()
-    await app["reporter"].close()
-    if app["own_store"]:
-        await asyncio.to_thread(app["store"].close)
+    await app[REPORTER].close()
+    if app[OWN_STORE]:
+        await asyncio.to_thread(app[STORE].close)
 
 
 def serve(config: ServerConfig, *, backend=None) -> None:

@@ -25,6 +25,7 @@ from runner.errors import WebhookError
 from runner.scm import webhooks
 from runner.server.config import RepoConfig, ServerConfig
 from runner.server.inbox import record_delivery
+from runner.server.keys import CONFIG, QUEUE, STORE
 
 __all__ = ["MAX_BODY", "add_routes"]
 
@@ -58,7 +59,7 @@ def _matches(repo: RepoConfig, full_name: str, urls: set[str]) -> bool:
 
 
 async def receive(request: web.Request, provider: str) -> web.Response:
-    config: ServerConfig = request.app["config"]
+    config: ServerConfig = request.app[CONFIG]
     body = await read_capped(request)
     candidates = [r for r in config.repos.values() if r.provider == provider]
     named = request.query.get("repo")
@@ -94,10 +95,10 @@ async def receive(request: web.Request, provider: str) -> web.Response:
     delivery = webhooks.delivery_id(provider, request.headers)
     if not delivery:  # an old GitLab sends none: the body's digest makes a byte-identical retry a no-op
         delivery = "sha256:" + hashlib.sha256(body).hexdigest()
-    new, row_id = await record_delivery(request.app["store"], provider, delivery[:200], repo.name, result)
+    new, row_id = await record_delivery(request.app[STORE], provider, delivery[:200], repo.name, result)
     if not new:
         return _json(200, duplicate=True, delivery=row_id)
-    request.app["queue"].wake()
+    request.app[QUEUE].wake()
     return _json(202, queued=True, delivery=row_id)
 
 
@@ -107,4 +108,7 @@ def add_routes(app: web.Application) -> None:
             return await receive(request, provider)
         app.router.add_post(f"/hooks/{provider}", handler)
     # Forgejo sends Gitea-shaped deliveries; give it its own name too.
-    app.router.add_post("/hooks/forgejo", lambda request: receive(request, "gitea"))
+    async def forgejo(request: web.Request) -> web.Response:
+        return await receive(request, "gitea")
+
+    app.router.add_post("/hooks/forgejo", forgejo)

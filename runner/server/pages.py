@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from runner.errors import BuildNotFound
 from runner.server.auth import SESSION_COOKIE
+from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
 from runner.server.views import deploy_rows, duration_text, log_html
 from runner.store import builds as q
 
@@ -42,12 +43,12 @@ def make_templates(web_dir: Path = WEB_DIR) -> jinja2.Environment:
     return env
 
 
-def _render(request: web.Request, name: str, status: int = 200, **context) -> web.Response:
-    auth = request.app["auth"]
+def _render(request: web.Request, name: str, http_status: int = 200, **context) -> web.Response:
+    auth = request.app[AUTH]
     context.setdefault("csrf", auth.csrf_token(request))
     context.setdefault("admin_enabled", bool(auth.token))
-    text = request.app["templates"].get_template(name).render(**context)
-    return web.Response(text=text, status=status, content_type="text/html")
+    text = request.app[TEMPLATES].get_template(name).render(**context)
+    return web.Response(text=text, status=http_status, content_type="text/html")
 
 
 async def build_list(request: web.Request) -> web.Response:
@@ -72,21 +73,21 @@ async def build_list(request: web.Request) -> web.Response:
         rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, PAGE_SIZE + 1)).fetchall()
         return [q.BuildRow.from_row(r) for r in rows]
 
-    builds = await request.app["store"].aread(read)
+    builds = await request.app[STORE].aread(read)
     more = len(builds) > PAGE_SIZE
     builds = builds[:PAGE_SIZE]
     return _render(request, "builds.html", builds=builds, repo=repo, status=status,
-                   next_before=builds[-1].id if more else None, repos=sorted(request.app["config"].repos))
+                   next_before=builds[-1].id if more else None, repos=sorted(request.app[CONFIG].repos))
 
 
 async def build_page(request: web.Request) -> web.Response:
     try:
         build_id = int(request.match_info["id"])
-        detail = await request.app["store"].aread(lambda c: q.get_detail(c, build_id))
+        detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id))
     except (ValueError, BuildNotFound):
-        return _render(request, "error.html", status=404, message="There is no such build.")
+        return _render(request, "error.html", http_status=404, message="There is no such build.")
     live = detail.build.status in ("queued", "running")
-    log = [] if live else await request.app["store"].aread(lambda c: log_html(c, build_id))
+    log = [] if live else await request.app[STORE].aread(lambda c: log_html(c, build_id))
     staged = {s.name for s in detail.stages}
     rendered = (detail.build.rendered or "").splitlines()
     return _render(request, "build.html", b=detail.build, detail=detail, live=live, log=log,
@@ -96,7 +97,7 @@ async def build_page(request: web.Request) -> web.Response:
 
 async def deploys_page(request: web.Request) -> web.Response:
     service = request.query.get("service") or None
-    rows = await deploy_rows(request.app["store"], service, limit=500)
+    rows = await deploy_rows(request.app[STORE], service, limit=500)
     services: dict[str, list] = {}
     for row in rows:
         services.setdefault(row["service"], []).append(row)
@@ -119,9 +120,9 @@ async def badge(request: web.Request) -> web.Response:
         row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
         return row[0] if row else None
 
-    status = await request.app["store"].aread(read) or "unknown"
+    status = await request.app[STORE].aread(read) or "unknown"
     label = status.replace("_", " ")
-    text = request.app["templates"].get_template("badge.svg").render(
+    text = request.app[TEMPLATES].get_template("badge.svg").render(
         status=label, colour=_BADGE_COLOURS.get(status, "#9e9e9e"), width=6 * len(label) + 12)
     return web.Response(text=text, content_type="image/svg+xml", headers={"Cache-Control": "no-cache, max-age=0"})
 
@@ -131,10 +132,10 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    auth = request.app["auth"]
+    auth = request.app[AUTH]
     form = await request.post()
     if not auth.check_token(str(form.get("token", ""))):
-        return _render(request, "login.html", status=401, error="That is not the admin token.")
+        return _render(request, "login.html", http_status=401, error="That is not the admin token.")
     response = web.HTTPSeeOther("/")
     response.set_cookie(SESSION_COOKIE, auth.new_session(), httponly=True, samesite="Strict", path="/",
                         secure=request.secure, max_age=7 * 24 * 3600)
@@ -142,7 +143,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    await request.app["auth"].require(request)
+    await request.app[AUTH].require(request)
     response = web.HTTPSeeOther("/")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
