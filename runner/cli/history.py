@@ -1,0 +1,80 @@
+"""How `conveyor builds`, `conveyor show` and `conveyor logs` draw the history for a terminal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+import click
+
+from runner.cli.progress import STATUS_COLOURS, format_duration
+from runner.store.builds import BuildDetail, BuildRow, LogChunk
+
+__all__ = ["builds_table", "show_lines", "log_lines", "when"]
+
+
+def when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def _status(status: str, color: bool) -> str:
+    return click.style(status, fg=STATUS_COLOURS.get(status)) if color else status
+
+
+def builds_table(rows: Iterable[BuildRow], *, color: bool = False) -> str:
+    header = ("ID", "BUILD", "STATUS", "BRANCH", "SHA", "TRIGGER", "STARTED", "DURATION")
+    table = [header]
+    statuses = []
+    for b in rows:
+        table.append((str(b.id), b.label, b.status, b.branch or (f"tag:{b.tag}" if b.tag else "-"),
+                      b.short_sha or "-", b.trigger, when(b.started or b.created), format_duration(b.duration)))
+        statuses.append(b.status)
+    if len(table) == 1:
+        return "no builds yet: `conveyor run DIR` starts one"
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    out = []
+    for n, row in enumerate(table):
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        if n and color:
+            cells[2] = _status(row[2], True) + " " * (widths[2] - len(row[2]))
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def show_lines(detail: BuildDetail, *, color: bool = False) -> Iterator[str]:
+    b = detail.build
+    yield f"build {b.label} (id {b.id}): {_status(b.status, color)}"
+    if b.reason:
+        yield f"  reason:   {b.reason}"
+    ref = b.branch and f"branch {b.branch}" or (b.tag and f"tag {b.tag}") or "-"
+    yield f"  commit:   {b.sha or '-'} ({ref}, {b.event})"
+    if b.message:
+        yield f"  message:  {b.message.splitlines()[0]}"
+    yield f"  trigger:  {b.trigger}   pipeline: {b.pipeline or '-'}"
+    yield f"  started:  {when(b.started)}   duration: {format_duration(b.duration)}"
+    for d in b.diagnostics:
+        yield f"  {d['file']}:{d['line']}:{d['col']}: {d['severity']}: {d['message']}"
+    for stage in detail.stages:
+        why = f" ({stage.reason})" if stage.reason else ""
+        yield f"stage {stage.name}: {_status(stage.status, color)}  {format_duration(stage.duration)}{why}"
+        for job in detail.jobs_of(stage.name):
+            why = f" ({job.reason})" if job.reason else ""
+            yield f"  job {job.name}: {_status(job.status, color)}  {format_duration(job.duration)}{why}"
+            for step in job.steps:
+                extra = f" exit {step.exit_code}" if step.exit_code not in (None, 0) else ""
+                extra += f" ({step.reason})" if step.reason else ""
+                again = f" [attempt {step.attempt}]" if step.attempt > 1 else ""
+                yield (f"    step {step.position + 1} {step.name}{again}: {_status(step.status, color)}"
+                       f"{extra}  {format_duration(step.duration)}")
+
+
+def log_lines(chunks: Iterable[LogChunk], *, prefix: bool) -> Iterator[str]:
+    """The stored output; with ``prefix``, each line starts with its job, as `conveyor run` showed it."""
+    for chunk in chunks:
+        if prefix:
+            head = f"[{chunk.job}] "
+            yield "".join(head + line + "\n" for line in chunk.text.split("\n"))
+        else:
+            yield chunk.text + "\n"

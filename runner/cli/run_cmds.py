@@ -1,0 +1,268 @@
+"""`conveyor run`, `builds`, `logs`, `show`: run a pipeline here and now, and read the history.
+
+`conveyor run` is the server's path minus HTTP: ``create_build`` then ``run_build``. Exit codes:
+0 success, 1 any other outcome, 2 a configuration or usage error, 130 after Ctrl-C (once every
+container, volume and network of the build is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from runner.build import BuildRequest, create_build, run_build
+from runner.cli.history import builds_table, log_lines, show_lines
+from runner.cli.progress import ProgressSink, format_duration
+from runner.cli.source import check_data_dir, export_head, repo_root
+from runner.errors import ConveyorError, ContextError, SourceError, StoreError
+from runner.settings import Settings
+from runner.store import builds as q
+from runner.store.recovery import open_store
+
+__all__ = ["register"]
+
+BUILD_HELP = "BUILD is a number of the current repo (42), repo#number (web#42), id:ID, or last (the default)."
+data_dir_option = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Where builds are stored (default $CONVEYOR_DATA_DIR, else $XDG_DATA_HOME/conveyor).",
+)
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return Settings.from_env(data_dir=data_dir)
+
+
+def _store(settings: Settings):
+    try:
+        return open_store(settings)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _params(values: tuple[str, ...]) -> dict[str, str]:
+    params = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not key=value (e.g. --param target=staging)",
+                                     param_hint="--param")
+        params[key] = value
+    return params
+
+
+def _secrets(names: tuple[str, ...]) -> dict[str, str]:
+    secrets = {}
+    for name in names:
+        value = os.environ.get(name)
+        if value is None:
+            raise click.BadParameter(
+                f"the secret {name} is not set in the environment; export {name}=... before `conveyor run`",
+                param_hint="--secret",
+            )
+        secrets[name] = value
+    return secrets
+
+
+@click.command("run")
+@click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--commit", "at_commit", is_flag=True, help="Run exactly HEAD, not the working tree.")
+@click.option("--branch", help="The branch the pipeline sees (default: git's current branch).")
+@click.option("--tag", help="Run as a tag build for this tag.")
+@click.option("--event", type=click.Choice(["push", "tag", "pull_request", "manual", "cron"]),
+              help="The event the pipeline sees (default push, or tag with --tag).")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline parameter; repeatable.")
+@click.option("--file", "pipeline_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The pipeline file (default .conveyor.yml), relative to DIRECTORY.")
+@click.option("--backend", "backend_name", type=click.Choice(["docker", "local"]), default="docker",
+              show_default=True, help="Where jobs run: ephemeral containers, or host processes (explicit opt-in).")
+@click.option("--secret", "secret_names", multiple=True, metavar="NAME",
+              help="Pass the environment variable NAME to steps as a secret, masked in every log; repeatable.")
+@click.option("--trusted", is_flag=True, help="Allow privileged jobs and host volumes (your own repository only).")
+@click.option("-q", "--quiet", is_flag=True, help="Show the step lines only, not the steps' output.")
+@data_dir_option
+def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pipeline_file, backend_name,
+                secret_names, trusted, quiet, data_dir) -> None:
+    """Run the pipeline of the repository in DIRECTORY (default: here), live, and keep its history.
+
+    The working tree is used as it is, uncommitted changes included, with the git context of HEAD;
+    --commit runs exactly HEAD. Exit status: 0 success, 1 failure, 2 configuration error, 130 after
+    Ctrl-C.
+    """
+    directory = directory.resolve()
+    settings = _settings(data_dir)
+    parsed, secrets = _params(params), _secrets(secret_names)
+    root = repo_root(directory)
+    try:
+        check_data_dir(settings.data_dir, root or directory)
+        from runner.scm.worktree import context_from_worktree
+
+        ctx = context_from_worktree(directory, branch=branch, tag=tag, event=event, params=parsed)
+    except (SourceError, ContextError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    pipeline = None
+    if pipeline_file is not None:
+        path = pipeline_file if pipeline_file.is_absolute() else directory / pipeline_file
+        try:
+            pipeline = str(path.resolve().relative_to(directory))
+        except ValueError:
+            raise click.UsageError(f"--file {pipeline_file} is not inside {directory}; pass a path within it")
+    request = BuildRequest(
+        repo=ctx.repo_name, event=ctx.event, ref=ctx.git.ref, branch=ctx.git.branch, tag=ctx.git.tag,
+        sha=ctx.git.sha, message=ctx.git.message, author=ctx.git.author, params=dict(ctx.params),
+        trigger="cli", pipeline=pipeline, repo_url=ctx.repo_url,
+    )
+    exported = None
+    try:
+        if at_commit:
+            if root is None:
+                raise click.UsageError(f"{directory} is not in a git repository; drop --commit")
+            exported = export_head(root)
+            source = Path(exported.name) / directory.relative_to(root)
+        else:
+            source = directory
+        code = _run(settings, request, source, backend_name, secrets, trusted, quiet)
+    except SourceError as exc:
+        raise click.UsageError(str(exc)) from exc
+    finally:
+        if exported is not None:
+            exported.cleanup()
+    sys.exit(code)
+
+
+def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> int:
+    from runner.backends import get_backend
+
+    store = _store(settings)
+    try:
+        try:
+            backend = get_backend(backend_name, settings)
+        except ConveyorError as exc:
+            raise click.ClickException(str(exc)) from exc
+        build_id = create_build(store, request, settings.instance)
+        build = q.get_build(store.read(), build_id)
+        where = f"{build.short_sha} on {build.branch}" if build.branch else (build.short_sha or "no commit yet")
+        click.echo(f"build {build.label} (id {build.id}): {source} at {where}", err=True)
+        interrupted, status = asyncio.run(_drive(store, settings, build_id, source, backend, secrets, trusted, quiet))
+        finished = q.get_build(store.read(), build_id)
+    finally:
+        store.close()
+    if finished.diagnostics and finished.status == "config_error":
+        for d in finished.diagnostics:
+            click.echo(f"{d['file']}:{d['line']}:{d['col']}: {d['severity']}: {d['message']}", err=True)
+    elif finished.reason and status != "success":
+        click.echo(f"reason: {finished.reason}", err=True)
+    colour = {"success": "green", "config_error": "red", "failure": "red"}.get(status, "yellow")
+    click.echo(click.style(f"build {finished.label} {status} in {format_duration(finished.duration)}",
+                           fg=colour, bold=True) + f"  (conveyor show {finished.label})", err=True)
+    if interrupted:
+        return 130
+    return {"success": 0, "config_error": 2}.get(status, 1)
+
+
+async def _drive(store, settings, build_id, source, backend, secrets, trusted, quiet) -> tuple[bool, str]:
+    """Run the build; the first Ctrl-C (or SIGTERM) cancels it cleanly, a second one stops waiting."""
+    loop = asyncio.get_running_loop()
+    cancel = asyncio.Event()
+    task = asyncio.current_task()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            click.echo("\ncancelling: stopping the build's containers (Ctrl-C again to stop waiting)", err=True)
+            cancel.set()
+        else:
+            task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        try:
+            await backend.sweep()  # what crashed builds of this instance left behind
+        except Exception:  # noqa: BLE001 - the build reports an engine that is down itself
+            pass
+        status = await run_build(store, settings, build_id, source, backend=backend,
+                                 sinks=[ProgressSink(output=not quiet)], secrets=secrets, trusted=trusted,
+                                 cancel=cancel)
+    except asyncio.CancelledError:
+        status = "cancelled"
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return signals > 0, status
+
+
+def _current_repo() -> str | None:
+    root = repo_root(Path.cwd())
+    return root.name if root else None
+
+
+def _find(store, build_ref: str | None):
+    try:
+        return q.find_build(store.read(), build_ref, _current_repo())
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command("builds")
+@click.option("--repo", help="Only this repository's builds.")
+@click.option("--status", help="Only builds with this status (success, failure, running, ...).")
+@click.option("-n", "--limit", default=20, show_default=True, help="How many builds, newest first.")
+@data_dir_option
+def builds_command(repo, status, limit, data_dir) -> None:
+    """List recent builds, newest first."""
+    store = _store(_settings(data_dir))
+    try:
+        rows = q.list_builds(store.read(), repo=repo, status=status, limit=limit)
+    finally:
+        store.close()
+    click.echo(builds_table(rows, color=sys.stdout.isatty()))
+
+
+@click.command("show", epilog=BUILD_HELP)
+@click.argument("build_ref", metavar="[BUILD]", required=False)
+@data_dir_option
+def show_command(build_ref, data_dir) -> None:
+    """Show a build: its stages, jobs and steps with statuses and durations."""
+    store = _store(_settings(data_dir))
+    try:
+        build = _find(store, build_ref)
+        detail = q.get_detail(store.read(), build.id)
+    finally:
+        store.close()
+    for line in show_lines(detail, color=sys.stdout.isatty()):
+        click.echo(line)
+
+
+@click.command("logs", epilog=BUILD_HELP)
+@click.argument("build_ref", metavar="[BUILD]", required=False)
+@click.option("--job", help="Only this job's output, without the [job] prefix.")
+@click.option("--stage", help="Only this stage's output.")
+@data_dir_option
+def logs_command(build_ref, job, stage, data_dir) -> None:
+    """Print the stored output of a build (or of one of its jobs)."""
+    store = _store(_settings(data_dir))
+    try:
+        build = _find(store, build_ref)
+        if job is not None:
+            names = {j.name for j in q.get_detail(store.read(), build.id).jobs}
+            if job not in names:
+                raise click.ClickException(
+                    f"build {build.label} has no job {job!r}; its jobs: {', '.join(sorted(names)) or 'none'}")
+        out = sys.stdout
+        for text in log_lines(q.build_logs(store.read(), build.id, job=job, stage=stage), prefix=job is None):
+            out.write(text)
+        out.flush()
+    finally:
+        store.close()
+
+
+def register(group: click.Group) -> None:
+    for command in (run_command, builds_command, logs_command, show_command):
+        group.add_command(command)
