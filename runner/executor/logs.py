@@ -95,6 +95,8 @@ class StepLog:
         text = self._partial + self._decoder.decode(chunk)
         *done, self._partial = text.split("\n")
         out = [self.masker.mask(line.removesuffix("\r")) for line in done]
+        if any(len(line) > self.max_line for line in out):
+            out = [piece for line in out for piece in self._pieces(line)]
         if len(self._partial) > self.max_line:
             out.extend(self._break_long_line())
         self.lines += len(out)
@@ -104,7 +106,7 @@ class StepLog:
         """The step ended: flush the last partial line and, when output was dropped, the marker."""
         text = self._partial + self._decoder.decode(b"", final=True)
         self._partial = ""
-        out = [self.masker.mask(text.removesuffix("\r"))] if text else []
+        out = list(self._pieces(self.masker.mask(text.removesuffix("\r")))) if text else []
         if self.dropped:
             out.append(cap_marker(self.cap, self.dropped))
         self.lines += len(out)
@@ -117,7 +119,13 @@ class StepLog:
         masked = self.masker.mask(self._partial)
         cut = len(masked) - keep
         head, self._partial = masked[:cut], masked[cut:]
-        return [head[i: i + self.max_line] for i in range(0, len(head), self.max_line)]
+        return list(self._pieces(head))
+
+    def _pieces(self, line: str) -> list[str]:
+        """A masked line cut to ``max_line`` characters (an empty line stays one line)."""
+        if len(line) <= self.max_line:
+            return [line]
+        return [line[i: i + self.max_line] for i in range(0, len(line), self.max_line)]
 
 
 def step_log(secrets: Mapping[str, str], cap: int) -> StepLog:
