@@ -136,8 +136,11 @@ def load_pipeline(repo_dir: Path, ctx: Context, *, file: Path | None = None, tru
         where.error("template", rendered.error or "rendering failed", rendered.line or 1, 1)
         return Loaded(file, None, None, where.items, render_seconds=rendered.seconds)
     cx = Cx(diags, trusted=trusted)
-    value = check_pipeline(load_yaml(rendered.text, diags), cx)
-    plan = compile_plan(value, ctx, cx, source=name, trusted=trusted) if value is not None else None
+    root = load_yaml(rendered.text, diags)
+    value = check_pipeline(root, cx) if not diags.has_errors else None
+    plan = None
+    if value is not None and not diags.has_errors:
+        plan = compile_plan(value, ctx, cx, source=name, trusted=trusted)
     skip = trigger_decision(value.get("on"), ctx) if value is not None else None
     items = diags.sorted()
     if rendered.text != text:  # positions are in the rendered text: say so, and where to see it

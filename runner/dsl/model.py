@@ -83,7 +83,7 @@ class Str(Spec):
             return self.wrong(node, cx, path, where)
         text = node.value if isinstance(node.value, str) else node.text  # 3.11 stays "3.11"
         if self.pattern and not self.pattern.match(text):
-            cx.error(node, "value", f"{where} '{_short(text)}' is not valid{self.hint}", path)
+            cx.error(node, "value", f"{where} is not valid ('{_short(text)}'){self.hint}", path)
             return INVALID
         return text
 
@@ -150,7 +150,7 @@ class Duration(Spec):
             seconds = parse_duration(node.value)
             if seconds is not None:
                 return seconds
-            cx.error(node, "duration", f"{where} '{_short(node.text)}' is not a duration: use e.g. 30s, 5m, 1h or 1h30m", path)
+            cx.error(node, "duration", f"{where} is not a duration ('{_short(node.text)}'): use e.g. 30s, 5m, 1h or 1h30m", path)
             return INVALID
         return self.wrong(node, cx, path, where)
 
@@ -169,7 +169,7 @@ class Memory(Spec):
             m = _MEMORY.match(node.value.strip())
             if m:
                 return int(float(m.group(1)) * _MEM_UNIT[m.group(2).lower()])
-            cx.error(node, "value", f"{where} '{_short(node.text)}' is not a size: use e.g. 256M or 1G", path)
+            cx.error(node, "value", f"{where} is not a size ('{_short(node.text)}'): use e.g. 256M or 1G", path)
             return INVALID
         return self.wrong(node, cx, path, where)
 
@@ -205,8 +205,10 @@ class ListOf(Spec):
             value = self.item.check(child, cx, f"{path}[{i}]", f"{self.what} {i + 1} of {where}")
             bad |= value is INVALID
             out.append(value)
-            if self.unique and isinstance(value, dict) and isinstance(value.get(self.unique), str):
-                name, at = value[self.unique], value["__node__"].get(self.unique)
+            # By the name as written, so a duplicate is reported even when the item has other errors.
+            at = child.get(self.unique) if self.unique and isinstance(child, YMap) else None
+            if isinstance(at, YScalar) and at.value is not None:
+                name = at.text
                 if name in seen:
                     cx.error(at, "duplicate-name", f"duplicate {self.what} name '{name}' in {where} "
                              f"(first used on line {seen[name]})", f"{path}[{i}].{self.unique}")
@@ -271,11 +273,13 @@ class Obj(Spec):
             label = f"{self.kind} '{_short(name_node.text)}'"
         out: dict = {"__node__": node}
         bad = False
+        meant = set()  # keys an unknown key probably meant: not reported again as missing
         for key, (knode, vnode) in node.entries.items():
             spec = self.fields.get(key)
             if spec is None:
-                cx.error(knode, "unknown-key", f"unknown key '{_short(key)}' in {label}"
-                         f"{did_you_mean(key, self.fields)}", f"{path}.{key}")
+                hint = did_you_mean(key, self.fields)
+                meant.add(hint[len(" (did you mean '"):-len("'?)")] if hint else None)
+                cx.error(knode, "unknown-key", f"unknown key '{_short(key)}' in {label}{hint}", f"{path}.{key}")
                 bad = True
                 continue
             value = spec.spec.check(vnode, cx, f"{path}.{key}", f"'{key}' in {label}")
@@ -284,12 +288,14 @@ class Obj(Spec):
             else:
                 out[key] = value
         for key, spec in self.fields.items():
-            if spec.required and key not in node.entries:
+            if spec.required and key not in node.entries and key not in meant:
                 message = self.missing.get(key, "{label} needs '{key}'").format(label=label, key=key)
                 cx.error(node, "missing-key", message, path)
                 bad = True
-        if self.shape:
+        if self.shape and not meant:  # an unknown key is the likelier cause of a shape problem
+            before = len(cx.diags.items)
             self.shape(node, cx, path, label)
+            bad |= cx.diags.has_errors and len(cx.diags.items) > before
         if self.validate and not bad:
             self.validate(out, node, cx, path, label)
         return INVALID if bad else out

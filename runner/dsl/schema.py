@@ -40,14 +40,14 @@ class _Port(Spec):
     def check(self, node, cx, path, where):
         m = _PORT.match(node.text) if isinstance(node, YScalar) and node.value is not None else None
         if isinstance(node, YScalar) and isinstance(node.value, int) and not isinstance(node.value, bool):
-            cx.error(node, "value", f"{where} {node.value} needs a published port: write "
-                     f"'{node.value + 10000}:{node.value}' (PUBLISHED:TARGET)", path)
+            cx.error(node, "value", f"{where} needs a published port, not just {node.value}: write "
+                     f"e.g. '{node.value + 10000}:{node.value}' (PUBLISHED:TARGET)", path)
             return INVALID
         if m is None:
             return self.wrong(node, cx, path, where)
         published, target = int(m.group(1)), int(m.group(2))
         if not (0 < published < 65536 and 0 < target < 65536):
-            cx.error(node, "value", f"{where} '{node.text}' has a port outside 1..65535", path)
+            cx.error(node, "value", f"{where} has a port outside 1..65535 ('{node.text}')", path)
             return INVALID
         return {"published": published, "target": target, "protocol": m.group(3) or "tcp", "__node__": node}
 

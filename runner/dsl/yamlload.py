@@ -84,10 +84,12 @@ def load_yaml(text: str, diags: Diagnostics) -> YNode | None:
         return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context_mark and exc.problem_mark and exc.problem_mark.line > _last_content_line(text):
+            mark = exc.context_mark  # "not closed at the end of the file": point at what was opened
         problem = exc.problem or "invalid YAML"
         if exc.context and exc.problem:
             problem = f"{exc.context}: {exc.problem}"
-        if mark is not None and _char_at(text, mark.line, mark.column) == "\t":
+        if mark is not None and _char_at(text, mark.line, mark.column) == "\t" and "tab" not in problem:
             problem += " (a tab: indent with spaces)"
         diags.error("yaml-syntax", f"invalid YAML: {problem}", mark.line + 1 if mark else 1,
                     mark.column + 1 if mark else 1)
@@ -223,6 +225,16 @@ class _Builder:
     def _stop(self, code: str, message: str, event) -> None:
         self.diags.error(code, message, event.start_mark.line + 1, event.start_mark.column + 1)
         raise _Stop
+
+
+def _last_content_line(text: str) -> int:
+    """0-based index of the last line that is neither blank nor a comment."""
+    lines = text.split("\n")
+    for i in range(len(lines) - 1, -1, -1):
+        stripped = lines[i].strip()
+        if stripped and not stripped.startswith("#"):
+            return i
+    return 0
 
 
 def _char_at(text: str, line: int, col: int) -> str:
