@@ -58,7 +58,7 @@ class _Build:
 @dataclass
 class _Container:
     id: str | None
-    oom_seen: bool = False  # OOMKilled stays true once set: report it only for the step that caused it
+    oom_kills: int = 0  # the container's OOM kill count after its last step: a new one is this step's
 
 
 class DockerBackend(Backend):
@@ -132,8 +132,9 @@ class DockerBackend(Backend):
             await reader
             code = await self._exit_code(exec_id)
             oom = False
-            if code == 137 and not container.oom_seen:
-                oom = container.oom_seen = await engine.call(engine._blocking_container_oom, container.id)
+            if code == 137:  # SIGKILL: by the OOM killer if the container's count went up
+                kills = await engine.call(engine._blocking_oom_kills, container.id)
+                oom, container.oom_kills = kills > container.oom_kills, kills
             finished = True
             yield StepExit(code, oom_killed=oom, reason="out of memory" if oom else None)
         finally:

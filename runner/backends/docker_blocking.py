@@ -124,11 +124,22 @@ class DockerEngine:
             if "already in progress" not in str(exc):
                 raise
 
-    def _blocking_container_oom(self, cid: str) -> bool:
+    def _blocking_oom_kills(self, cid: str) -> int:
+        """How many processes the kernel's OOM killer has killed in this container so far.
+
+        The engine sets ``State.OOMKilled`` only when the whole container dies, and here PID 1
+        survives a step's OOM kill, so ask the container's memory cgroup (v2 or v1) instead."""
         try:
-            return bool(self.api.inspect_container(cid)["State"].get("OOMKilled"))
+            exec_id = self.api.exec_create(cid, ["cat", "/sys/fs/cgroup/memory.events",
+                                                 "/sys/fs/cgroup/memory/memory.oom_control"])["Id"]
+            text = self.api.exec_start(exec_id).decode(errors="replace")
+            if self.api.inspect_container(cid)["State"].get("OOMKilled"):
+                return 1 << 30
         except derrors.NotFound:
-            return False
+            return 0
+        counts = [int(line.split()[1]) for line in text.splitlines()
+                  if line.startswith("oom_kill ") and line.split()[1].isdigit()]
+        return max(counts, default=0)
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -1,0 +1,164 @@
+"""What only the Docker backend promises: safe container defaults, image errors, OOM, timeouts that
+kill, cancellation that leaves nothing behind, sweeps by label. Real engine; resources of this test's
+own ``instance`` only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from runner.backends.base import BuildRef, StepExit
+from runner.backends.docker import SHELL_CAPS, DockerBackend
+from runner.errors import ImageNotFound
+from runner.executor import events as ev
+from runner.executor.run import run_plan
+from runner.plan import Job, Plan, Stage, Step
+from runner.settings import Settings
+from tests.conftest import BUSYBOX, PYTHON
+
+pytestmark = pytest.mark.docker
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def emit(self, event):
+        self.events.append(event)
+
+
+@pytest.fixture
+def settings(instance):
+    return Settings(instance=instance, job_memory=96 * 1024**2, job_pids=256, job_cpus=1.0)
+
+
+@pytest.fixture
+def backend(docker_client, settings):
+    backend = DockerBackend(settings, grace=1.0)
+    yield backend
+    asyncio.run(backend.sweep(keep=[]))
+    backend.close()
+
+
+@pytest.fixture
+def build(tmp_path, instance):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "README").write_text("hello\n")
+    return BuildRef(id="d" + uuid.uuid4().hex[:10], source=tmp_path / "src", instance=instance,
+                    labels={"io.conveyor.repo": "demo"})
+
+
+def of_build(client, build_id):
+    label = {"label": f"io.conveyor.build={build_id}"}
+    return (client.containers.list(all=True, filters=label), client.networks.list(filters=label),
+            client.volumes.list(filters=label))
+
+
+async def test_containers_get_safe_defaults_and_labels(backend, build, docker_client, settings):
+    await backend.available()
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("unit tests", BUSYBOX, ()))
+        attrs = docker_client.containers.get(handle.data.id).attrs
+        host = attrs["HostConfig"]
+        assert host["Privileged"] is False
+        assert host["CapDrop"] == ["ALL"] and sorted(host["CapAdd"]) == sorted(SHELL_CAPS)
+        assert host["SecurityOpt"] == ["no-new-privileges"]
+        assert host["PidsLimit"] == 256 and host["Memory"] == 96 * 1024**2 and host["NanoCpus"] == 10**9
+        assert host["NetworkMode"] == f"conveyor-{build.id}"
+        assert not any("docker.sock" in m.get("Source", "") for m in attrs["Mounts"])
+        assert [m["Name"] for m in attrs["Mounts"]] == [f"conveyor-{build.id}-ws"]
+        labels = attrs["Config"]["Labels"]
+        assert labels["io.conveyor.build"] == build.id and labels["io.conveyor.instance"] == build.instance
+        assert float(labels["io.conveyor.expires"]) > time.time() and labels["io.conveyor.repo"] == "demo"
+        assert attrs["Name"].startswith(f"/conveyor-{build.id}-unit-tests")
+        # A dropped capability is really gone: root may not change the clock or mount.
+        out = b""
+        async for item in backend.exec_step(handle, Step("probe", "mount -t tmpfs x /mnt && echo mounted"), {}):
+            out += item if isinstance(item, bytes) else b""
+        assert b"mounted" not in out
+    finally:
+        await backend.teardown(build)
+    assert of_build(docker_client, build.id) == ([], [], [])
+
+
+async def test_missing_image_names_it_and_says_what_to_do(backend, build):
+    await backend.setup(build)
+    try:
+        image = "127.0.0.1:1/conveyor-missing/nothing:1"  # a pull fails at once: nothing listens there
+        with pytest.raises(ImageNotFound) as err:
+            await backend.start_job(build, Job("a", image, ()))
+        assert image in str(err.value) and "conveyor images bootstrap" in str(err.value)
+    finally:
+        await backend.teardown(build)
+
+
+async def test_out_of_memory_is_reported(backend, build, docker_client):
+    docker_client.images.get(PYTHON)
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("hog", PYTHON, ()))
+        exits = [i async for i in backend.exec_step(handle, Step("hog", "python3 -c 'b = bytearray(400 * 2**20)'"), {})
+                 if isinstance(i, StepExit)]
+        assert exits[0].code == 137 and exits[0].oom_killed and exits[0].reason == "out of memory"
+        # A later step killed by a plain SIGKILL is not blamed on memory.
+        exits = [i async for i in backend.exec_step(handle, Step("k", "kill -9 $$"), {}) if isinstance(i, StepExit)]
+        assert exits[0].code == 137 and not exits[0].oom_killed
+    finally:
+        await backend.teardown(build)
+
+
+async def test_step_timeout_kills_a_step_that_ignores_sigterm(backend, build, docker_client):
+    plan = Plan("p", stages=(Stage("s", "jobs", jobs=(Job("a", BUSYBOX, (
+        Step("stubborn", "trap '' TERM; echo waiting; sleep 60 & wait; sleep 60", timeout=1.0),)),)),))
+    sink = Recorder()
+    began = time.monotonic()
+    status = await run_plan(plan, build, backend, sink)
+    elapsed = time.monotonic() - began
+    assert status == "timed_out"
+    finished = [e for e in sink.events if isinstance(e, ev.StepFinished)]
+    assert finished[0].status == "timed_out" and finished[0].reason == "timed out after 1s"
+    assert elapsed < 1.0 + backend.grace + 3.0, f"took {elapsed:.1f}s"
+    assert of_build(docker_client, build.id) == ([], [], [])
+
+
+async def test_cancel_removes_every_resource_of_the_build_within_10s(backend, build, docker_client):
+    plan = Plan("p", stages=(Stage("s", "jobs", jobs=tuple(
+        Job(f"j{i}", BUSYBOX, (Step("long", "echo up; sleep 120"),)) for i in range(2))),))
+    sink, cancel = Recorder(), asyncio.Event()
+    task = asyncio.ensure_future(run_plan(plan, build, backend, sink, cancel=cancel, concurrency=2))
+    while sum(isinstance(e, ev.StepOutput) for e in sink.events) < 2:
+        await asyncio.sleep(0.05)
+    assert len(of_build(docker_client, build.id)[0]) == 2
+    began = time.monotonic()
+    cancel.set()
+    assert await task == "cancelled"
+    assert time.monotonic() - began < 10
+    assert of_build(docker_client, build.id) == ([], [], [])
+    assert sink.events[-1].status == "cancelled"
+
+
+async def test_sweep_removes_leftovers_by_label(docker_client, settings, build, tmp_path, instance):
+    crashed = DockerBackend(settings)  # a runner that dies without teardown
+    await crashed.setup(build)
+    await crashed.start_job(build, Job("a", BUSYBOX, ()))
+    other = BuildRef(id="o" + uuid.uuid4().hex[:10], source=build.source, instance="x" + instance)
+    await crashed.setup(other)  # another instance's build: no sweep of ours may touch it
+    try:
+        assert [len(x) for x in of_build(docker_client, build.id)] == [1, 1, 1]
+        fresh = DockerBackend(settings)
+        assert await fresh.sweep() == 0  # not expired, and nobody said it is dead
+        assert await fresh.sweep(keep=[build.id]) == 0  # alive elsewhere
+        assert await fresh.sweep(keep=[]) == 3
+        assert of_build(docker_client, build.id) == ([], [], [])
+        assert [len(x) for x in of_build(docker_client, other.id)] == [0, 1, 1]
+        assert await fresh.sweep_build(other.id) == 2
+        assert of_build(docker_client, other.id) == ([], [], [])
+        fresh.close()
+    finally:
+        await crashed.teardown(other)
+        await crashed.teardown(build)
+        crashed.close()
