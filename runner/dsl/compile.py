@@ -209,7 +209,7 @@ def _check_params(value: dict, ctx: Context, cx: Cx) -> None:
     declared = value.get("params")
     if declared is None:
         return
-    node = value["__node__"].get("params")
+    node = value["__node__"].entries["params"][0]  # the `params:` key
     for key in ctx.params:
         if key not in declared:
             cx.error(node, "param", f"param '{key}' was given but 'params:' does not declare it "
