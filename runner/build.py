@@ -147,7 +147,11 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, backend, sin
     if cancel is not None and cancel.is_set():
         return "cancelled", "cancelled before it started"
 
-    actions = plugins.stage_actions(settings, store)
+    actions = {}
+    if any(stage.kind != "jobs" for stage in loaded.plan.stages):
+        # Only then: the deploy side imports docker-py and aiohttp, a second of start-up on a slow
+        # disk, and importing must not stall the loop.
+        actions = await asyncio.to_thread(plugins.stage_actions, settings, store)
     if not allow_deploy:
         actions.update({kind: _refused(kind) for kind in _GUARDED_KINDS})
     outcome = _Outcome()
