@@ -263,6 +263,7 @@ class Obj(Spec):
     shape: Callable | None = None  # (node, cx, path, label) -> None, on the keys alone, always
     missing: dict[str, str] = field(default_factory=dict)  # custom messages for missing keys
     expected: str = "a mapping"
+    extensions: bool = False  # ignore keys starting with "." or "x-" (anchors' homes, as in GitLab/Compose)
 
     def check(self, node, cx, path, where):
         if not isinstance(node, YMap):
@@ -276,6 +277,8 @@ class Obj(Spec):
         meant = set()  # keys an unknown key probably meant: not reported again as missing
         for key, (knode, vnode) in node.entries.items():
             spec = self.fields.get(key)
+            if spec is None and self.extensions and key.startswith((".", "x-")):
+                continue
             if spec is None:
                 hint = did_you_mean(key, self.fields)
                 meant.add(hint[len(" (did you mean '"):-len("'?)")] if hint else None)

@@ -236,7 +236,7 @@ _pipeline = Obj("pipeline", {
     "name": Field(_name), "on": Field(_on), "params": Field(_Params()), "env": Field(_env),
     "image": Field(_image), "timeout": Field(Duration()),
     "stages": Field(ListOf(_stage, unique="name", what="stage"), required=True), "post": Field(_post),
-}, missing={"stages": "the pipeline needs 'stages': a list of stages to run in order"})
+}, missing={"stages": "the pipeline needs 'stages': a list of stages to run in order"}, extensions=True)
 
 
 
