@@ -1,0 +1,160 @@
+"""Commit statuses against a real HTTP forge stand-in on 127.0.0.1; the configuration file; static
+files and symlinks; the deploy history page and the badge."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from runner.backends.fake import FakeBackend
+from runner.server.config import ServerConfigError, load_config
+from runner.server.keys import STORE
+from runner.server.pages import WEB_DIR
+from runner.server.status import StatusReporter
+from tests.server import payloads as p
+from tests.server.conftest import wait_for
+
+SHA = "2" * 40
+
+
+@pytest.fixture
+async def forge():
+    """A stand-in forge API that records every status call."""
+    seen: list[dict] = []
+
+    async def record(request: web.Request) -> web.Response:
+        body = await request.json() if request.content_type == "application/json" else dict(await request.post())
+        seen.append({"path": request.path, "headers": dict(request.headers), "body": body})
+        return web.json_response({"ok": True}, status=201)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.+}", record)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    server.seen = seen
+    yield server
+    await server.close()
+
+
+def repo_with_status(provider: str, api_url: str):
+    from runner.server.config import RepoConfig, StatusConfig
+
+    return RepoConfig(name="acme/web", provider=provider, url="https://example.invalid/acme/web.git",
+                      status=StatusConfig(token="tok-1", api_url=api_url))
+
+
+@pytest.mark.parametrize("provider,path,auth_header,auth_value,state_key", [
+    ("github", f"/repos/acme/web/statuses/{SHA}", "Authorization", "Bearer tok-1", "state"),
+    ("gitea", f"/repos/acme/web/statuses/{SHA}", "Authorization", "token tok-1", "state"),
+    ("gitlab", f"/projects/acme%2Fweb/statuses/{SHA}", "PRIVATE-TOKEN", "tok-1", "state"),
+])
+async def test_each_forge_gets_its_own_status_call(forge, provider, path, auth_header, auth_value, state_key):
+    reporter = StatusReporter("http://ci.example")
+    try:
+        repo = repo_with_status(provider, str(forge.make_url("/")))
+        assert await reporter.report(repo, SHA, "failure", 5)
+    finally:
+        await reporter.close()
+    [call] = forge.seen
+    assert call["headers"][auth_header] == auth_value
+    assert call["path"].endswith(path) or call["path"] == path.replace("%2F", "/")
+    assert call["body"][state_key] == ("failed" if provider == "gitlab" else "failure")
+    assert call["body"]["target_url"] == "http://ci.example/builds/5"
+
+
+async def test_a_forge_that_is_down_never_fails_the_build(server, git_repo):
+    repo = git_repo({".conveyor.yml": "name: x\nimage: conveyor-test/busybox:1\nstages:\n  - name: a\n    steps: [hi]\n"})
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    client = await server([{"name": "acme/web", "path": str(repo), "secret": "s",
+                            "status": {"token": "t", "api_url": "http://127.0.0.1:9/"}}], backend=FakeBackend())
+    body = p.body_of(p.github_push("acme/web", sha))
+    assert (await client.post("/hooks/github", data=body, headers=p.github_headers(body, "s"))).status == 202
+
+    async def done():
+        rows = await client.app[STORE].aread(lambda c: c.execute("SELECT status FROM builds").fetchall())
+        return rows and rows[0][0] not in ("queued", "running") and rows[0][0]
+
+    assert await wait_for(done, timeout=30) == "success"
+
+
+async def test_statuses_follow_the_build_through_the_queue(server, git_repo, forge):
+    repo = git_repo({".conveyor.yml": "name: x\nimage: conveyor-test/busybox:1\nstages:\n  - name: a\n    steps: [hi]\n"})
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    client = await server([{"name": "acme/web", "path": str(repo), "secret": "s", "status": {
+        "token": "t", "api_url": str(forge.make_url("/api/v3"))}}], backend=FakeBackend())
+    body = p.body_of(p.github_push("acme/web", sha))
+    await client.post("/hooks/github", data=body, headers=p.github_headers(body, "s"))
+
+    async def two():
+        return len(forge.seen) >= 2
+
+    await wait_for(two, timeout=30)
+    assert [c["body"]["state"] for c in forge.seen] == ["pending", "success"]
+    assert forge.seen[0]["path"] == f"/api/v3/repos/acme/web/statuses/{sha}"
+
+
+def test_config_defaults_env_secrets_and_clear_errors(tmp_path):
+    defaults = load_config(None, environ={"HOME": str(tmp_path)})
+    assert (defaults.host, defaults.port, defaults.repos) == ("127.0.0.1", 8080, {})
+    assert defaults.settings.data_dir == tmp_path / ".local" / "share" / "conveyor"
+    toml = tmp_path / "conveyor.toml"
+    toml.write_text('port = 9090\nadmin_token_env = "ADMIN"\n[[repos]]\nname = "web"\nprovider = "forgejo"\n'
+                    'path = "repo"\nsecret_env = "HOOK"\nbranches = ["main"]\n')
+    config = load_config(toml, environ={"HOME": str(tmp_path), "ADMIN": "a", "HOOK": "h"}, host="0.0.0.0")
+    web_repo = config.repos["web"]
+    assert (config.port, config.host, config.admin_token) == (9090, "0.0.0.0", "a")
+    assert (web_repo.provider, web_repo.secret, web_repo.path) == ("gitea", "h", (tmp_path / "repo").resolve())
+    with pytest.raises(ServerConfigError, match=r"secret_env names \$HOOK, which is not set"):
+        load_config(toml, environ={"HOME": str(tmp_path), "ADMIN": "a"})
+    bad = tmp_path / "bad.yml"
+    bad.write_text("repos:\n  - name: web\n    url: https://x/y.git\n    provder: github\n")
+    with pytest.raises(ServerConfigError, match="unknown key"):
+        load_config(bad, environ={})
+    bad.write_text("repos:\n  - name: web\n    provider: svn\n    url: https://x\n")
+    with pytest.raises(ServerConfigError, match="provider 'svn' is unknown"):
+        load_config(bad, environ={})
+
+
+async def test_static_files_never_follow_symlinks_and_pages_carry_a_csp(server):
+    client = await server(paused=True)
+    css = await client.get("/static/conveyor.css")
+    assert css.status == 200 and "Content-Security-Policy" in css.headers
+    link = WEB_DIR / "static" / "test-link-to-passwd.txt"
+    try:
+        link.symlink_to("/etc/passwd")
+        assert (await client.get(f"/static/{link.name}")).status in (403, 404)
+    finally:
+        link.unlink()
+    assert (await client.get("/static/../../runner/server/app.py")).status in (403, 404)
+    for path in ("/", "/deploys", "/login", "/builds/999"):
+        answer = await client.get(path)
+        assert "script-src 'self'" in answer.headers["Content-Security-Policy"], path
+
+
+async def test_deploy_history_page_and_badge(server):
+    client = await server(paused=True, admin_token="tok")
+
+    def insert(conn):
+        for i, status in enumerate(("succeeded", "failed", "succeeded"), 1):
+            conn.execute("INSERT INTO deploys (service, target, image, status, trigger, started, finished) "
+                         "VALUES ('web', 'default', ?, ?, 'cli', ?, ?)", (f"web:{i}", status, 100.0 * i, 100.0 * i + 5))
+        conn.execute("INSERT INTO builds (repo, number, uid, instance, event, branch, status, created) "
+                     "VALUES ('acme/web', 1, 'u1', 'x', 'push', 'main', 'failure', 1)")
+
+    await client.app[STORE].awrite(insert)
+    api = await (await client.get("/api/deploys?service=web")).json()
+    assert [d["image"] for d in api["deploys"]] == ["web:3", "web:2", "web:1"]
+    page = await (await client.get("/deploys")).text()
+    assert "web:1" in page and "Roll back" not in page  # buttons only for a logged-in admin
+    await client.post("/login", data={"token": "tok"})
+    page = await (await client.get("/deploys")).text()
+    assert page.count("Roll back to this") == 1  # the older good deploy, not the current one
+    badge = await (await client.get("/badge/acme/web.svg?branch=main")).text()
+    assert "failure" in badge and "<svg" in badge
+    unknown = await (await client.get("/badge/none.svg")).text()
+    assert "unknown" in unknown
