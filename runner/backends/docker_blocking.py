@@ -26,7 +26,7 @@ from docker import errors as derrors
 
 from runner.errors import BackendError, BackendUnavailable, ImageNotFound
 
-__all__ = ["DockerEngine", "LABEL_BUILD", "LABEL_INSTANCE", "LABEL_EXPIRES"]
+__all__ = ["DockerEngine", "LABEL_BUILD", "LABEL_INSTANCE", "LABEL_EXPIRES", "expired", "labels_for"]
 
 T = TypeVar("T")
 LABEL_BUILD = "io.conveyor.build"
