@@ -77,7 +77,6 @@ class ServerConfig:
     backend: str = "docker"
     paused: bool = False  # accept webhooks into the inbox but start nothing (Jenkins' "quiet down")
     repos: dict[str, RepoConfig] = field(default_factory=dict)
-    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def public_url(self) -> str:
@@ -119,7 +118,7 @@ def _secret(where: str, data: dict, key: str, environ: dict[str, str]) -> str | 
 _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_env", "trusted", "branches",
               "cancel_superseded", "secrets", "status"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
-             "instance", "paused", "repos", "targets"}
+             "instance", "paused", "repos", "targets_file"}
 
 
 def _repo(index: int, data: Any, base: Path, environ: dict[str, str]) -> RepoConfig:
@@ -174,8 +173,10 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
         raise ServerConfigError(f"unknown key(s) {sorted(unknown)} in the configuration; known: {sorted(_TOP_KEYS)}")
     base = Path(path).resolve().parent if path else Path.cwd()
     data_dir = overrides.pop("data_dir", None) or data.get("data_dir")
+    targets_file = data.get("targets_file")
     settings = Settings.from_env(
         env, data_dir=(base / Path(data_dir).expanduser()) if data_dir else None, instance=data.get("instance"),
+        targets_file=(base / Path(targets_file).expanduser()) if targets_file else None,
     )
     repos: dict[str, RepoConfig] = {}
     raw_repos = data.get("repos") or []
@@ -197,7 +198,7 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
         settings=settings, host=str(overrides.pop("host", None) or data.get("host", "127.0.0.1")), port=port,
         url=data.get("url"), admin_token=_secret("configuration", data, "admin_token", env) or
         env.get("CONVEYOR_ADMIN_TOKEN"), concurrency=concurrency, backend=str(data.get("backend", "docker")),
-        paused=bool(data.get("paused", False)), repos=repos, targets=dict(data.get("targets") or {}),
+        paused=bool(data.get("paused", False)), repos=repos,
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ServerConfig(**values)
