@@ -45,6 +45,7 @@ class BuildQueue:
         self.running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
+        self._sweep_task: asyncio.Task | None = None
         self._limiter = asyncio.Semaphore(config.settings.concurrency)
         self._superseding = {name: r.cancel_superseded for name, r in config.repos.items()}
 
@@ -58,12 +59,16 @@ class BuildQueue:
         for build in stale:
             log.warning("build %s was left running by a dead server: marked interrupted", build.label)
         self._loop_task = asyncio.create_task(self._loop(), name="conveyor-queue")
+        periodic = getattr(self.backend, "sweep_periodically", None)
+        if periodic is not None:  # expired leftovers of this instance, now and every 10 minutes
+            self._sweep_task = asyncio.create_task(periodic(), name="conveyor-sweep")
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for task in (self._loop_task, self._sweep_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for running in list(self.running.values()):
             running.cancel.set()
             running.task.cancel()
