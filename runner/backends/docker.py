@@ -136,7 +136,10 @@ class DockerBackend(Backend):
                 kills = await engine.call(engine._blocking_oom_kills, container.id)
                 oom, container.oom_kills = kills > container.oom_kills, kills
             finished = True
-            yield StepExit(code, oom_killed=oom, reason="out of memory" if oom else None)
+            reason = "out of memory" if oom else None
+            if code < 0:
+                reason = "the engine reported no exit status for the step (its container may be gone)"
+            yield StepExit(code, oom_killed=oom, reason=reason)
         finally:
             if not finished:
                 await _uncancelled(self._stop_step(container.id, exec_id, reader))
@@ -212,10 +215,15 @@ class DockerBackend(Backend):
 
     async def _exit_code(self, exec_id: str) -> int:
         # The output can end a moment before the engine records the exit: ask again briefly.
-        for _ in range(50):
-            info = await self.engine.call(self.engine._blocking_exec_inspect, exec_id)
+        for attempt in range(50):
+            try:
+                info = await self.engine.call(self.engine._blocking_exec_inspect, exec_id)
+            except Exception:  # noqa: BLE001 - the exec went with its container
+                return -1
             if not info.get("Running") and info.get("ExitCode") is not None:
                 return int(info["ExitCode"])
+            if not info.get("Running") and attempt >= 5:
+                return -1  # never started, or its container died under it
             await asyncio.sleep(0.02)
         return -1
 

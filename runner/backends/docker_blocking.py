@@ -144,7 +144,11 @@ class DockerEngine:
     # -- steps -------------------------------------------------------------------------------
 
     def _blocking_exec_create(self, cid: str, cmd: list[str], env: dict[str, str], workdir: str) -> str:
-        return self.api.exec_create(cid, cmd, environment=env, workdir=workdir)["Id"]
+        try:
+            return self.api.exec_create(cid, cmd, environment=env, workdir=workdir)["Id"]
+        except derrors.APIError as exc:  # NotFound included: the job's container died or was removed
+            raise BackendError(f"the job's container cannot run the step ({_short(exc)}); it may have run out "
+                               "of memory or been removed: see `docker events`") from None
 
     def _blocking_exec_stream(self, exec_id: str, push: Callable[[bytes | None], None],
                               streams: dict[str, Any]) -> None:

@@ -162,3 +162,17 @@ async def test_sweep_removes_leftovers_by_label(docker_client, settings, build, 
         await crashed.teardown(other)
         await crashed.teardown(build)
         crashed.close()
+
+
+async def test_a_vanished_container_fails_the_step_with_a_reason(backend, build, docker_client):
+    plan = Plan("p", stages=(Stage("s", "jobs", jobs=(Job("a", BUSYBOX, (
+        Step("first", "echo ready; sleep 0.3"), Step("second", "echo never"))),)),))
+    sink = Recorder()
+    task = asyncio.ensure_future(run_plan(plan, build, backend, sink))
+    while not any(isinstance(e, ev.StepOutput) for e in sink.events):
+        await asyncio.sleep(0.02)
+    docker_client.containers.list(filters={"label": f"io.conveyor.build={build.id}"})[0].remove(force=True)
+    assert await task == "failure"
+    failed = [e for e in sink.events if isinstance(e, ev.StepFinished) and e.status == "failure"]
+    assert failed and ("container" in failed[0].reason or failed[0].exit_code == 137), failed
+    assert of_build(docker_client, build.id) == ([], [], [])
