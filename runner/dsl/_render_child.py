@@ -23,6 +23,9 @@ def main():
     request = json.loads(sys.stdin.read())
     _limit(request["cpu_seconds"], request["memory_bytes"])
     sys.path[:0] = request["sys_path"]
+    # Jinja's bytecode cache imports hashlib; OpenSSL's _hashlib costs ~15 ms to load and is never
+    # used here, so hashlib falls back to its built-in digests.
+    sys.modules.setdefault("_hashlib", None)
     sys.setrecursionlimit(600)  # a recursive macro fails fast and well inside the C stack
     try:
         answer = _render(request)
