@@ -172,15 +172,18 @@ async def rollback(request: web.Request) -> web.Response:
     except (TypeError, ValueError):
         return web.json_response({"error": "`to` must be a deploy id from GET /api/deploys"}, status=400)
     target = data.get("target") or None
-    from runner.deploy.client import open_target
-    from runner.deploy.rollback import rollback_service
+    from runner.deploy.client import DEFAULT_TARGET, open_target
+    from runner.deploy.rollback import choose_target, rollback_service
     from runner.deploy.service import Provenance
 
     settings, store = request.app[CONFIG].settings, request.app[STORE]
     try:
+        # Say now when there is nothing to roll back to; only the long part runs after the 202.
+        chosen = await choose_target(store, target or DEFAULT_TARGET, service, to)
         swarm = await open_target(settings, target)
     except ConveyorError as exc:
         return web.json_response({"error": str(exc)}, status=409)
+    to = chosen["id"]
 
     async def run() -> None:
         try:
