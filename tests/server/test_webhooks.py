@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 
 import pytest
 
+from runner.backends.fake import FakeBackend
 from runner.scm import webhooks
 from runner.server.keys import STORE
 from tests.server import payloads as p
+from tests.server.conftest import wait_for
 
 SECRET = "s3cret-hook"
 SHA = "1" * 40
@@ -78,14 +81,26 @@ async def test_provider_is_the_endpoints_not_the_headers(server):
     assert kinds == [("gitea", "push", None), ("gitlab", "tag", "v1.2.0")]
 
 
-async def test_twenty_concurrent_copies_of_one_delivery_store_one(server):
-    client = await server([repo_cfg()], paused=True)
-    body = p.body_of(p.github_push("acme/web", SHA))
+async def test_twenty_concurrent_copies_of_one_delivery_make_one_build(server, git_repo):
+    repo = git_repo({".conveyor.yml": "name: x\nimage: conveyor-test/busybox:1\nstages:\n  - name: a\n    steps: [hi]\n"})
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    # The queue runs here (fake backend: this is about the inbox, not containers).
+    client = await server([{"name": "acme/web", "path": str(repo), "secret": SECRET}], backend=FakeBackend())
+    body = p.body_of(p.github_push("acme/web", sha))
     headers = p.github_headers(body, SECRET, delivery="same-delivery")
     answers = await asyncio.gather(*(client.post("/hooks/github", data=body, headers=headers) for _ in range(20)))
     statuses = sorted(r.status for r in answers)
     assert statuses == [200] * 19 + [202]
     assert len(await deliveries(client)) == 1
+
+    async def built():
+        rows = await client.app[STORE].aread(lambda c: c.execute("SELECT status FROM builds").fetchall())
+        return [r[0] for r in rows] if rows and rows[0][0] == "success" else None
+
+    assert await wait_for(built, timeout=30) == ["success"]
+    await asyncio.sleep(0.5)  # give a second build, if one were made, the time to appear
+    assert len(await client.app[STORE].aread(lambda c: c.execute("SELECT id FROM builds").fetchall())) == 1
 
 
 async def test_oversize_bodies_are_413_whether_announced_or_streamed(server):
