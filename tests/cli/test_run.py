@@ -156,3 +156,67 @@ def test_history_commands_say_what_to_do(conveyor, tmp_path, monkeypatch):
     wrong = conveyor("logs", "yesterday")
     assert wrong.exit_code == 1 and "repo#number" in wrong.stderr
     assert "repo#number (web#42), id:ID, or" in conveyor("show", "--help").stdout
+
+
+def test_retry_timeout_post_and_when_status_end_to_end(docker_client, git_repo, conveyor, instance):
+    repo = git_repo(files={".conveyor.yml": (
+        "image: conveyor-test/busybox:1\n"
+        "stages:\n"
+        "  - name: flaky\n"
+        "    steps:\n"
+        "      - name: second time lucky\n"
+        "        run: if [ -e tried ]; then echo fine; else touch tried; exit 3; fi\n"
+        "        retry: 1\n"
+        "  - name: slow\n"
+        "    steps:\n"
+        "      - name: too slow\n"
+        "        run: sleep 30\n"
+        "        timeout: 1s\n"
+        "  - name: never\n"
+        "    steps: ['echo should not run']\n"
+        "  - name: cleanup\n"
+        "    when: {status: failure}\n"
+        "    steps: ['echo cleaning up']\n"
+        "post:\n"
+        "  failure: ['echo post failure ran']\n"
+        "  success: ['echo post success ran']\n"
+    )})
+    result = conveyor("run", str(repo))
+    assert result.exit_code == 1, result.output
+    build, detail = _build(conveyor.data)
+    stages = {s.name: s.status for s in detail.stages}
+    assert stages["flaky"] == "success" and stages["never"] == "skipped"
+    assert stages["slow"] == "timed_out" and stages["cleanup"] == "success"
+    assert stages["post:failure"] == "success" and stages["post:success"] == "skipped"
+    flaky = detail.jobs_of("flaky")[0]
+    assert [(s.attempt, s.status, s.exit_code) for s in flaky.steps] == [(1, "failure", 3), (2, "success", 0)]
+    slow = detail.jobs_of("slow")[0].steps[0]
+    assert slow.status == "timed_out" and slow.duration < 10
+    logs = conveyor("logs", f"id:{build.id}").stdout
+    assert "cleaning up" in logs and "post failure ran" in logs
+    assert "should not run" not in logs and "post success ran" not in logs
+    assert "[attempt 2]" in conveyor("show", f"id:{build.id}").stdout
+    assert _leftovers(docker_client, instance) == []
+
+
+def test_split_secret_and_log_cap_reach_the_store_masked_and_marked(docker_client, git_repo, conveyor, instance):
+    repo = git_repo(files={".conveyor.yml": (
+        "image: conveyor-test/busybox:1\n"
+        "stages:\n  - name: s\n    steps:\n"
+        "      - printf 'key=hunter'; sleep 0.3; printf '2-very-secret\\n'\n"
+        "      - yes 0123456789abcdefghijklmnopqrstuvwxyz | head -n 150000\n"
+        "      - echo after the cap\n"
+    )})
+    result = conveyor("run", str(repo), "-q", "--secret", "TOKEN", env={"TOKEN": "hunter2-very-secret"})
+    assert result.exit_code == 0, result.output
+    build, detail = _build(conveyor.data)
+    steps = detail.jobs[0].steps
+    assert [s.status for s in steps] == ["success"] * 3  # the cap never changes a status
+    with Store(conveyor.data) as store:
+        first = "".join(c.text for c in q.build_logs(store.read(), build.id) if c.step == 0)
+        capped = [c for c in q.build_logs(store.read(), build.id) if c.step == 1]
+        last = [c.text for c in q.build_logs(store.read(), build.id) if c.step == 2]
+    assert first == "key=********"
+    text = "\n".join(c.text for c in capped)
+    assert len(text) <= 4 * 1024 * 1024 + 1024 and "output capped at 4.0 MiB" in text.splitlines()[-1]
+    assert last == ["after the cap"]
