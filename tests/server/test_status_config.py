@@ -158,3 +158,27 @@ async def test_deploy_history_page_and_badge(server):
     assert "failure" in badge and "<svg" in badge
     unknown = await (await client.get("/badge/none.svg")).text()
     assert "unknown" in unknown
+
+
+async def test_a_config_error_build_page_shows_every_diagnostic_and_the_rendered_pipeline(server, git_repo):
+    bad = ("name: broken\nimage: conveyor-test/busybox:1\nstages:\n  - name: test\n    stpes: ['echo hi']\n"
+           "  - name: {{ 'sec' ~ 'ond' }}\n    steps: []\n")
+    repo = git_repo({".conveyor.yml": bad})
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    client = await server([{"name": "acme/web", "path": str(repo), "secret": "s"}], backend=FakeBackend())
+    body = p.body_of(p.github_push("acme/web", sha))
+    await client.post("/hooks/github", data=body, headers=p.github_headers(body, "s"))
+
+    async def done():
+        rows = await client.app[STORE].aread(lambda c: c.execute("SELECT id, status FROM builds").fetchall())
+        return rows and rows[0][1] not in ("queued", "running") and tuple(rows[0])
+
+    build_id, status = await wait_for(done, timeout=30)
+    assert status == "config_error"
+    page = await client.get(f"/builds/{build_id}")
+    html = await page.text()
+    assert page.status == 200
+    assert "stpes" in html and "severity-error" in html
+    assert html.count('<li class="severity-error">') >= 2  # all of them at once, not just the first
+    assert "- name: second" in html  # the rendered text, numbered, opened for a config error
