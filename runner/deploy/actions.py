@@ -1,0 +1,113 @@
+"""The three stage actions the executor calls: ``build``, ``deploy`` and ``rollback``.
+
+Each opens its target, does the work through the modules beside this one, logs through
+``ctx.log`` and answers with an ActionResult: ``success`` only for a built image, a succeeded
+deploy, or a converged rollback.
+"""
+
+from __future__ import annotations
+
+from runner.deploy.client import open_target
+from runner.deploy.compose import parse_compose
+from runner.deploy.image_build import build_image
+from runner.deploy.rollback import rollback_service
+from runner.deploy.service import deploy_service
+from runner.deploy.stack import deploy_stack, rollback_stack
+from runner.deploy.workspace import read_text
+from runner.errors import DeployError
+from runner.executor.actions import ActionContext, ActionResult
+from runner.plan import Stage
+from runner.settings import Settings
+from runner.store.db import Store
+
+__all__ = ["build_action", "deploy_action", "rollback_action", "render_compose"]
+
+
+async def build_action(settings: Settings, stage: Stage, ctx: ActionContext) -> ActionResult:
+    from runner.deploy import _workspace_volume
+
+    spec = stage.build
+    swarm = await _engine(settings)
+    try:
+        volume = await swarm.call(_workspace_volume, swarm.client, ctx)
+        ctx.log(f"building {spec.tag} from {'the workspace volume' if volume else 'the checkout'}"
+                f" (context {spec.context}, {spec.dockerfile})")
+        labels = {"io.conveyor.build": ctx.build.id, "io.conveyor.instance": ctx.build.instance}
+        image_id = await build_image(swarm.client, spec, ctx.build.source, volume, ctx.log, labels)
+    finally:
+        swarm.close()
+    ctx.log(f"built {spec.tag} ({image_id[:19]})")
+    return ActionResult("success")
+
+
+async def _engine(settings: Settings):
+    """The default target's engine, swarm or not: an image build needs no swarm."""
+    import asyncio
+
+    from runner.deploy.client import Swarm, load_targets
+
+    target = load_targets(settings)["default"]
+    return Swarm(target, await asyncio.to_thread(target.client))
+
+
+def render_compose(text: str, ctx: ActionContext, name: str) -> str:
+    """Blocking: the Compose file through the same sandboxed Jinja as the pipeline file."""
+    from runner.dsl.template import render, template_roots
+
+    env = ctx.plan.env
+    sha = env.get("CI_COMMIT_SHA") or ctx.commit or ""
+    variables = {"git": {"sha": sha, "short_sha": env.get("CI_COMMIT_SHORT_SHA") or sha[:8],
+                         "branch": env.get("CI_COMMIT_BRANCH"), "tag": env.get("CI_COMMIT_TAG"),
+                         "ref": env.get("CI_COMMIT_REF")},
+                 "build": {"number": ctx.number}, "env": dict(env)}
+    out = render(text, variables, template_roots(ctx.build.source), name=name)
+    if out.text is None:
+        raise DeployError(f"{out.file or name}:{out.line or '?'}: {out.error}")
+    return out.text
+
+
+async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: ActionContext) -> ActionResult:
+    from runner.deploy import _workspace_volume, provenance
+
+    spec = stage.deploy
+    swarm = await open_target(settings, spec.target)
+    try:
+        if spec.stack:
+            if not spec.compose:
+                raise DeployError("a stack deploy needs `compose: FILE` (the Compose file in the workspace)")
+            volume = await swarm.call(_workspace_volume, swarm.client, ctx)
+            text = await swarm.call(read_text, swarm.client, ctx.build.source, volume, spec.compose)
+            text = await swarm.call(render_compose, text, ctx, spec.compose)
+            services, external = parse_compose(text, spec.stack, spec, spec.compose)
+            outcomes = await deploy_stack(swarm, store, spec.stack, services, external, spec.timeout, spec.verify,
+                                          ctx.log, provenance(ctx), stage.image)
+            bad = [o for o in outcomes if not o.ok]
+            if bad:
+                return ActionResult("failure", f"stack {spec.stack} {bad[0].status}: {bad[0].reason}")
+            return ActionResult("success")
+        outcome = await deploy_service(swarm, store, spec, ctx.log, provenance(ctx), stage.image)
+        if outcome.ok:
+            return ActionResult("success")
+        return ActionResult("failure", f"deploy #{outcome.deploy_id} {outcome.status}: {outcome.reason}")
+    finally:
+        swarm.close()
+
+
+async def rollback_action(settings: Settings, store: Store, stage: Stage, ctx: ActionContext) -> ActionResult:
+    from runner.deploy import provenance
+
+    spec = stage.rollback
+    swarm = await open_target(settings, spec.target)
+    try:
+        if spec.stack:
+            outcomes = await rollback_stack(swarm, store, spec.stack, ctx.log, provenance(ctx), spec.to, spec.timeout)
+            bad = [o for o in outcomes if not o.ok]
+            return ActionResult("failure", bad[0].reason) if bad else ActionResult("success")
+        if not spec.service:
+            raise DeployError("a rollback needs `service: NAME` or `stack: NAME`")
+        outcome = await rollback_service(swarm, store, spec.service, ctx.log, provenance(ctx), spec.to, spec.timeout)
+        if outcome.ok:
+            return ActionResult("success")
+        return ActionResult("failure", f"rollback #{outcome.deploy_id} {outcome.status}: {outcome.reason}")
+    finally:
+        swarm.close()

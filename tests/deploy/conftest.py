@@ -1,0 +1,64 @@
+"""Fixtures for the deploy tests: a real single-node swarm, a real store, services named per test.
+
+Every service, network and container a test makes carries ``io.conveyor.instance=<instance>`` and a
+name starting with the instance, and only those are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from runner.deploy.client import Swarm, Target
+from runner.deploy.service import Provenance
+from runner.settings import Settings
+from runner.store.db import Store
+
+
+@pytest.fixture(scope="session")
+def swarm_engine(docker_client):
+    info = docker_client.info()
+    if (info.get("Swarm") or {}).get("LocalNodeState") != "active":
+        subprocess.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1"], check=True,
+                       capture_output=True)
+    return docker_client
+
+
+@pytest.fixture
+def swarm(swarm_engine, instance):
+    s = Swarm(Target("default"), swarm_engine)
+    yield s
+    label = f"io.conveyor.instance={instance}"
+    for svc in swarm_engine.services.list(filters={"label": label}):
+        svc.remove()
+    for c in swarm_engine.containers.list(all=True, filters={"label": label}):
+        c.remove(force=True)
+    deadline = time.time() + 30
+    for net in swarm_engine.networks.list(filters={"label": label}):
+        while True:  # an overlay stays in use until the removed service's tasks are gone
+            try:
+                net.remove()
+                break
+            except Exception:  # noqa: BLE001
+                if time.time() > deadline:
+                    break
+                time.sleep(0.5)
+
+
+@pytest.fixture
+def settings(tmp_path, instance):
+    return Settings(data_dir=tmp_path / "data", instance=instance)
+
+
+@pytest.fixture
+def store(settings):
+    s = Store(settings.data_dir)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def prov(instance):
+    return Provenance(repo="web", build_number=1, commit_sha="abc1234", trigger="test", instance=instance)

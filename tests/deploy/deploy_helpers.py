@@ -1,0 +1,58 @@
+"""Helpers of the deploy tests (plain functions; the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+
+from runner.plan import DeploySpec, Healthcheck, Port, UpdateConfig
+
+BUSYBOX = "conveyor-test/busybox:1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def web_spec(name: str, version: str, port: int | None = None, health: str = "/health", **kw) -> DeploySpec:
+    """A busybox httpd that serves `version` at / and `ok` at /health, with a fast health check."""
+    # The shell stays PID 1 and exits on SIGTERM (a bare PID 1 ignores it, and every stop would
+    # wait out the 10 s grace period).
+    script = (f"mkdir -p /w && echo {version} > /w/index.html && echo ok > /w/health && "
+              "trap 'exit 0' TERM; httpd -f -p 8080 -h /w & wait")
+    defaults = dict(
+        service=name, image=BUSYBOX, replicas=1, command=("sh", "-c", script),
+        ports=(Port(port, 8080),) if port else (),
+        healthcheck=Healthcheck(f"wget -q -O- http://127.0.0.1:8080{health}", interval=0.5, timeout=1.0, retries=2),
+        update=UpdateConfig(order="stop-first" if port else "start-first", monitor=3.0),
+        rollback=UpdateConfig(order="stop-first" if port else "start-first", monitor=1.0, failure_action="pause"),
+        timeout=60.0,
+    )
+    defaults.update(kw)
+    return DeploySpec(**defaults)
+
+
+def wait_http(url: str, want: str, within: float = 20.0) -> str:
+    deadline = time.time() + within
+    body = ""
+    while time.time() < deadline:
+        try:
+            status, body = http_get(url)
+            if status == 200 and body.strip() == want:
+                return body.strip()
+        except OSError:
+            pass
+        time.sleep(0.3)
+    return body.strip()

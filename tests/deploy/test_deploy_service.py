@@ -1,0 +1,65 @@
+"""Deploying one service on a real swarm: first deploy, update, automatic rollbacks, timeout."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from runner.deploy import history
+from runner.deploy.service import deploy_service
+from runner.plan import Verify
+
+from deploy_helpers import free_port, web_spec, wait_http
+
+pytestmark = [pytest.mark.docker, pytest.mark.swarm]
+
+
+async def test_first_deploy_update_and_failed_health_rolls_back(swarm, store, prov, instance):
+    name, port = f"{instance}-web", free_port()
+    url = f"http://127.0.0.1:{port}/"
+    lines: list[str] = []
+    first = await deploy_service(swarm, store, web_spec(name, "v1", port), lines.append, prov)
+    assert first.status == "succeeded", lines
+    assert wait_http(url, "v1") == "v1"
+    row = await history.get(store, first.deploy_id)
+    assert row["spec_before"] is None and row["spec_after"]["Name"] == name
+    assert row["kind"] == "deploy" and row["commit_sha"] == "abc1234" and row["image_id"].startswith("sha256:")
+
+    second = await deploy_service(swarm, store, web_spec(name, "v2", port), lines.append, prov)
+    assert second.status == "succeeded", lines
+    assert wait_http(url, "v2") == "v2"
+    row = await history.get(store, second.deploy_id)
+    assert row["spec_before"]["Labels"]["io.conveyor.deploy"] == str(first.deploy_id)
+
+    lines.clear()
+    broken = web_spec(name, "v3", port, health="/missing")
+    third = await deploy_service(swarm, store, broken, lines.append, prov)
+    assert third.status == "rolled_back", lines
+    assert third.reason.startswith("Swarm rolled the update back: update rolled back due to failure")
+    assert any("rollback_started" in line for line in lines)
+    assert wait_http(url, "v2") == "v2"  # Swarm put v2 back
+    assert (await history.get(store, third.deploy_id))["status"] == "rolled_back"
+
+
+async def test_failed_verify_rolls_back_and_timeout_rolls_back(swarm, store, prov, instance):
+    name, port = f"{instance}-web", free_port()
+    url = f"http://127.0.0.1:{port}/"
+    lines: list[str] = []
+    ok = web_spec(name, "v1", port, verify=Verify(http=url + "health", status=200, within=10))
+    assert (await deploy_service(swarm, store, ok, lines.append, prov)).ok, lines
+
+    # Healthy, but the page the verify asks for is not there: verify fails and v1 comes back.
+    bad = web_spec(name, "v2", port, verify=Verify(http=url + "nope", status=200, within=2))
+    out = await deploy_service(swarm, store, bad, lines.append, prov)
+    assert out.status == "rolled_back" and out.reason.startswith("verify failed: GET"), out
+    assert wait_http(url, "v1") == "v1"
+
+    # A health check that never answers keeps the task starting: the deploy times out and Conveyor
+    # puts the spec before back (failure_action: rollback).
+    slow = web_spec(name, "v3", port, timeout=6.0)
+    slow = dataclasses.replace(slow, healthcheck=dataclasses.replace(slow.healthcheck, cmd="sleep 30", timeout=60))
+    lines.clear()
+    out = await deploy_service(swarm, store, slow, lines.append, prov)
+    assert out.status == "rolled_back" and "not converged after 6s" in out.reason, (out.reason, lines)
+    assert wait_http(url, "v1") == "v1"
