@@ -1,10 +1,11 @@
-"""The authoring model's building blocks: typed specs that check positioned YAML nodes.
+"""The authoring model's building blocks: typed specs that check positioned YAML nodes, and containers.
 
 A spec's ``check(node, cx, path, where)`` returns the node's value in plain, normalised Python
 (durations as seconds, memory as bytes, objects as dicts) or ``INVALID``, and records every problem
 it sees in ``cx.diags`` with the node's line and column. ``where`` names the object for messages
 ("stage 'test'"). Objects keep their node under ``"__node__"`` so later passes can point at keys.
-The pipeline's own schema is built from these in ``schema.py``.
+Scalar specs (strings, numbers, durations, sizes, choices) are in ``values.py``; the pipeline's own
+schema is built from both in ``schema.py``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from dataclasses import dataclass, field
 from runner.diagnostics import Diagnostics
 from runner.dsl.yamlload import YMap, YNode, YScalar, YSeq
 
-__all__ = ["INVALID", "Cx", "Spec", "Str", "Int", "Num", "Bool", "Duration", "Memory", "Enum", "ListOf",
-           "MapOf", "Obj", "Either", "Field", "parse_duration", "describe", "did_you_mean"]
+__all__ = ["INVALID", "Cx", "Spec", "ListOf", "MapOf", "Obj", "Either", "Field", "describe", "did_you_mean", "short"]
 
 INVALID = object()
 
@@ -48,7 +48,7 @@ def describe(node: YNode) -> str:
         return f"a boolean ({node.text})"
     if isinstance(value, (int, float)):
         return f"a number ({node.text})"
-    return f"a string ('{_short(node.text)}')"
+    return f"a string ('{short(node.text)}')"
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -56,7 +56,7 @@ def did_you_mean(word: str, choices) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _short(text: str, n: int = 40) -> str:
+def short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
@@ -69,124 +69,6 @@ class Spec:
     def wrong(self, node: YNode, cx: Cx, path: str, where: str):
         cx.error(node, "type", f"{where} must be {self.expected}, not {describe(node)}", path)
         return INVALID
-
-
-class Str(Spec):
-    expected = "a string"
-
-    def __init__(self, pattern: str | None = None, hint: str = "") -> None:
-        self.pattern = re.compile(pattern) if pattern else None
-        self.hint = hint
-
-    def check(self, node, cx, path, where):
-        if not isinstance(node, YScalar) or node.value is None or isinstance(node.value, bool):
-            return self.wrong(node, cx, path, where)
-        text = node.value if isinstance(node.value, str) else node.text  # 3.11 stays "3.11"
-        if self.pattern and not self.pattern.match(text):
-            cx.error(node, "value", f"{where} is not valid ('{_short(text)}'){self.hint}", path)
-            return INVALID
-        return text
-
-
-class Int(Spec):
-    def __init__(self, lo: int | None = 0, hi: int | None = None) -> None:
-        self.lo, self.hi = lo, hi
-        self.expected = "a whole number" + (f" from {lo}" if lo is not None else "") + (f" to {hi}" if hi is not None else "")
-
-    def check(self, node, cx, path, where):
-        if not isinstance(node, YScalar) or isinstance(node.value, bool) or not isinstance(node.value, int):
-            return self.wrong(node, cx, path, where)
-        if (self.lo is not None and node.value < self.lo) or (self.hi is not None and node.value > self.hi):
-            cx.error(node, "value", f"{where} must be {self.expected}, not {node.value}", path)
-            return INVALID
-        return node.value
-
-
-class Num(Spec):
-    def __init__(self, lo: float = 0.0, hi: float | None = None) -> None:
-        self.lo, self.hi = lo, hi
-        self.expected = f"a number from {lo:g}" + (f" to {hi:g}" if hi is not None else "")
-
-    def check(self, node, cx, path, where):
-        v = getattr(node, "value", None)
-        if not isinstance(node, YScalar) or isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-            return self.wrong(node, cx, path, where)
-        if v < self.lo or (self.hi is not None and v > self.hi):
-            cx.error(node, "value", f"{where} must be {self.expected}, not {node.text}", path)
-            return INVALID
-        return float(v)
-
-
-class Bool(Spec):
-    expected = "true or false"
-
-    def check(self, node, cx, path, where):
-        if not isinstance(node, YScalar) or not isinstance(node.value, bool):
-            return self.wrong(node, cx, path, where)
-        return node.value
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-
-
-def parse_duration(text: str) -> float | None:
-    """'30s', '5m', '1h30m', '500ms' -> seconds; None when it is not a duration."""
-    text = text.strip()
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return sum(float(n) * _UNIT[u] for n, u in parts)
-
-
-class Duration(Spec):
-    expected = "a duration like 30s, 5m, 1h or 1h30m"
-
-    def check(self, node, cx, path, where):
-        if isinstance(node, YScalar) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            if node.value >= 0 and node.value == node.value:
-                return float(node.value)  # plain numbers are seconds
-        elif isinstance(node, YScalar) and isinstance(node.value, str):
-            seconds = parse_duration(node.value)
-            if seconds is not None:
-                return seconds
-            cx.error(node, "duration", f"{where} is not a duration ('{_short(node.text)}'): use e.g. 30s, 5m, 1h or 1h30m", path)
-            return INVALID
-        return self.wrong(node, cx, path, where)
-
-
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?$", re.I)
-_MEM_UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-class Memory(Spec):
-    expected = "a size like 256M or 1G"
-
-    def check(self, node, cx, path, where):
-        if isinstance(node, YScalar) and isinstance(node.value, int) and not isinstance(node.value, bool):
-            return node.value
-        if isinstance(node, YScalar) and isinstance(node.value, str):
-            m = _MEMORY.match(node.value.strip())
-            if m:
-                return int(float(m.group(1)) * _MEM_UNIT[m.group(2).lower()])
-            cx.error(node, "value", f"{where} is not a size ('{_short(node.text)}'): use e.g. 256M or 1G", path)
-            return INVALID
-        return self.wrong(node, cx, path, where)
-
-
-class Enum(Spec):
-    def __init__(self, *choices: str) -> None:
-        self.choices = choices
-        self.expected = "one of " + ", ".join(choices)
-
-    def check(self, node, cx, path, where):
-        if not isinstance(node, YScalar) or not isinstance(node.value, str):
-            return self.wrong(node, cx, path, where)
-        if node.value not in self.choices:
-            cx.error(node, "value", f"{where} must be one of {', '.join(self.choices)}, not "
-                     f"'{_short(node.value)}'{did_you_mean(node.value, self.choices)}", path)
-            return INVALID
-        return node.value
 
 
 class ListOf(Spec):
@@ -234,7 +116,7 @@ class MapOf(Spec):
         out, bad = {}, False
         for key, (knode, vnode) in node.entries.items():
             if not self.names.match(key):
-                cx.error(knode, "value", f"'{_short(key)}' in {where} is not a valid {self.what}", f"{path}.{key}")
+                cx.error(knode, "value", f"'{short(key)}' in {where} is not a valid {self.what}", f"{path}.{key}")
                 bad = True
             elif not isinstance(vnode, YScalar) or vnode.value is None:
                 cx.error(vnode, "type", f"'{key}' in {where} must be a string, number or boolean, "
@@ -271,7 +153,7 @@ class Obj(Spec):
         label = where
         name_node = node.get("name") if self.named else None
         if isinstance(name_node, YScalar) and isinstance(name_node.value, (str, int, float)) and name_node.text:
-            label = f"{self.kind} '{_short(name_node.text)}'"
+            label = f"{self.kind} '{short(name_node.text)}'"
         out: dict = {"__node__": node}
         bad = False
         meant = set()  # keys an unknown key probably meant: not reported again as missing
@@ -282,7 +164,7 @@ class Obj(Spec):
             if spec is None:
                 hint = did_you_mean(key, self.fields)
                 meant.add(hint[len(" (did you mean '"):-len("'?)")] if hint else None)
-                cx.error(knode, "unknown-key", f"unknown key '{_short(key)}' in {label}{hint}", f"{path}.{key}")
+                cx.error(knode, "unknown-key", f"unknown key '{short(key)}' in {label}{hint}", f"{path}.{key}")
                 bad = True
                 continue
             value = spec.spec.check(vnode, cx, f"{path}.{key}", f"'{key}' in {label}")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 from runner.context import EVENTS
-from runner.dsl.model import (INVALID, Bool, Cx, Duration, Either, Enum, Field, Int, ListOf, MapOf, Memory,
-                              Num, Obj, Spec, Str)
+from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, MapOf, Obj, Spec
+from runner.dsl.values import Bool, Duration, Enum, Int, Memory, Num, Str
 from runner.dsl.lint import refuse_untrusted_job, warn_short_monitor, warn_untagged_image
 from runner.dsl.yamlload import YMap, YNode, YScalar
 

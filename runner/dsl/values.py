@@ -1,0 +1,132 @@
+"""Scalar specs: strings, whole numbers, numbers, booleans, durations, sizes and choices.
+
+Each checks one positioned YAML scalar and returns its normalised value (durations in seconds, sizes
+in bytes) or ``INVALID`` after recording a diagnostic that names the field and what to write instead.
+"""
+
+from __future__ import annotations
+
+import re
+
+from runner.dsl.model import INVALID, Spec, did_you_mean, short
+from runner.dsl.yamlload import YScalar
+
+__all__ = ["Str", "Int", "Num", "Bool", "Duration", "Memory", "Enum", "parse_duration"]
+
+
+class Str(Spec):
+    expected = "a string"
+
+    def __init__(self, pattern: str | None = None, hint: str = "") -> None:
+        self.pattern = re.compile(pattern) if pattern else None
+        self.hint = hint
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YScalar) or node.value is None or isinstance(node.value, bool):
+            return self.wrong(node, cx, path, where)
+        text = node.value if isinstance(node.value, str) else node.text  # 3.11 stays "3.11"
+        if self.pattern and not self.pattern.match(text):
+            cx.error(node, "value", f"{where} is not valid ('{short(text)}'){self.hint}", path)
+            return INVALID
+        return text
+
+
+class Int(Spec):
+    def __init__(self, lo: int | None = 0, hi: int | None = None) -> None:
+        self.lo, self.hi = lo, hi
+        self.expected = "a whole number" + (f" from {lo}" if lo is not None else "") + (f" to {hi}" if hi is not None else "")
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YScalar) or isinstance(node.value, bool) or not isinstance(node.value, int):
+            return self.wrong(node, cx, path, where)
+        if (self.lo is not None and node.value < self.lo) or (self.hi is not None and node.value > self.hi):
+            cx.error(node, "value", f"{where} must be {self.expected}, not {node.value}", path)
+            return INVALID
+        return node.value
+
+
+class Num(Spec):
+    def __init__(self, lo: float = 0.0, hi: float | None = None) -> None:
+        self.lo, self.hi = lo, hi
+        self.expected = f"a number from {lo:g}" + (f" to {hi:g}" if hi is not None else "")
+
+    def check(self, node, cx, path, where):
+        v = getattr(node, "value", None)
+        if not isinstance(node, YScalar) or isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            return self.wrong(node, cx, path, where)
+        if v < self.lo or (self.hi is not None and v > self.hi):
+            cx.error(node, "value", f"{where} must be {self.expected}, not {node.text}", path)
+            return INVALID
+        return float(v)
+
+
+class Bool(Spec):
+    expected = "true or false"
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YScalar) or not isinstance(node.value, bool):
+            return self.wrong(node, cx, path, where)
+        return node.value
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float | None:
+    """'30s', '5m', '1h30m', '500ms' -> seconds; None when it is not a duration."""
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _UNIT[u] for n, u in parts)
+
+
+class Duration(Spec):
+    expected = "a duration like 30s, 5m, 1h or 1h30m"
+
+    def check(self, node, cx, path, where):
+        if isinstance(node, YScalar) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            if node.value >= 0 and node.value == node.value:
+                return float(node.value)  # plain numbers are seconds
+        elif isinstance(node, YScalar) and isinstance(node.value, str):
+            seconds = parse_duration(node.value)
+            if seconds is not None:
+                return seconds
+            cx.error(node, "duration", f"{where} is not a duration ('{short(node.text)}'): use e.g. 30s, 5m, 1h or 1h30m", path)
+            return INVALID
+        return self.wrong(node, cx, path, where)
+
+
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?$", re.I)
+_MEM_UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class Memory(Spec):
+    expected = "a size like 256M or 1G"
+
+    def check(self, node, cx, path, where):
+        if isinstance(node, YScalar) and isinstance(node.value, int) and not isinstance(node.value, bool):
+            return node.value
+        if isinstance(node, YScalar) and isinstance(node.value, str):
+            m = _MEMORY.match(node.value.strip())
+            if m:
+                return int(float(m.group(1)) * _MEM_UNIT[m.group(2).lower()])
+            cx.error(node, "value", f"{where} is not a size ('{short(node.text)}'): use e.g. 256M or 1G", path)
+            return INVALID
+        return self.wrong(node, cx, path, where)
+
+
+class Enum(Spec):
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+        self.expected = "one of " + ", ".join(choices)
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YScalar) or not isinstance(node.value, str):
+            return self.wrong(node, cx, path, where)
+        if node.value not in self.choices:
+            cx.error(node, "value", f"{where} must be one of {', '.join(self.choices)}, not "
+                     f"'{short(node.value)}'{did_you_mean(node.value, self.choices)}", path)
+            return INVALID
+        return node.value
