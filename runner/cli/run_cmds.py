@@ -68,6 +68,23 @@ def _secrets(names: tuple[str, ...]) -> dict[str, str]:
     return secrets
 
 
+def _pipeline(directory: Path, pipeline_file: Path | None) -> str | None:
+    """The pipeline file relative to the checkout, or None for the one and only default."""
+    if pipeline_file is not None:
+        path = pipeline_file if pipeline_file.is_absolute() else directory / pipeline_file
+        try:
+            return str(path.resolve().relative_to(directory))
+        except ValueError:
+            raise click.UsageError(f"--file {pipeline_file} is not inside {directory}; pass a path within it")
+    from runner.dsl import find_pipeline_files
+
+    found = find_pipeline_files(directory)
+    if len(found) > 1:  # several pipelines (.conveyor/*.yml): running one at random would surprise
+        names = ", ".join(str(p.relative_to(directory)) for p in found)
+        raise click.UsageError(f"{directory} has {len(found)} pipelines ({names}); choose one with --file")
+    return None
+
+
 @click.command("run")
 @click.argument("directory", default=".", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--commit", "at_commit", is_flag=True, help="Run exactly HEAD, not the working tree.")
@@ -104,13 +121,7 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
         ctx = context_from_worktree(directory, branch=branch, tag=tag, event=event, params=parsed)
     except (SourceError, ContextError) as exc:
         raise click.UsageError(str(exc)) from exc
-    pipeline = None
-    if pipeline_file is not None:
-        path = pipeline_file if pipeline_file.is_absolute() else directory / pipeline_file
-        try:
-            pipeline = str(path.resolve().relative_to(directory))
-        except ValueError:
-            raise click.UsageError(f"--file {pipeline_file} is not inside {directory}; pass a path within it")
+    pipeline = _pipeline(directory, pipeline_file)
     request = BuildRequest(
         repo=ctx.repo_name, event=ctx.event, ref=ctx.git.ref, branch=ctx.git.branch, tag=ctx.git.tag,
         sha=ctx.git.sha, message=ctx.git.message, author=ctx.git.author, params=dict(ctx.params),

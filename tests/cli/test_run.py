@@ -220,3 +220,19 @@ def test_split_secret_and_log_cap_reach_the_store_masked_and_marked(docker_clien
     text = "\n".join(c.text for c in capped)
     assert len(text) <= 4 * 1024 * 1024 + 1024 and "output capped at 4.0 MiB" in text.splitlines()[-1]
     assert last == ["after the cap"]
+
+
+def test_several_pipelines_need_file_and_a_plain_directory_works(tmp_path, conveyor):
+    plain = tmp_path / "plain"
+    (plain / ".conveyor").mkdir(parents=True)
+    for name in ("a", "b"):
+        (plain / ".conveyor" / f"{name}.yml").write_text(
+            f"image: conveyor-test/busybox:1\nstages:\n  - name: s\n    steps: ['echo pipeline {name}']\n")
+    several = conveyor("run", str(plain), "--backend", "local")
+    assert several.exit_code == 2 and "2 pipelines" in several.stderr and "--file" in several.stderr
+    chosen = conveyor("run", str(plain), "--backend", "local", "--file", ".conveyor/b.yml")
+    assert chosen.exit_code == 0 and "[s] pipeline b" in chosen.stdout  # no git: still runs
+    build, _ = _build(conveyor.data)
+    assert build.pipeline == ".conveyor/b.yml" and build.sha is None and build.repo == "plain"
+    no_commit = conveyor("run", str(plain), "--backend", "local", "--commit", "--file", ".conveyor/a.yml")
+    assert no_commit.exit_code == 2 and "drop --commit" in no_commit.stderr
