@@ -101,6 +101,8 @@ async def test_browser_sees_the_log_grow_live_and_the_build_finish(server, git_r
             await ticks.first.wait_for(timeout=30_000)
             seen_early = await ticks.count()
             assert seen_early < 8  # the page shows lines before the step is over ...
+            # The stage view follows too: the running stage's box, drawn or added live.
+            await page.locator('li.stage.status-running[data-stage="count"]').wait_for(timeout=10_000)
             await page.locator("#log .l", has_text="tick 8").wait_for(timeout=30_000)
             assert await ticks.count() == 8  # ... and every one of them once
             # The escaped markup is shown as text, coloured by a class, never as an element.

@@ -2,6 +2,10 @@
 // line already HTML-escaped with ANSI colours as spans, so inserting it as HTML is safe.
 (function () {
   "use strict";
+  // The build list: while something is queued or running, refresh it now and then (as Jenkins does).
+  var list = document.querySelector("table.builds[data-refresh='1']");
+  if (list) setTimeout(function () { window.location.reload(); }, 5000);
+
   var log = document.getElementById("log");
   if (!log || log.dataset.live !== "1") return;
   var status = document.getElementById("status");
@@ -31,9 +35,43 @@
     }
     return s;
   }
-  function mark(selector, s) {
-    var el = document.querySelector(selector);
+  function mark(el, s) {
     if (el) el.className = el.className.replace(/status-\S+/, "status-" + s);
+  }
+  // Stage boxes and job rows the page did not have yet (it was drawn before they started).
+  var view = document.querySelector("ol.stage-view");
+  function stageBox(name) {
+    var box = document.querySelector('.stage[data-stage="' + CSS.escape(name) + '"]');
+    if (!box && view) {
+      var none = view.querySelector(".stage-none");
+      if (none) none.remove();
+      box = document.createElement("li");
+      box.className = "stage status-queued";
+      box.dataset.stage = name;
+      var title = document.createElement("div");
+      title.className = "stage-name";
+      title.textContent = name;
+      var jobs = document.createElement("ul");
+      jobs.className = "jobs";
+      box.appendChild(title);
+      box.appendChild(jobs);
+      view.appendChild(box);
+    }
+    return box;
+  }
+  function jobRow(stage, name) {
+    var box = stageBox(stage);
+    if (!box) return null;
+    var row = box.querySelector('.job[data-job="' + CSS.escape(name) + '"]');
+    var jobs = box.querySelector("ul.jobs");
+    if (!row && jobs) {
+      row = document.createElement("li");
+      row.className = "job status-queued";
+      row.dataset.job = name;
+      row.textContent = name;
+      jobs.appendChild(row);
+    }
+    return row;
   }
   function follow() {
     var atBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
@@ -60,11 +98,11 @@
   });
   source.addEventListener("stage", function (e) {
     var d = data(e);
-    mark('.stage[data-stage="' + CSS.escape(d.stage) + '"]', d.status);
+    mark(stageBox(d.stage), d.status);
   });
   source.addEventListener("job", function (e) {
     var d = data(e);
-    mark('.stage[data-stage="' + CSS.escape(d.stage) + '"] .job[data-job="' + CSS.escape(d.job) + '"]', d.status);
+    mark(jobRow(d.stage, d.job), d.status);
   });
   source.addEventListener("status", function (e) { setStatus(data(e).status); });
   source.addEventListener("end", function (e) {
