@@ -141,8 +141,6 @@ async def stream(request: web.Request, hub: LiveHub, build_id: int, status_of) -
             if message is None:
                 break
             await response.write(message)
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
     finally:
         if live is not None:
             live.viewers.discard(queue)
