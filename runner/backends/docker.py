@@ -22,12 +22,12 @@ import asyncio
 import contextlib
 import os
 import re
-import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.backends.pump import OutputPump, uncancelled
 from runner.backends.docker_blocking import LABEL_BUILD, LABEL_INSTANCE, DockerEngine, expired, labels_for
 from runner.errors import BackendError
 from runner.plan import Job, Step
@@ -123,7 +123,7 @@ class DockerBackend(Backend):
         engine = self.engine
         exec_id = await engine.call(engine._blocking_exec_create, container.id, [*MERGED_SHELL, step.run],
                                     env, handle.job.workdir)
-        pump = _Pump(asyncio.get_running_loop())
+        pump = OutputPump(asyncio.get_running_loop())
         reader = asyncio.ensure_future(engine.call(engine._blocking_exec_stream, exec_id, pump.push, self._streams))
         finished = False
         try:
@@ -141,8 +141,9 @@ class DockerBackend(Backend):
                 reason = "the engine reported no exit status for the step (its container may be gone)"
             yield StepExit(code, oom_killed=oom, reason=reason)
         finally:
+            pump.close()
             if not finished:
-                await _uncancelled(self._stop_step(container.id, exec_id, reader))
+                await uncancelled(self._stop_step(container.id, exec_id, reader))
 
     async def stop_job(self, handle: JobHandle) -> None:
         container: _Container | None = handle.data
@@ -241,56 +242,6 @@ class DockerBackend(Backend):
             with contextlib.suppress(Exception):
                 stream.close()
         await asyncio.wait([reader], timeout=5.0)
-
-
-class _Pump:
-    """Hands output from the reader thread to the event loop, coalescing chunks that arrive while
-    the loop is busy, so a step printing fast costs few loop wake-ups."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.lock = threading.Lock()
-        self.ready = asyncio.Event()
-        self.chunks: list[bytes] = []
-        self.done = False
-        self.woken = False
-
-    def push(self, chunk: bytes | None) -> None:  # called from the reader thread
-        with self.lock:
-            if chunk is None:
-                self.done = True
-            else:
-                self.chunks.append(chunk)
-            wake, self.woken = not self.woken, True
-        if wake:
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                self.loop.call_soon_threadsafe(self.ready.set)
-
-    async def get(self) -> bytes | None:
-        while True:
-            with self.lock:
-                if self.chunks:
-                    data = b"".join(self.chunks)
-                    self.chunks.clear()
-                    return data
-                if self.done:
-                    return None
-                self.woken = False
-                self.ready.clear()
-            await self.ready.wait()
-
-
-async def _uncancelled(coro) -> None:
-    """Run cleanup to its end even if the caller is cancelled again meanwhile."""
-    task = asyncio.ensure_future(coro)
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if task.done():
-                break
-    if not task.cancelled() and task.exception() is not None:
-        raise task.exception()
 
 
 def _slug(name: str) -> str:
