@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -255,23 +256,36 @@ def show_command(build_ref, data_dir) -> None:
 @click.argument("build_ref", metavar="[BUILD]", required=False)
 @click.option("--job", help="Only this job's output, without the [job] prefix.")
 @click.option("--stage", help="Only this stage's output.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the build ends.")
 @data_dir_option
-def logs_command(build_ref, job, stage, data_dir) -> None:
+def logs_command(build_ref, job, stage, follow, data_dir) -> None:
     """Print the stored output of a build (or of one of its jobs)."""
     store = _store(_settings(data_dir))
     try:
         build = _find(store, build_ref)
-        if job is not None:
+        if job is not None and not follow:
             names = {j.name for j in q.get_detail(store.read(), build.id).jobs}
             if job not in names:
                 raise click.ClickException(
                     f"build {build.label} has no job {job!r}; its jobs: {', '.join(sorted(names)) or 'none'}")
-        out = sys.stdout
-        for text in log_lines(q.build_logs(store.read(), build.id, job=job, stage=stage), prefix=job is None):
-            out.write(text)
-        out.flush()
+        _print_logs(store, build.id, job, stage, follow)
     finally:
         store.close()
+
+
+def _print_logs(store, build_id: int, job, stage, follow: bool) -> None:
+    seen = 0
+    while True:
+        # Read the status first: output written before the build ended is then surely printed.
+        done = q.get_build(store.read(), build_id).status in q.FINISHED
+        for chunk in q.build_logs(store.read(), build_id, job=job, stage=stage, after=seen):
+            for text in log_lines([chunk], prefix=job is None):
+                sys.stdout.write(text)
+            seen = chunk.seq
+        sys.stdout.flush()
+        if not follow or done:
+            return
+        time.sleep(0.3)
 
 
 def register(group: click.Group) -> None:

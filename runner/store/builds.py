@@ -160,6 +160,7 @@ class LogChunk:
     first_line: int
     lines: int
     text: str
+    seq: int = 0  # order within the build; pass the last one seen as ``after`` to follow a build
 
 
 @dataclass(frozen=True)
@@ -329,13 +330,14 @@ def get_detail(conn: sqlite3.Connection, build_id: int) -> BuildDetail:
 
 
 def build_logs(conn: sqlite3.Connection, build_id: int, *, job: str | None = None,
-               stage: str | None = None) -> Iterator[LogChunk]:
-    """The build's log chunks in the order they were written, optionally of one job."""
+               stage: str | None = None, after: int = 0) -> Iterator[LogChunk]:
+    """The build's log chunks in the order they were written (those after ``after``, a ``seq``),
+    optionally of one job."""
     sql = (
-        "SELECT j.stage, j.name AS job, c.step, c.attempt, c.first_line, c.lines, c.text FROM log_chunks c "
-        "LEFT JOIN jobs j ON j.id = c.job_id WHERE c.build_id = ?"
+        "SELECT j.stage, j.name AS job, c.step, c.attempt, c.first_line, c.lines, c.text, c.seq "
+        "FROM log_chunks c LEFT JOIN jobs j ON j.id = c.job_id WHERE c.build_id = ? AND c.seq > ?"
     )
-    params: list[Any] = [build_id]
+    params: list[Any] = [build_id, after]
     if job is not None:
         sql += " AND j.name = ?"
         params.append(job)
