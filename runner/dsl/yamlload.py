@@ -94,9 +94,19 @@ def load_yaml(text: str, diags: Diagnostics) -> YNode | None:
         diags.error("yaml-syntax", f"invalid YAML: {problem}", mark.line + 1 if mark else 1,
                     mark.column + 1 if mark else 1)
         return None
-    except yaml.YAMLError as exc:  # reader errors without a mark (bad characters)
-        mark = getattr(exc, "position", None)
-        diags.error("yaml-syntax", f"invalid YAML: {exc}", 1, 1 if mark is None else 1)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line, col = _line_col(text, exc.position)
+        what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        diags.error("yaml-syntax", f"invalid YAML: character {what} is not allowed here ({exc.reason}); remove it",
+                    line, col)
+        return None
+    except yaml.YAMLError as exc:
+        diags.error("yaml-syntax", f"invalid YAML: {str(exc).splitlines()[0]}", 1, 1)
+        return None
+    except UnicodeEncodeError as exc:  # a lone surrogate (e.g. from a Jinja '\ud800' escape)
+        line, col = _line_col(text, exc.start)
+        diags.error("encoding", "the text contains a lone surrogate, which is not valid Unicode; remove it",
+                    line, col)
         return None
 
 
@@ -225,6 +235,11 @@ class _Builder:
     def _stop(self, code: str, message: str, event) -> None:
         self.diags.error(code, message, event.start_mark.line + 1, event.start_mark.column + 1)
         raise _Stop
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
 
 
 def _last_content_line(text: str) -> int:

@@ -67,3 +67,11 @@ def test_no_python_objects_from_tags():
     assert diags == ["f.yml:1:4: error: unsupported tag '!!python/name:os.system'; pipeline files use plain YAML values only"]
     root, diags = load("a: !!str 12\nb: !!int '7'\n")
     assert diags == [] and to_py(root) == {"a": "12", "b": 7}
+
+
+def test_bad_characters_are_diagnostics_with_positions():
+    _, diags = load("x: 1\na: b\x00\n")
+    assert diags == ["f.yml:2:5: error: invalid YAML: character #x0000 is not allowed here "
+                     "(control characters are not allowed); remove it"]
+    _, diags = load("x: 1\na: \ud800\n")
+    assert diags == ["f.yml:2:4: error: the text contains a lone surrogate, which is not valid Unicode; remove it"]
