@@ -78,8 +78,12 @@ def render(text: str, variables: dict, roots: list[tuple[str, str]], *, name: st
         "cpu_seconds": cpu_seconds, "memory_bytes": memory_bytes, "max_bytes": MAX_OUTPUT,
     })
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-I", "-S", str(_CHILD)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env={})
+    try:
+        proc = subprocess.Popen([sys.executable, "-I", "-S", str(_CHILD)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env={})
+    except OSError as exc:  # out of processes or memory: the machine's problem, said plainly
+        return Rendered(None, f"could not start the template renderer: {exc}; retry when the runner has "
+                              "free processes and memory", name, None, time.perf_counter() - start)
     try:
         out, err = proc.communicate(request.encode(), timeout=wall_seconds)
     except subprocess.TimeoutExpired:
@@ -90,8 +94,12 @@ def render(text: str, variables: dict, roots: list[tuple[str, str]], *, name: st
     seconds = time.perf_counter() - start
     if proc.returncode != 0 or not out:
         return Rendered(None, _death(proc.returncode, err, cpu_seconds, memory_bytes), name, None, seconds)
-    answer = json.loads(out)
-    if answer["ok"]:
+    try:
+        answer = json.loads(out)
+        ok = answer["ok"]
+    except (ValueError, KeyError, TypeError):
+        return Rendered(None, _death(proc.returncode, err, cpu_seconds, memory_bytes), name, None, seconds)
+    if ok:
         return Rendered(answer["text"], seconds=seconds)
     return Rendered(None, answer["message"], answer.get("file") or name, answer.get("line"), seconds)
 
