@@ -1,7 +1,7 @@
 """The Docker backend (the default): one ephemeral container per job, its steps run with ``exec``.
 
 Per build: a workspace volume ``conveyor-<build>-ws`` and a bridge network ``conveyor-<build>``.
-Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 only sleeps; each step is an exec of
+Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 sleeps and reaps orphans; each step is an exec of
 ``sh -e -c <run>`` with the step's env in the job's working directory, where the workspace volume is
 mounted. The first job of a build fills the volume from the checkout with ``put_archive`` into its
 own container before that container starts (no helper container: it would cost a container start).
@@ -37,7 +37,9 @@ __all__ = ["DockerBackend", "SHELL_CAPS"]
 
 # What a shell and ordinary build tools need as root inside a container; everything else is dropped.
 SHELL_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE")
-KEEP_ALIVE = ["sleep", "2147483647"]
+# PID 1 of a job container: a shell that sleeps and, through `wait`, reaps the orphans steps leave
+# behind (a bare `sleep` would let them pile up as zombies until the pids limit); it ends on TERM.
+KEEP_ALIVE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 2147483647 & wait $!; done"]
 # stdout and stderr of an exec come back on two streams whose order the engine does not keep; one
 # pipe for both keeps a step's output in the order it was written. The user's script is passed
 # untouched as "$1" to `sh -e -c`.

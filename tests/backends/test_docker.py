@@ -176,3 +176,16 @@ async def test_a_vanished_container_fails_the_step_with_a_reason(backend, build,
     failed = [e for e in sink.events if isinstance(e, ev.StepFinished) and e.status == "failure"]
     assert failed and ("container" in failed[0].reason or failed[0].exit_code == 137), failed
     assert of_build(docker_client, build.id) == ([], [], [])
+
+
+async def test_orphans_of_a_step_are_reaped(backend, build):
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("a", BUSYBOX, ()))
+        script = "sh -c 'sleep 0.1 &'; sleep 0.5; cat /proc/[0-9]*/stat | awk '{print $3}' | sort | uniq -c"
+        out = b""
+        async for item in backend.exec_step(handle, Step("orphans", script), {}):
+            out += item if isinstance(item, bytes) else b""
+        assert b" Z" not in out and b"S" in out, out
+    finally:
+        await backend.teardown(build)
