@@ -1,0 +1,70 @@
+"""A Compose stack on a real swarm: deployed together, and all rolled back when one service fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.deploy import history
+from runner.deploy.compose import parse_compose
+from runner.deploy.stack import deploy_stack, rollback_stack
+from runner.errors import DeployError
+from runner.plan import DeploySpec
+
+pytestmark = [pytest.mark.docker, pytest.mark.swarm]
+
+COMPOSE = """
+services:
+  api:
+    image: conveyor-test/busybox:1
+    command: ["sh", "-c", "echo {api} > /i; trap 'exit 0' TERM; httpd -f -p 8080 -h / & wait"]
+    healthcheck: {{test: ["CMD-SHELL", "{api_health}"], interval: 500ms, timeout: 1s, retries: 2}}
+    deploy:
+      replicas: 1
+      update_config: {{monitor: 2s, order: start-first}}
+  worker:
+    image: conveyor-test/busybox:1
+    command: "sh -c 'trap \\"exit 0\\" TERM; sleep 1000 & wait'"
+    environment: {{VERSION: "{worker}"}}
+    deploy: {{update_config: {{monitor: 1s}}}}
+"""
+
+
+def _parse(stack: str, api: str, worker: str, api_health: str = "true"):
+    text = COMPOSE.format(api=api, worker=worker, api_health=api_health)
+    return parse_compose(text, stack, DeploySpec(timeout=60))
+
+
+def test_compose_errors_say_what_to_do():
+    with pytest.raises(DeployError, match="build the image in a build stage"):
+        parse_compose("services: {web: {build: .}}", "s", DeploySpec())
+    with pytest.raises(DeployError, match="not a duration"):
+        parse_compose("services: {web: {image: x, healthcheck: {test: 'true', interval: soon}}}", "s", DeploySpec())
+
+
+async def test_stack_with_one_bad_service_is_rolled_back_whole(swarm, store, prov, instance):
+    stack = f"{instance}st"
+    log: list[str] = []
+    services, external = _parse(stack, "a1", "w1")
+    assert set(services) == {f"{stack}_api", f"{stack}_worker"}
+    assert services[f"{stack}_api"].networks == (f"{stack}_default",)
+    first = await deploy_stack(swarm, store, stack, services, external, 60, None, log.append, prov)
+    assert all(o.ok for o in first), log
+    good = {n: swarm.api.inspect_service(n)["Spec"]["TaskTemplate"]["ContainerSpec"] for n in services}
+
+    # The worker changes fine, but the api's new version never gets healthy: both go back.
+    services, external = _parse(stack, "a2", "w2", api_health="false")
+    second = await deploy_stack(swarm, store, stack, services, external, 60, None, log.append, prov)
+    assert [o.status for o in second] == ["rolled_back", "rolled_back"], log
+    assert all(f"{stack}_api" in o.reason for o in second)
+    for n in services:
+        assert swarm.api.inspect_service(n)["Spec"]["TaskTemplate"]["ContainerSpec"] == good[n]
+
+    # A third, good deploy, then a stack rollback by hand puts the first version back everywhere.
+    services, external = _parse(stack, "a3", "w3")
+    assert all(o.ok for o in await deploy_stack(swarm, store, stack, services, external, 60, None, log.append, prov))
+    back = await rollback_stack(swarm, store, stack, log.append, prov)
+    assert all(o.ok for o in back), log
+    for n in services:
+        assert swarm.api.inspect_service(n)["Spec"]["TaskTemplate"]["ContainerSpec"] == good[n]
+    rows = history.list_deploys(store, stack)
+    assert {r["kind"] for r in rows[:2]} == {"rollback"} and len({r["batch"] for r in rows[:2]}) == 1
