@@ -93,11 +93,9 @@ class ProgressSink:
             began = self._started.pop((event.stage, event.job, event.step, event.attempt), None)
             took = format_duration(event.time - began if began is not None else None)
             mark = "+" if event.status == "success" else "x"
-            detail = ""
-            if event.exit_code not in (None, 0) and event.status != "success":
-                detail += f" (exit {event.exit_code})"
-            if event.reason:
-                detail += f" ({event.reason})"
+            detail = f" ({event.reason})" if event.reason else ""
+            if not detail and event.exit_code not in (None, 0) and event.status != "success":
+                detail = f" (exit {event.exit_code})"
             self._write(f"{self._prefix(event.job)} {mark} step {event.step + 1}: {name}  "
                         f"{self._status(event.status)}{detail}  {took}\n")
         elif isinstance(event, JobFinished):
@@ -109,8 +107,7 @@ class ProgressSink:
             if event.status == "skipped":
                 why = f" ({event.reason})" if event.reason else ""
                 self._write(self._style(f"== stage {event.stage} skipped{why}", fg="bright_black") + "\n")
-            elif event.status != "success":
-                why = f": {event.reason}" if event.reason else ""
-                self._write(f"== stage {event.stage} {self._status(event.status)}{why}\n")
+            elif event.status != "success":  # the reason is on the job's line already
+                self._write(f"== stage {event.stage} {self._status(event.status)}\n")
         elif isinstance(event, BuildFinished):
             pass  # `conveyor run` prints the summary line itself, with the build's number

@@ -77,6 +77,7 @@ def test_python_app_passes_and_its_failing_variant_fails(docker_client, git_repo
 
     bad = conveyor("run", str(git_repo(sample="python-app-failing")))
     assert bad.exit_code == 1, bad.output
+    assert "[unit] x step 2: python3 -m unittest discover -v -s tests -t .  failure" in bad.stdout
     build, detail = _build(conveyor.data)
     assert build.status == "failure" and build.number == 1 and build.repo.startswith("repo")
     unit = next(j for j in detail.jobs if j.name == "unit")
