@@ -182,3 +182,15 @@ async def test_a_config_error_build_page_shows_every_diagnostic_and_the_rendered
     assert "stpes" in html and "severity-error" in html
     assert html.count('<li class="severity-error">') >= 2  # all of them at once, not just the first
     assert "- name: second" in html  # the rendered text, numbered, opened for a config error
+
+
+def test_serve_refuses_a_wrong_configuration_with_the_reason(tmp_path):
+    from click.testing import CliRunner
+
+    from runner.cli import cli
+
+    bad = tmp_path / "conveyor.yml"
+    bad.write_text("repos:\n  - name: web\n    provider: github\n")
+    result = CliRunner().invoke(cli, ["serve", "--config", str(bad)])
+    assert result.exit_code == 1
+    assert "give exactly one of `url:` (clone URL) or `path:`" in result.output
