@@ -6,6 +6,7 @@ to stderr, compiler style; `lint` exits 1 on any error, 0 otherwise (warnings do
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -81,18 +82,22 @@ def _context_options(fn):
 @click.command()
 @click.argument("target", type=click.Path(path_type=Path), default=".", required=False)
 @_context_options
-def lint(target, branch, tag, event, params, build_number, trusted):
+@click.option("--json", "as_json", is_flag=True, help="Print the diagnostics as a JSON list on stdout (for editors).")
+def lint(target, branch, tag, event, params, build_number, trusted, as_json):
     """Check the pipeline FILE, or every pipeline of the repository DIR (default: here)."""
     from runner.dsl import load_pipeline
 
     repo, files = _files(target)
     ctx = _context(repo, branch, tag, event, params, build_number)
-    errors = warnings = 0
+    found = []
     for file in files:
-        loaded = load_pipeline(repo, ctx, file=file, trusted=trusted)
-        e, w = _report(loaded.diagnostics)
-        errors, warnings = errors + e, warnings + w
-    click.echo(f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)", err=True)
+        found.extend(load_pipeline(repo, ctx, file=file, trusted=trusted).diagnostics)
+    errors = sum(d.severity == "error" for d in found)
+    if as_json:
+        click.echo(json.dumps([d.to_dict() for d in found], indent=2))
+    else:
+        _report(found)
+        click.echo(f"{len(files)} file(s): {errors} error(s), {len(found) - errors} warning(s)", err=True)
     sys.exit(1 if errors else 0)
 
 

@@ -92,3 +92,11 @@ def test_worktree_context(git_repo, tmp_path):
     plain.mkdir()
     ctx = context_from_worktree(plain)
     assert (ctx.git.sha, ctx.repo_name) == (None, "not-git")
+
+
+def test_lint_json_for_editors(git_repo):
+    repo = git_repo({".conveyor.yml": BAD})
+    result = CliRunner().invoke(cli, ["lint", "--json", str(repo)])
+    assert result.exit_code == 1
+    (d,) = json.loads(result.stdout)
+    assert (d["file"], d["line"], d["col"], d["severity"], d["code"]) == (".conveyor.yml", 4, 5, "error", "unknown-key")
