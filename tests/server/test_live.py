@@ -24,7 +24,7 @@ stages:
   - name: count
     steps:
       - 'printf "\033[1;31m<b>not bold</b>\033[0m plain\n"'
-      - 'for i in 1 2 3 4 5 6 7 8; do echo "tick $i"; sleep 0.4; done'
+      - 'for i in 1 2 3 4 5 6 7 8 9 10; do echo "tick $i"; sleep 0.5; done'
   - name: after
     steps: ["echo finished counting"]
 """
@@ -72,7 +72,7 @@ async def test_sse_streams_the_log_while_the_build_runs_then_ends(server, git_re
     texts = [h for _, h in lines]
     assert '<span class="ansi-fg-1 ansi-bold">&lt;b&gt;not bold&lt;/b&gt;</span> plain' in texts
     ticks = [t for t, h in lines if h.startswith("tick ")]
-    assert len(ticks) == 8 and ticks[-1] - ticks[0] > 1.5  # they arrived over time, not at the end
+    assert len(ticks) == 10 and ticks[-1] - ticks[0] > 2.5  # they arrived over time, not at the end
     assert events[-1][1:] == ("end", {"status": "success"})
     assert [d["stage"] for _, k, d in events if k == "stage" and d["status"] == "success"] == ["count", "after"]
     # A viewer of a finished build is told at once.
@@ -100,11 +100,11 @@ async def test_browser_sees_the_log_grow_live_and_the_build_finish(server, git_r
             ticks = page.locator("#log .l", has_text="tick")
             await ticks.first.wait_for(timeout=30_000)
             seen_early = await ticks.count()
-            assert seen_early < 8  # the page shows lines before the step is over ...
+            assert seen_early < 10  # the page shows lines before the step is over ...
             # The stage view follows too: the running stage's box, drawn or added live.
             await page.locator('li.stage.status-running[data-stage="count"]').wait_for(timeout=10_000)
-            await page.locator("#log .l", has_text="tick 8").wait_for(timeout=30_000)
-            assert await ticks.count() == 8  # ... and every one of them once
+            await page.locator("#log .l", has_text="tick 10").wait_for(timeout=30_000)
+            assert await ticks.count() == 10  # ... and every one of them once
             # The escaped markup is shown as text, coloured by a class, never as an element.
             red = page.locator("#log .ansi-fg-1", has_text="<b>not bold</b>")
             assert await red.count() == 1 and await page.locator("#log b").count() == 0

@@ -75,7 +75,7 @@ async def test_one_build_at_a_time_and_each_runs_to_success(server, git_repo):
 
 
 async def test_a_newer_push_cancels_the_older_queued_build_of_its_branch(server, git_repo):
-    client, repo, _ = await start(server, git_repo, hold=1.5, concurrency=1)
+    client, repo, _ = await start(server, git_repo, hold=3, concurrency=1)
     sha = sha_of(repo)
     await push(client, sha, "main")
     await status_is(client, 1, "running")
