@@ -89,10 +89,10 @@ class DockerBackend(Backend):
         labels = labels_for(build.id, build.instance, self.settings.resource_ttl, build.labels.items())
         state = _Build(build, labels, volume=f"conveyor-{build.id}-ws", network=f"conveyor-{build.id}")
         self._builds[build.id] = state
-        await asyncio.gather(
+        await uncancelled(asyncio.gather(
             self.engine.call(self.engine._blocking_create_volume, state.volume, labels),
             self.engine.call(self.engine._blocking_create_network, state.network, labels),
-        )
+        ))
 
     async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
         state = self._builds.get(build.id)
@@ -105,6 +105,11 @@ class DockerBackend(Backend):
         name = f"conveyor-{build.id}-{_slug(job.name)}-{state.jobs}"
         create, host = self._container_spec(state, job, name)
         handle = JobHandle(build, job, data=_Container(None))
+        # Shielded: a container created after a cancellation would escape the teardown's sweep.
+        handle.data.id = await uncancelled(self._create_and_start(state, build, job, create, host))
+        return handle
+
+    async def _create_and_start(self, state: _Build, build: BuildRef, job: Job, create: dict, host: dict) -> str:
         engine = self.engine
         if state.filled:
             cid = await engine.call(engine._blocking_create_container, create, host)
@@ -114,9 +119,8 @@ class DockerBackend(Backend):
                 fill = None if state.filled else build.source
                 cid = await engine.call(engine._blocking_create_container, create, host, fill, job.workdir)
                 state.filled = True
-        handle.data.id = cid
         await engine.call(engine._blocking_start_container, cid)
-        return handle
+        return cid
 
     async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
         container: _Container = handle.data

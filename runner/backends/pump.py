@@ -62,14 +62,17 @@ class OutputPump:
             self.lock.notify_all()
 
 
-async def uncancelled(coro) -> None:
-    """Run cleanup to its end even if the caller is cancelled again meanwhile."""
+async def uncancelled(coro):
+    """Run ``coro`` to its end even when the caller is cancelled meanwhile (engine calls that already
+    reached a thread finish anyway: waiting for them means a teardown after us sees what they made);
+    then re-raise that cancellation, or return the result."""
     task = asyncio.ensure_future(coro)
+    cancelled = False
     while not task.done():
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
-            if task.done():
-                break
-    if not task.cancelled() and task.exception() is not None:
-        raise task.exception()
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return task.result()

@@ -189,3 +189,14 @@ async def test_orphans_of_a_step_are_reaped(backend, build):
         assert b" Z" not in out and b"S" in out, out
     finally:
         await backend.teardown(build)
+
+
+async def test_cancel_while_containers_are_being_created_leaves_nothing(backend, docker_client, tmp_path, instance):
+    plan = Plan("p", stages=(Stage("s", "jobs", jobs=tuple(
+        Job(f"j{i}", BUSYBOX, (Step("long", "sleep 60"),)) for i in range(2))),))
+    for delay in (0.05, 0.2, 0.4):
+        build = BuildRef(id="k" + uuid.uuid4().hex[:10], source=tmp_path, instance=instance)
+        cancel = asyncio.Event()
+        asyncio.get_running_loop().call_later(delay, cancel.set)
+        assert await run_plan(plan, build, backend, Recorder(), cancel=cancel, concurrency=2) == "cancelled"
+        assert of_build(docker_client, build.id) == ([], [], []), f"leftovers after a cancel at {delay}s"
