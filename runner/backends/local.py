@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.backends.pump import uncancelled
 from runner.errors import BackendError, BackendUnavailable
 from runner.plan import Job, Step
 
@@ -54,7 +55,8 @@ class LocalBackend(Backend):
         base = await asyncio.to_thread(tempfile.mkdtemp, prefix=f"conveyor-{build.id}-", dir=self.root)
         workspace = Path(base) / "workspace"
         self._workspaces[build.id] = workspace
-        await asyncio.to_thread(shutil.copytree, build.source, workspace, symlinks=True)
+        # Waited for even when cancelled: a copy still running in its thread would outlive teardown.
+        await uncancelled(asyncio.to_thread(shutil.copytree, build.source, workspace, symlinks=True))
 
     async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
         workspace = self._workspaces.get(build.id)
