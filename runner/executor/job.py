@@ -42,6 +42,8 @@ class BuildContext:
         self.masker = SecretMasker(self.secrets.values())
 
     def emit(self, event_type: type, **fields) -> None:
+        if fields.get("reason") and self.masker:  # an action's or engine's message may quote a secret
+            fields["reason"] = self.masker.mask(fields["reason"])
         self.sink.emit(event_type(time=time.time(), **fields))
 
     def stopped(self) -> tuple[str, str]:
