@@ -21,9 +21,9 @@ EVENTS = ("push", "tag", "pull_request", "manual", "cron")
 # C0/C1 controls, DEL, and the Unicode line/paragraph separators YAML treats as line breaks.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # What `git check-ref-format` refuses, so a branch or tag name cannot smuggle YAML syntax either.
-_BAD_REF = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^[-/.]|[/.]$|\.lock$")
-_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SHA = re.compile(r"^[0-9a-f]{4,64}$")
+_BAD_REF = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^[-/.]|[/.]\Z|\.lock\Z")
+_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_SHA = re.compile(r"^[0-9a-f]{4,64}\Z")
 
 
 @dataclass(frozen=True)

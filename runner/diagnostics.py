@@ -10,9 +10,12 @@ Lines and columns are 1-based. Warnings never block a build.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 __all__ = ["Diagnostic", "Diagnostics", "ERROR", "WARNING"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 ERROR = "error"
 WARNING = "warning"
@@ -43,6 +46,8 @@ class Diagnostics:
         self.items: list[Diagnostic] = []
 
     def add(self, severity: str, code: str, message: str, line: int, col: int, path: str = "") -> None:
+        # One diagnostic, one line: a value quoted in a message may carry a newline or escape code.
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
         self.items.append(Diagnostic(severity, code, message, self.file, max(1, line), max(1, col), path))
 
     def error(self, code: str, message: str, line: int, col: int, path: str = "") -> None:

@@ -137,7 +137,8 @@ def load_pipeline(repo_dir: Path, ctx: Context, *, file: Path | None = None, tru
         return Loaded(file, None, None, where.items, render_seconds=rendered.seconds)
     cx = Cx(diags, trusted=trusted)
     root = load_yaml(rendered.text, diags)
-    value = check_pipeline(root, cx) if not diags.has_errors else None
+    # Duplicate keys leave a usable tree: check it too, so every problem shows at once.
+    value = check_pipeline(root, cx) if root is not None or not diags.has_errors else None
     plan = None
     if value is not None and not diags.has_errors:
         plan = compile_plan(value, ctx, cx, source=name, trusted=trusted)

@@ -21,6 +21,7 @@ from runner.dsl.yamlload import YMap, YNode, YScalar, YSeq
 __all__ = ["INVALID", "Cx", "Spec", "ListOf", "MapOf", "Obj", "Either", "Field", "describe", "did_you_mean", "short"]
 
 INVALID = object()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass
@@ -57,6 +58,8 @@ def did_you_mean(word: str, choices) -> str:
 
 
 def short(text: str, n: int = 40) -> str:
+    """For messages: one line (control characters escaped), at most ``n`` characters."""
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
@@ -99,7 +102,7 @@ class ListOf(Spec):
         return INVALID if bad else out
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class MapOf(Spec):

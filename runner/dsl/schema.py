@@ -18,9 +18,9 @@ from runner.dsl.yamlload import YMap, YNode, YScalar
 __all__ = ["check_pipeline", "check_params", "STAGE_KINDS"]
 
 STAGE_KINDS = ("steps", "jobs", "build", "deploy", "rollback")
-_NAME = r"^[^\x00-\x1f\x7f]{1,100}$"
+_NAME = r"^[^\x00-\x1f\x7f]{1,100}\Z"
 _NAME_HINT = ": names are 1 to 100 printable characters"
-_PORT = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp|sctp))?$")
+_PORT = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp|sctp))?\Z")
 
 
 class _Wrap(Spec):
@@ -59,7 +59,7 @@ _env = MapOf(what="environment variable name (letters, digits, _)")
 
 class _Image(Str):
     def __init__(self, warn: bool = True) -> None:
-        super().__init__(r"^[^\s]+$", ": an image reference has no spaces")
+        super().__init__(r"^[^\s]+\Z", ": an image reference has no spaces")
         self.warn = warn
 
     def check(self, node, cx, path, where):
@@ -109,7 +109,7 @@ _update = Obj("update", {
 })
 
 _deploy = Obj("deploy", {
-    "service": Field(Str(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$", ": use letters, digits, '-', '_' and '.'")),
+    "service": Field(Str(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}\Z", ": use letters, digits, '-', '_' and '.'")),
     "image": Field(_image), "replicas": Field(Int(0, 1000)), "env": Field(_env),
     "command": Field(Either(scalar=Str(), seq=ListOf(Str(), what="argument"))),
     "ports": Field(ListOf(Either(scalar=_Port(), mapping=Obj("port", {
@@ -122,13 +122,13 @@ _deploy = Obj("deploy", {
         "retries": Field(Int(0, 100)), "start_period": Field(Duration()),
     })),
     "resources": Field(Obj("resources", {"cpus": Field(Num(0.01)), "memory": Field(Memory())})),
-    "labels": Field(MapOf(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", "label name")),
+    "labels": Field(MapOf(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z", "label name")),
     "update": Field(_update), "rollback": Field(_update),
     "verify": Field(Obj("verify", {
         "http": Field(Str(r"^https?://", ": use an http:// or https:// URL")), "status": Field(Int(100, 599)),
         "command": Field(Str()), "image": Field(_image), "within": Field(Duration()),
     }, validate=lambda v, n, cx, p, label: _exactly_one(v, n, cx, p, label, ("http", "command")))),
-    "target": Field(Str()), "timeout": Field(Duration()), "stack": Field(Str(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")),
+    "target": Field(Str()), "timeout": Field(Duration()), "stack": Field(Str(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*\Z")),
     "compose": Field(Str()), "endpoint_mode": Field(Enum("vip", "dnsrr")),
 }, validate=lambda v, n, cx, p, label: _check_deploy(v, n, cx, p, label))
 
@@ -215,7 +215,7 @@ def _check_param(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None
 
 class _Params(Spec):
     expected = "a mapping of parameter names"
-    _ident = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+    _ident = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
     def check(self, node, cx, path, where):
         if not isinstance(node, YMap):

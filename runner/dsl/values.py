@@ -98,7 +98,7 @@ class Duration(Spec):
         return self.wrong(node, cx, path, where)
 
 
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?$", re.I)
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?\Z", re.I)
 _MEM_UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 

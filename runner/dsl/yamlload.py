@@ -32,12 +32,12 @@ _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _NULL = {"", "~", "null", "Null", "NULL"}
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-_INT = re.compile(r"^[-+]?[0-9]+$")
-_INT_OCT = re.compile(r"^0o[0-7]+$")
-_INT_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
-_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-_INF = re.compile(r"^[-+]?\.(inf|Inf|INF)$")
-_NAN = re.compile(r"^\.(nan|NaN|NAN)$")
+_INT = re.compile(r"^[-+]?[0-9]+\Z")
+_INT_OCT = re.compile(r"^0o[0-7]+\Z")
+_INT_HEX = re.compile(r"^0x[0-9a-fA-F]+\Z")
+_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_INF = re.compile(r"^[-+]?\.(inf|Inf|INF)\Z")
+_NAN = re.compile(r"^\.(nan|NaN|NAN)\Z")
 _CORE = "tag:yaml.org,2002:"
 
 
