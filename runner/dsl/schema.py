@@ -151,6 +151,10 @@ def _check_deploy(value: dict, node: YMap, cx: Cx, path: str, label: str) -> Non
         cx.error(node, "missing-key", f"{label} needs 'image' (the image the service runs)", path)
     if "stack" in value and "compose" not in value:
         cx.error(node, "missing-key", f"{label} needs 'compose' (the Compose file of the stack)", path)
+    rollback = value.get("rollback") or {}
+    if rollback.get("failure_action") == "rollback":
+        cx.error(rollback["__node__"].get("failure_action"), "value", f"'failure_action' of 'rollback' in {label} "
+                 "must be pause or continue (a rollback cannot roll back)", path + ".rollback.failure_action")
     warn_short_monitor(value, node, cx, path, label)
 
 
