@@ -186,3 +186,19 @@ def test_pull_requests_parse_with_fork_detection(provider, payload, event, fork)
 def test_gitlab_title_edit_of_a_merge_request_starts_nothing():
     edit = p.gitlab_merge_request("acme/web", SHA, action="update", oldrev=False)
     assert isinstance(webhooks.parse("gitlab", "Merge Request Hook", edit), webhooks.Ignored)
+
+
+async def test_gitlab_delivery_ids_and_a_byte_identical_retry_without_one(server):
+    lab = {"name": "grp/svc", "provider": "gitlab", "url": "https://gitlab.example.com/grp/svc.git", "secret": SECRET}
+    client = await server([lab], paused=True)
+    body = p.body_of(p.gitlab_push("grp/svc", SHA))
+    keyed = {**p.gitlab_headers(SECRET), "Idempotency-Key": "idem-1"}
+    del keyed["X-Gitlab-Event-UUID"]
+    assert (await client.post("/hooks/gitlab", data=body, headers=keyed)).status == 202
+    assert (await client.post("/hooks/gitlab", data=body, headers=keyed)).status == 200
+    bare = p.gitlab_headers(SECRET)
+    del bare["X-Gitlab-Event-UUID"]
+    other = p.body_of(p.gitlab_push("grp/svc", "3" * 40))
+    assert (await client.post("/hooks/gitlab", data=other, headers=bare)).status == 202
+    assert (await client.post("/hooks/gitlab", data=other, headers=bare)).status == 200
+    assert [r["delivery"][:7] for r in await deliveries(client)] == ["idem-1", "sha256:"]
