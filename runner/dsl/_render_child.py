@@ -102,7 +102,9 @@ def _render(request):
         if kind == "SecurityError":
             text = f"refused by the sandbox: {text}"
         elif kind == "UndefinedError":
-            text = f"undefined value: {text}"
+            known = ", ".join(sorted(request["vars"]))
+            text = f"undefined value: {text} (the template knows {known}; a param comes from --param NAME=VALUE " \
+                   "or its default in params:)"
         else:
             text = f"template error ({kind}): {text}"
         return _fail(kind, text, file, line)
