@@ -79,8 +79,7 @@ class DockerBackend(Backend):
 
     async def available(self) -> None:
         if self._cpus is None:
-            await self.engine.call(self.engine._blocking_ping)
-            info = await self.engine.call(lambda: self.engine.api.info())
+            info = await self.engine.call(self.engine._blocking_ping)
             self._cpus = float(info.get("NCPU") or os.cpu_count() or 1)
 
     async def setup(self, build: BuildRef) -> None:

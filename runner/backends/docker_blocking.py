@@ -56,9 +56,11 @@ class DockerEngine:
 
     # -- engine and images -------------------------------------------------------------------
 
-    def _blocking_ping(self) -> None:
+    def _blocking_ping(self) -> dict[str, Any]:
+        """The engine's ``info`` (CPU count, ...), or BackendUnavailable saying what to do."""
         try:
             self.api.ping()
+            return self.api.info()
         except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
             where = self.base_url or os.environ.get("DOCKER_HOST") or "the local socket"
             raise BackendUnavailable(
@@ -87,12 +89,19 @@ class DockerEngine:
     # -- per-build resources -----------------------------------------------------------------
 
     def _blocking_create_volume(self, name: str, labels: dict[str, str]) -> None:
-        self.api.create_volume(name=name, labels=labels)
+        try:
+            self.api.create_volume(name=name, labels=labels)
+        except derrors.APIError as exc:
+            raise BackendError(f"could not create the build's workspace volume {name} ({_short(exc)}); "
+                               "check `docker volume ls` and the engine's disk space") from None
 
     def _blocking_create_network(self, name: str, labels: dict[str, str]) -> None:
-        if self.api.networks(names=[name]):
-            return
-        self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+        try:
+            if not self.api.networks(names=[name]):
+                self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+        except derrors.APIError as exc:
+            raise BackendError(f"could not create the build's network {name} ({_short(exc)}); the engine may be "
+                               "out of address pools: remove unused networks with `docker network ls`") from None
 
     def _blocking_create_container(self, create: dict[str, Any], host_config: dict[str, Any],
                                    fill: Path | None = None, fill_path: str = "") -> str:

@@ -200,3 +200,13 @@ async def test_cancel_while_containers_are_being_created_leaves_nothing(backend,
         asyncio.get_running_loop().call_later(delay, cancel.set)
         assert await run_plan(plan, build, backend, Recorder(), cancel=cancel, concurrency=2) == "cancelled"
         assert of_build(docker_client, build.id) == ([], [], []), f"leftovers after a cancel at {delay}s"
+
+
+async def test_an_engine_that_does_not_answer_is_reported_with_what_to_do(tmp_path):
+    from runner.errors import BackendUnavailable
+
+    backend = DockerBackend(Settings(docker_host=f"unix://{tmp_path}/no-engine.sock"))
+    with pytest.raises(BackendUnavailable) as err:
+        await backend.available()
+    assert "no-engine.sock" in str(err.value) and "start dockerd" in str(err.value)
+    backend.close()
