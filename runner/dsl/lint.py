@@ -11,7 +11,7 @@ from runner.dsl.model import Cx
 from runner.dsl.yamlload import YMap, YNode
 
 __all__ = ["image_has_tag", "warn_untagged_image", "refuse_untrusted_job", "warn_short_monitor",
-           "healthcheck_window", "DOCKER_SOCKETS"]
+           "healthcheck_window", "warn_stage_never_or_wrongly_runs", "DOCKER_SOCKETS"]
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _TRUST_HINT = "only a repository marked trusted in the server configuration may"
@@ -61,3 +61,14 @@ def warn_short_monitor(value: dict, node: YMap, cx: Cx, path: str, label: str) -
                    f"update.monitor ({update['monitor']:g}s) in {label} is shorter than its healthcheck can fail in "
                    f"(interval*retries + start_period = {window:g}s); a bad version may pass the update",
                    path + ".update.monitor")
+
+
+def warn_stage_never_or_wrongly_runs(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
+    """Filters that cannot both hold, and a rollback that would undo a good deploy."""
+    when = value.get("when") or {}
+    if "branch" in when and "tag" in when:
+        cx.warning(when["__node__"], "never-runs", f"{label} filters on both branch and tag, but a build is on a "
+                   "branch or at a tag, never both: it will always be skipped", path + ".when")
+    if "rollback" in value and "failure" not in when.get("status", ()) and "always" not in when.get("status", ()):
+        cx.warning(node, "rollback-on-success", f"{label} rolls back after a successful build; add "
+                   "when: {status: failure} to roll back only when something failed", path)

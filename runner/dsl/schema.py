@@ -12,7 +12,8 @@ import re
 from runner.context import EVENTS
 from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, MapOf, Obj, Spec
 from runner.dsl.values import Bool, Duration, Enum, Int, Memory, Num, Str
-from runner.dsl.lint import refuse_untrusted_job, warn_short_monitor, warn_untagged_image
+from runner.dsl.lint import (refuse_untrusted_job, warn_short_monitor, warn_stage_never_or_wrongly_runs,
+                             warn_untagged_image)
 from runner.dsl.yamlload import YMap, YNode, YScalar
 
 __all__ = ["check_pipeline", "check_params", "STAGE_KINDS"]
@@ -166,6 +167,7 @@ def _stage_kind(node: YMap, cx: Cx, path: str, label: str) -> None:
 
 
 def _check_stage(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
+    warn_stage_never_or_wrongly_runs(value, node, cx, path, label)
     jobs = value.get("jobs")
     if jobs == []:
         cx.error(node.get("jobs"), "empty", f"{label} has no jobs", path + ".jobs")
