@@ -31,7 +31,7 @@ def _files(target: Path) -> tuple[Path, list[Path]]:
         found = find_pipeline_files(target)
         if not found:
             raise click.UsageError(f"no {PIPELINE_FILE} or .conveyor/*.yml in {target}; pass a pipeline file")
-        return target.resolve(), found
+        return target.resolve(), [f.resolve() for f in found]
     if not target.exists():
         raise click.UsageError(f"{target} does not exist; pass a pipeline file or a repository folder")
     return _repo_dir(target), [target.resolve()]

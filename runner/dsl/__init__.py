@@ -117,7 +117,8 @@ def load_pipeline(repo_dir: Path, ctx: Context, *, file: Path | None = None, tru
     if file is None:
         found = find_pipeline_files(repo_dir)
         file = found[0] if found else repo_dir / PIPELINE_FILE
-    file = Path(file) if Path(file).is_absolute() else repo_dir / file  # relative: within the repo
+    elif not Path(file).is_absolute():
+        file = repo_dir / file  # a relative pipeline file is named within the repo
     name = _display_name(repo_dir, file)
     diags = Diagnostics(name)
     if text is None:

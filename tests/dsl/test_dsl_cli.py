@@ -100,3 +100,15 @@ def test_lint_json_for_editors(git_repo):
     assert result.exit_code == 1
     (d,) = json.loads(result.stdout)
     assert (d["file"], d["line"], d["col"], d["severity"], d["code"]) == (".conveyor.yml", 4, 5, "error", "unknown-key")
+
+
+def test_relative_paths_work_from_any_directory(git_repo, monkeypatch):
+    repo = git_repo({".conveyor.yml": GOOD, "sub/.conveyor.yml": BAD})
+    monkeypatch.chdir(repo.parent)
+    assert run("lint", repo.name).exit_code == 0
+    assert run("lint", f"{repo.name}/.conveyor.yml").exit_code == 0
+    monkeypatch.chdir(repo)
+    assert run("lint").exit_code == 0
+    result = run("lint", "sub")
+    assert result.exit_code == 1 and ".conveyor.yml:4:5: error: unknown key 'stpes'" in result.output
+    assert json.loads(run("plan").stdout)["name"] == repo.name

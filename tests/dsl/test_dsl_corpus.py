@@ -75,3 +75,11 @@ def test_trusted_repo_may_ask_for_privileged_mode_and_the_socket():
         assert loaded.plan.trusted
     job = load_pipeline(BAD, CTX, file=BAD / "security_privileged.yml", trusted=True).plan.stages[0].jobs[0]
     assert job.privileged is True
+
+
+def test_relative_repo_dir_and_file(monkeypatch):
+    monkeypatch.chdir(BAD.parent)
+    found = load_pipeline(Path("bad"), CTX, file=None)  # no .conveyor.yml there: says what to add
+    assert [d.code for d in found.diagnostics] == ["no-pipeline"]
+    named = load_pipeline(Path("bad"), CTX, file="untagged_image.yml")
+    assert named.ok and named.path == Path("bad/untagged_image.yml")
