@@ -30,10 +30,10 @@ MOUNT = "/workspace"
 
 
 def _clean(rel: str) -> str:
-    norm = posixpath.normpath("/" + (rel or ".").lstrip("/"))
-    if norm.startswith("/.."):
+    norm = posixpath.normpath((rel or ".").lstrip("/") or ".")
+    if norm == ".." or norm.startswith("../"):
         raise DeployError(f"path {rel!r} leaves the workspace; use a path inside it")
-    return norm.lstrip("/") or "."
+    return norm
 
 
 def _from_volume(client: docker.DockerClient, volume: str, rel: str, labels: dict[str, str]) -> bytes:
@@ -53,6 +53,8 @@ def _from_volume(client: docker.DockerClient, volume: str, rel: str, labels: dic
 
 def _from_dir(root: Path, rel: str) -> bytes:
     base = (root / rel).resolve()
+    if base != root.resolve() and root.resolve() not in base.parents:
+        raise DeployError(f"path {rel!r} leaves the workspace (through a symlink); use a path inside it")
     if not base.is_dir():
         raise DeployError(f"{rel} is not a directory of the checkout; check the build's `context`")
     buf = io.BytesIO()
