@@ -14,7 +14,7 @@ from aiohttp import web
 from runner.errors import BuildNotFound, ConveyorError
 from runner.server.inbox import BuildOrder
 from runner.server.keys import AUTH, BACKGROUND, CONFIG, QUEUE, STORE
-from runner.server.views import build_json, deploy_rows, log_text
+from runner.server.views import build_json, builds_page, deploy_rows, log_text
 from runner.store import builds as q
 
 __all__ = ["add_routes"]
@@ -48,22 +48,8 @@ async def list_builds(request: web.Request) -> web.Response:
     except ValueError:
         return web.json_response({"error": "limit and before must be whole numbers"}, status=400)
     repo, status = request.query.get("repo"), request.query.get("status")
-
-    def read(conn):
-        where, params = [], []
-        for column, value in (("repo", repo), ("status", status)):
-            if value:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if before is not None:
-            where.append("id < ?")
-            params.append(before)
-        sql = f"SELECT {q._SUMMARY_COLUMNS} FROM builds"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [q.BuildRow.from_row(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))]
-
-    rows = await request.app[STORE].aread(read)
+    rows = await request.app[STORE].aread(
+        lambda c: builds_page(c, repo=repo, status=status, before=before, limit=limit))
     return web.json_response({"builds": [build_json(b) for b in rows]})
 
 

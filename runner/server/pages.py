@@ -16,7 +16,7 @@ from markupsafe import Markup
 from runner.errors import BuildNotFound
 from runner.server.auth import SESSION_COOKIE
 from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
-from runner.server.views import deploy_rows, duration_text, log_html
+from runner.server.views import builds_page, deploy_rows, duration_text, log_html
 from runner.store import builds as q
 
 __all__ = ["WEB_DIR", "make_templates", "add_routes"]
@@ -58,22 +58,8 @@ async def build_list(request: web.Request) -> web.Response:
     except ValueError:
         raise web.HTTPBadRequest(text="before must be a build id\n") from None
 
-    def read(conn):
-        where, params = [], []
-        for column, value in (("repo", repo), ("status", status)):
-            if value:
-                where.append(f"{column} = ?")
-                params.append(value)
-        if before is not None:
-            where.append("id < ?")
-            params.append(before)
-        sql = f"SELECT {q._SUMMARY_COLUMNS} FROM builds"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, PAGE_SIZE + 1)).fetchall()
-        return [q.BuildRow.from_row(r) for r in rows]
-
-    builds = await request.app[STORE].aread(read)
+    builds = await request.app[STORE].aread(
+        lambda c: builds_page(c, repo=repo, status=status, before=before, limit=PAGE_SIZE + 1))
     more = len(builds) > PAGE_SIZE
     builds = builds[:PAGE_SIZE]
     return _render(request, "builds.html", builds=builds, repo=repo, status=status,

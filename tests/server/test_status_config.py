@@ -194,3 +194,24 @@ def test_serve_refuses_a_wrong_configuration_with_the_reason(tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--config", str(bad)])
     assert result.exit_code == 1
     assert "give exactly one of `url:` (clone URL) or `path:`" in result.output
+
+
+async def test_the_build_list_pages_newest_first(server):
+    client = await server(paused=True)
+
+    def insert(conn):
+        conn.executemany(
+            "INSERT INTO builds (repo, number, uid, instance, event, branch, message, status, created) "
+            "VALUES (?, ?, ?, 'x', 'push', 'main', ?, ?, ?)",
+            [("acme/web" if i % 2 else "acme/api", i, f"u{i}", f"<i>change {i}</i>", "success", float(i))
+             for i in range(1, 61)])
+
+    await client.app[STORE].awrite(insert)
+    first = await (await client.get("/")).text()
+    assert first.count('<tr class="status-') == 50 and 'href="/?before=11"' in first
+    assert "&lt;i&gt;change 60&lt;/i&gt;" in first and "<i>change" not in first  # escaped
+    older = await (await client.get("/?before=11")).text()
+    assert older.count('<tr class="status-') == 10 and "Older builds" not in older
+    api = await (await client.get("/api/builds?limit=3&before=10&repo=acme/web")).json()
+    assert [b["number"] for b in api["builds"]] == [9, 7, 5]
+    assert (await client.get("/api/builds?limit=x")).status == 400
