@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import urllib.parse
 
 from aiohttp import web
 
@@ -73,7 +74,15 @@ async def receive(request: web.Request, provider: str) -> web.Response:
         return _json(401, error="bad or missing signature: the webhook secret on the forge must match the "
                                 "repository's secret in the server configuration")
     try:
-        payload = await asyncio.to_thread(json.loads, body) if len(body) > _CHUNK else json.loads(body)
+        if request.content_type == "application/x-www-form-urlencoded":
+            # GitHub's default content type for a new webhook: the JSON sits in the `payload` field.
+            form = urllib.parse.parse_qs(body.decode("utf-8"), strict_parsing=False)
+            if not form.get("payload"):
+                raise WebhookError("a form-encoded delivery needs a `payload` field holding the JSON")
+            body_json = form["payload"][0]
+        else:
+            body_json = body
+        payload = await asyncio.to_thread(json.loads, body_json) if len(body) > _CHUNK else json.loads(body_json)
         event = webhooks.event_name(provider, request.headers)
         result = webhooks.parse(provider, event, payload)
         if isinstance(result, webhooks.Ping):

@@ -202,3 +202,16 @@ async def test_gitlab_delivery_ids_and_a_byte_identical_retry_without_one(server
     assert (await client.post("/hooks/gitlab", data=other, headers=bare)).status == 202
     assert (await client.post("/hooks/gitlab", data=other, headers=bare)).status == 200
     assert [r["delivery"][:7] for r in await deliveries(client)] == ["idem-1", "sha256:"]
+
+
+async def test_githubs_form_encoded_deliveries_are_accepted_too(server):
+    from urllib.parse import urlencode
+
+    client = await server([repo_cfg()], paused=True)
+    body = urlencode({"payload": json.dumps(p.github_push("acme/web", SHA))}).encode()
+    headers = {**p.github_headers(body, SECRET), "Content-Type": "application/x-www-form-urlencoded"}
+    answer = await client.post("/hooks/github", data=body, headers=headers)
+    assert answer.status == 202, await answer.text()
+    empty = urlencode({"other": "x"}).encode()
+    headers = {**p.github_headers(empty, SECRET), "Content-Type": "application/x-www-form-urlencoded"}
+    assert (await client.post("/hooks/github", data=empty, headers=headers)).status == 400
