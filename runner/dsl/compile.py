@@ -8,7 +8,6 @@ file's ``on:`` lets this event start a build at all. Only ``when.status`` is lef
 
 from __future__ import annotations
 
-import re
 import shlex
 from functools import lru_cache
 
@@ -24,28 +23,41 @@ DEFAULT_EVENTS = ("push", "tag", "manual")  # without `on:`: every push (tags ar
 
 
 @lru_cache(maxsize=256)
-def _glob_re(pattern: str) -> re.Pattern:
-    out = []
-    i = 0
+def _glob_tokens(pattern: str) -> tuple[str, ...]:
+    tokens, i = [], 0
     while i < len(pattern):
         if pattern.startswith("**", i):
-            out.append(".*")
+            tokens.append("**")
             i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
         else:
-            out.append(re.escape(pattern[i]))
+            tokens.append(pattern[i] if pattern[i] in "*?" else "=" + pattern[i])
             i += 1
-    return re.compile("".join(out) + r"\Z")
+    return tuple(tokens)
 
 
 def glob_match(pattern: str, text: str) -> bool:
-    """'*' stays within one path segment, '**' crosses '/', '?' is one character."""
-    return bool(_glob_re(pattern).match(text))
+    """'*' stays within one path segment, '**' crosses '/', '?' is one character.
+
+    Matched by sweeping the set of reachable positions (O(pattern * text)), not by a backtracking
+    regex: a pattern comes from the pipeline file and must not be able to stall the runner."""
+    n = len(text)
+    reach = [True] + [False] * n  # reach[j]: the tokens so far can match text[:j]
+    for token in _glob_tokens(pattern):
+        new = [False] * (n + 1)
+        if token == "**":
+            first = reach.index(True) if True in reach else n + 1
+            new[first:] = [True] * (n + 1 - first)
+        elif token == "*":
+            for j in range(n + 1):
+                new[j] = reach[j] or (j > 0 and new[j - 1] and text[j - 1] != "/")
+        else:
+            for j in range(n):
+                if reach[j] and (text[j] == token[1:] if token[0] == "=" else text[j] != "/"):
+                    new[j + 1] = True
+        reach = new
+        if not any(reach):
+            return False
+    return reach[n]
 
 
 def matches(patterns: list[str], text: str | None) -> bool:

@@ -53,6 +53,8 @@ def describe(node: YNode) -> str:
 
 
 def did_you_mean(word: str, choices) -> str:
+    if len(word) > 64:  # difflib is quadratic; nobody misspells a 64-character key
+        return ""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
