@@ -220,13 +220,18 @@ def expired(labels: dict[str, str], now: float | None = None) -> bool:
 
 
 def _ignore_missing(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-    try:
-        fn(*args, **kwargs)
-        return 1
-    except derrors.NotFound:
-        return 0
-    except derrors.APIError as exc:  # e.g. a volume still in use by a container being removed
-        raise BackendError(f"could not remove {args[0]}: {_short(exc)}; run `conveyor` again to sweep it") from None
+    for attempt in range(5):
+        try:
+            fn(*args, **kwargs)
+            return 1
+        except derrors.NotFound:
+            return 0
+        except derrors.APIError as exc:  # still in use by a container the engine is removing: retry
+            if attempt == 4:
+                raise BackendError(f"could not remove {args[0]}: {_short(exc)}; "
+                                   "the next `conveyor run` or the server's sweep removes it") from None
+            time.sleep(0.2 * (attempt + 1))
+    return 0
 
 
 def _split_image(image: str) -> tuple[str, str]:
