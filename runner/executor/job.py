@@ -19,7 +19,7 @@ from runner.executor.events import (EventSink, JobFinished, JobStarted, StepFini
 from runner.executor.logs import SecretMasker, StepLog
 from runner.plan import Job, Step
 
-__all__ = ["BuildContext", "run_job", "uncancelled"]
+__all__ = ["BuildContext", "describe_error", "run_job", "uncancelled"]
 
 log = logging.getLogger("conveyor.executor")
 
@@ -68,7 +68,7 @@ async def run_job(ctx: BuildContext, stage: str, job: Job) -> tuple[str, str | N
             except TimeoutError:
                 status, reason = "timed_out", f"job timed out after {job.timeout:g}s while starting"
             except Exception as exc:  # noqa: BLE001 - a backend error fails this job, not the build
-                status, reason = "failure", _describe(exc)
+                status, reason = "failure", describe_error(exc)
             else:
                 for index, step in enumerate(job.steps):
                     status, reason = await _run_step(ctx, stage, job, handle, index, step, deadline)
@@ -143,7 +143,7 @@ async def _attempt(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, i
                  attempt=attempt, reason=reason)
         raise
     except Exception as exc:  # noqa: BLE001 - the backend broke: this step fails, with the reason
-        status, reason = "failure", _describe(exc)
+        status, reason = "failure", describe_error(exc)
     finally:
         await uncancelled(agen.aclose())
     emit_lines(out.close())
@@ -172,7 +172,7 @@ async def uncancelled(coro) -> None:
     task.result()
 
 
-def _describe(exc: Exception) -> str:
+def describe_error(exc: Exception) -> str:
     from runner.errors import ConveyorError
 
     if isinstance(exc, ConveyorError):

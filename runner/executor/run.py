@@ -24,7 +24,7 @@ from runner.backends.base import Backend, BuildRef
 from runner.executor.actions import ActionContext, StageAction
 from runner.executor.events import (BuildFinished, BuildStarted, EventSink, JobFinished, JobStarted,
                                     StageFinished, StageStarted, StepFinished, StepOutput, StepStarted)
-from runner.executor.job import BuildContext, _describe, run_job, uncancelled
+from runner.executor.job import BuildContext, describe_error, run_job, uncancelled
 from runner.plan import Job, Plan, Stage
 
 __all__ = ["run_plan"]
@@ -56,7 +56,7 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
             await backend.available()
             await backend.setup(build)
         except Exception as exc:  # noqa: BLE001 - reported as the build's failure
-            status, reason = "failure", _describe(exc)
+            status, reason = "failure", describe_error(exc)
         else:
             runner = _PlanRun(plan, ctx, actions, action_context or {})
             body = asyncio.ensure_future(runner.run())
@@ -77,7 +77,7 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
         status, reason = "cancelled", "cancelled"
     except Exception as exc:  # noqa: BLE001 - a bug; the build still gets its last event
         log.exception("the executor failed")
-        status, reason = "failure", f"internal error: {_describe(exc)}"
+        status, reason = "failure", f"internal error: {describe_error(exc)}"
     finally:
         try:
             await uncancelled(backend.teardown(build))
@@ -85,7 +85,7 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
             external_cancel = True
         except Exception as exc:  # noqa: BLE001
             log.warning("teardown of build %s failed: %s", build.id, exc)
-            reason = f"{reason or status}; teardown failed: {_describe(exc)}"
+            reason = f"{reason or status}; teardown failed: {describe_error(exc)}"
         ctx.emit(BuildFinished, status=status, reason=reason)
     if external_cancel:
         raise asyncio.CancelledError
@@ -200,7 +200,7 @@ class _PlanRun:
             raise
         except Exception as exc:  # noqa: BLE001 - an action's bug fails its stage, with the text
             log.exception("%s action failed", kind)
-            status, reason = "failure", f"{kind} failed: {_describe(exc)}"
+            status, reason = "failure", f"{kind} failed: {describe_error(exc)}"
         finally:
             emit_lines(out.close())
             ctx.emit(StepFinished, step=0, status=status, reason=reason, **names)
