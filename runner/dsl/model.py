@@ -112,12 +112,21 @@ class MapOf(Spec):
 
     expected = "a mapping of names to values"
 
+    # Every job carries its merged env, so a huge map would be copied into every job of the plan.
+    MAX_ITEMS = 200
+    MAX_BYTES = 32 * 1024
+
     def __init__(self, names: str = _ENV_NAME.pattern, what: str = "name") -> None:
         self.names, self.what = re.compile(names), what
 
     def check(self, node, cx, path, where):
         if not isinstance(node, YMap):
             return self.wrong(node, cx, path, where)
+        size = sum(len(k) + len(getattr(v, "text", "")) for k, (_kn, v) in node.entries.items())
+        if len(node.entries) > self.MAX_ITEMS or size > self.MAX_BYTES:
+            cx.error(node, "too-large", f"{where} has {len(node.entries)} entries and {size} bytes; at most "
+                     f"{self.MAX_ITEMS} and {self.MAX_BYTES // 1024} KiB (put big data in a file)", path)
+            return INVALID
         out, bad = {}, False
         for key, (knode, vnode) in node.entries.items():
             if not self.names.match(key):

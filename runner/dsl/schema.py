@@ -19,6 +19,7 @@ from runner.dsl.yamlload import YMap, YNode, YScalar
 __all__ = ["check_pipeline", "check_params", "STAGE_KINDS"]
 
 STAGE_KINDS = ("steps", "jobs", "build", "deploy", "rollback")
+MAX_JOBS = 500  # each job carries its full env in the plan; this bounds the plan's size
 _NAME = r"^[^\x00-\x1f\x7f]{1,100}\Z"
 _NAME_HINT = ": names are 1 to 100 printable characters"
 _PORT = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp|sctp))?\Z")
@@ -261,5 +262,10 @@ def check_pipeline(root: YNode | None, cx: Cx) -> dict | None:
         return None
     if not value["stages"]:
         cx.error(root.get("stages"), "empty", "the pipeline has no stages", ".stages")
+        return None
+    jobs = sum(len(s.get("jobs", ())) or 1 for s in value["stages"])
+    if jobs > MAX_JOBS:
+        cx.error(root.get("stages"), "too-large", f"the pipeline has {jobs} jobs; at most {MAX_JOBS} "
+                 "(split it into several pipelines in .conveyor/)", ".stages")
         return None
     return value
