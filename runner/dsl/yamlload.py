@@ -26,7 +26,7 @@ __all__ = ["YNode", "YScalar", "YMap", "YSeq", "load_yaml", "to_py", "MAX_BYTES"
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
-MAX_NODES = 100_000  # after alias expansion; a 200-job pipeline has a few thousand
+MAX_NODES = 100_000  # added by aliases (a scalar counts once per 256 characters); a pipeline needs few
 
 _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -202,7 +202,8 @@ class _Builder:
         line, col = event.start_mark.line + 1, event.start_mark.column + 1
         text = event.value
         quoted = event.style not in (None, "")
-        node = YScalar(line, col, value=text, text=text, quoted=quoted)
+        # Weighted by length, so aliases of one huge string cannot multiply it either.
+        node = YScalar(line, col, size=1 + len(text) // 256, value=text, text=text, quoted=quoted)
         tag = event.tag
         if tag in (None, "!") and event.implicit[0] and not quoted:
             node.value = _resolve(text)

@@ -75,3 +75,11 @@ def test_bad_characters_are_diagnostics_with_positions():
                      "(control characters are not allowed); remove it"]
     _, diags = load("x: 1\na: \ud800\n")
     assert diags == ["f.yml:2:4: error: the text contains a lone surrogate, which is not valid Unicode; remove it"]
+
+
+def test_aliases_of_a_huge_string_are_bounded_too():
+    big = "x" * 500_000
+    text = f"a: &big '{big}'\nb: [" + ", ".join(["*big"] * 60) + "]\n"
+    root, diags = load(text)
+    assert root is None and diags == ["f.yml:2:" + str(5 + 6 * 51) + ": error: aliases expand to more than 100000 "
+                                      "nodes; use fewer nested aliases (or Jinja loops)"]
