@@ -8,7 +8,7 @@ update. So both are read, about four times a second:
   report ``rolled_back`` (a failure, never a success: docker/cli#6752).
 - ``paused`` / ``rollback_paused``: report ``paused`` (a failure; the service is left for a human).
 - otherwise converged when every task that should run runs the service's current spec, their number
-  is the replica count, and no task of an older spec still runs.
+  is the replica count, and no task of an older spec is still meant to run.
 - a service whose tasks of the current spec keep failing while none runs (a first deploy has no
   previous spec for Swarm to roll back to) is ``failed`` after ``FAILED_TASKS`` failures.
 - a task pending because its host-mode port is taken on every node cannot start: ``failed`` after
@@ -87,7 +87,9 @@ def assess(service: dict, tasks: list[dict], started: float, since: float,
     desired = [t for t in tasks if t["DesiredState"] == "running"]
     new = [t for t in desired if task_key(t["Spec"]) == current]
     running_new = [t for t in new if t["Status"]["State"] == "running"]
-    old_running = [t for t in tasks if task_key(t["Spec"]) != current and t["Status"]["State"] == "running"]
+    # Old tasks already told to stop may still drain for their stop grace period; they do not
+    # hold convergence back (`docker service update` does not wait for them either).
+    old_running = [t for t in desired if task_key(t["Spec"]) != current and t["Status"]["State"] == "running"]
     if replicas is not None and len(running_new) == replicas == len(desired) and not old_running:
         return WatchResult("converged", None, version)
     failed_new = [t for t in tasks if task_key(t["Spec"]) == current and t["Status"]["State"] in _FAILED_STATES

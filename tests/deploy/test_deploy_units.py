@@ -56,8 +56,9 @@ def test_watch_verdicts():
     now = time.monotonic()
     running = [_task("running", "running", new, tid="a"), _task("running", "running", new, tid="b")]
     assert assess(svc, running, now, 0).outcome == "converged"
-    # An old task still running: not yet.
-    assert assess(svc, running + [_task("running", "shutdown", old, tid="c")], now, 0) is None
+    # An old task still meant to run: not yet; one told to stop and draining does not hold it back.
+    assert assess(svc, running[:1] + [_task("running", "running", old, tid="c")], now, 0) is None
+    assert assess(svc, running + [_task("running", "shutdown", old, tid="c")], now, 0).outcome == "converged"
     rolled = dict(svc, UpdateStatus={"State": "rollback_completed", "Message": "rollback completed"})
     assert assess(rolled, running, now, 0).outcome == "rolled_back"  # never a success (docker/cli#6752)
     # ... unless that status is the stale one from before our write.
