@@ -150,18 +150,19 @@ async def _deploy_claimed(swarm: Swarm, store: Store, spec: DeploySpec, desired:
     version = await swarm.call(apply_spec, swarm.api, after, current)
     await history.update(store, deploy_id, version_after=version)
     result = await watch_service(swarm, name, spec.timeout, log, stale=stale)
-    return await _conclude(swarm, store, spec, deploy_id, before, result, log, default_image)
+    return await _conclude(swarm, store, spec, deploy_id, before, result, log, default_image, labels)
 
 
 async def _conclude(swarm: Swarm, store: Store, spec: DeploySpec, deploy_id: int, before: dict | None,
-                    result: WatchResult, log: Callable[[str], None], default_image: str | None) -> DeployOutcome:
+                    result: WatchResult, log: Callable[[str], None], default_image: str | None,
+                    labels: dict[str, str]) -> DeployOutcome:
     name = spec.service
     auto = spec.update.failure_action == "rollback"
     if result.ok:
         log(f"{name}: converged")
         if spec.verify is None:
             return await _record(store, deploy_id, "succeeded", None, log)
-        problem = await run_verify(swarm, spec.verify, list(spec.networks), log, default_image)
+        problem = await run_verify(swarm, spec.verify, list(spec.networks), log, default_image, labels)
         if problem is None:
             return await _record(store, deploy_id, "succeeded", None, log)
         why = f"verify failed: {problem}"

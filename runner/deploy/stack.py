@@ -98,7 +98,7 @@ async def _deploy_claimed(swarm, store, services, ids, labels, timeout, verify, 
     bad = {n: r for n, r in results.items() if not r.ok}
     if not bad and verify is not None:
         nets = [n for s in services.values() for n in s.networks]
-        problem = await run_verify(swarm, verify, nets[:1], log, default_image)
+        problem = await run_verify(swarm, verify, nets[:1], log, default_image, labels)
         if problem:
             bad = {"verify": WatchResult("failed", f"verify failed: {problem}")}
     if not bad:

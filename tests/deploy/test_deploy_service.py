@@ -63,3 +63,21 @@ async def test_failed_verify_rolls_back_and_timeout_rolls_back(swarm, store, pro
     out = await deploy_service(swarm, store, slow, lines.append, prov)
     assert out.status == "rolled_back" and "not converged after 6s" in out.reason, (out.reason, lines)
     assert wait_http(url, "v1") == "v1"
+
+
+async def test_verify_command_runs_on_the_service_network(swarm, store, prov, instance, swarm_engine):
+    name, net = f"{instance}-api", f"{instance}-net"
+    lines: list[str] = []
+    ok = web_spec(name, "v1", networks=(net,), endpoint_mode="dnsrr",
+                  verify=Verify(command=f"wget -q -O- http://{name}:8080/ | grep -q v1", within=15))
+    out = await deploy_service(swarm, store, ok, lines.append, prov)
+    assert out.ok, lines
+    assert swarm_engine.networks.get(net).attrs["Attachable"]  # made by the deploy, so verify can join it
+    bad = web_spec(name, "v2", networks=(net,), endpoint_mode="dnsrr",
+                   verify=Verify(command=f"wget -q -O- http://{name}:8080/ | grep -q v1", within=3))
+    out = await deploy_service(swarm, store, bad, lines.append, prov)
+    assert out.status == "rolled_back" and "verify command exited 1" in out.reason, (out, lines)
+    spec = swarm.api.inspect_service(name)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    assert "echo v1 >" in spec["Args"][-1]
+    # No verify container is left behind.
+    assert not swarm_engine.containers.list(all=True, filters={"label": f"io.conveyor.instance={instance}"})
