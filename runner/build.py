@@ -95,7 +95,7 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
     await store.awrite(lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
-    plugins.build_started(build, settings)
+    await asyncio.to_thread(plugins.build_started, build, settings)  # plugins may do I/O: not on the loop
     status, reason = "failure", None
     try:
         status, reason = await _run(store, settings, build, Path(source), backend=backend, sinks=sinks,
@@ -112,7 +112,7 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
         done = store.submit(lambda c: q.finish_build(c, build_id, status, reason))
         await asyncio.shield(asyncio.wrap_future(done))
         finished = await store.aread(lambda c: q.get_build(c, build_id))
-        plugins.build_finished(finished, status, settings)
+        await asyncio.to_thread(plugins.build_finished, finished, status, settings)
     return status
 
 
