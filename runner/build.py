@@ -144,6 +144,8 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, backend, sin
         c, build.id, pipeline=pipeline, rendered=loaded.rendered, plan=plan_json, diagnostics=diagnostics))
     if not loaded.ok or loaded.plan is None:
         return "config_error", _summary(loaded.diagnostics)
+    if loaded.skip_reason is not None:  # the file's `on:` does not start a build for this event
+        return "skipped", loaded.skip_reason
     if cancel is not None and cancel.is_set():
         return "cancelled", "cancelled before it started"
 

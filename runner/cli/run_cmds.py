@@ -108,8 +108,8 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     """Run the pipeline of the repository in DIRECTORY (default: here), live, and keep its history.
 
     The working tree is used as it is, uncommitted changes included, with the git context of HEAD;
-    --commit runs exactly HEAD. Exit status: 0 success, 1 failure, 2 configuration error, 130 after
-    Ctrl-C.
+    --commit runs exactly HEAD. Exit status: 0 success (or not run: the file's `on:` excludes
+    the event), 1 failure, 2 configuration error, 130 after Ctrl-C.
     """
     directory = directory.resolve()
     settings = _settings(data_dir)
@@ -166,6 +166,8 @@ def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> in
     if finished.diagnostics and finished.status == "config_error":
         for d in finished.diagnostics:
             click.echo(f"{d['file']}:{d['line']}:{d['col']}: {d['severity']}: {d['message']}", err=True)
+    elif status == "skipped":  # the file's `on:` does not start a build for this event
+        click.echo(f"not run: {finished.reason}; pass --event/--branch/--tag to run it as another event", err=True)
     elif finished.reason and status != "success":
         click.echo(f"reason: {finished.reason}", err=True)
     colour = {"success": "green", "config_error": "red", "failure": "red"}.get(status, "yellow")
@@ -173,7 +175,7 @@ def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> in
                            fg=colour, bold=True) + f"  (conveyor show {finished.label})", err=True)
     if interrupted:
         return 130
-    return {"success": 0, "config_error": 2}.get(status, 1)
+    return {"success": 0, "skipped": 0, "config_error": 2}.get(status, 1)
 
 
 async def _drive(store, settings, build_id, source, backend, secrets, trusted, quiet) -> tuple[bool, str]:

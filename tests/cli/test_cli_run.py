@@ -237,3 +237,21 @@ def test_several_pipelines_need_file_and_a_plain_directory_works(tmp_path, conve
     assert build.pipeline == ".conveyor/b.yml" and build.sha is None and build.repo == "plain"
     no_commit = conveyor("run", str(plain), "--backend", "local", "--commit", "--file", ".conveyor/a.yml")
     assert no_commit.exit_code == 2 and "drop --commit" in no_commit.stderr
+
+
+def test_on_filters_decide_like_the_server(git_repo, conveyor):
+    """`on:` is honoured by `conveyor run` too: a local run equals a server run."""
+    repo = git_repo(files={".conveyor.yml": (
+        "image: conveyor-test/busybox:1\non:\n  push: {branches: [main]}\n"
+        "stages:\n  - name: s\n    steps: ['echo ran']\n"
+    )})
+    feature = conveyor("run", str(repo), "--backend", "local", "--branch", "feature/x")
+    assert feature.exit_code == 0, feature.output
+    assert "[s] ran" not in feature.stdout
+    assert "not run: push of 'feature/x' does not match on.push (main)" in feature.stderr
+    build, detail = _build(conveyor.data)
+    assert build.status == "skipped" and "does not match on.push" in build.reason
+    main = conveyor("run", str(repo), "--backend", "local")
+    assert main.exit_code == 0 and "[s] ran" in main.stdout
+    manual = conveyor("run", str(repo), "--backend", "local", "--event", "manual")
+    assert manual.exit_code == 0 and "'on:' does not list manual events" in manual.stderr
