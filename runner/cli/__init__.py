@@ -28,11 +28,7 @@ def cli() -> None:
 
 
 for _name in _COMMAND_MODULES:
-    try:
-        importlib.import_module(_name).register(cli)
-    except ModuleNotFoundError as exc:
-        if exc.name != _name:  # a real missing dependency inside the module: say so
-            raise
+    importlib.import_module(_name).register(cli)
 
 
 def main() -> None:
