@@ -73,6 +73,7 @@ async def test_a_commit_without_a_pipeline_is_a_skipped_build_with_the_reason(se
 
 FORK_PIPELINE = """\
 name: pr
+on: {pull_request: {}}
 image: conveyor-test/busybox:1
 stages:
   - name: look
