@@ -12,7 +12,7 @@ import docker
 
 from runner.deploy import history
 from runner.deploy.client import DEFAULT_TARGET, open_target
-from runner.deploy.service import Provenance, deploy_service, live_service
+from runner.deploy.service import Provenance, live_service
 from runner.errors import ConveyorError, DeployError
 from runner.executor.actions import ActionContext, ActionResult, StageAction
 from runner.plan import Stage

@@ -128,6 +128,17 @@ def _rollback_cause(service: dict, tasks: list[dict]) -> str:
     return message
 
 
+def _rolled_back_task(service: dict, tasks: list[dict], since: float) -> str | None:
+    """After the fact: how the newest task of the spec Swarm rolled away from ended."""
+    current = task_key(service["Spec"]["TaskTemplate"])
+    gone = [t for t in tasks if task_key(t["Spec"]) != current and _after(t, since)]
+    if not gone:
+        return None
+    t = max(gone, key=lambda t: t.get("CreatedAt", ""))
+    detail = t["Status"].get("Err") or t["Status"].get("Message") or ""
+    return f"update failed (a task of the new spec ended {t['Status']['State']}" + (f": {detail})" if detail else ")")
+
+
 def _describe(tasks: list[dict]) -> dict[str, str]:
     return {t["ID"]: f"{t['Status']['State']}" + (f" ({t['Status']['Err']})" if t["Status"].get("Err") else "")
             for t in tasks}
@@ -161,6 +172,8 @@ async def watch_service(swarm: Swarm, name: str, timeout: float, log: Callable[[
             why = _rollback_cause(service, tasks)
         result = assess(service, tasks, started, since, stale)
         if result is not None:
+            if result.outcome == "rolled_back" and not why:  # rollback_started fell between two looks
+                why = _rolled_back_task(service, tasks, since)
             if result.outcome == "rolled_back" and why:
                 result = WatchResult("rolled_back", f"Swarm rolled the update back: {why}", result.version)
             return result

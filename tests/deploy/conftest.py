@@ -7,9 +7,9 @@ name starting with the instance, and only those are removed afterwards.
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
+from deploy_helpers import remove_instance
 
 from runner.deploy.client import Swarm, Target
 from runner.deploy.service import Provenance
@@ -30,21 +30,7 @@ def swarm_engine(docker_client):
 def swarm(swarm_engine, instance):
     s = Swarm(Target("default"), swarm_engine)
     yield s
-    label = f"io.conveyor.instance={instance}"
-    for svc in swarm_engine.services.list(filters={"label": label}):
-        svc.remove()
-    for c in swarm_engine.containers.list(all=True, filters={"label": label}):
-        c.remove(force=True)
-    deadline = time.time() + 30
-    for net in swarm_engine.networks.list(filters={"label": label}):
-        while True:  # an overlay stays in use until the removed service's tasks are gone
-            try:
-                net.remove()
-                break
-            except Exception:  # noqa: BLE001
-                if time.time() > deadline:
-                    break
-                time.sleep(0.5)
+    remove_instance(swarm_engine, instance)
 
 
 @pytest.fixture

@@ -56,3 +56,30 @@ def wait_http(url: str, want: str, within: float = 20.0) -> str:
             pass
         time.sleep(0.3)
     return body.strip()
+
+
+def remove_instance(client, instance: str) -> None:
+    """Remove the services, containers and networks labelled with this test's instance, waiting for
+    Swarm to take the services' task containers away (a network stays in use until then)."""
+    label = f"io.conveyor.instance={instance}"
+    names = []
+    for svc in client.services.list(filters={"label": label}):
+        names.append(svc.name)
+        svc.remove()
+    deadline = time.time() + 30
+    for name in names:
+        while client.containers.list(all=True, filters={"label": f"com.docker.swarm.service.name={name}"}):
+            if time.time() > deadline:
+                break
+            time.sleep(0.3)
+    for c in client.containers.list(all=True, filters={"label": label}):
+        c.remove(force=True)
+    for net in client.networks.list(filters={"label": label}):
+        while True:
+            try:
+                net.remove()
+                break
+            except Exception:  # noqa: BLE001 - still in use for a moment
+                if time.time() > deadline:
+                    break
+                time.sleep(0.5)

@@ -15,7 +15,7 @@ from runner.backends.docker import DockerBackend
 from runner.build import BuildRequest, create_build, run_build
 from runner.deploy import history
 
-from deploy_helpers import free_port, wait_http
+from deploy_helpers import free_port, remove_instance, wait_http
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -59,6 +59,7 @@ async def test_sample_deploys_then_a_broken_health_check_is_rolled_back(swarm, s
         assert rows[0]["rollback_of"] == rows[2]["id"]
         assert wait_http(url, "web-service v1") == "web-service v1"
     finally:
+        remove_instance(swarm_engine, instance)  # first: an image in use would only be untagged
         for image in images:
             try:
                 swarm_engine.images.remove(image, force=True)
