@@ -94,7 +94,10 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     """Run a created build from the checkout at ``source``; return its final status."""
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
-    await store.awrite(lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
+    claimed = await store.awrite(
+        lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
+    if not claimed:  # cancelled or superseded while it waited: leave its final status as it is
+        return (await store.aread(lambda c: q.get_build(c, build_id))).status
     await asyncio.to_thread(plugins.build_started, build, settings)  # plugins may do I/O: not on the loop
     status, reason = "failure", None
     try:

@@ -124,3 +124,16 @@ async def test_a_value_with_a_newline_is_a_config_error_before_anything_runs(env
     assert await run_build(store, settings, build_id, source, backend=backend) == "config_error"
     build = await store.aread(lambda c: q.get_build(c, build_id))
     assert "control character" in build.reason and backend.calls == []
+
+
+async def test_a_build_cancelled_before_it_starts_never_runs(env):
+    # The server's queue checks out a build before run_build claims it; a newer push may supersede
+    # (cancel) it meanwhile. It must stay cancelled, not run (and maybe deploy) after all.
+    store, settings, source = env
+    build_id = await _create(store)
+    await store.awrite(lambda c: q.finish_build(c, build_id, "cancelled", "superseded by app#2"))
+    backend = FakeBackend(script={"make test": FakeStep(output=[b"ran\n"])})
+    assert await run_build(store, settings, build_id, source, backend=backend) == "cancelled"
+    build = await store.aread(lambda c: q.get_build(c, build_id))
+    assert (build.status, build.reason, build.started) == ("cancelled", "superseded by app#2", None)
+    assert backend.calls == []

@@ -62,11 +62,14 @@ def insert_build(conn: sqlite3.Connection, **fields: Any) -> tuple[int, int]:
     return cur.lastrowid, fields["number"]
 
 
-def mark_running(conn: sqlite3.Connection, build_id: int, *, pid: int, host: str, started: float) -> None:
-    conn.execute(
-        "UPDATE builds SET status = 'running', pid = ?, host = ?, started = ? WHERE id = ?",
+def mark_running(conn: sqlite3.Connection, build_id: int, *, pid: int, host: str, started: float) -> bool:
+    """Claim a queued build; False when it is no longer queued (cancelled or superseded meanwhile),
+    so a build cancelled while its checkout was being made never runs after all."""
+    cur = conn.execute(
+        "UPDATE builds SET status = 'running', pid = ?, host = ?, started = ? WHERE id = ? AND status = 'queued'",
         (pid, host, started, build_id),
     )
+    return cur.rowcount == 1
 
 
 def store_pipeline(conn: sqlite3.Connection, build_id: int, *, pipeline: str | None, rendered: str | None,
