@@ -98,9 +98,11 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
         lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
     if not claimed:  # cancelled or superseded while it waited: leave its final status as it is
         return (await store.aread(lambda c: q.get_build(c, build_id))).status
-    await asyncio.to_thread(plugins.build_started, build, settings)  # plugins may do I/O: not on the loop
     status, reason = "failure", None
     try:
+        # Plugins may do I/O: not on the loop. Inside the try: a cancel while they work must still
+        # finish the row, which is `running` from here on.
+        await asyncio.to_thread(plugins.build_started, build, settings)
         status, reason = await _run(store, settings, build, Path(source), backend=backend, sinks=sinks,
                                     secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
                                     cancel=cancel, limiter=limiter)

@@ -137,3 +137,34 @@ async def test_a_build_cancelled_before_it_starts_never_runs(env):
     build = await store.aread(lambda c: q.get_build(c, build_id))
     assert (build.status, build.reason, build.started) == ("cancelled", "superseded by app#2", None)
     assert backend.calls == []
+
+
+class SlowStart:
+    def __init__(self) -> None:
+        import threading
+
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    @hookimpl
+    def conveyor_build_started(self, build):
+        self.entered.set()
+        self.release.wait(10)
+
+
+async def test_a_cancel_while_a_plugin_sees_the_start_still_finishes_the_row(env):
+    store, settings, source = env
+    slow = SlowStart()
+    plugins.plugin_manager().register(slow)
+    try:
+        build_id = await _create(store)
+        task = asyncio.create_task(run_build(store, settings, build_id, source, backend=FakeBackend()))
+        assert await asyncio.to_thread(slow.entered.wait, 10)
+        task.cancel()
+        slow.release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        slow.release.set()
+        plugins.plugin_manager().unregister(slow)
+    build = await store.aread(lambda c: q.get_build(c, build_id))
+    assert build.status == "cancelled" and build.finished is not None
