@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+# One copy of the cleanup that a second cancel cannot interrupt, shared with the backends.
+from runner.backends.pump import uncancelled
 from runner.executor.events import (EventSink, JobFinished, JobStarted, StepFinished, StepOutput,
                                     StepStarted)
 from runner.executor.logs import SecretMasker, StepLog
@@ -156,20 +158,6 @@ async def _attempt(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, i
     if result.oom_killed:
         return "failure", result.code, "out of memory"
     return "failure", result.code, result.reason or f"exit code {result.code}"
-
-
-async def uncancelled(coro) -> None:
-    """Run cleanup to its end even when cancelled meanwhile; then re-raise that cancellation."""
-    task = asyncio.ensure_future(coro)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    task.result()
 
 
 def describe_error(exc: Exception) -> str:
