@@ -14,7 +14,7 @@ from aiohttp import web
 from runner.errors import BuildNotFound, ConveyorError
 from runner.server.inbox import BuildOrder
 from runner.server.keys import AUTH, BACKGROUND, CONFIG, QUEUE, STORE
-from runner.server.views import build_json, builds_page, deploy_rows, log_text
+from runner.server.views import build_json, deploy_rows, log_text
 from runner.store import builds as q
 
 __all__ = ["add_routes"]
@@ -49,7 +49,7 @@ async def list_builds(request: web.Request) -> web.Response:
         return web.json_response({"error": "limit and before must be whole numbers"}, status=400)
     repo, status = request.query.get("repo"), request.query.get("status")
     rows = await request.app[STORE].aread(
-        lambda c: builds_page(c, repo=repo, status=status, before=before, limit=limit))
+        lambda c: q.list_builds(c, repo=repo, status=status, before=before, limit=limit))
     return web.json_response({"builds": [build_json(b) for b in rows]})
 
 

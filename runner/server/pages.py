@@ -16,7 +16,7 @@ from markupsafe import Markup
 from runner.errors import BuildNotFound
 from runner.server.auth import SESSION_COOKIE
 from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
-from runner.server.views import builds_page, deploy_rows, duration_text, log_html
+from runner.server.views import deploy_rows, duration_text, log_html
 from runner.store import builds as q
 
 __all__ = ["WEB_DIR", "make_templates", "add_routes"]
@@ -59,7 +59,7 @@ async def build_list(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="before must be a build id\n") from None
 
     builds = await request.app[STORE].aread(
-        lambda c: builds_page(c, repo=repo, status=status, before=before, limit=PAGE_SIZE + 1))
+        lambda c: q.list_builds(c, repo=repo, status=status, before=before, limit=PAGE_SIZE + 1))
     more = len(builds) > PAGE_SIZE
     builds = builds[:PAGE_SIZE]
     return _render(request, "builds.html", builds=builds, repo=repo, status=status,

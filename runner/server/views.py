@@ -9,7 +9,7 @@ from runner.server.ansi import to_html
 from runner.store import builds as q
 from runner.store.db import Store
 
-__all__ = ["builds_page", "build_json", "log_text", "log_html", "deploy_rows", "duration_text"]
+__all__ = ["build_json", "log_text", "log_html", "deploy_rows", "duration_text"]
 
 
 def duration_text(seconds: float | None) -> str:
@@ -23,24 +23,6 @@ def duration_text(seconds: float | None) -> str:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
-
-
-def builds_page(conn: sqlite3.Connection, *, repo: str | None = None, status: str | None = None,
-                before: int | None = None, limit: int = 50) -> list[q.BuildRow]:
-    """Newest first, ``before`` a build id (keyset paging: as fast on page 200 as on page 1)."""
-    where, params = [], []
-    for column, value in (("repo", repo), ("status", status)):
-        if value:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if before is not None:
-        where.append("id < ?")
-        params.append(before)
-    # The summary columns only: the rendered pipeline and the plan are large and not listed.
-    sql = f"SELECT {q._SUMMARY_COLUMNS} FROM builds"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return [q.BuildRow.from_row(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))]
 
 
 def build_json(build: q.BuildRow, detail: q.BuildDetail | None = None) -> dict[str, Any]:
