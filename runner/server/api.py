@@ -43,10 +43,12 @@ def _build_id(request: web.Request) -> int:
 
 async def list_builds(request: web.Request) -> web.Response:
     try:
-        limit = min(int(request.query.get("limit", "50")), 500)
+        limit = int(request.query.get("limit", "50"))
         before = int(request.query["before"]) if "before" in request.query else None
     except ValueError:
         return web.json_response({"error": "limit and before must be whole numbers"}, status=400)
+    if not 1 <= limit <= 500:  # SQLite reads LIMIT -1 as "no limit": the whole history in one answer
+        return web.json_response({"error": "limit must be between 1 and 500; page with before=<id>"}, status=400)
     repo, status = request.query.get("repo"), request.query.get("status")
     rows = await request.app[STORE].aread(
         lambda c: q.list_builds(c, repo=repo, status=status, before=before, limit=limit))

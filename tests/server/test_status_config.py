@@ -215,3 +215,6 @@ async def test_the_build_list_pages_newest_first(server):
     api = await (await client.get("/api/builds?limit=3&before=10&repo=acme/web")).json()
     assert [b["number"] for b in api["builds"]] == [9, 7, 5]
     assert (await client.get("/api/builds?limit=x")).status == 400
+    for limit in ("-1", "0", "501"):  # -1 would be SQLite's "no limit"
+        answer = await client.get(f"/api/builds?limit={limit}")
+        assert answer.status == 400 and "between 1 and 500" in (await answer.json())["error"]
