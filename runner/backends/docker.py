@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Iterable
@@ -34,6 +35,8 @@ from runner.plan import Job, Step
 from runner.settings import Settings
 
 __all__ = ["DockerBackend", "SHELL_CAPS"]
+
+log = logging.getLogger("conveyor.docker")
 
 # What a shell and ordinary build tools need as root inside a container; everything else is dropped.
 SHELL_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE")
@@ -185,8 +188,10 @@ class DockerBackend(Backend):
     async def sweep_periodically(self, interval: float = 600.0, keep=None) -> None:
         """Sweep now and every ``interval`` seconds (``keep``: a callable giving the live build ids)."""
         while True:
-            with contextlib.suppress(BackendError):
+            try:
                 await self.sweep(keep() if keep else None)
+            except Exception as exc:  # noqa: BLE001 - an engine away for a while must not end the sweeps for good
+                log.warning("sweeping leftovers failed (%s); trying again in %g s", exc, interval)
             await asyncio.sleep(interval)
 
     def workspace_volume(self, build: BuildRef) -> str | None:

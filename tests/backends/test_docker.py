@@ -210,3 +210,21 @@ async def test_an_engine_that_does_not_answer_is_reported_with_what_to_do(tmp_pa
         await backend.available()
     assert "no-engine.sock" in str(err.value) and "start dockerd" in str(err.value)
     backend.close()
+
+
+async def test_the_periodic_sweep_outlives_an_engine_that_does_not_answer(instance, tmp_path):
+    # docker-py raises its own errors (not BackendError) when the engine is away; the server's
+    # sweep task must keep trying, or leftovers of crashed builds are never removed.
+    from runner.backends.docker_blocking import DockerEngine
+
+    engine = DockerEngine(f"unix://{tmp_path}/no-engine.sock")
+    backend = DockerBackend(Settings(instance=instance), engine=engine)
+    tries = []
+    sweeps = asyncio.create_task(backend.sweep_periodically(interval=0.05, keep=lambda: tries.append(1) or []))
+    try:
+        await asyncio.sleep(0.5)
+        assert not sweeps.done(), sweeps.exception()
+        assert len(tries) >= 3
+    finally:
+        sweeps.cancel()
+        backend.close()
