@@ -131,12 +131,13 @@ class Mirror:
         return dest
 
     def has_pipeline_sync(self, sha: str) -> bool:
-        """Whether ``sha`` has a pipeline: ``.conveyor.yml`` or ``.conveyor/*.yml``."""
+        """Whether ``sha`` has a pipeline where ``runner.dsl.find_pipeline_files`` looks:
+        ``.conveyor.yml`` / ``.conveyor.yaml``, or ``.conveyor/*.yml`` / ``*.yaml``."""
         commit = git.Repo(self.path).commit(sha)
         tree = commit.tree
         names = {item.name: item for item in tree}
-        if PIPELINE_FILE in names and names[PIPELINE_FILE].type == "blob":
+        if any(n in names and names[n].type == "blob" for n in (PIPELINE_FILE, ".conveyor.yaml")):
             return True
         folder = names.get(PIPELINE_DIR)
         return bool(folder is not None and folder.type == "tree" and
-                    any(b.type == "blob" and b.name.endswith(".yml") for b in folder))
+                    any(b.type == "blob" and b.name.endswith((".yml", ".yaml")) for b in folder))
