@@ -90,6 +90,8 @@ async def receive(request: web.Request, provider: str) -> web.Response:
         full_name, urls = webhooks.repo_identity(provider, payload)
     except (ValueError, UnicodeDecodeError) as exc:
         return _json(400, error=f"the body is not valid JSON: {exc}")
+    except RecursionError:  # json.loads recurses per nesting level: a crafted body must not be a 500
+        return _json(400, error="the body's JSON nests too deeply to be a webhook payload")
     except WebhookError as exc:
         return _json(400, error=str(exc))
     repo = next((r for r in signed + unsigned_ok if _matches(r, full_name, urls)), None)
