@@ -211,7 +211,10 @@ def _gitlab(event: str, p: dict) -> Trigger | Ignored | Ping:
         if action == "update" and "oldrev" not in attrs:
             return Ignored("merge request update without new commits")  # title/label edits
         number = int(attrs["iid"])
-        fork = attrs.get("source_project_id") != attrs.get("target_project_id")
+        # Like a GitHub pull request whose head repository is gone: unless both projects are named
+        # and the same, the safe side (no secrets, no deploy).
+        source, target = attrs.get("source_project_id"), attrs.get("target_project_id")
+        fork = source is None or source != target
         return Trigger(
             "pull_request", f"refs/merge-requests/{number}/head", attrs["last_commit"]["id"],
             branch=attrs["source_branch"], message=attrs.get("title"),

@@ -184,6 +184,14 @@ def test_pull_requests_parse_with_fork_detection(provider, payload, event, fork)
     assert (trigger.kind, trigger.sha, trigger.fork, trigger.target_branch) == ("pull_request", SHA, fork, "main")
 
 
+def test_a_gitlab_merge_request_that_does_not_name_both_projects_counts_as_a_fork():
+    # The safe side, as for a GitHub pull request whose head repository is gone: no secrets, no deploy.
+    mr = p.gitlab_merge_request("acme/web", SHA)
+    for key in ("source_project_id", "target_project_id"):
+        del mr["object_attributes"][key]
+    assert webhooks.parse("gitlab", "Merge Request Hook", mr).fork is True
+
+
 def test_gitlab_title_edit_of_a_merge_request_starts_nothing():
     edit = p.gitlab_merge_request("acme/web", SHA, action="update", oldrev=False)
     assert isinstance(webhooks.parse("gitlab", "Merge Request Hook", edit), webhooks.Ignored)
