@@ -54,6 +54,7 @@ class SecretMasker:
         # Longest first, so a secret that contains another one is masked whole.
         ordered = sorted(values, key=len, reverse=True)
         self.longest = len(ordered[0]) if ordered else 0
+        self._values = ordered
         self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def __bool__(self) -> bool:
@@ -61,6 +62,14 @@ class SecretMasker:
 
     def mask(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern else text
+
+    def mask_cut(self, text: str) -> str:
+        """``mask``, for text whose rest was dropped (the cap): an end that could be the start of a
+        secret is masked too, since the rest that would have made it whole never comes."""
+        text = self.mask(text)
+        cut = max((k for value in self._values for k in range(min(len(value) - 1, len(text)), 0, -1)
+                   if text.endswith(value[:k])), default=0)
+        return text[: len(text) - cut] + MASK if cut else text
 
 
 class StepLog:
@@ -106,7 +115,8 @@ class StepLog:
         """The step ended: flush the last partial line and, when output was dropped, the marker."""
         text = self._partial + self._decoder.decode(b"", final=True)
         self._partial = ""
-        out = list(self._pieces(self.masker.mask(text.removesuffix("\r")))) if text else []
+        mask = self.masker.mask_cut if self.dropped else self.masker.mask
+        out = list(self._pieces(mask(text.removesuffix("\r")))) if text else []
         if self.dropped:
             out.append(cap_marker(self.cap, self.dropped))
         self.lines += len(out)

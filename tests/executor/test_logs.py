@@ -51,3 +51,14 @@ def test_cap_keeps_the_first_bytes_and_says_how_much_was_dropped():
     assert lines[:2] == ["12345", "6789"]
     assert log.dropped == 13 and "(13 bytes)" in lines[-1] and "capped" in lines[-1]
     assert len(lines) == 3
+
+
+def test_the_cap_never_shows_the_start_of_a_secret_it_cut():
+    secret = "hunter2-value"
+    for kept in range(1, len(secret)):  # the cap falls inside the secret, after `kept` characters
+        log = StepLog(SecretMasker([secret]), cap=len("token=") + kept)
+        first, marker = feed_all(log, [b"token=" + secret.encode() + b"\nmore\n"])
+        assert first == "token=" + MASK and "capped" in marker, (kept, first)
+    # Text that merely ends like a secret's start is cut too, but nothing else is lost.
+    log = StepLog(SecretMasker([secret]), cap=len("plain h"))
+    assert feed_all(log, [b"plain hello\n"])[0] == "plain " + MASK
