@@ -1,8 +1,8 @@
 """`conveyor run`, `builds`, `logs`, `show`: run a pipeline here and now, and read the history.
 
 `conveyor run` is the server's path minus HTTP: ``create_build`` then ``run_build``. Exit codes:
-0 success, 1 any other outcome, 2 a configuration or usage error, 130 after Ctrl-C (once every
-container, volume and network of the build is gone).
+0 success (or skipped: the file's `on:` excludes the event), 1 any other outcome, 2 a configuration
+or usage error, 130 after Ctrl-C (once every container, volume and network of the build is gone).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ __all__ = ["register"]
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8080).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the store, mirrors and workspaces live (default: $CONVEYOR_DATA_DIR or ~/.local/share/conveyor).")
+              help="Where the store, mirrors and workspaces live (default $CONVEYOR_DATA_DIR, else $XDG_DATA_HOME/conveyor).")
 @click.option("--paused/--no-paused", default=None,
               help="Accept webhooks into the inbox but start no builds until restarted without it.")
 def serve(config_file: Path | None, host: str | None, port: int | None, data_dir: Path | None,
