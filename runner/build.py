@@ -30,7 +30,7 @@ from runner.store.db import Store
 from runner.store.recovery import this_host
 from runner.store.sink import StoreSink
 
-__all__ = ["BuildRequest", "create_build", "run_build"]
+__all__ = ["BuildRequest", "insert_request", "create_build", "run_build"]
 
 log = logging.getLogger("conveyor.build")
 _GUARDED_KINDS = ("deploy", "rollback")
@@ -54,15 +54,21 @@ class BuildRequest:
     repo_url: str | None = None
 
 
-def create_build(store: Store, request: BuildRequest, instance: str) -> int:
-    """Record a ``queued`` build numbered next in its repo (one write transaction); return its id."""
-    fields = dict(
-        repo=request.repo, repo_url=request.repo_url, uid=new_build_id(), instance=instance,
+def insert_request(conn, request: BuildRequest, instance: str, **extra) -> tuple[int, int]:
+    """Insert ``request`` as a ``queued`` build numbered next in its repo, inside a write transaction
+    (the server's queue adds its own rows in the same one); return (id, number)."""
+    return q.insert_build(
+        conn, repo=request.repo, repo_url=request.repo_url, uid=new_build_id(), instance=instance,
         event=request.event, ref=request.ref, branch=request.branch, tag=request.tag, sha=request.sha,
-        message=request.message, author=request.author, params=dict(request.params), trigger=request.trigger,
-        pipeline=request.pipeline, status="queued", pid=os.getpid(), host=this_host(), created=time.time(),
+        message=request.message, author=request.author, params=dict(request.params or {}),
+        trigger=request.trigger, pipeline=request.pipeline, status="queued", created=time.time(), **extra,
     )
-    build_id, _number = store.write(lambda conn: q.insert_build(conn, **fields))
+
+
+def create_build(store: Store, request: BuildRequest, instance: str) -> int:
+    """Record a ``queued`` build of this process (one write transaction); return its id."""
+    build_id, _number = store.write(
+        lambda conn: insert_request(conn, request, instance, pid=os.getpid(), host=this_host()))
     return build_id
 
 

@@ -13,28 +13,19 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from runner.build import BuildRequest, insert_request
 from runner.scm.webhooks import Trigger
-from runner.settings import new_build_id
-from runner.store.builds import finish_build, insert_build
+from runner.store.builds import finish_build
 from runner.store.db import Store
 
 __all__ = ["BuildOrder", "record_delivery", "enqueue_pending", "queue_build", "cancel_queued", "pending_count"]
 
 
 @dataclass(frozen=True)
-class BuildOrder:
-    """Everything needed to queue one build of a configured repository."""
+class BuildOrder(BuildRequest):
+    """A build of a configured repository: what any build is asked for (``BuildRequest``; trigger
+    ``webhook``, ``api:admin``, ``rerun:<id>``) plus what only the server knows of it."""
 
-    repo: str
-    event: str  # push, tag, pull_request, manual
-    trigger: str  # webhook, api:admin, rerun:<id>
-    ref: str | None = None
-    branch: str | None = None
-    tag: str | None = None
-    sha: str | None = None
-    message: str | None = None
-    author: str | None = None
-    params: dict | None = None
     fork: bool = False
     pr_number: int | None = None
     rerun_of: int | None = None
@@ -60,11 +51,7 @@ async def record_delivery(store: Store, provider: str, delivery: str, repo: str,
 
 def queue_build(conn: sqlite3.Connection, order: BuildOrder, instance: str, cancel_superseded: bool = False) -> int:
     """Insert a queued build (inside a write transaction) and cancel what it supersedes."""
-    build_id, number = insert_build(
-        conn, repo=order.repo, uid=new_build_id(), instance=instance, event=order.event, ref=order.ref,
-        branch=order.branch, tag=order.tag, sha=order.sha, message=order.message, author=order.author,
-        trigger=order.trigger, params=order.params or {}, status="queued",
-    )
+    build_id, number = insert_request(conn, order, instance)
     conn.execute(
         "INSERT INTO server_builds (build_id, config_repo, delivery_id, fork, pr_number, rerun_of) "
         "VALUES (?, ?, ?, ?, ?, ?)",
