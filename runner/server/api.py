@@ -41,6 +41,15 @@ def _build_id(request: web.Request) -> int:
         raise web.HTTPNotFound(text="build ids are numbers; GET /api/builds lists them\n") from None
 
 
+async def _existing_build(request: web.Request) -> q.BuildRow:
+    """The build the path names, or a 404 with how to find one (JSON through ``app.api_errors``)."""
+    build_id = _build_id(request)
+    try:
+        return await request.app[STORE].aread(lambda c: q.get_build(c, build_id))
+    except BuildNotFound as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+
+
 async def list_builds(request: web.Request) -> web.Response:
     try:
         limit = int(request.query.get("limit", "50"))
@@ -65,13 +74,8 @@ async def get_build(request: web.Request) -> web.Response:
 
 
 async def get_log(request: web.Request) -> web.Response:
-    build_id = _build_id(request)
-    store = request.app[STORE]
-    try:
-        await store.aread(lambda c: q.get_build(c, build_id))
-    except BuildNotFound as exc:
-        return web.json_response({"error": str(exc)}, status=404)
-    text = await store.aread(lambda c: log_text(c, build_id))
+    build_id = (await _existing_build(request)).id
+    text = await request.app[STORE].aread(lambda c: log_text(c, build_id))
     return web.Response(text=text, content_type="text/plain")
 
 
@@ -121,12 +125,7 @@ async def _json_body(request: web.Request) -> dict:
 
 async def cancel_build(request: web.Request) -> web.Response:
     who = await request.app[AUTH].require(request)
-    build_id = _build_id(request)
-    store = request.app[STORE]
-    try:
-        await store.aread(lambda c: q.get_build(c, build_id))
-    except BuildNotFound as exc:
-        return web.json_response({"error": str(exc)}, status=404)
+    build_id = (await _existing_build(request)).id
     outcome = await request.app[QUEUE].cancel(build_id, who)
     status = 409 if outcome == "finished" else 202
     return _answer(request, status, f"/builds/{build_id}", id=build_id, outcome=outcome)
@@ -134,11 +133,8 @@ async def cancel_build(request: web.Request) -> web.Response:
 
 async def rerun_build(request: web.Request) -> web.Response:
     who = await request.app[AUTH].require(request)
-    build_id = _build_id(request)
-    try:
-        old = await request.app[STORE].aread(lambda c: q.get_build(c, build_id))
-    except BuildNotFound as exc:
-        return web.json_response({"error": str(exc)}, status=404)
+    old = await _existing_build(request)
+    build_id = old.id
     if old.status in ("queued", "running"):
         return web.json_response({"error": f"build {old.label} has not finished; cancel it first"}, status=409)
     try:

@@ -129,6 +129,9 @@ async def test_manual_run_with_params_resolves_the_branch(server, git_repo):
     assert bad.status == 404
     wrong = await client.post("/api/builds", json={"repo": "acme/web", "branch": "no\nsuch"}, headers=AUTH)
     assert wrong.status == 400
+    for method, path in (("GET", "/log"), ("POST", "/cancel"), ("POST", "/rerun")):
+        missing = await client.request(method, f"/api/builds/999{path}", headers=AUTH)
+        assert missing.status == 404 and "no build with id 999" in (await missing.json())["error"]
 
 
 async def test_mutations_need_the_token_or_a_session_with_its_csrf_token(server, git_repo):
