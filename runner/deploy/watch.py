@@ -11,8 +11,10 @@ update. So both are read, about four times a second:
   is the replica count, and no task of an older spec is still meant to run.
 - a service whose tasks of the current spec keep failing while none runs (a first deploy has no
   previous spec for Swarm to roll back to) is ``failed`` after ``FAILED_TASKS`` failures.
-- a task pending because its host-mode port is taken on every node cannot start: ``failed`` after
-  ``PENDING_GRACE`` seconds, saying why, instead of waiting for the timeout.
+- a task pending for ``PENDING_GRACE`` seconds because its host-mode port is taken on every node
+  (also during Swarm's own rollback, which can deadlock so on one node): ``failed``, saying why,
+  instead of waiting for the timeout; under ``failure_action: rollback`` the deploy then re-applies
+  the spec from before, which frees it.
 """
 
 from __future__ import annotations
@@ -96,10 +98,21 @@ def assess(service: dict, tasks: list[dict], started: float, since: float,
                   and _after(t, since)]
     if len(failed_new) >= FAILED_TASKS and not running_new:
         return WatchResult("failed", f"{len(failed_new)} tasks of the new spec failed and none runs: {err}", version)
-    stuck = [t for t in new if t["Status"]["State"] == "pending" and "port" in (t["Status"].get("Err") or "")]
-    if stuck and time.monotonic() - started > PENDING_GRACE:
-        return WatchResult("failed", f"a new task cannot be placed: {stuck[0]['Status']['Err']}; with host-mode "
-                                     "ports use order: stop-first on a single node", version)
+    return None
+
+
+def stuck_task(tasks: list[dict], pending_since: dict[str, float], now: float) -> str | None:
+    """A task meant to run that has waited PENDING_GRACE seconds for a host-mode port (updated
+    ``pending_since``). Swarm can deadlock so on one node: a restarted task of the failed spec holds
+    the port its own rollback needs. None when no task is stuck."""
+    stuck = [t for t in tasks if t["DesiredState"] == "running" and t["Status"]["State"] == "pending"
+             and "port" in (t["Status"].get("Err") or "")]
+    for gone in set(pending_since) - {t["ID"] for t in stuck}:
+        del pending_since[gone]
+    for t in stuck:
+        since = pending_since.setdefault(t["ID"], now)
+        if now - since > PENDING_GRACE:
+            return t["Status"]["Err"]
     return None
 
 
@@ -152,6 +165,7 @@ async def watch_service(swarm: Swarm, name: str, timeout: float, log: Callable[[
     since = time.time() if since is None else since
     seen: dict[str, str] = {}
     last_state = why = None
+    pending_since: dict[str, float] = {}
     while True:
         service, tasks = await swarm.call(_snapshot, swarm, name)
         if service is None:
@@ -171,6 +185,11 @@ async def watch_service(swarm: Swarm, name: str, timeout: float, log: Callable[[
         if state == "rollback_started" and why is None:
             why = _rollback_cause(service, tasks)
         result = assess(service, tasks, started, since, stale)
+        blocked = stuck_task(tasks, pending_since, time.monotonic()) if result is None else None
+        if blocked:
+            result = WatchResult("failed", f"a task cannot be placed for {PENDING_GRACE:g}s: {blocked} (update "
+                                           f"state: {state or 'none'}); on a single node use order: stop-first "
+                                           "with host-mode ports", service["Version"]["Index"])
         if result is not None:
             if result.outcome == "rolled_back" and not why:  # rollback_started fell between two looks
                 why = _rolled_back_task(service, tasks, since)

@@ -36,7 +36,9 @@ async def test_first_deploy_update_and_failed_health_rolls_back(swarm, store, pr
     broken = web_spec(name, "v3", port, health="/missing")
     third = await deploy_service(swarm, store, broken, lines.append, prov)
     assert third.status == "rolled_back", lines
-    assert third.reason.startswith("Swarm rolled the update back: update") and "task" in third.reason, third.reason
+    # Usually Swarm rolls back by itself; on one node with a host port its rollback can deadlock
+    # (a restarted task of the bad spec holds the port), then Conveyor re-applies v2 after 15 s.
+    assert third.reason.startswith(("Swarm rolled the update back: update", "a task cannot be placed")), third.reason
     assert any("rollback_started" in line for line in lines)
     assert wait_http(url, "v2") == "v2"  # Swarm put v2 back
     assert (await history.get(store, third.deploy_id))["status"] == "rolled_back"

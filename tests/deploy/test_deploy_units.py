@@ -9,7 +9,7 @@ import pytest
 from runner.cli.deploy_cmds import deploys_table
 from runner.deploy.compose import parse_bytes, parse_compose, parse_duration
 from runner.deploy.spec import service_spec, task_key, warnings_for, with_deploy_label
-from runner.deploy.watch import assess
+from runner.deploy.watch import assess, stuck_task
 from runner.errors import DeployError
 from runner.plan import DeploySpec, Healthcheck, Port, UpdateConfig
 
@@ -70,7 +70,10 @@ def test_watch_verdicts():
     assert verdict.outcome == "failed" and "exit 1" in verdict.reason
     stuck = [_task("pending", "running", new, err="host-mode port already in use on 1 node")]
     assert assess(svc, stuck, now, 0) is None
-    assert "stop-first" in assess(svc, stuck, now - 60, 0).reason
+    since: dict[str, float] = {}
+    assert stuck_task(stuck, since, now) is None and stuck_task(stuck, since, now + 5) is None
+    assert "port already in use" in stuck_task(stuck, since, now + 20)
+    assert stuck_task([], since, now + 30) is None and since == {}
 
 
 def test_compose_conversion_and_units():
