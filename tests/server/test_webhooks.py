@@ -224,3 +224,29 @@ async def test_githubs_form_encoded_deliveries_are_accepted_too(server):
     empty = urlencode({"other": "x"}).encode()
     headers = {**p.github_headers(empty, SECRET), "Content-Type": "application/x-www-form-urlencoded"}
     assert (await client.post("/hooks/github", data=empty, headers=headers)).status == 400
+
+
+async def test_checking_signatures_of_a_big_body_does_not_stall_the_server(server):
+    # Before anything is authenticated, a 24 MiB body is checked against every secret of the
+    # provider: that hashing runs off the event loop, or anyone could stall every build's live log.
+    repos = [repo_cfg(name=f"acme/web{i}", url=f"https://github.com/acme/web{i}.git", secret=f"s-{i}")
+             for i in range(16)]
+    client = await server(repos, paused=True)
+    body = b" " * (24 * 2**20)
+    gaps, stop = [], asyncio.Event()
+
+    async def ticker():
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = loop.time()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    answer = await client.post("/hooks/github", data=body, headers=p.github_headers(body, "wrong"))
+    stop.set()
+    await ticking
+    assert answer.status == 401
+    assert max(gaps) < 0.15, f"the loop stalled for {max(gaps):.3f} s"  # hashing it all takes ~0.2 s
