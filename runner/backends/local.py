@@ -6,7 +6,8 @@ machine, or where no Docker engine exists. What it does:
 - a per-build workspace directory, copied from the checkout (symlinks kept as symlinks), removed
   at teardown; every job of the build works in it, like the Docker backend's workspace volume;
 - each step is ``sh -e -c <run>`` in its own process group, so stopping a step (timeout, cancel)
-  reaches every process it started: SIGTERM to the group, SIGKILL after ``grace`` seconds;
+  reaches every process it started: SIGTERM to the group, SIGKILL after ``grace`` seconds; what a
+  step leaves running in the background lives until its job stops (as in a job container);
 - the environment is the step's env only, plus PATH, HOME and LANG from the runner; nothing else
   of the runner's environment leaks in. ``CI_WORKSPACE`` points at the real directory.
 
@@ -62,7 +63,8 @@ class LocalBackend(Backend):
         workspace = self._workspaces.get(build.id)
         if workspace is None:
             raise BackendError("start_job before setup: the executor must call setup(build) first")
-        return JobHandle(build, job, data={"workspace": workspace, "proc": None})
+        # groups: the process group of every step, so stop_job ends what steps left running
+        return JobHandle(build, job, data={"workspace": workspace, "proc": None, "groups": set()})
 
     async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
         workspace: Path = handle.data["workspace"]
@@ -75,6 +77,7 @@ class LocalBackend(Backend):
             stderr=asyncio.subprocess.STDOUT, start_new_session=True, limit=_READ_SIZE,
         )
         handle.data["proc"] = proc
+        handle.data["groups"].add(proc.pid)  # start_new_session: its pid is its group's id
         try:
             while chunk := await proc.stdout.read(_READ_SIZE):
                 yield chunk
@@ -84,11 +87,24 @@ class LocalBackend(Backend):
             handle.data["proc"] = None
             if proc.returncode is None:
                 await _stop_group(proc, self.grace)
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                # Nothing left in the group: forget it, since an id no process holds can be reused.
+                # (While a process is in it, the kernel does not hand the id out again.)
+                handle.data["groups"].discard(proc.pid)
 
     async def stop_job(self, handle: JobHandle) -> None:
         proc = handle.data.get("proc") if handle.data else None
         if proc is not None and proc.returncode is None:
             await _stop_group(proc, self.grace)
+        # What steps started in the background (`server &`) ends with the job, as it would with
+        # the job's container; the Docker backend's removal kills without a grace period too.
+        for group in handle.data.pop("groups", ()) if handle.data else ():
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     async def teardown(self, build: BuildRef) -> None:
         workspace = self._workspaces.pop(build.id, None)

@@ -60,3 +60,39 @@ async def test_stopping_a_step_kills_its_whole_process_group(tmp_path):
         assert not alive
     finally:
         await backend.teardown(build)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+async def test_what_a_step_left_running_lives_until_its_job_stops(tmp_path):
+    # Like a job container: a server started in one step serves the next; stop_job ends it, so a
+    # build leaves no process behind on the runner's host.
+    backend, build = LocalBackend(grace=0.5), BuildRef("l3", tmp_path)
+    daemon = None
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("a", "ignored", ()))
+        out, code = await collect(backend, handle, "nohup sleep 300 >/dev/null 2>&1 & echo $!")
+        daemon = int(out.strip())
+        assert code == 0 and _alive(daemon)
+        out, code = await collect(backend, handle, f"kill -0 {daemon} && echo still-there")
+        assert out.strip() == "still-there"
+        began = time.monotonic()
+        await backend.stop_job(handle)
+        assert time.monotonic() - began < 3
+        for _ in range(50):
+            if not _alive(daemon):
+                break
+            time.sleep(0.02)
+        assert not _alive(daemon)
+    finally:
+        await backend.teardown(build)
+        if daemon is not None and _alive(daemon):  # never leave it behind, even when this test fails
+            os.kill(daemon, 9)
