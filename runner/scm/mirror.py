@@ -79,6 +79,16 @@ class Mirror:
         except git.GitCommandError:
             return False
 
+    def _fetch_all(self, repo: git.Repo) -> None:
+        """Every ref of the source into the mirror (call it holding the mirror's lock)."""
+        try:
+            repo.git.fetch("--prune", "--quiet", "origin")
+        except git.GitCommandError as exc:
+            raise SourceError(
+                f"cannot fetch {self.source}: {exc.stderr.strip() or exc}; check the repository's url/path "
+                "and that this host may read it"
+            ) from exc
+
     def fetch_sync(self, sha: str, ref: str | None = None) -> None:
         """Make sure commit ``sha`` is in the mirror: fetch all refs, then the sha itself if needed."""
         if not _SHA.fullmatch(sha or ""):
@@ -87,13 +97,7 @@ class Mirror:
             repo = self._repo()
             if self._has(repo, sha):
                 return
-            try:
-                repo.git.fetch("--prune", "--quiet", "origin")
-            except git.GitCommandError as exc:
-                raise SourceError(
-                    f"cannot fetch {self.source}: {exc.stderr.strip() or exc}; check the repository's url/path "
-                    "and that this host may read it"
-                ) from exc
+            self._fetch_all(repo)
             if not self._has(repo, sha):
                 try:  # a sha no ref points at any more (force-pushed) may still be fetchable by id
                     repo.git.fetch("--quiet", "origin", sha)
@@ -106,10 +110,7 @@ class Mirror:
         """Fetch, then the commit sha that ``ref`` (refs/heads/main, refs/tags/v1) points at."""
         with _lock_for(self.path):
             repo = self._repo()
-            try:
-                repo.git.fetch("--prune", "--quiet", "origin")
-            except git.GitCommandError as exc:
-                raise SourceError(f"cannot fetch {self.source}: {exc.stderr.strip() or exc}") from exc
+            self._fetch_all(repo)
             try:
                 return repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}").strip()
             except git.GitCommandError:

@@ -27,3 +27,14 @@ def test_the_mirror_finds_a_pipeline_where_conveyor_run_does(git_repo, tmp_path,
     mirror = Mirror(tmp_path / "data", "acme/web", str(repo))
     mirror.fetch_sync(sha)
     assert mirror.has_pipeline_sync(sha) == bool(find_pipeline_files(repo))
+
+
+def test_a_source_that_cannot_be_fetched_says_what_to_check(tmp_path):
+    from runner.errors import SourceError
+
+    mirror = Mirror(tmp_path / "data", "acme/web", str(tmp_path / "no-such-repo"))
+    # A push names a sha; a manual build names a branch: both fetch and both say what to check.
+    for attempt in (lambda: mirror.fetch_sync("a" * 40), lambda: mirror.resolve_sync("refs/heads/main")):
+        with pytest.raises(SourceError) as caught:
+            attempt()
+        assert "cannot fetch" in str(caught.value) and "check the repository's url/path" in str(caught.value)
