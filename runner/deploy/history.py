@@ -22,7 +22,7 @@ from typing import Any
 
 from runner.store.db import Store
 
-__all__ = ["Deploy", "STATUSES", "claim", "finish", "heartbeat", "get", "list_deploys", "last_good_before",
+__all__ = ["Deploy", "STATUSES", "claim", "update", "finish", "heartbeat", "get", "list_deploys", "last_good_before",
            "latest", "batch_rows", "service_lock", "mark_dead_in_flight", "HEARTBEAT", "STALE"]
 
 STATUSES = ("deploying", "succeeded", "rolled_back", "failed", "unknown")

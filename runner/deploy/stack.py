@@ -85,7 +85,9 @@ async def deploy_stack(swarm: Swarm, store: Store, stack: str, services: dict[st
             beat.cancel()
 
 
-async def _deploy_claimed(swarm, store, services, ids, labels, timeout, verify, log, default_image):
+async def _deploy_claimed(swarm: Swarm, store: Store, services: dict[str, DeploySpec], ids: dict[str, int],
+                          labels: dict[str, str], timeout: float, verify: Verify | None, log: Log,
+                          default_image: str | None) -> list[DeployOutcome]:
     before, after = {}, {}
     for name, spec in services.items():
         current = await swarm.call(live_service, swarm, name)
