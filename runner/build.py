@@ -33,7 +33,10 @@ from runner.store.sink import StoreSink
 __all__ = ["BuildRequest", "insert_request", "create_build", "run_build"]
 
 log = logging.getLogger("conveyor.build")
-_GUARDED_KINDS = ("deploy", "rollback")
+# Stages that change the runner's engine or the swarm. `build` too: an image a fork's pull request
+# tags could replace the one that trusted builds (with secrets) or the next deploy run.
+_GUARDED_KINDS = ("build", "deploy", "rollback")
+_DOING = {"build": "build images", "deploy": "deploy", "rollback": "roll back"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ def _refused(kind: str):
     async def refuse(stage: Stage, ctx: ActionContext) -> ActionResult:
         return ActionResult(
             "failure",
-            f"{kind} refused: this build may not {kind} (a pull request from a fork, or deploys are "
+            f"{kind} refused: this build may not {_DOING[kind]} (a pull request from a fork, or deploys are "
             "disabled for this trigger); run it from a trusted branch to deploy",
         )
 

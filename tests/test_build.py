@@ -9,6 +9,7 @@ import pytest
 from runner import plugins
 from runner.backends.fake import FakeBackend, FakeStep
 from runner.build import BuildRequest, create_build, run_build
+from runner.executor.actions import ActionResult
 from runner.executor.events import JobStarted, StepOutput
 from runner.hookspecs import hookimpl
 from runner.settings import Settings
@@ -168,3 +169,44 @@ async def test_a_cancel_while_a_plugin_sees_the_start_still_finishes_the_row(env
         plugins.plugin_manager().unregister(slow)
     build = await store.aread(lambda c: q.get_build(c, build_id))
     assert build.status == "cancelled" and build.finished is not None
+
+
+IMAGE_PIPELINE = """\
+image: conveyor-test/busybox:1
+stages:
+  - name: image
+    build: {tag: "conveyor-test/busybox:1"}
+"""
+
+
+class ImageBuilder:
+    """Stands in for the engine's image build, so this test never tags a real image."""
+
+    def __init__(self) -> None:
+        self.built = []
+
+    @hookimpl
+    def conveyor_stage_actions(self):
+        async def build(stage, ctx):
+            self.built.append(stage.name)
+            return ActionResult("success")
+
+        return {"build": build}
+
+
+async def test_a_build_that_may_not_deploy_may_not_build_images_either(env):
+    # A fork's pull request must not tag images on the runner's engine: it could replace the image
+    # that trusted builds (with secrets) and deploys run next.
+    store, settings, source = env
+    (source / ".conveyor.yml").write_text(IMAGE_PIPELINE)
+    builder = ImageBuilder()
+    plugins.plugin_manager().register(builder)
+    try:
+        build_id = await _create(store)
+        status = await run_build(store, settings, build_id, source, backend=FakeBackend(), allow_deploy=False)
+    finally:
+        plugins.plugin_manager().unregister(builder)
+    detail = await store.aread(lambda c: q.get_detail(c, build_id))
+    image = next(s for s in detail.stages if s.name == "image")
+    assert builder.built == []
+    assert status == "failure" and image.status == "failure" and "build refused" in image.reason
