@@ -75,7 +75,9 @@ def process_alive(pid: int | None, host: str | None, since: float | None = None)
 
 def _is_stale(build: BuildRow) -> bool:
     if build.status == "running":
-        return not process_alive(build.pid, build.host, build.created)
+        # The pid was recorded when the build started, which for a server's build may be long after
+        # it was queued (and after a restart): a process younger than that is a reused pid.
+        return not process_alive(build.pid, build.host, build.started or build.created)
     if build.status == "queued" and build.trigger == "cli":
         return not process_alive(build.pid, build.host, build.created)
     return False

@@ -82,3 +82,20 @@ def test_process_alive_knows_reused_and_zombie_pids():
     os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # dead, but left unreaped
     assert not process_alive(proc.pid, this_host())  # not yet reaped: a zombie
     proc.wait()
+
+
+def test_a_server_that_started_after_the_build_was_queued_still_owns_it(tmp_path):
+    # A webhook queued the build; the server restarted and runs it now. Its process is younger than
+    # the build's row, yet it is no pid reuse: it claimed the build (started) after it began.
+    server = subprocess.Popen(["sleep", "30"])
+    try:
+        time.sleep(0.05)
+        with Store(tmp_path / "d") as store:
+            build_id = create_build(store, BuildRequest(repo="r", event="push", trigger="webhook"), "i")
+            store.write(lambda c: c.execute("UPDATE builds SET created = created - 3600 WHERE id = ?", (build_id,)))
+            store.write(lambda c: q.mark_running(c, build_id, pid=server.pid, host=this_host(), started=time.time()))
+            assert recover_interrupted(store, sweeper=lambda uid: None) == []
+            assert q.get_build(store.read(), build_id).status == "running"
+    finally:
+        server.kill()
+        server.wait()
