@@ -7,6 +7,7 @@ deploy, or a converged rollback.
 
 from __future__ import annotations
 
+from runner.deploy import history
 from runner.deploy.client import open_target
 from runner.deploy.compose import parse_compose
 from runner.deploy.image_build import build_image
@@ -99,6 +100,12 @@ async def rollback_action(settings: Settings, store: Store, stage: Stage, ctx: A
     spec = stage.rollback
     swarm = await open_target(settings, spec.target)
     try:
+        name = spec.stack or spec.service
+        if spec.to is None and name and not await history.deployed_by_build(store, swarm.target.name, name,
+                                                                             ctx.build.id):
+            # A failure before the deploy stage (a red unit test) must not roll back what runs now.
+            ctx.log(f"this build did not deploy {name}: nothing to roll back (set `to:` to roll back anyway)")
+            return ActionResult("success", f"nothing to roll back: this build did not deploy {name}")
         if spec.stack:
             outcomes = await rollback_stack(swarm, store, spec.stack, ctx.log, provenance(ctx), spec.to, spec.timeout)
             bad = [o for o in outcomes if not o.ok]

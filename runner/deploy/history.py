@@ -22,7 +22,7 @@ from typing import Any
 
 from runner.store.db import Store
 
-__all__ = ["Deploy", "STATUSES", "claim", "update", "finish", "heartbeat", "get", "list_deploys", "last_good_before",
+__all__ = ["Deploy", "STATUSES", "claim", "update", "finish", "deployed_by_build", "heartbeat", "get", "list_deploys", "last_good_before",
            "latest", "batch_rows", "service_lock", "mark_dead_in_flight", "HEARTBEAT", "STALE"]
 
 STATUSES = ("deploying", "succeeded", "rolled_back", "failed", "unknown")
@@ -139,6 +139,13 @@ async def last_good_before(store: Store, target: str, service: str, before_id: i
     return await store.aread(lambda c: _row(c.execute(
         "SELECT * FROM deploys WHERE target = ? AND service = ? AND kind = 'deploy' AND status = 'succeeded' "
         "AND id < ? AND spec_after IS NOT NULL ORDER BY id DESC LIMIT 1", (target, service, before_id)).fetchone()))
+
+
+async def deployed_by_build(store: Store, target: str, name: str, build_uid: str) -> bool:
+    """Whether this build wrote a deploy row for the service (or stack) ``name``."""
+    return await store.aread(lambda c: c.execute(
+        "SELECT 1 FROM deploys WHERE target = ? AND (service = ? OR stack = ?) AND build_uid = ? AND kind = 'deploy' "
+        "LIMIT 1", (target, name, name, build_uid)).fetchone() is not None)
 
 
 async def batch_rows(store: Store, batch: str) -> list[Deploy]:

@@ -14,10 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import cli
-from runner.deploy import history, reconcile_in_flight
+from runner.backends.base import BuildRef
+from runner.deploy import history, reconcile_in_flight, stage_actions
 from runner.deploy.rollback import rollback_service
 from runner.deploy.service import deploy_service
 from runner.errors import NoDeployToRollBackTo
+from runner.executor.actions import ActionContext
+from runner.plan import Plan, RollbackSpec, Stage
 
 from deploy_helpers import free_port, web_spec, wait_http
 
@@ -59,6 +62,16 @@ async def test_rollback_to_older_deploy_and_no_earlier_deploy(swarm, store, prov
     d4 = await deploy_service(swarm, store, web_spec(name, "v4", port), log.append, prov)
     out = await rollback_service(swarm, store, name, log.append, prov)
     assert d4.ok and out.ok and wait_http(url, "v3") == "v3"
+
+    # A rollback stage of a build that never deployed the service (its unit tests failed) leaves the
+    # running version alone.
+    rows_before = len(history.list_deploys(store, name))
+    ctx = ActionContext(build=BuildRef(id="notdeployed1", source=settings.data_dir, instance=instance),
+                        plan=Plan(name="t", stages=()), log=log.append, status="failure")
+    result = await stage_actions(settings, store)["rollback"](
+        Stage(name="rollback", kind="rollback", rollback=RollbackSpec(service=name)), ctx)
+    assert result.status == "success" and "did not deploy" in result.reason
+    assert len(history.list_deploys(store, name)) == rows_before and wait_http(url, "v3") == "v3"
 
     listing = await asyncio.to_thread(CliRunner().invoke, cli, ["deploys", name], env=env)
     assert listing.exit_code == 0 and f"rollback to #{d3.deploy_id}" in listing.output
