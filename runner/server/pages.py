@@ -78,7 +78,7 @@ async def build_page(request: web.Request) -> web.Response:
     rendered = (detail.build.rendered or "").splitlines()
     step_names = {(j.stage, j.name, st.position): st.name for j in detail.jobs for st in j.steps}
     for group in log:
-        group["name"] = step_names.get((group["stage"], group["job"], group["step"]), f"step {group['step']}")
+        group["name"] = step_names.get((group["stage"], group["job"], group["step"]), f"step {group['step'] + 1}")
     return _render(request, "build.html", b=detail.build, detail=detail, live=live, log=log,
                    post=[j for j in detail.jobs if j.stage not in staged], rendered=rendered,
                    diagnostics=detail.build.diagnostics)

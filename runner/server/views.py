@@ -66,7 +66,8 @@ def log_text(conn: sqlite3.Connection, build_id: int) -> str:
         if key != current:
             current = key
             attempt = f" (attempt {chunk.attempt})" if chunk.attempt > 1 else ""
-            out.append(f"--- {chunk.stage or 'build'} / {chunk.job or '-'} / step {chunk.step}{attempt}")
+            # Counted from 1, as `conveyor run` and `conveyor show` count steps.
+            out.append(f"--- {chunk.stage or 'build'} / {chunk.job or '-'} / step {chunk.step + 1}{attempt}")
         out.append(chunk.text)
     return "\n".join(out) + ("\n" if out else "")
 

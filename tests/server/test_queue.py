@@ -125,6 +125,9 @@ async def test_manual_run_with_params_resolves_the_branch(server, git_repo):
     assert "echo target=production" in build["plan"]  # the parameter reached the template
     shown = await (await client.get(f"/api/builds/{build['id']}")).json()
     assert shown["params"] == {"target": "production"}
+    log = await (await client.get(f"/api/builds/{build['id']}/log")).text()
+    # Steps are counted from 1, as `conveyor run` and `conveyor show` count them.
+    assert log.startswith("--- work / work / step 1\nholding\n"), log
     bad = await client.post("/api/builds", json={"repo": "nope"}, headers=AUTH)
     assert bad.status == 404
     wrong = await client.post("/api/builds", json={"repo": "acme/web", "branch": "no\nsuch"}, headers=AUTH)

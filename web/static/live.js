@@ -25,7 +25,7 @@
       s = document.createElement("section");
       s.className = "step";
       var h = document.createElement("h3");
-      h.textContent = d.stage + " / " + d.job + " / " + (d.name || "step " + d.step);
+      h.textContent = d.stage + " / " + d.job + " / " + (d.name || "step " + (d.step + 1));
       s.appendChild(h);
       var lines = document.createElement("div");
       lines.className = "lines";
