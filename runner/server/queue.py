@@ -176,6 +176,12 @@ class BuildQueue:
 
     async def cancel(self, build_id: int, by: str) -> str:
         """Cancel a queued or running build; returns what happened in a word."""
+        # The stored status first: a build's task outlives its final row by a moment (plugins,
+        # cleanup), and a finished build is "finished", not "cancelling".
+        row = await self.store.aread(lambda c: c.execute("SELECT status FROM builds WHERE id = ?",
+                                                         (build_id,)).fetchone())
+        if row is not None and row[0] in q.FINISHED:
+            return "finished"
         running = self.running.get(build_id)
         if running is not None:
             running.cancel.set()
