@@ -21,6 +21,7 @@ from runner.cli.history import builds_table, log_lines, show_lines
 from runner.cli.progress import ProgressSink, format_duration
 from runner.cli.source import check_data_dir, export_head, repo_root
 from runner.errors import ConveyorError, ContextError, SourceError, StoreError
+from runner.plan import STATUSES
 from runner.settings import Settings
 from runner.store import builds as q
 from runner.store.recovery import open_store
@@ -226,7 +227,7 @@ def _find(store, build_ref: str | None):
 
 @click.command("builds")
 @click.option("--repo", help="Only this repository's builds.")
-@click.option("--status", help="Only builds with this status (success, failure, running, ...).")
+@click.option("--status", type=click.Choice(STATUSES), help="Only builds with this status.")
 @click.option("-n", "--limit", default=20, show_default=True, help="How many builds, newest first.")
 @data_dir_option
 def builds_command(repo, status, limit, data_dir) -> None:
@@ -236,6 +237,10 @@ def builds_command(repo, status, limit, data_dir) -> None:
         rows = q.list_builds(store.read(), repo=repo, status=status, limit=limit)
     finally:
         store.close()
+    if not rows and (repo or status):
+        of = f" of {repo}" if repo else ""
+        click.echo(f"no {status + ' ' if status else ''}builds{of}; `conveyor builds` lists every build")
+        return
     click.echo(builds_table(rows, color=sys.stdout.isatty()))
 
 

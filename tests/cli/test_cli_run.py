@@ -157,6 +157,9 @@ def test_history_commands_say_what_to_do(conveyor, tmp_path, monkeypatch):
     wrong = conveyor("logs", "yesterday")
     assert wrong.exit_code == 1 and "repo#number" in wrong.stderr
     assert "repo#number (web#42), id:ID, or" in conveyor("show", "--help").stdout
+    typo = conveyor("builds", "--status", "runing")  # not an empty list that says "no builds yet"
+    assert typo.exit_code == 2 and "'runing' is not one of" in typo.stderr
+    assert "no running builds" in conveyor("builds", "--status", "running").stdout
 
 
 def test_retry_timeout_post_and_when_status_end_to_end(docker_client, git_repo, conveyor, instance):
