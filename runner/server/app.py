@@ -111,8 +111,11 @@ async def _shutdown(app: web.Application) -> None:
 
 async def _cleanup(app: web.Application) -> None:
     await app[QUEUE].stop()
-    for task in list(app[BACKGROUND]):
+    background = list(app[BACKGROUND])
+    for task in background:
         task.cancel()
+    # Wait for them: a cancelled rollback still records how it ended, and the store closes next.
+    await asyncio.gather(*background, return_exceptions=True)
     await app[REPORTER].close()
     if app[OWN_STORE]:
         await asyncio.to_thread(app[STORE].close)

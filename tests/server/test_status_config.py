@@ -3,6 +3,7 @@ files and symlinks; the deploy history page and the badge."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 import pytest
@@ -11,9 +12,10 @@ from aiohttp.test_utils import TestServer
 
 from runner.backends.fake import FakeBackend
 from runner.server.config import ServerConfigError, load_config
-from runner.server.keys import STORE
+from runner.server.keys import CONFIG, STORE
 from runner.server.pages import WEB_DIR
 from runner.server.status import StatusReporter
+from runner.store.db import Store
 from tests.server import payloads as p
 from tests.server.conftest import wait_for
 
@@ -218,3 +220,32 @@ async def test_the_build_list_pages_newest_first(server):
     for limit in ("-1", "0", "501"):  # -1 would be SQLite's "no limit"
         answer = await client.get(f"/api/builds?limit={limit}")
         assert answer.status == 400 and "between 1 and 500" in (await answer.json())["error"]
+
+
+async def test_shutdown_lets_background_work_record_its_end_before_the_store_closes(server, tmp_path):
+    # A rollback started from the page runs in the background; cancelled at shutdown, it still
+    # writes down how it ended. The store must not close under it.
+    from runner.server.keys import BACKGROUND
+
+    client = await server(paused=True)
+    app, started = client.app, asyncio.Event()
+
+    async def rollback_like():
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.2)  # the engine answers its last call
+            await app[STORE].awrite(lambda c: c.execute(
+                "INSERT INTO deliveries (provider, delivery, repo, event, trigger, received) "
+                "VALUES ('github', 'end-of-rollback', 'r', 'push', '{}', 0)"))
+            raise
+
+    task = asyncio.create_task(rollback_like())
+    app[BACKGROUND].add(task)
+    await started.wait()
+    await client.close()
+    assert task.done() and task.cancelled()
+    with Store(app[CONFIG].settings.data_dir) as store:
+        rows = store.query("SELECT delivery FROM deliveries")
+    assert [r[0] for r in rows] == ["end-of-rollback"]
