@@ -102,11 +102,12 @@ def assess(service: dict, tasks: list[dict], started: float, since: float,
 
 
 def stuck_task(tasks: list[dict], pending_since: dict[str, float], now: float) -> str | None:
-    """A task meant to run that has waited PENDING_GRACE seconds for a host-mode port (updated
+    """A task that has been pending PENDING_GRACE seconds for a host-mode port (updated
     ``pending_since``). Swarm can deadlock so on one node: a restarted task of the failed spec holds
     the port its own rollback needs. None when no task is stuck."""
-    stuck = [t for t in tasks if t["DesiredState"] == "running" and t["Status"]["State"] == "pending"
-             and "port" in (t["Status"].get("Err") or "")]
+    # Whatever its desired state: in the deadlock seen here the pending task is already meant to shut
+    # down, yet stays pending, and the rollback's new task waits "ready" behind it forever.
+    stuck = [t for t in tasks if t["Status"]["State"] == "pending" and "port" in (t["Status"].get("Err") or "")]
     for gone in set(pending_since) - {t["ID"] for t in stuck}:
         del pending_since[gone]
     for t in stuck:
