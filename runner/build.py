@@ -203,3 +203,17 @@ def _summary(diagnostics) -> str:
         return "the pipeline could not be loaded"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{errors[0]}{more}"
+
+
+async def settle_crashed_deploys(store: Store, settings: Settings) -> None:
+    """Mark deploys that a dead runner left in flight ``unknown`` and compare them with the live
+    service; never re-run them. Cheap when there are none (the usual case): the deploy side, and
+    the engine, are only touched when a row is in flight."""
+    in_flight = await store.aread(
+        lambda c: c.execute("SELECT 1 FROM deploys WHERE status = 'deploying' LIMIT 1").fetchone())
+    if not in_flight:
+        return
+    from runner.deploy import reconcile_in_flight
+
+    for deploy_id, reason in await reconcile_in_flight(store, settings):
+        log.warning("deploy %s: %s", deploy_id, reason)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from runner.build import settle_crashed_deploys
 from runner.errors import ConveyorError, NoDeployToRollBackTo
 from runner.settings import Settings
 from runner.store.db import Store
@@ -59,7 +60,9 @@ def register(group: click.Group) -> None:
         """Show the deploy history (of SERVICE or of a stack, when given)."""
         from runner.deploy.history import list_deploys
 
-        with Store(Settings.from_env(data_dir=data_dir).data_dir) as store:
+        settings = Settings.from_env(data_dir=data_dir)
+        with Store(settings.data_dir) as store:
+            asyncio.run(settle_crashed_deploys(store, settings))  # a crashed deploy shows as `unknown`
             rows = list_deploys(store, service, limit)
         if as_json:
             click.echo(json.dumps(rows, indent=2))
@@ -84,6 +87,7 @@ def register(group: click.Group) -> None:
         settings = Settings.from_env(data_dir=data_dir)
         try:
             with Store(settings.data_dir) as store:
+                asyncio.run(settle_crashed_deploys(store, settings))
                 ok = asyncio.run(_rollback(settings, store, service, to, stack, target, timeout))
         except NoDeployToRollBackTo as exc:
             click.echo(f"error: {exc}", err=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from runner.build import BuildRequest, create_build, run_build
+from runner.build import BuildRequest, create_build, run_build, settle_crashed_deploys
 from runner.cli.history import builds_table, log_lines, show_lines
 from runner.cli.progress import ProgressSink, format_duration
 from runner.cli.source import check_data_dir, export_head, repo_root
@@ -202,6 +202,7 @@ async def _drive(store, settings, build_id, source, backend, secrets, trusted, q
             await backend.sweep()  # what crashed builds of this instance left behind
         except Exception:  # noqa: BLE001 - the build reports an engine that is down itself
             pass
+        await settle_crashed_deploys(store, settings)
         status = await run_build(store, settings, build_id, source, backend=backend,
                                  sinks=[ProgressSink(output=not quiet)], secrets=secrets, trusted=trusted,
                                  cancel=cancel)

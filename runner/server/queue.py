@@ -14,7 +14,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 
-from runner.build import run_build
+from runner.build import run_build, settle_crashed_deploys
 from runner.errors import SourceError
 from runner.scm.mirror import Mirror
 from runner.server.config import ServerConfig
@@ -58,6 +58,10 @@ class BuildQueue:
                                         sweeper=sweeper or (lambda uid: None))
         for build in stale:
             log.warning("build %s was left running by a dead server: marked interrupted", build.label)
+        try:
+            await settle_crashed_deploys(self.store, self.config.settings)
+        except Exception:  # noqa: BLE001 - an engine that is down must not keep the server from starting
+            log.exception("could not settle deploys left in flight; they stay 'deploying' until the next start")
         self._loop_task = asyncio.create_task(self._loop(), name="conveyor-queue")
         periodic = getattr(self.backend, "sweep_periodically", None)
         if periodic is not None:  # expired leftovers of this instance, now and every 10 minutes

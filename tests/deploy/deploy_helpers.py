@@ -7,6 +7,8 @@ import time
 import urllib.error
 import urllib.request
 
+import docker
+
 from runner.plan import DeploySpec, Healthcheck, Port, UpdateConfig
 
 BUSYBOX = "conveyor-test/busybox:1"
@@ -67,13 +69,18 @@ def remove_instance(client, instance: str) -> None:
         names.append(svc.name)
         svc.remove()
     deadline = time.time() + 30
+    # sparse=True: a plain list inspects each container, and Swarm removes task containers under us.
     for name in names:
-        while client.containers.list(all=True, filters={"label": f"com.docker.swarm.service.name={name}"}):
+        while client.containers.list(all=True, sparse=True,
+                                     filters={"label": f"com.docker.swarm.service.name={name}"}):
             if time.time() > deadline:
                 break
             time.sleep(0.3)
-    for c in client.containers.list(all=True, filters={"label": label}):
-        c.remove(force=True)
+    for c in client.containers.list(all=True, sparse=True, filters={"label": label}):
+        try:
+            c.remove(force=True)
+        except docker.errors.NotFound:
+            pass
     for net in client.networks.list(filters={"label": label}):
         while True:
             try:

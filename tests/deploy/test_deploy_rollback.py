@@ -13,8 +13,8 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from runner.cli import cli
 from runner.backends.base import BuildRef
+from runner.cli import cli
 from runner.deploy import history, reconcile_in_flight, stage_actions
 from runner.deploy.rollback import rollback_service
 from runner.deploy.service import deploy_service
@@ -142,9 +142,13 @@ async def test_crash_mid_deploy_is_marked_unknown_and_compared(swarm, store, pro
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert history.list_deploys(store, name)[0]["status"] == "deploying"
-    found = await reconcile_in_flight(store, settings)
+    # The next command that opens the store settles it: here `conveyor deploys`, as a user would.
+    shown = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["deploys", name, "--json", "--data-dir", str(settings.data_dir)],
+        env={"CONVEYOR_INSTANCE": instance}, catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)[0]["status"] == "unknown"
     row = history.list_deploys(store, name)[0]
-    assert [i for i, _ in found] == [row["id"]]
     assert row["status"] == "unknown" and "not re-run" in row["reason"]
     assert "runs this deploy's spec" in row["reason"], row["reason"]
     assert json.loads(json.dumps(row["spec_after"]))["Labels"]["io.conveyor.deploy"] == str(row["id"])

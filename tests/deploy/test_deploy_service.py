@@ -38,7 +38,10 @@ async def test_first_deploy_update_and_failed_health_rolls_back(swarm, store, pr
     assert third.status == "rolled_back", lines
     # Usually Swarm rolls back by itself; on one node with a host port its rollback can deadlock
     # (a restarted task of the bad spec holds the port), then Conveyor re-applies v2 after 15 s.
-    assert third.reason.startswith(("Swarm rolled the update back: update", "a task cannot be placed")), third.reason
+    # On a loaded machine Swarm's own rollback may not finish within the deadline; Conveyor then
+    # re-applies v2 itself, which is the same outcome reached the slow way.
+    assert third.reason.startswith(("Swarm rolled the update back: update", "a task cannot be placed",
+                                    "not converged after")), third.reason
     assert any("rollback_started" in line for line in lines)
     assert wait_http(url, "v2") == "v2"  # Swarm put v2 back
     assert (await history.get(store, third.deploy_id))["status"] == "rolled_back"
