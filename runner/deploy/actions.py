@@ -28,17 +28,43 @@ async def build_action(settings: Settings, stage: Stage, ctx: ActionContext) -> 
     from runner.deploy import _workspace_volume
 
     spec = stage.build
+    repo = ctx.build.labels.get("io.conveyor.repo") or ""
     swarm = await _engine(settings)
     try:
+        if not ctx.plan.trusted:
+            taken = await swarm.call(_tag_owned_elsewhere, swarm.client, spec.tag, repo)
+            if taken:
+                return ActionResult("failure", taken)
         volume = await swarm.call(_workspace_volume, swarm.client, ctx)
         ctx.log(f"building {spec.tag} from {'the workspace volume' if volume else 'the checkout'}"
                 f" (context {spec.context}, {spec.dockerfile})")
-        labels = {"io.conveyor.build": ctx.build.id, "io.conveyor.instance": ctx.build.instance}
+        labels = {"io.conveyor.build": ctx.build.id, "io.conveyor.instance": ctx.build.instance,
+                  "io.conveyor.repo": repo}
         image_id = await build_image(swarm.client, spec, ctx.build.source, volume, ctx.log, labels)
     finally:
         swarm.close()
     ctx.log(f"built {spec.tag} ({image_id[:19]})")
     return ActionResult("success")
+
+
+def _tag_owned_elsewhere(client, tag: str, repo: str) -> str | None:
+    """Blocking. Why an untrusted repository may not (re)write ``tag``, or None when it may.
+
+    Images on the engine are shared by every build: without this, any pipeline could re-tag a job
+    image (say ``conveyor-test/busybox:1``) that other repositories' builds, with their secrets and
+    deploys, run next. A tag is this repository's when Conveyor built it for this repository."""
+    import docker
+
+    try:
+        owner = (client.images.get(tag).labels or {}).get("io.conveyor.repo")
+    except docker.errors.ImageNotFound:
+        return None
+    if owner == repo:
+        return None
+    whose = f"repository {owner!r}" if owner else "something other than a Conveyor build (a job or base image?)"
+    return (f"build refused: the tag {tag} already exists and belongs to {whose}; an untrusted repository "
+            f"may only overwrite tags its own builds made: pick another tag (e.g. {repo or 'myrepo'}/"
+            f"{tag.rsplit('/', 1)[-1]}) or mark the repository trusted")
 
 
 async def _engine(settings: Settings):

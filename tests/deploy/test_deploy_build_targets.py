@@ -18,9 +18,34 @@ from runner.plan import BuildSpec, Plan, RollbackSpec, Stage
 pytestmark = [pytest.mark.docker]
 
 
-def _ctx(source, instance, lines, build_id=None):
-    ref = BuildRef(id=build_id or uuid.uuid4().hex[:12], source=source, instance=instance)
-    return ActionContext(build=ref, plan=Plan(name="t", stages=()), log=lines.append, status="success")
+def _ctx(source, instance, lines, build_id=None, repo=None, trusted=False):
+    labels = {"io.conveyor.repo": repo} if repo else {}
+    ref = BuildRef(id=build_id or uuid.uuid4().hex[:12], source=source, instance=instance, labels=labels)
+    return ActionContext(build=ref, plan=Plan(name="t", stages=(), trusted=trusted), log=lines.append,
+                         status="success")
+
+
+async def test_untrusted_build_may_not_overwrite_another_repos_or_a_job_image(docker_client, settings, store,
+                                                                              instance, git_repo):
+    repo = git_repo(files={"Dockerfile": "FROM conveyor-test/busybox:1\nRUN echo poisoned > /etc/motd\n"})
+    build = stage_actions(settings, store)["build"]
+    job_image = docker_client.images.get("conveyor-test/busybox:1").id
+    lines: list[str] = []
+    stage = Stage(name="image", kind="build", build=BuildSpec(tag="conveyor-test/busybox:1"))
+    result = await build(stage, _ctx(repo, instance, lines, repo="evil"))
+    assert result.status == "failure" and "belongs to something other than a Conveyor build" in result.reason
+    assert docker_client.images.get("conveyor-test/busybox:1").id == job_image  # untouched
+
+    own = f"conveyor-test/{instance}:own"
+    try:
+        mine = Stage(name="image", kind="build", build=BuildSpec(tag=own))
+        assert (await build(mine, _ctx(repo, instance, lines, repo="web"))).status == "success", lines
+        assert (await build(mine, _ctx(repo, instance, lines, repo="web"))).status == "success", lines  # its own
+        other = await build(mine, _ctx(repo, instance, lines, repo="evil"))
+        assert other.status == "failure" and "belongs to repository 'web'" in other.reason
+        assert docker_client.images.get(own).labels["io.conveyor.repo"] == "web"
+    finally:
+        docker_client.images.remove(own, force=True)
 
 
 async def test_build_stage_streams_output_and_fails_on_a_bad_step(docker_client, settings, store, instance, git_repo):
