@@ -47,8 +47,11 @@ def refuse_untrusted_job(value: dict, node: YMap, cx: Cx, path: str, label: str)
 
 
 def healthcheck_window(health: dict) -> float:
-    """Seconds a failing task may take before Swarm calls it unhealthy."""
-    return health.get("interval", 5.0) * health.get("retries", 3) + health.get("start_period", 0.0)
+    """Seconds a failing task may take before Swarm calls it unhealthy: a probe that times out
+    counts as a failure, so each retry may take interval + timeout (the runtime check in
+    runner/deploy/spec.py uses the same formula)."""
+    return (health.get("start_period", 0.0)
+            + health.get("retries", 3) * (health.get("interval", 5.0) + health.get("timeout", 3.0)))
 
 
 def warn_short_monitor(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
@@ -59,7 +62,7 @@ def warn_short_monitor(value: dict, node: YMap, cx: Cx, path: str, label: str) -
     if update["monitor"] < window:
         cx.warning(update["__node__"].get("monitor"), "short-monitor",
                    f"update.monitor ({update['monitor']:g}s) in {label} is shorter than its healthcheck can fail in "
-                   f"(interval*retries + start_period = {window:g}s); a bad version may pass the update",
+                   f"(start_period + retries x (interval + timeout) = {window:g}s); a bad version may pass the update",
                    path + ".update.monitor")
 
 

@@ -168,8 +168,9 @@ def test_build_deploy_and_rollback_specs(tmp_path):
         (18080, 8080, "tcp", "host"), (18443, 8443, "udp", "ingress")]
     assert (d.healthcheck.interval, d.healthcheck.retries, d.healthcheck.start_period) == (2.0, 4, 1.0)
     assert (d.cpus, d.memory) == (0.5, 256 * 1024**2)
-    # No monitor given: long enough to see the healthcheck fail (2*4 + 1) plus one interval.
-    assert (d.update.order, d.update.delay, d.update.monitor, d.update.failure_action) == ("start-first", 1.0, 11.0, "rollback")
+    # No monitor given: long enough to see the healthcheck fail (1 + 4 * (2 + the default 3s timeout))
+    # plus one interval.
+    assert (d.update.order, d.update.delay, d.update.monitor, d.update.failure_action) == ("start-first", 1.0, 23.0, "rollback")
     assert (d.rollback.parallelism, d.rollback.failure_action) == (2, "pause")
     assert (d.verify.command, d.verify.image, d.verify.within, d.verify.http) == (
         "wget -q -O- http://web:8080/", "conveyor-test/busybox:1", 60.0, None)
