@@ -93,18 +93,58 @@ def ensure_networks(swarm: Swarm, names: list[str], labels: dict[str, str]) -> N
 
 
 async def revert(swarm: Swarm, name: str, before: dict | None, timeout: float,
-                 log: Callable[[str], None]) -> WatchResult:
-    """Put the recorded spec ``before`` back (None: remove the service the deploy created) and wait."""
+                 log: Callable[[str], None], stuck: bool = False) -> WatchResult:
+    """Put the recorded spec ``before`` back (None: remove the service the deploy created) and wait.
+    ``stuck``: the deploy's own watch found Swarm stuck placing a task (see ``_nothing_runs``)."""
     current = await swarm.call(live_service, swarm, name)
     if before is None:
         if current is not None:
             log(f"{name}: removing the service this deploy created")
             await swarm.call(swarm.api.remove_service, current["ID"])
         return WatchResult("converged", "service removed")
-    log(f"{name}: re-applying the recorded spec from before the deploy")
-    stale = (current or {}).get("UpdateStatus")
-    await swarm.call(apply_spec, swarm.api, copy.deepcopy(before), current)
-    return await watch_service(swarm, name, timeout, log, stale=stale)
+    if not (stuck and await _nothing_runs(swarm, name, log)):
+        log(f"{name}: re-applying the recorded spec from before the deploy")
+        stale = (current or {}).get("UpdateStatus")
+        await swarm.call(apply_spec, swarm.api, copy.deepcopy(before), current)
+        result = await watch_service(swarm, name, timeout, log, stale=stale)
+        if not (result.stuck and await _nothing_runs(swarm, name, log)):
+            return result
+    await swarm.call(_recreate, swarm, name, before)
+    return await watch_service(swarm, name, timeout, log)
+
+
+async def _nothing_runs(swarm: Swarm, name: str, log: Callable[[str], None]) -> bool:
+    """Whether Swarm is stuck with nothing of the service running, so it may be re-created.
+
+    Swarm's single-node deadlock (docs/deploy.md): a task that is meant to shut down stays pending
+    for a host port, and the task that should replace it waits "ready" behind it; no update of the
+    spec moves them. When nothing of the service runs, re-creating it from the recorded spec costs
+    no more downtime than there already is, and it clears Swarm's state."""
+    if await swarm.call(_running_tasks, swarm, name):
+        return False
+    log(f"{name}: Swarm is stuck placing a task and nothing runs; re-creating the service from the recorded spec")
+    return True
+
+
+def _running_tasks(swarm: Swarm, name: str) -> int:
+    """Blocking: how many tasks of the service run now."""
+    tasks = swarm.api.tasks(filters={"service": name, "desired-state": "running"})
+    return sum(1 for t in tasks if t["Status"]["State"] == "running")
+
+
+def _recreate(swarm: Swarm, name: str, spec: dict, wait: float = 30.0) -> None:
+    """Blocking: remove the service, wait until its task containers are gone (they hold its host
+    ports), and create it again with ``spec``."""
+    import time
+
+    current = live_service(swarm, name)
+    if current is not None:
+        swarm.api.remove_service(current["ID"])
+    deadline = time.monotonic() + wait
+    label = {"label": f"com.docker.swarm.service.name={name}"}
+    while swarm.client.containers.list(all=True, sparse=True, filters=label) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    apply_spec(swarm.api, copy.deepcopy(spec), None)
 
 
 async def deploy_service(swarm: Swarm, store: Store, spec: DeploySpec, log: Callable[[str], None],
@@ -172,7 +212,7 @@ async def _conclude(swarm: Swarm, store: Store, spec: DeploySpec, deploy_id: int
     if result.outcome == "rolled_back":
         return await _record(store, deploy_id, "rolled_back", result.reason, log)
     if result.outcome in ("timeout", "failed") and auto:
-        back = await revert(swarm, name, before, max(spec.timeout, MIN_REVERT_TIMEOUT), log)
+        back = await revert(swarm, name, before, max(spec.timeout, MIN_REVERT_TIMEOUT), log, stuck=result.stuck)
         return await _record(store, deploy_id, "rolled_back" if back.ok else "failed",
                              f"{result.reason}; " + ("rolled back" if back.ok else f"rollback failed: {back.reason}"), log)
     return await _record(store, deploy_id, "failed", result.reason, log)

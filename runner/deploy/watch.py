@@ -42,6 +42,7 @@ class WatchResult:
     outcome: str  # "converged", "rolled_back", "paused", "failed", "timeout", "gone"
     reason: str | None = None
     version: int | None = None
+    stuck: bool = False  # failed because a task has waited PENDING_GRACE seconds for a host port
 
     @property
     def ok(self) -> bool:
@@ -190,7 +191,7 @@ async def watch_service(swarm: Swarm, name: str, timeout: float, log: Callable[[
         if blocked:
             result = WatchResult("failed", f"a task cannot be placed for {PENDING_GRACE:g}s: {blocked} (update "
                                            f"state: {state or 'none'}); on a single node use order: stop-first "
-                                           "with host-mode ports", service["Version"]["Index"])
+                                           "with host-mode ports", service["Version"]["Index"], stuck=True)
         if result is not None:
             if result.outcome == "rolled_back" and not why:  # rollback_started fell between two looks
                 why = _rolled_back_task(service, tasks, since)
