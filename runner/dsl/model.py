@@ -10,6 +10,8 @@ schema is built from both in ``schema.py``.
 
 from __future__ import annotations
 
+import abc
+
 import difflib
 import re
 from collections.abc import Callable
@@ -65,11 +67,12 @@ def short(text: str, n: int = 40) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-class Spec:
+class Spec(abc.ABC):
     expected = "a value"
 
+    @abc.abstractmethod
     def check(self, node: YNode, cx: Cx, path: str, where: str):
-        raise NotImplementedError
+        """The checked value of ``node``, or INVALID after reporting what is wrong."""
 
     def wrong(self, node: YNode, cx: Cx, path: str, where: str):
         cx.error(node, "type", f"{where} must be {self.expected}, not {describe(node)}", path)
