@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -135,8 +136,6 @@ def _running_tasks(swarm: Swarm, name: str) -> int:
 def _recreate(swarm: Swarm, name: str, spec: dict, wait: float = 30.0) -> None:
     """Blocking: remove the service, wait until its task containers are gone (they hold its host
     ports), and create it again with ``spec``."""
-    import time
-
     current = live_service(swarm, name)
     if current is not None:
         swarm.api.remove_service(current["ID"])
