@@ -13,9 +13,15 @@ Shape::
         kind: "build"         build: BuildSpec       (image built through the engine API)
         kind: "deploy"        deploy: DeploySpec     (Swarm service or Compose stack)
         kind: "rollback"      rollback: RollbackSpec (re-apply a recorded spec)
+        kind: "approval"      approval: ApprovalSpec (the build waits for a person)
       post: Post              always / success / failure jobs, after all stages
 
-Bump ``PLAN_VERSION`` on any change that an older reader would misunderstand.
+Pipeline depth (docs/pipeline.md): a job may carry ``needs`` (the DAG: names of concrete jobs,
+matrix parents already expanded by the compiler), its ``matrix`` coordinates, ``allow_failure``,
+``services`` (sidecars), and a compile-time ``skip_reason``/``decision`` from its own ``when``.
+
+Bump ``PLAN_VERSION`` on any change that an older reader would misunderstand; ``READABLE_VERSIONS``
+lists the older versions this code still reads (every field added since has a default).
 """
 
 from __future__ import annotations
@@ -30,7 +36,12 @@ from typing import Any
 __all__ = [
     "PLAN_VERSION",
     "Step",
+    "Service",
+    "Ready",
+    "Matrix",
+    "AllowFailure",
     "Job",
+    "ApprovalSpec",
     "When",
     "BuildSpec",
     "Port",
@@ -45,7 +56,8 @@ __all__ = [
     "PlanFormatError",
 ]
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 2 added pipeline depth; a version-1 plan reads as one without it
 
 # Statuses of DSL.md. A stage's `when.status` lists the build statuses (so far) it runs under.
 STATUSES = (
@@ -75,6 +87,43 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Ready:
+    """When a service counts as ready: a TCP port accepts, or a command exits 0 (run inside it)."""
+
+    tcp: int | None = None
+    cmd: str | None = None
+    within: float = 30.0
+
+
+@dataclass(frozen=True)
+class Service:
+    """A sidecar container on the build's network, reachable from the job as host ``name``."""
+
+    name: str
+    image: str
+    command: str | None = None  # run with `sh -c`; None: the image's own command
+    env: dict[str, str] = field(default_factory=dict)
+    ready: Ready | None = None  # None: ready once started
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """Where a job came from when a ``matrix`` expanded it: its parent's name and coordinates."""
+
+    group: str  # the authored job name, e.g. "unit"; the job's own name is "unit [py=3.11, db=pg]"
+    values: dict[str, str] = field(default_factory=dict)
+    fail_fast: bool = True  # a failed combination cancels its running and waiting siblings
+    max_parallel: int | None = None  # combinations of this group running at once
+
+
+@dataclass(frozen=True)
+class AllowFailure:
+    """``allow_failure``: a failure of this job (any exit code, or only these) does not fail the build."""
+
+    exit_codes: tuple[int, ...] = ()  # empty: any failure is allowed
+
+
+@dataclass(frozen=True)
 class Job:
     name: str
     image: str
@@ -84,6 +133,15 @@ class Job:
     workdir: str = "/workspace"  # where the build's workspace is mounted, CI_WORKSPACE
     privileged: bool = False  # only ever True when the repo is trusted (refused at lint otherwise)
     volumes: tuple[str, ...] = ()  # host volumes "src:dst[:ro]", trusted repos only
+    # None: the job keeps stage order; (): it starts at once; names: concrete job names (any stage)
+    # it waits for, a matrix parent already expanded into all its combinations.
+    needs: tuple[str, ...] | None = None
+    matrix: Matrix | None = None
+    allow_failure: AllowFailure | None = None
+    services: tuple[Service, ...] = ()  # the stage's services and the job's own, expanded
+    runs_on: tuple[str, ...] = ()  # node labels: "key=value" or "key" (backend: swarm)
+    skip_reason: str | None = None  # set at compile time when the job's own `when` excludes it
+    decision: str | None = None  # why it runs, when `when.changes` decided (e.g. matched files)
 
 
 @dataclass(frozen=True)
@@ -180,13 +238,21 @@ class RollbackSpec:
 
 
 @dataclass(frozen=True)
+class ApprovalSpec:
+    message: str = ""
+    approvers: tuple[str, ...] = ()  # user names or roles; empty: anyone allowed to approve
+    timeout: float | None = None  # seconds; then the stage fails (not approved in time)
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
-    kind: str  # "jobs", "build", "deploy", "rollback"
+    kind: str  # "jobs", "build", "deploy", "rollback", "approval"
     jobs: tuple[Job, ...] = ()
     build: BuildSpec | None = None
     deploy: DeploySpec | None = None
     rollback: RollbackSpec | None = None
+    approval: ApprovalSpec | None = None
     when: When = field(default_factory=When)
     skip_reason: str | None = None  # set at compile time when a branch/tag/event filter excludes it
     image: str | None = None  # default image for build/deploy helpers (verify command etc.)
@@ -227,12 +293,12 @@ class Plan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         version = data.get("version") if isinstance(data, dict) else None
-        if version != PLAN_VERSION:
+        if version not in READABLE_VERSIONS:
             raise PlanFormatError(
-                f"plan version {version!r} is not {PLAN_VERSION}; re-run `conveyor plan` with this version"
+                f"plan version {version!r} is not one of {READABLE_VERSIONS}; re-run `conveyor plan` with this version"
             )
         try:
-            return _from_data(cls, data)
+            return _from_data(cls, {**data, "version": PLAN_VERSION})
         except (TypeError, KeyError, ValueError) as exc:
             raise PlanFormatError(f"stored plan has an unexpected shape: {exc}") from exc
 
