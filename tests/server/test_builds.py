@@ -56,9 +56,15 @@ async def test_push_runs_a_build_in_docker_and_the_api_page_and_badge_show_it(se
     assert "acme/web #1" in listing and sha[:8] in listing
     badge = await client.get("/badge/acme/web.svg?branch=main")
     assert badge.headers["Content-Type"].startswith("image/svg+xml") and "success" in await badge.text()
-    # The workspace checkout is removed once the build is over; the mirror stays for the next push.
+    # The workspace checkout is removed once the build is over (just after its final status is
+    # written, so poll for it); the mirror stays for the next push.
     data_dir = client.app[CONFIG].settings.data_dir
-    assert not any((data_dir / "workspaces").iterdir()) and any((data_dir / "mirrors").iterdir())
+
+    async def checkout_removed():
+        return not any((data_dir / "workspaces").iterdir())
+
+    await wait_for(checkout_removed, timeout=10)
+    assert any((data_dir / "mirrors").iterdir())
     rows = await client.app[STORE].aread(lambda c: c.execute("SELECT state, build_id FROM deliveries").fetchall())
     assert [(r[0], r[1]) for r in rows] == [("queued", build["id"])]
 
