@@ -14,7 +14,9 @@ __all__ = ["image_has_tag", "warn_untagged_image", "refuse_untrusted_job", "warn
            "healthcheck_window", "warn_stage_never_or_wrongly_runs", "DOCKER_SOCKETS"]
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-_TRUST_HINT = "only a repository marked trusted in the server configuration may"
+# Both ways to trust a repository, so the user can act on the message wherever they met it.
+_TRUST_HINT = ("only a trusted repository may do that: set 'trusted: true' for it in the server configuration, "
+               "or pass --trusted to `conveyor run`")
 
 
 def image_has_tag(ref: str) -> bool:
@@ -34,15 +36,18 @@ def refuse_untrusted_job(value: dict, node: YMap, cx: Cx, path: str, label: str)
     if cx.trusted:
         return
     if value.get("privileged"):
-        cx.error(node.get("privileged"), "untrusted", f"{label} asks for privileged mode; {_TRUST_HINT}",
+        cx.error(node.get("privileged"), "untrusted", f"{label} asks for privileged mode, which gives it the whole "
+                 f"host; {_TRUST_HINT}",
                  path + ".privileged")
     vol_nodes = getattr(node.get("volumes"), "items", [])
     for i, (volume, vnode) in enumerate(zip(value.get("volumes", ()), vol_nodes)):
         source = volume.split(":", 1)[0]
         if any(source.rstrip("/") == s or volume.startswith(s) for s in DOCKER_SOCKETS) or "docker.sock" in source:
             what = "mounts the Docker socket, which controls the whole host"
-        else:
+        elif source.startswith(("/", ".", "~")):
             what = f"mounts the host path '{source}'"
+        else:  # Docker reads a source without a slash as a named volume, which outlives the build
+            what = f"mounts the named volume '{source}', which outlives the build and is shared with other builds"
         cx.error(vnode, "untrusted", f"{label} {what}; {_TRUST_HINT}", f"{path}.volumes[{i}]")
 
 
