@@ -53,6 +53,9 @@ class YScalar(YNode):
     value: object = None  # str, int, float, bool or None
     text: str = ""  # the scalar as written (keys use it)
     quoted: bool = False
+    # A plain scalar written over several lines: (line, col, text) of each continuation line, whose
+    # line break YAML folded into a space (lint spots list items indented into the step above).
+    continued: tuple[tuple[int, int, str], ...] = ()
 
 
 @dataclass(eq=False)
@@ -117,6 +120,7 @@ class _Builder:
         self.expanded = 0
 
     def run(self, text: str) -> YNode | None:
+        self.text = text
         root: YNode | None = None
         docs = 0
         stack: list[tuple[YNode, str | None, list]] = []  # (container, anchor, pending key/items)
@@ -205,6 +209,8 @@ class _Builder:
         # Weighted by length, so aliases of one huge string cannot multiply it either.
         node = YScalar(line, col, size=1 + len(text) // 256, value=text, text=text, quoted=quoted)
         tag = event.tag
+        if not quoted and event.end_mark.line > event.start_mark.line:
+            node.continued = _continuation_lines(self.text, event.start_mark, event.end_mark)
         if tag in (None, "!") and event.implicit[0] and not quoted:
             node.value = _resolve(text)
         elif tag not in (None, "!"):
@@ -241,6 +247,16 @@ class _Builder:
 def _line_col(text: str, index: int) -> tuple[int, int]:
     before = text[:index]
     return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
+
+
+def _continuation_lines(text: str, start, end) -> tuple[tuple[int, int, str], ...]:
+    source = text[start.index:end.index].split("\n")
+    out = []
+    for i, raw in enumerate(source[1:], start=start.line + 2):
+        stripped = raw.lstrip(" \t")
+        if stripped:
+            out.append((i, len(raw) - len(stripped) + 1, stripped))
+    return tuple(out)
 
 
 def _last_content_line(text: str) -> int:
