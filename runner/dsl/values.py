@@ -128,8 +128,12 @@ class Memory(Spec):
             return node.value
         if isinstance(node, YScalar) and isinstance(node.value, str):
             m = _MEMORY.match(node.value.strip())
-            if m:
-                return int(float(m.group(1)) * _MEM_UNIT[m.group(2).lower()])
+            size = float(m.group(1)) * _MEM_UNIT[m.group(2).lower()] if m else None
+            if size is not None and size < 2**63:  # inf and beyond what the engine takes are refused
+                return int(size)
+            if size is not None:
+                cx.error(node, "value", f"{where} is too large ('{short(node.text)}'): use e.g. 256M or 1G", path)
+                return INVALID
             cx.error(node, "value", f"{where} is not a size ('{short(node.text)}'): use e.g. 256M or 1G", path)
             return INVALID
         return self.wrong(node, cx, path, where)

@@ -39,6 +39,9 @@ _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 _INF = re.compile(r"^[-+]?\.(inf|Inf|INF)\Z")
 _NAN = re.compile(r"^\.(nan|NaN|NAN)\Z")
 _CORE = "tag:yaml.org,2002:"
+# Longer integers are refused: Python's int() raises beyond 4,300 digits and float() overflows past
+# about 10**308 (250 hex digits stay below it); no value in a pipeline needs more than a few dozen.
+MAX_INT_CHARS = 250
 
 
 @dataclass(eq=False)
@@ -212,6 +215,10 @@ class _Builder:
         if not quoted and event.end_mark.line > event.start_mark.line:
             node.continued = _continuation_lines(self.text, event.start_mark, event.end_mark)
         if tag in (None, "!") and event.implicit[0] and not quoted:
+            if len(text) > MAX_INT_CHARS and (_INT.match(text) or _INT_OCT.match(text) or _INT_HEX.match(text)):
+                self.diags.error("too-large", f"a number of {len(text)} characters is too large (at most "
+                                 f"{MAX_INT_CHARS}); quote it if it is text", line, col)
+                return node  # kept as its text, so the checks after this one cannot overflow either
             node.value = _resolve(text)
         elif tag not in (None, "!"):
             node.value = self._tagged(tag, text, event)
@@ -223,6 +230,8 @@ class _Builder:
             if kind == "str":
                 return text
             if kind == "int":
+                if len(text) > MAX_INT_CHARS:
+                    raise ValueError(text)
                 return int(text, 0)
             if kind == "float":
                 return float(text)
@@ -231,7 +240,7 @@ class _Builder:
             if kind == "null":
                 return None
         except (ValueError, KeyError):
-            self._stop("yaml-tag", f"'{text}' is not a valid !!{kind}", event)
+            self._stop("yaml-tag", f"'{text[:40]}' is not a valid !!{kind}", event)
         self._stop("yaml-tag", f"unsupported tag '{_show_tag(tag)}'; pipeline files use plain YAML values only", event)
 
     def _check_tag(self, event, kind: str) -> None:
