@@ -8,11 +8,23 @@ and builds on these settings.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-__all__ = ["Settings", "default_data_dir"]
+__all__ = ["Settings", "default_data_dir", "parse_size"]
+
+_SIZE = re.compile(r"(\d{1,15}(?:\.\d{1,6})?)\s*([kmgt]?)(?:i?b)?", re.I)
+
+
+def parse_size(text: str, what: str) -> int:
+    """'10G', '512M', '1.5GiB', '1048576' -> bytes (powers of 1024, as Docker); ValueError naming
+    ``what`` otherwise."""
+    m = _SIZE.fullmatch(str(text).strip())
+    if m is None:
+        raise ValueError(f"{what} must be a size like 10G, 512M or a number of bytes, not {str(text)[:40]!r}")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
 
 
 def default_data_dir(environ: dict[str, str] | None = None) -> Path:
@@ -30,6 +42,7 @@ class Settings:
     job_memory: int = 2 * 1024**3  # bytes, per job container
     job_cpus: float = 2.0
     job_pids: int = 1024
+    workspace_limit: int = 10 * 1024**3  # bytes a build's workspace may hold; 0: no limit
     log_cap: int = 4 * 1024 * 1024  # bytes per step
     resource_ttl: float = 6 * 3600.0  # seconds until a leftover container/volume/network may be swept
     targets_file: Path | None = None  # named deploy targets (YAML); None: <data_dir>/targets.yml
@@ -48,6 +61,8 @@ class Settings:
             values["concurrency"] = int(env["CONVEYOR_CONCURRENCY"])
         if env.get("CONVEYOR_TARGETS_FILE"):
             values["targets_file"] = Path(env["CONVEYOR_TARGETS_FILE"]).expanduser()
+        if env.get("CONVEYOR_WORKSPACE_LIMIT"):
+            values["workspace_limit"] = parse_size(env["CONVEYOR_WORKSPACE_LIMIT"], "CONVEYOR_WORKSPACE_LIMIT")
         if env.get("CONVEYOR_INSTANCE"):
             values["instance"] = env["CONVEYOR_INSTANCE"]
         values.update({k: v for k, v in overrides.items() if v is not None})

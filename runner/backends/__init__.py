@@ -22,7 +22,7 @@ def get_backend(name: str, settings: Settings | None = None) -> Backend:
     if name == "local":
         from runner.backends.local import LocalBackend
 
-        return LocalBackend()
+        return LocalBackend(workspace_limit=settings.workspace_limit)
     if name == "fake":
         from runner.backends.fake import FakeBackend
 

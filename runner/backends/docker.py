@@ -8,7 +8,8 @@ own container before that container starts (no helper container: it would cost a
 
 Containers are not privileged (unless the plan says so for a trusted repo), drop every capability
 but the few a shell needs, run with ``no-new-privileges``, pids/memory/CPU limits from Settings, no
-Docker socket and no host network. Everything carries the labels ``io.conveyor.build``,
+Docker socket and no host network; the workspace's size is watched against ``Settings.workspace_limit``
+(runner/backends/disk_guard.py). Everything carries the labels ``io.conveyor.build``,
 ``io.conveyor.instance`` and ``io.conveyor.expires``; ``sweep`` and ``sweep_build`` remove by them.
 
 A step is stopped (timeout, cancel, early close) by signalling every process of its container except
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.backends.disk_guard import WorkspaceGuard, docker_guard
 from runner.backends.pump import OutputPump, uncancelled
 from runner.backends.docker_blocking import LABEL_BUILD, LABEL_INSTANCE, DockerEngine, expired, labels_for
 from runner.errors import BackendError
@@ -58,6 +60,7 @@ class _Build:
     filled: bool = False
     fill_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     jobs: int = 0
+    guard: WorkspaceGuard | None = None  # the workspace size limit (runner/backends/disk_guard.py)
 
 
 @dataclass
@@ -89,7 +92,8 @@ class DockerBackend(Backend):
         if build.id in self._builds:
             return
         labels = labels_for(build.id, build.instance, self.settings.resource_ttl, build.labels.items())
-        state = _Build(build, labels, volume=f"conveyor-{build.id}-ws", network=f"conveyor-{build.id}")
+        state = _Build(build, labels, volume=f"conveyor-{build.id}-ws", network=f"conveyor-{build.id}",
+                       guard=docker_guard(self.engine, self.settings.workspace_limit))
         self._builds[build.id] = state
         await uncancelled(asyncio.gather(
             self.engine.call(self.engine._blocking_create_volume, state.volume, labels),
@@ -109,6 +113,7 @@ class DockerBackend(Backend):
         handle = JobHandle(build, job, data=_Container(None))
         # Shielded: a container created after a cancellation would escape the teardown's sweep.
         handle.data.id = await uncancelled(self._create_and_start(state, build, job, create, host))
+        state.guard.attach(handle.data.id, job.workdir)
         return handle
 
     async def _create_and_start(self, state: _Build, build: BuildRef, job: Job, create: dict, host: dict) -> str:
@@ -131,6 +136,8 @@ class DockerBackend(Backend):
         engine = self.engine
         exec_id = await engine.call(engine._blocking_exec_create, container.id, [*MERGED_SHELL, step.run],
                                     env, handle.job.workdir)
+        guard = self._builds[handle.build.id].guard if handle.build.id in self._builds else None
+        stops = guard.stops if guard else 0
         pump = OutputPump(asyncio.get_running_loop())
         reader = asyncio.ensure_future(engine.call(engine._blocking_exec_stream, exec_id, pump.push, self._streams))
         finished = False
@@ -147,6 +154,8 @@ class DockerBackend(Backend):
             reason = "out of memory" if oom else None
             if code < 0:
                 reason = "the engine reported no exit status for the step (its container may be gone)"
+            if guard is not None and guard.stops > stops:  # killed by the workspace size limit
+                reason = guard.reason
             yield StepExit(code, oom_killed=oom, reason=reason)
         finally:
             pump.close()
@@ -157,10 +166,15 @@ class DockerBackend(Backend):
         container: _Container | None = handle.data
         if container is not None and container.id is not None:
             cid, container.id = container.id, None
+            state = self._builds.get(handle.build.id)
+            if state is not None:
+                state.guard.detach(cid)
             await self.engine.call(self.engine._blocking_remove_container, cid)
 
     async def teardown(self, build: BuildRef) -> None:
-        self._builds.pop(build.id, None)
+        state = self._builds.pop(build.id, None)
+        if state is not None:
+            await state.guard.close()
         await self.sweep_build(build.id)
 
     # -- sweeps ------------------------------------------------------------------------------

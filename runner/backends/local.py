@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.backends.disk_guard import WorkspaceGuard, local_guard
 from runner.backends.pump import uncancelled
 from runner.errors import BackendError, BackendUnavailable
 from runner.plan import Job, Step
@@ -39,10 +40,12 @@ _READ_SIZE = 256 * 1024
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, grace: float = 5.0, root: Path | None = None) -> None:
+    def __init__(self, grace: float = 5.0, root: Path | None = None, workspace_limit: int = 0) -> None:
         self.grace = grace
         self.root = root  # where workspaces go; None: the system temp directory
+        self.workspace_limit = workspace_limit  # bytes; 0: no limit (runner/backends/disk_guard.py)
         self._workspaces: dict[str, Path] = {}
+        self._guards: dict[str, WorkspaceGuard] = {}
 
     async def available(self) -> None:
         if not shutil.which("sh"):
@@ -56,6 +59,9 @@ class LocalBackend(Backend):
         base = await asyncio.to_thread(tempfile.mkdtemp, prefix=f"conveyor-{build.id}-", dir=self.root)
         workspace = Path(base) / "workspace"
         self._workspaces[build.id] = workspace
+        # The guard's keys are the running steps' process groups: what it kills past the limit.
+        guard = self._guards[build.id] = local_guard(str(workspace), self.workspace_limit,
+                                                     lambda: {int(k) for k in guard.attached})
         # Waited for even when cancelled: a copy still running in its thread would outlive teardown.
         await uncancelled(asyncio.to_thread(shutil.copytree, build.source, workspace, symlinks=True))
 
@@ -78,12 +84,19 @@ class LocalBackend(Backend):
         )
         handle.data["proc"] = proc
         handle.data["groups"].add(proc.pid)  # start_new_session: its pid is its group's id
+        guard = self._guards.get(handle.build.id)
+        stops = guard.stops if guard else 0
+        if guard is not None:
+            guard.attach(str(proc.pid), str(workspace))
         try:
             while chunk := await proc.stdout.read(_READ_SIZE):
                 yield chunk
             code = await proc.wait()
-            yield StepExit(128 - code if code < 0 else code)
+            over = guard is not None and guard.stops > stops  # killed by the workspace size limit
+            yield StepExit(128 - code if code < 0 else code, reason=guard.reason if over else None)
         finally:
+            if guard is not None:
+                guard.detach(str(proc.pid))
             handle.data["proc"] = None
             if proc.returncode is None:
                 await _stop_group(proc, self.grace)
@@ -107,6 +120,9 @@ class LocalBackend(Backend):
                 pass
 
     async def teardown(self, build: BuildRef) -> None:
+        guard = self._guards.pop(build.id, None)
+        if guard is not None:
+            await guard.close()
         workspace = self._workspaces.pop(build.id, None)
         if workspace is not None:
             await asyncio.to_thread(shutil.rmtree, workspace.parent, ignore_errors=True)

@@ -7,14 +7,17 @@ reported together with every other problem of the file.
 
 from __future__ import annotations
 
-from runner.dsl.model import Cx
-from runner.dsl.yamlload import YMap, YNode
+from runner.dsl.model import Cx, short
+from runner.dsl.yamlload import YMap, YNode, YScalar
 
 __all__ = ["image_has_tag", "warn_untagged_image", "refuse_untrusted_job", "warn_short_monitor",
-           "healthcheck_window", "warn_stage_never_or_wrongly_runs", "DOCKER_SOCKETS"]
+           "healthcheck_window", "warn_stage_never_or_wrongly_runs", "warn_list_item_folded_into_step",
+           "DOCKER_SOCKETS"]
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-_TRUST_HINT = "only a repository marked trusted in the server configuration may"
+# Both ways to trust a repository, so the user can act on the message wherever they met it.
+_TRUST_HINT = ("only a trusted repository may do that: set 'trusted: true' for it in the server configuration, "
+               "or pass --trusted to `conveyor run`")
 
 
 def image_has_tag(ref: str) -> bool:
@@ -34,15 +37,18 @@ def refuse_untrusted_job(value: dict, node: YMap, cx: Cx, path: str, label: str)
     if cx.trusted:
         return
     if value.get("privileged"):
-        cx.error(node.get("privileged"), "untrusted", f"{label} asks for privileged mode; {_TRUST_HINT}",
+        cx.error(node.get("privileged"), "untrusted", f"{label} asks for privileged mode, which gives it the whole "
+                 f"host; {_TRUST_HINT}",
                  path + ".privileged")
     vol_nodes = getattr(node.get("volumes"), "items", [])
     for i, (volume, vnode) in enumerate(zip(value.get("volumes", ()), vol_nodes)):
         source = volume.split(":", 1)[0]
         if any(source.rstrip("/") == s or volume.startswith(s) for s in DOCKER_SOCKETS) or "docker.sock" in source:
             what = "mounts the Docker socket, which controls the whole host"
-        else:
+        elif source.startswith(("/", ".", "~")):
             what = f"mounts the host path '{source}'"
+        else:  # Docker reads a source without a slash as a named volume, which outlives the build
+            what = f"mounts the named volume '{source}', which outlives the build and is shared with other builds"
         cx.error(vnode, "untrusted", f"{label} {what}; {_TRUST_HINT}", f"{path}.volumes[{i}]")
 
 
@@ -75,3 +81,14 @@ def warn_stage_never_or_wrongly_runs(value: dict, node: YMap, cx: Cx, path: str,
     if "rollback" in value and "failure" not in when.get("status", ()) and "always" not in when.get("status", ()):
         cx.warning(node, "rollback-on-success", f"{label} rolls back after a successful build; add "
                    "when: {status: failure} to roll back only when something failed", path)
+
+
+def warn_list_item_folded_into_step(node: YScalar, cx: Cx, path: str, where: str) -> None:
+    """A list item indented one space too far is not an item: YAML folds it into the plain scalar
+    above, so ``- echo a`` / `` - echo b`` runs ``echo a - echo b`` without a word."""
+    for line, col, text in node.continued:
+        if text == "-" or text.startswith(("- ", "-\t")):
+            cx.diags.warning("folded-step", f"'{short(text)}' is not a step of its own: YAML joins it to {where} "
+                             f"('{short(node.value)}'); indent its '-' like the other steps, or quote the "
+                             "command if the dash belongs to it", line, col, path)
+            return

@@ -11,7 +11,7 @@ import re
 
 from runner.context import EVENTS
 from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, MapOf, Obj, Spec
-from runner.dsl.values import Bool, Duration, Enum, Int, Memory, Num, Str
+from runner.dsl.values import Bool, Command, Duration, Enum, Int, Memory, Num, Str
 from runner.dsl.lint import (refuse_untrusted_job, warn_short_monitor, warn_stage_never_or_wrongly_runs,
                              warn_untagged_image)
 from runner.dsl.yamlload import YMap, YNode, YScalar
@@ -79,9 +79,9 @@ def _step_from_text(text: str, node: YNode) -> dict:
 
 
 _step = Either(
-    scalar=_Wrap(Str(), _step_from_text),
+    scalar=_Wrap(Command(), _step_from_text),
     mapping=Obj("step", {
-        "name": Field(_name), "run": Field(Str(), required=True), "timeout": Field(Duration()),
+        "name": Field(_name), "run": Field(Command(), required=True), "timeout": Field(Duration()),
         "retry": Field(Int(0, 10)), "env": Field(_env),
     }, named=True),
     expected="a command string or a mapping with 'run'",

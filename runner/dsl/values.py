@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
-from runner.dsl.model import INVALID, Spec, did_you_mean, short
+from runner.dsl.lint import warn_list_item_folded_into_step
+from runner.dsl.model import INVALID, Spec, describe, did_you_mean, short
 from runner.dsl.yamlload import YScalar
 
-__all__ = ["Str", "Int", "Num", "Bool", "Duration", "Memory", "Enum", "parse_duration"]
+__all__ = ["Str", "Command", "Int", "Num", "Bool", "Duration", "Memory", "Enum", "parse_duration"]
 
 
 class Str(Spec):
@@ -29,6 +30,23 @@ class Str(Spec):
             cx.error(node, "value", f"{where} is not valid ('{short(text)}'){self.hint}", path)
             return INVALID
         return text
+
+
+class Command(Spec):
+    """A step's shell command. YAML reads an unquoted ``42`` or ``true`` as a number or a boolean, not
+    as the command of that name; both are refused alike, with the quoting that makes them commands."""
+
+    expected = "a command string"
+
+    def check(self, node, cx, path, where):
+        if not isinstance(node, YScalar) or node.value is None:
+            return self.wrong(node, cx, path, where)
+        if not isinstance(node.value, str):
+            cx.error(node, "type", f"{where} must be {self.expected}, not {describe(node)}; quote it "
+                     f"('{short(node.text)}') to run it as a command", path)
+            return INVALID
+        warn_list_item_folded_into_step(node, cx, path, where)
+        return node.value
 
 
 class Int(Spec):
@@ -110,8 +128,12 @@ class Memory(Spec):
             return node.value
         if isinstance(node, YScalar) and isinstance(node.value, str):
             m = _MEMORY.match(node.value.strip())
-            if m:
-                return int(float(m.group(1)) * _MEM_UNIT[m.group(2).lower()])
+            size = float(m.group(1)) * _MEM_UNIT[m.group(2).lower()] if m else None
+            if size is not None and size < 2**63:  # inf and beyond what the engine takes are refused
+                return int(size)
+            if size is not None:
+                cx.error(node, "value", f"{where} is too large ('{short(node.text)}'): use e.g. 256M or 1G", path)
+                return INVALID
             cx.error(node, "value", f"{where} is not a size ('{short(node.text)}'): use e.g. 256M or 1G", path)
             return INVALID
         return self.wrong(node, cx, path, where)

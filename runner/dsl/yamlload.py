@@ -39,6 +39,9 @@ _FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 _INF = re.compile(r"^[-+]?\.(inf|Inf|INF)\Z")
 _NAN = re.compile(r"^\.(nan|NaN|NAN)\Z")
 _CORE = "tag:yaml.org,2002:"
+# Longer integers are refused: Python's int() raises beyond 4,300 digits and float() overflows past
+# about 10**308 (250 hex digits stay below it); no value in a pipeline needs more than a few dozen.
+MAX_INT_CHARS = 250
 
 
 @dataclass(eq=False)
@@ -53,6 +56,9 @@ class YScalar(YNode):
     value: object = None  # str, int, float, bool or None
     text: str = ""  # the scalar as written (keys use it)
     quoted: bool = False
+    # A plain scalar written over several lines: (line, col, text) of each continuation line, whose
+    # line break YAML folded into a space (lint spots list items indented into the step above).
+    continued: tuple[tuple[int, int, str], ...] = ()
 
 
 @dataclass(eq=False)
@@ -117,6 +123,7 @@ class _Builder:
         self.expanded = 0
 
     def run(self, text: str) -> YNode | None:
+        self.text = text
         root: YNode | None = None
         docs = 0
         stack: list[tuple[YNode, str | None, list]] = []  # (container, anchor, pending key/items)
@@ -205,7 +212,13 @@ class _Builder:
         # Weighted by length, so aliases of one huge string cannot multiply it either.
         node = YScalar(line, col, size=1 + len(text) // 256, value=text, text=text, quoted=quoted)
         tag = event.tag
+        if not quoted and event.end_mark.line > event.start_mark.line:
+            node.continued = _continuation_lines(self.text, event.start_mark, event.end_mark)
         if tag in (None, "!") and event.implicit[0] and not quoted:
+            if len(text) > MAX_INT_CHARS and (_INT.match(text) or _INT_OCT.match(text) or _INT_HEX.match(text)):
+                self.diags.error("too-large", f"a number of {len(text)} characters is too large (at most "
+                                 f"{MAX_INT_CHARS}); quote it if it is text", line, col)
+                return node  # kept as its text, so the checks after this one cannot overflow either
             node.value = _resolve(text)
         elif tag not in (None, "!"):
             node.value = self._tagged(tag, text, event)
@@ -217,6 +230,8 @@ class _Builder:
             if kind == "str":
                 return text
             if kind == "int":
+                if len(text) > MAX_INT_CHARS:
+                    raise ValueError(text)
                 return int(text, 0)
             if kind == "float":
                 return float(text)
@@ -225,7 +240,7 @@ class _Builder:
             if kind == "null":
                 return None
         except (ValueError, KeyError):
-            self._stop("yaml-tag", f"'{text}' is not a valid !!{kind}", event)
+            self._stop("yaml-tag", f"'{text[:40]}' is not a valid !!{kind}", event)
         self._stop("yaml-tag", f"unsupported tag '{_show_tag(tag)}'; pipeline files use plain YAML values only", event)
 
     def _check_tag(self, event, kind: str) -> None:
@@ -241,6 +256,16 @@ class _Builder:
 def _line_col(text: str, index: int) -> tuple[int, int]:
     before = text[:index]
     return before.count("\n") + 1, index - (before.rfind("\n") + 1) + 1
+
+
+def _continuation_lines(text: str, start, end) -> tuple[tuple[int, int, str], ...]:
+    source = text[start.index:end.index].split("\n")
+    out = []
+    for i, raw in enumerate(source[1:], start=start.line + 2):
+        stripped = raw.lstrip(" \t")
+        if stripped:
+            out.append((i, len(raw) - len(stripped) + 1, stripped))
+    return tuple(out)
 
 
 def _last_content_line(text: str) -> int:

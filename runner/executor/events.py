@@ -17,6 +17,7 @@ stage (build/deploy/rollback) appears as one job and one step (index 0) named af
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +36,8 @@ __all__ = [
     "NullSink",
     "FanoutSink",
 ]
+
+_log = logging.getLogger("conveyor.events")
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,14 @@ class NullSink:
 
 
 class FanoutSink:
-    """Several sinks as one; a sink that raises is reported once and then left out, so a broken
-    plugin or viewer never stops a build."""
+    """Several sinks as one. A sink that raises is reported and kept: the first failure of each sink
+    is logged with its traceback and the count when the build ends. Dropping it instead once cost a
+    whole build its live log over one line the viewer could not render; every other sink gets every
+    event either way, so a broken plugin or viewer never stops a build."""
 
     def __init__(self, *sinks: EventSink) -> None:
         self.sinks = list(sinks)
+        self.failures: dict[int, int] = {}  # id(sink) -> events it raised on
 
     def add(self, sink: EventSink) -> None:
         self.sinks.append(sink)
@@ -131,8 +137,15 @@ class FanoutSink:
         for sink in list(self.sinks):
             try:
                 sink.emit(event)
-            except Exception as exc:  # noqa: BLE001 - a sink must not break the build
-                self.sinks.remove(sink)
-                import logging
+            except Exception:  # noqa: BLE001 - a sink must not break the build
+                self._failed(sink, event)
+        if isinstance(event, BuildFinished):
+            for sink in self.sinks:
+                if self.failures.get(id(sink)):
+                    _log.error("event sink %r failed on %d event(s) of this build", sink, self.failures[id(sink)])
 
-                logging.getLogger("conveyor.events").error("event sink %r failed and was removed: %s", sink, exc)
+    def _failed(self, sink: EventSink, event: Event) -> None:
+        count = self.failures[id(sink)] = self.failures.get(id(sink), 0) + 1
+        if count == 1:
+            _log.exception("event sink %r failed on %s; it keeps getting the next events", sink,
+                           type(event).__name__)

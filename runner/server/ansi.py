@@ -22,8 +22,23 @@ def strip_ansi(text: str) -> str:
     return _CONTROL.sub("", _ESCAPE.sub("", text))
 
 
+# A log line is untrusted text: `\033[<5000 digits>m` once made int() raise (Python refuses more
+# than 4,300 digits) and broke the build page for good. No SGR parameter means anything past 255
+# (terminals clamp at 65535), so a longer one is read as an unknown code and ignored.
+_MAX_PARAM_DIGITS = 5
+_UNKNOWN = -1
+
+
+def _code(param: str) -> int:
+    if not param:
+        return 0  # an empty parameter is 0, as in `ESC[;1m`
+    if len(param) > _MAX_PARAM_DIGITS or not param.isdigit():
+        return _UNKNOWN
+    return int(param)
+
+
 def _apply_sgr(params: str, state: dict[str, str | None]) -> None:
-    codes = [int(p) if p.isdigit() else 0 for p in params.split(";")] if params else [0]
+    codes = [_code(p) for p in params.split(";")] if params else [0]
     i = 0
     while i < len(codes):
         code = codes[i]
@@ -58,7 +73,7 @@ def _apply_sgr(params: str, state: dict[str, str | None]) -> None:
             kind = codes[i + 1]
             if kind == 5 and i + 2 < len(codes):
                 n = codes[i + 2]
-                if n < 16:
+                if 0 <= n < 16:
                     state["fg" if code == 38 else "bg"] = f"ansi-{'fg' if code == 38 else 'bg'}-{n}"
                 i += 2
             elif kind == 2:

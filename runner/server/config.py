@@ -18,7 +18,7 @@ import yaml
 
 from runner.errors import ConveyorError
 from runner.scm.webhooks import PROVIDERS
-from runner.settings import Settings
+from runner.settings import Settings, parse_size
 
 __all__ = ["ServerConfig", "RepoConfig", "StatusConfig", "ServerConfigError", "load_config"]
 
@@ -118,7 +118,7 @@ def _secret(where: str, data: dict, key: str, environ: dict[str, str]) -> str | 
 _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_env", "trusted", "branches",
               "cancel_superseded", "secrets", "status"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
-             "instance", "paused", "repos", "targets_file"}
+             "instance", "paused", "repos", "targets_file", "workspace_limit"}
 
 
 def _repo(index: int, data: Any, base: Path, environ: dict[str, str]) -> RepoConfig:
@@ -174,9 +174,14 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
     base = Path(path).resolve().parent if path else Path.cwd()
     data_dir = overrides.pop("data_dir", None) or data.get("data_dir")
     targets_file = data.get("targets_file")
+    try:
+        workspace_limit = parse_size(data["workspace_limit"], "workspace_limit") if "workspace_limit" in data else None
+    except ValueError as exc:
+        raise ServerConfigError(str(exc)) from None
     settings = Settings.from_env(
         env, data_dir=(base / Path(data_dir).expanduser()) if data_dir else None, instance=data.get("instance"),
         targets_file=(base / Path(targets_file).expanduser()) if targets_file else None,
+        workspace_limit=workspace_limit,
     )
     repos: dict[str, RepoConfig] = {}
     raw_repos = data.get("repos") or []

@@ -69,7 +69,8 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
 
 
 def test_trusted_repo_may_ask_for_privileged_mode_and_the_socket():
-    for name in ("security_privileged.yml", "security_docker_socket.yml", "security_host_volume.yml"):
+    for name in ("security_privileged.yml", "security_docker_socket.yml", "security_host_volume.yml",
+                 "security_named_volume.yml"):
         loaded = load_pipeline(BAD, CTX, file=BAD / name, trusted=True)
         assert loaded.ok, loaded.diagnostics
         assert loaded.plan.trusted

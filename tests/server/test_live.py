@@ -115,3 +115,64 @@ async def test_browser_sees_the_log_grow_live_and_the_build_finish(server, git_r
         finally:
             await browser.close()
     await asyncio.sleep(0)
+
+
+HOSTILE_PIPELINE = r"""
+name: hostile
+image: conveyor-test/busybox:1
+stages:
+  - name: noise
+    steps:
+      - 'digits=$(head -c 5000 /dev/zero | tr "\0" 9); printf "\033[${digits}mhostile\033[0m line\n"'
+      - 'for i in 1 2 3 4; do echo "tick $i"; sleep 0.5; done'
+  - name: after
+    steps: ["echo finished counting"]
+"""
+
+
+def test_sgr_numbers_of_any_length_are_ignored_not_parsed():
+    assert to_html("\x1b[" + "9" * 5000 + "mhi\x1b[1;" + ";".join(["38"] * 3000) + "m there") == \
+        'hi<span class="ansi-bold"> there</span>'
+    assert to_html("\x1b[38;5;" + "1" * 6 + "mx\x1b[38;5;3my") == 'x<span class="ansi-fg-3">y</span>'
+
+
+@pytest.mark.docker
+async def test_a_step_printing_a_5000_digit_escape_breaks_neither_the_live_log_nor_the_page(
+        server, git_repo, docker_client):
+    """Defect: int() over the digits raised, the live sink was dropped mid-build and the page was a 500."""
+    repo = git_repo({".conveyor.yml": HOSTILE_PIPELINE})
+    client = await server([{"name": "acme/web", "provider": "github", "path": str(repo), "secret": SECRET}])
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    body = p.body_of(p.github_push("acme/web", sha))
+    assert (await client.post("/hooks/github", data=body, headers=p.github_headers(body, SECRET))).status == 202
+    build_id = await wait_for(lambda: _running_build(client), timeout=30, interval=0.05)
+    response = await client.get(f"/builds/{build_id}/events")
+    events: list[tuple[str, dict]] = []
+    page_while_running = None
+    kind = None
+    async for raw in response.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("data: "):
+            events.append((kind, json.loads(line[6:])))
+            if kind == "line" and "tick 1" in events[-1][1]["html"]:
+                page_while_running = (await client.get(f"/builds/{build_id}")).status
+            if kind == "end":
+                break
+    html = [h for k, d in events if k == "line" for h in d["html"]]
+    assert "hostile line" in html  # the sequence is dropped, the text kept
+    assert [h for h in html if h.startswith("tick ")] == [f"tick {i}" for i in range(1, 5)]
+    assert "finished counting" in html  # lines after the hostile one still reached the viewer
+    assert events[-1] == ("end", {"status": "success"})
+    assert page_while_running == 200
+    page = await client.get(f"/builds/{build_id}")
+    assert page.status == 200
+    text = await page.text()
+    assert "hostile line" in text and "finished counting" in text
+
+
+async def _running_build(client):
+    builds = (await (await client.get("/api/builds")).json())["builds"]
+    return builds and builds[0]["status"] == "running" and builds[0]["id"]
