@@ -63,6 +63,7 @@ READABLE_VERSIONS = (1, 2)  # 2 added pipeline depth; a version-1 plan reads as 
 STATUSES = (
     "queued",
     "running",
+    "waiting",  # a build at an approval stage (the stage's own `when.status` never sees it)
     "success",
     "failure",
     "cancelled",
