@@ -87,6 +87,23 @@ class _Outcome:
             self.reason = event.reason
 
 
+class _UnlessSuspended:
+    """Hands events to the store until the build is suspended (its server stops while it waits for an
+    approval): the stored rows then stay as they are, a waiting build, for the next start to resume."""
+
+    def __init__(self, sink: StoreSink, suspend: asyncio.Event) -> None:
+        self.sink, self.suspend = sink, suspend
+
+    def emit(self, event: Event) -> None:
+        if not self.suspend.is_set():
+            self.sink.emit(event)
+
+
+async def _still_waiting(store: Store, build_id: int) -> bool:
+    row = await store.aread(lambda c: c.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone())
+    return row is not None and row[0] == "waiting"
+
+
 def _refused(kind: str):
     async def refuse(stage: Stage, ctx: ActionContext) -> ActionResult:
         return ActionResult(
@@ -102,13 +119,15 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
                     sinks=(), secrets: dict[str, str] | None = None, trusted: bool = False,
                     allow_deploy: bool = True, cancel: asyncio.Event | None = None,
                     limiter: asyncio.Semaphore | None = None, ask: Ask | None = None,
-                    resume: bool = False) -> str:
+                    resume: bool = False, suspend: asyncio.Event | None = None) -> str:
     """Run a created build from the checkout at ``source``; return its final status.
 
     ``ask`` answers approval stages where the build runs (`conveyor run`'s terminal or --approve).
     ``resume``: the build is ``waiting`` for an approval that a dead process (a server before its
     restart) was running; go on with its stored plan from the approval stage, not re-running the
-    stages that finished, in a fresh checkout of its commit at ``source``."""
+    stages that finished, in a fresh checkout of its commit at ``source``. ``suspend`` set before the
+    task is cancelled (a server stopping) leaves a build that waits for an approval as it is stored,
+    ``waiting``, for the next start to resume, instead of cancelling it."""
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
     if resume:
@@ -120,8 +139,9 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     if not claimed:  # cancelled or superseded while it waited: leave its final status as it is
         return (await store.aread(lambda c: q.get_build(c, build_id))).status
     status, reason = "failure", None
+    suspend = suspend or asyncio.Event()
     options = dict(backend=backend, sinks=sinks, secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
-                   cancel=cancel, limiter=limiter, ask=ask)
+                   cancel=cancel, limiter=limiter, ask=ask, suspend=suspend)
     try:
         if resume:
             status, reason = await _resume(store, settings, build, Path(source), **options)
@@ -131,17 +151,22 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
             await asyncio.to_thread(plugins.build_started, build, settings)
             status, reason = await _run(store, settings, build, Path(source), **options)
     except asyncio.CancelledError:
+        if suspend.is_set() and await _still_waiting(store, build_id):
+            log.info("build %s stays waiting for its approval; the next start resumes it", build.label)
+            status = "waiting"
+            return status
         status, reason = "cancelled", "the build was cancelled"
         raise
     except Exception as exc:  # noqa: BLE001 - recorded on the build; a bug must not leave it running
         log.exception("build %s failed with an internal error", build.label)
         status, reason = "failure", f"internal error: {type(exc).__name__}: {exc}"
     finally:
-        # Submitted synchronously, so the row is written even if this task is cancelled again.
-        done = store.submit(lambda c: q.finish_build(c, build_id, status, reason))
-        await asyncio.shield(asyncio.wrap_future(done))
-        finished = await store.aread(lambda c: q.get_build(c, build_id))
-        await asyncio.to_thread(plugins.build_finished, finished, status, settings)
+        if status != "waiting":  # a suspended build keeps its rows as they are
+            # Submitted synchronously, so the row is written even if this task is cancelled again.
+            done = store.submit(lambda c: q.finish_build(c, build_id, status, reason))
+            await asyncio.shield(asyncio.wrap_future(done))
+            finished = await store.aread(lambda c: q.get_build(c, build_id))
+            await asyncio.to_thread(plugins.build_finished, finished, status, settings)
     return status
 
 
@@ -184,7 +209,7 @@ async def _resume(store, settings, build: q.BuildRow, source: Path, **options) -
 
 
 async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path, *, backend, sinks, secrets,
-                   trusted, allow_deploy, cancel, limiter, ask, finished=None,
+                   trusted, allow_deploy, cancel, limiter, ask, suspend, finished=None,
                    resumed_after=None) -> tuple[str, str | None]:
     from runner.executor.run import run_plan
 
@@ -200,7 +225,7 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
     actions.setdefault("approval", ApprovalAction(store, build.id, ask))
     outcome = _Outcome()
     rows = StoreSink(store, build.id, plan, resumed_after=resumed_after)
-    sink = FanoutSink(rows, outcome, *sinks, *plugins.event_sinks(build, settings))
+    sink = FanoutSink(_UnlessSuspended(rows, suspend), outcome, *sinks, *plugins.event_sinks(build, settings))
     ref = BuildRef(id=build.uid, source=source, instance=build.instance,
                    labels={"io.conveyor.repo": build.repo, "io.conveyor.number": str(build.number)})
     try:

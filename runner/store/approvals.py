@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from runner.errors import NotWaiting
 
-__all__ = ["Approval", "DECISIONS", "ask", "get", "decide", "settle", "resume_running", "of_build", "claim_waiting"]
+__all__ = ["Approval", "DECISIONS", "ask", "get", "decide", "settle", "resume_running", "of_build", "claim_waiting",
+           "waiting_server_builds", "waiting_among"]
 
 # approved/rejected come from a person; timed_out and not_asked (no terminal to ask on) from Conveyor.
 DECISIONS = ("approved", "rejected", "timed_out", "not_asked")
@@ -114,3 +115,17 @@ def claim_waiting(conn: sqlite3.Connection, build_id: int, *, pid: int, host: st
     cur = conn.execute("UPDATE builds SET pid = ?, host = ? WHERE id = ? AND status = 'waiting'",
                        (pid, host, build_id))
     return cur.rowcount == 1
+
+
+def waiting_server_builds(conn: sqlite3.Connection) -> list[int]:
+    """Builds a server queued that wait for an approval: a restarted server resumes them."""
+    rows = conn.execute("SELECT b.id FROM builds b JOIN server_builds s ON s.build_id = b.id "
+                        "WHERE b.status = 'waiting' ORDER BY b.id")
+    return [r[0] for r in rows]
+
+
+def waiting_among(conn: sqlite3.Connection, build_ids) -> set[int]:
+    """Which of these builds wait for an approval."""
+    ids = tuple(build_ids) or (-1,)
+    rows = conn.execute(f"SELECT id FROM builds WHERE status = 'waiting' AND id IN ({','.join('?' * len(ids))})", ids)
+    return {r[0] for r in rows}
