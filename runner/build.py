@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import plugins
+from runner.approval import ApprovalAction, Ask
 from runner.backends.base import Backend, BuildRef
 from runner.errors import ConfigError, ContextError, TemplateError
 from runner.executor.actions import ActionContext, ActionResult
 from runner.executor.events import BuildFinished, Event, FanoutSink
-from runner.plan import Stage
+from runner.plan import Plan, Stage
 from runner.settings import Settings, new_build_id
+from runner.store import approvals
 from runner.store import builds as q
 from runner.store.db import Store
 from runner.store.recovery import this_host
@@ -85,6 +87,23 @@ class _Outcome:
             self.reason = event.reason
 
 
+class _UnlessSuspended:
+    """Hands events to the store until the build is suspended (its server stops while it waits for an
+    approval): the stored rows then stay as they are, a waiting build, for the next start to resume."""
+
+    def __init__(self, sink: StoreSink, suspend: asyncio.Event) -> None:
+        self.sink, self.suspend = sink, suspend
+
+    def emit(self, event: Event) -> None:
+        if not self.suspend.is_set():
+            self.sink.emit(event)
+
+
+async def _still_waiting(store: Store, build_id: int) -> bool:
+    row = await store.aread(lambda c: c.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone())
+    return row is not None and row[0] == "waiting"
+
+
 def _refused(kind: str):
     async def refuse(stage: Stage, ctx: ActionContext) -> ActionResult:
         return ActionResult(
@@ -99,42 +118,61 @@ def _refused(kind: str):
 async def run_build(store: Store, settings: Settings, build_id: int, source: Path, *, backend: Backend,
                     sinks=(), secrets: dict[str, str] | None = None, trusted: bool = False,
                     allow_deploy: bool = True, cancel: asyncio.Event | None = None,
-                    limiter: asyncio.Semaphore | None = None) -> str:
-    """Run a created build from the checkout at ``source``; return its final status."""
+                    limiter: asyncio.Semaphore | None = None, ask: Ask | None = None,
+                    resume: bool = False, suspend: asyncio.Event | None = None) -> str:
+    """Run a created build from the checkout at ``source``; return its final status.
+
+    ``ask`` answers approval stages where the build runs (`conveyor run`'s terminal or --approve).
+    ``resume``: the build is ``waiting`` for an approval that a dead process (a server before its
+    restart) was running; go on with its stored plan from the approval stage, not re-running the
+    stages that finished, in a fresh checkout of its commit at ``source``. ``suspend`` set before the
+    task is cancelled (a server stopping) leaves a build that waits for an approval as it is stored,
+    ``waiting``, for the next start to resume, instead of cancelling it."""
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
-    claimed = await store.awrite(
-        lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
+    if resume:
+        claimed = await store.awrite(
+            lambda c: approvals.claim_waiting(c, build_id, pid=os.getpid(), host=this_host()))
+    else:
+        claimed = await store.awrite(
+            lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
     if not claimed:  # cancelled or superseded while it waited: leave its final status as it is
         return (await store.aread(lambda c: q.get_build(c, build_id))).status
     status, reason = "failure", None
+    suspend = suspend or asyncio.Event()
+    options = dict(backend=backend, sinks=sinks, secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
+                   cancel=cancel, limiter=limiter, ask=ask, suspend=suspend)
     try:
-        # Plugins may do I/O: not on the loop. Inside the try: a cancel while they work must still
-        # finish the row, which is `running` from here on.
-        await asyncio.to_thread(plugins.build_started, build, settings)
-        status, reason = await _run(store, settings, build, Path(source), backend=backend, sinks=sinks,
-                                    secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
-                                    cancel=cancel, limiter=limiter)
+        if resume:
+            status, reason = await _resume(store, settings, build, Path(source), **options)
+        else:
+            # Plugins may do I/O: not on the loop. Inside the try: a cancel while they work must
+            # still finish the row, which is `running` from here on.
+            await asyncio.to_thread(plugins.build_started, build, settings)
+            status, reason = await _run(store, settings, build, Path(source), **options)
     except asyncio.CancelledError:
+        if suspend.is_set() and await _still_waiting(store, build_id):
+            log.info("build %s stays waiting for its approval; the next start resumes it", build.label)
+            status = "waiting"
+            return status
         status, reason = "cancelled", "the build was cancelled"
         raise
     except Exception as exc:  # noqa: BLE001 - recorded on the build; a bug must not leave it running
         log.exception("build %s failed with an internal error", build.label)
         status, reason = "failure", f"internal error: {type(exc).__name__}: {exc}"
     finally:
-        # Submitted synchronously, so the row is written even if this task is cancelled again.
-        done = store.submit(lambda c: q.finish_build(c, build_id, status, reason))
-        await asyncio.shield(asyncio.wrap_future(done))
-        finished = await store.aread(lambda c: q.get_build(c, build_id))
-        await asyncio.to_thread(plugins.build_finished, finished, status, settings)
+        if status != "waiting":  # a suspended build keeps its rows as they are
+            # Submitted synchronously, so the row is written even if this task is cancelled again.
+            done = store.submit(lambda c: q.finish_build(c, build_id, status, reason))
+            await asyncio.shield(asyncio.wrap_future(done))
+            finished = await store.aread(lambda c: q.get_build(c, build_id))
+            await asyncio.to_thread(plugins.build_finished, finished, status, settings)
     return status
 
 
-async def _run(store, settings, build: q.BuildRow, source: Path, *, backend, sinks, secrets, trusted,
-               allow_deploy, cancel, limiter) -> tuple[str, str | None]:
+async def _run(store, settings, build: q.BuildRow, source: Path, **options) -> tuple[str, str | None]:
     from runner.context import Context
     from runner.dsl import load_pipeline
-    from runner.executor.run import run_plan
 
     try:
         ctx = Context.build(
@@ -143,7 +181,7 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, backend, sin
             params=build.params, build_number=build.number,
         )
         file = source / build.pipeline if build.pipeline else None
-        loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=trusted)
+        loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"])
     except (ContextError, TemplateError) as exc:
         return "config_error", str(exc)
     except ConfigError as exc:
@@ -160,27 +198,42 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, backend, sin
         return "config_error", _summary(loaded.diagnostics)
     if loaded.skip_reason is not None:  # the file's `on:` does not start a build for this event
         return "skipped", loaded.skip_reason
+    return await _execute(store, settings, build, loaded.plan, source, **options)
+
+
+async def _resume(store, settings, build: q.BuildRow, source: Path, **options) -> tuple[str, str | None]:
+    """Go on with a waiting build: its stored plan, the stages it finished left out."""
+    plan = Plan.from_json(build.plan)
+    finished, last_seq = await store.aread(lambda c: (q.finished_stages(c, build.id), q.last_log_seq(c, build.id)))
+    return await _execute(store, settings, build, plan, source, finished=finished, resumed_after=last_seq, **options)
+
+
+async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path, *, backend, sinks, secrets,
+                   trusted, allow_deploy, cancel, limiter, ask, suspend, finished=None,
+                   resumed_after=None) -> tuple[str, str | None]:
+    from runner.executor.run import run_plan
+
     if cancel is not None and cancel.is_set():
         return "cancelled", "cancelled before it started"
-
     actions = {}
-    if any(stage.kind != "jobs" for stage in loaded.plan.stages):
+    if any(stage.kind in _GUARDED_KINDS for stage in plan.stages):
         # Only then: the deploy side imports docker-py and aiohttp, a second of start-up on a slow
         # disk, and importing must not stall the loop.
         actions = await asyncio.to_thread(plugins.stage_actions, settings, store)
     if not allow_deploy:
         actions.update({kind: _refused(kind) for kind in _GUARDED_KINDS})
+    actions.setdefault("approval", ApprovalAction(store, build.id, ask))
     outcome = _Outcome()
-    rows = StoreSink(store, build.id, loaded.plan)
-    sink = FanoutSink(rows, outcome, *sinks, *plugins.event_sinks(build, settings))
+    rows = StoreSink(store, build.id, plan, resumed_after=resumed_after)
+    sink = FanoutSink(_UnlessSuspended(rows, suspend), outcome, *sinks, *plugins.event_sinks(build, settings))
     ref = BuildRef(id=build.uid, source=source, instance=build.instance,
                    labels={"io.conveyor.repo": build.repo, "io.conveyor.number": str(build.number)})
     try:
         status = await run_plan(
-            loaded.plan, ref, backend, sink, actions=actions, secrets=secrets, concurrency=settings.concurrency,
+            plan, ref, backend, sink, actions=actions, secrets=secrets, concurrency=settings.concurrency,
             log_cap=settings.log_cap, cancel=cancel,
             action_context={"number": build.number, "commit": build.sha, "trigger": build.trigger},
-            limiter=limiter,
+            limiter=limiter, finished=finished or {},
         )
     finally:
         # Keep the output seen so far, and wait until every queued row is written, so a reader

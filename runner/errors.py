@@ -10,7 +10,8 @@
     │   ├── BackendUnavailable the engine does not answer / is not installed
     │   └── ImageNotFound      an image is neither local nor pullable
     ├── StoreError             the SQLite store cannot be opened or written
-    │   └── BuildNotFound      no build matches what the user named
+    │   ├── BuildNotFound      no build matches what the user named
+    │   └── NotWaiting         an approval decision for a build that waits for none
     ├── SourceError            git: no repository, unknown sha, fetch failed
     ├── DeployError            a deploy or rollback could not be carried out
     │   ├── NotASwarm          the target engine is not a swarm manager
@@ -30,6 +31,7 @@ __all__ = [
     "ImageNotFound",
     "StoreError",
     "BuildNotFound",
+    "NotWaiting",
     "SourceError",
     "DeployError",
     "NotASwarm",
@@ -74,6 +76,10 @@ class StoreError(ConveyorError):
 
 class BuildNotFound(StoreError):
     pass
+
+
+class NotWaiting(StoreError):
+    """A decision came for a build that is not waiting for an approval (any more)."""
 
 
 class SourceError(ConveyorError):

@@ -63,6 +63,7 @@ READABLE_VERSIONS = (1, 2)  # 2 added pipeline depth; a version-1 plan reads as 
 STATUSES = (
     "queued",
     "running",
+    "waiting",  # a build at an approval stage (the stage's own `when.status` never sees it)
     "success",
     "failure",
     "cancelled",
@@ -142,6 +143,7 @@ class Job:
     runs_on: tuple[str, ...] = ()  # node labels: "key=value" or "key" (backend: swarm)
     skip_reason: str | None = None  # set at compile time when the job's own `when` excludes it
     decision: str | None = None  # why it runs, when `when.changes` decided (e.g. matched files)
+    when: When | None = None  # the job's own `when.status`; None: its stage's
 
 
 @dataclass(frozen=True)

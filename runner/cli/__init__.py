@@ -15,6 +15,7 @@ from runner import __version__
 _COMMAND_MODULES = (
     "runner.cli.dsl_cmds",  # lint, render, plan
     "runner.cli.run_cmds",  # run, builds, logs, show
+    "runner.cli.approve_cmd",  # approve
     "runner.cli.image_cmds",  # images bootstrap
     "runner.cli.deploy_cmds",  # deploys, rollback
     "runner.cli.serve_cmd",  # serve

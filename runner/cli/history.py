@@ -56,9 +56,12 @@ def show_lines(detail: BuildDetail, *, color: bool = False) -> Iterator[str]:
     yield f"  started:  {when(b.started)}   duration: {format_duration(b.duration)}"
     for d in b.diagnostics:
         yield f"  {d['file']}:{d['line']}:{d['col']}: {d['severity']}: {d['message']}"
+    asked = {a.stage: a for a in detail.approvals}
     for stage in detail.stages:
         why = f" ({stage.reason})" if stage.reason else ""
         yield f"stage {stage.name}: {_status(stage.status, color)}  {format_duration(stage.duration)}{why}"
+        if stage.name in asked:
+            yield from _approval_lines(asked[stage.name], b)
         for job in detail.jobs_of(stage.name):
             why = f" ({job.reason})" if job.reason else ""
             yield f"  job {job.name}: {_status(job.status, color)}  {format_duration(job.duration)}{why}"
@@ -68,6 +71,18 @@ def show_lines(detail: BuildDetail, *, color: bool = False) -> Iterator[str]:
                 again = f" [attempt {step.attempt}]" if step.attempt > 1 else ""
                 yield (f"    step {step.position + 1} {step.name}{again}: {_status(step.status, color)}"
                        f"{extra}  {format_duration(step.duration)}")
+
+
+def _approval_lines(a, build: BuildRow) -> Iterator[str]:
+    yield f"  approval: {a.message or '-'}" + (f"  (approvers: {', '.join(a.approvers)})" if a.approvers else "")
+    if a.pending:
+        until = f" until {when(a.deadline)}" if a.deadline else ""
+        yield f"  waiting{until}: conveyor approve id:{build.id} [--reject]"
+    elif a.decision in ("approved", "rejected"):
+        said = f": {a.comment}" if a.comment else ""
+        yield f"  {a.decision} by {a.decided_by} at {when(a.decided_at)}{said}"
+    else:
+        yield f"  {a.decision.replace('_', ' ')} at {when(a.decided_at)}"
 
 
 def log_lines(chunks: Iterable[LogChunk], *, prefix: bool) -> Iterator[str]:

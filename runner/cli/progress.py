@@ -41,6 +41,7 @@ STATUS_COLOURS = {
     "interrupted": "yellow",
     "skipped": "bright_black",
     "running": "cyan",
+    "waiting": "magenta",
     "queued": "bright_black",
 }
 

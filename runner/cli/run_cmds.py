@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from runner.build import BuildRequest, create_build, run_build, settle_crashed_deploys
+from runner.cli.approve_cmd import local_ask
 from runner.cli.history import builds_table, log_lines, show_lines
 from runner.cli.progress import ProgressSink, format_duration
 from runner.cli.source import check_data_dir, export_head, repo_root
@@ -103,13 +104,16 @@ def _pipeline(directory: Path, pipeline_file: Path | None) -> str | None:
               help="Pass the environment variable NAME to steps as a secret, masked in every log; repeatable.")
 @click.option("--trusted", is_flag=True, help="Allow privileged jobs and host volumes (your own repository only).")
 @click.option("-q", "--quiet", is_flag=True, help="Show the step lines only, not the steps' output.")
+@click.option("--approve", "approve", multiple=True, metavar="STAGE",
+              help="Approve this approval stage in advance (needed without a terminal to ask on); repeatable.")
 @data_dir_option
 def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pipeline_file, backend_name,
-                secret_names, trusted, quiet, data_dir) -> None:
+                secret_names, trusted, quiet, approve, data_dir) -> None:
     """Run the pipeline of the repository in DIRECTORY (default: here), live, and keep its history.
 
     The working tree is used as it is, uncommitted changes included, with the git context of HEAD;
-    --commit runs exactly HEAD. Exit status: 0 success (or not run: the file's `on:` excludes
+    --commit runs exactly HEAD. An approval stage asks on the terminal (or takes --approve STAGE).
+    Exit status: 0 success (or not run: the file's `on:` excludes
     the event), 1 failure, 2 configuration error, 130 after Ctrl-C.
     """
     directory = directory.resolve()
@@ -138,7 +142,8 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
             source = Path(exported.name) / directory.relative_to(root)
         else:
             source = directory
-        code = _run(settings, request, source, backend_name, secrets, trusted, quiet)
+        ask = local_ask(tuple(approve), sys.stdin.isatty())
+        code = _run(settings, request, source, backend_name, secrets, trusted, quiet, ask)
     except SourceError as exc:
         raise click.UsageError(str(exc)) from exc
     finally:
@@ -147,7 +152,7 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     sys.exit(code)
 
 
-def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> int:
+def _run(settings, request, source, backend_name, secrets, trusted, quiet, ask) -> int:
     from runner.backends import get_backend
 
     store = _store(settings)
@@ -160,7 +165,8 @@ def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> in
         build = q.get_build(store.read(), build_id)
         where = f"{build.short_sha} on {build.branch}" if build.branch else (build.short_sha or "no commit yet")
         click.echo(f"build {build.label} (id {build.id}): {source} at {where}", err=True)
-        interrupted, status = asyncio.run(_drive(store, settings, build_id, source, backend, secrets, trusted, quiet))
+        interrupted, status = asyncio.run(_drive(store, settings, build_id, source, backend, secrets, trusted, quiet,
+                                                 ask))
         finished = q.get_build(store.read(), build_id)
     finally:
         store.close()
@@ -179,7 +185,7 @@ def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> in
     return {"success": 0, "skipped": 0, "config_error": 2}.get(status, 1)
 
 
-async def _drive(store, settings, build_id, source, backend, secrets, trusted, quiet) -> tuple[bool, str]:
+async def _drive(store, settings, build_id, source, backend, secrets, trusted, quiet, ask) -> tuple[bool, str]:
     """Run the build; the first Ctrl-C (or SIGTERM) cancels it cleanly, a second one stops waiting."""
     loop = asyncio.get_running_loop()
     cancel = asyncio.Event()
@@ -205,7 +211,7 @@ async def _drive(store, settings, build_id, source, backend, secrets, trusted, q
         await settle_crashed_deploys(store, settings)
         status = await run_build(store, settings, build_id, source, backend=backend,
                                  sinks=[ProgressSink(output=not quiet)], secrets=secrets, trusted=trusted,
-                                 cancel=cancel)
+                                 cancel=cancel, ask=ask)
     except asyncio.CancelledError:
         status = "cancelled"
     finally:

@@ -12,7 +12,7 @@ from runner.dsl.yamlload import YMap, YNode, YScalar
 
 __all__ = ["image_has_tag", "warn_untagged_image", "refuse_untrusted_job", "warn_short_monitor",
            "healthcheck_window", "warn_stage_never_or_wrongly_runs", "warn_list_item_folded_into_step",
-           "DOCKER_SOCKETS"]
+           "check_job_depth", "DOCKER_SOCKETS"]
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 # Both ways to trust a repository, so the user can act on the message wherever they met it.
@@ -92,3 +92,23 @@ def warn_list_item_folded_into_step(node: YScalar, cx: Cx, path: str, where: str
                              f"('{short(node.value)}'); indent its '-' like the other steps, or quote the "
                              "command if the dash belongs to it", line, col, path)
             return
+
+
+def check_job_depth(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
+    """``${axis}`` in the image and services names an axis; fail_fast/max_parallel need a matrix."""
+    from runner.dsl.matrix import check_axis_refs
+
+    matrix = value.get("matrix")
+    axes = matrix["axes"] if matrix else None
+    if "image" in value:
+        check_axis_refs(value["image"], axes, node.get("image"), cx, path + ".image", f"the image of {label}")
+    for name, service in (value.get("services") or {}).items():
+        snode = service["__node__"]
+        for key in ("image", "command"):
+            if key in service:
+                check_axis_refs(service[key], axes, snode.get(key), cx, f"{path}.services.{name}.{key}",
+                                f"'{key}' of service '{name}' in {label}")
+    for key in ("fail_fast", "max_parallel"):
+        if key in value and matrix is None:
+            cx.warning(node.entries[key][0], "no-matrix", f"'{key}' in {label} has no effect without 'matrix'",
+                       f"{path}.{key}")

@@ -1,8 +1,8 @@
 """Stage actions: how the executor runs the stages that are not jobs of steps.
 
-``build``, ``deploy`` and ``rollback`` stages are carried out by an action passed into the executor
-(``run_plan(..., actions={"deploy": ...})``), so the executor itself knows nothing of Docker or
-Swarm. The executor presents an action stage like a one-job, one-step stage (job and step both named
+``build``, ``deploy``, ``rollback`` and ``approval`` stages are carried out by an action passed into
+the executor (``run_plan(..., actions={"deploy": ...})``), so the executor itself knows nothing of
+Docker, Swarm or the store. The executor presents an action stage like a one-job, one-step stage (job and step both named
 after the stage kind), so logs, the store and the page treat it like any other stage.
 """
 

@@ -39,13 +39,16 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
                    log_cap: int = 4 * 1024 * 1024,
                    cancel: asyncio.Event | None = None,
                    action_context: dict | None = None,
-                   limiter: asyncio.Semaphore | None = None) -> str:
+                   limiter: asyncio.Semaphore | None = None,
+                   finished: Mapping[str, str] = {}) -> str:  # noqa: B006 - read only
     """Run ``plan`` as ``build`` on ``backend``; return the build's final status.
 
     ``secrets`` reach every step as env vars and are masked in all output. ``limiter`` (shared
     across builds by a server) or else ``concurrency`` (default: CPU count) caps jobs at once.
     Setting ``cancel`` stops everything (status ``cancelled``); cancelling the task running this
-    does the same and then re-raises ``CancelledError``.
+    does the same and then re-raises ``CancelledError``. ``finished`` (stage name -> status) resumes
+    a build: those stages ran before (up to an approval) and are not run again, but their statuses
+    count as if they had just run.
     """
     limiter = limiter or asyncio.Semaphore(concurrency or os.cpu_count() or 2)
     ctx = BuildContext(build, backend, sink, dict(secrets), log_cap, limiter)
@@ -58,7 +61,7 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
         except Exception as exc:  # noqa: BLE001 - reported as the build's failure
             status, reason = "failure", describe_error(exc)
         else:
-            runner = _PlanRun(plan, ctx, actions, action_context or {})
+            runner = _PlanRun(plan, ctx, actions, action_context or {}, finished)
             body = asyncio.ensure_future(runner.run())
             watcher = asyncio.ensure_future(_watch(ctx, body, cancel, plan.timeout))
             try:
@@ -115,14 +118,20 @@ async def _watch(ctx: BuildContext, body: asyncio.Future, cancel: asyncio.Event 
 
 
 class _PlanRun:
-    def __init__(self, plan: Plan, ctx: BuildContext, actions: Mapping[str, StageAction], extra: dict) -> None:
+    def __init__(self, plan: Plan, ctx: BuildContext, actions: Mapping[str, StageAction], extra: dict,
+                 finished: Mapping[str, str]) -> None:
         self.plan, self.ctx, self.actions, self.extra = plan, ctx, actions, extra
+        self.finished = finished
 
     async def run(self) -> tuple[str, str | None]:
         failed: tuple[str, str | None] | None = None  # the first stage that did not succeed
         for stage in self.plan.stages:
             so_far = "success" if failed is None else "failure"
             skip = stage.skip_reason or _when_skips(stage, so_far)
+            if stage.name in self.finished:  # a resumed build: this stage ran before its approval
+                if self.finished[stage.name] not in ("success", "skipped") and failed is None:
+                    failed = self.finished[stage.name], f"stage {stage.name!r} failed"
+                continue
             if skip:
                 self.ctx.emit(StageStarted, stage=stage.name)
                 self.ctx.emit(StageFinished, stage=stage.name, status="skipped", reason=skip)

@@ -135,7 +135,7 @@ async def rerun_build(request: web.Request) -> web.Response:
     who = await request.app[AUTH].require(request)
     old = await _existing_build(request)
     build_id = old.id
-    if old.status in ("queued", "running"):
+    if old.status in ("queued", "running", "waiting"):
         return web.json_response({"error": f"build {old.label} has not finished; cancel it first"}, status=409)
     try:
         new_id = await request.app[QUEUE].rerun(build_id, who)

@@ -9,7 +9,7 @@ import logging
 
 from aiohttp import web
 
-from runner.server import api, hooks, pages
+from runner.server import api, approvals, hooks, pages
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.keys import (
@@ -81,6 +81,7 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     app[START_QUEUE] = start_queue
     hooks.add_routes(app)
     api.add_routes(app)
+    approvals.add_routes(app)
     pages.add_routes(app)
     app.router.add_get("/builds/{id}/events", _events)
     app.on_startup.append(_startup)

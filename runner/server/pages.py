@@ -23,7 +23,7 @@ __all__ = ["WEB_DIR", "make_templates", "add_routes"]
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 PAGE_SIZE = 50
-_BADGE_COLOURS = {"success": "#2e7d32", "failure": "#c62828", "running": "#1565c0", "queued": "#757575",
+_BADGE_COLOURS = {"success": "#2e7d32", "failure": "#c62828", "running": "#1565c0", "waiting": "#6a1b9a", "queued": "#757575",
                   "cancelled": "#757575", "timed_out": "#c62828", "config_error": "#ef6c00",
                   "interrupted": "#6d4c41", "skipped": "#9e9e9e"}
 
@@ -72,7 +72,7 @@ async def build_page(request: web.Request) -> web.Response:
         detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id))
     except (ValueError, BuildNotFound):
         return _render(request, "error.html", http_status=404, message="There is no such build.")
-    live = detail.build.status in ("queued", "running")
+    live = detail.build.status in ("queued", "running", "waiting")
     log = [] if live else await request.app[STORE].aread(lambda c: log_html(c, build_id))
     staged = {s.name for s in detail.stages}
     rendered = (detail.build.rendered or "").splitlines()
@@ -81,7 +81,7 @@ async def build_page(request: web.Request) -> web.Response:
         group["name"] = step_names.get((group["stage"], group["job"], group["step"]), f"step {group['step'] + 1}")
     return _render(request, "build.html", b=detail.build, detail=detail, live=live, log=log,
                    post=[j for j in detail.jobs if j.stage not in staged], rendered=rendered,
-                   diagnostics=detail.build.diagnostics)
+                   diagnostics=detail.build.diagnostics, approvals=detail.approvals)
 
 
 async def deploys_page(request: web.Request) -> web.Response:
@@ -101,7 +101,7 @@ async def badge(request: web.Request) -> web.Response:
     repo, branch = name[:-4], request.query.get("branch")
 
     def read(conn):
-        sql = "SELECT status FROM builds WHERE repo = ? AND status NOT IN ('queued', 'running', 'skipped')"
+        sql = "SELECT status FROM builds WHERE repo = ? AND status NOT IN ('queued', 'running', 'waiting', 'skipped')"
         params = [repo]
         if branch:
             sql += " AND branch = ?"

@@ -21,6 +21,7 @@ from runner.server.config import ServerConfig
 from runner.server.inbox import BuildOrder, cancel_queued, enqueue_pending, queue_build
 from runner.server.sse import LiveHub
 from runner.server.status import StatusReporter
+from runner.store import approvals
 from runner.store import builds as q
 from runner.store.db import Store
 from runner.store.recovery import recover_interrupted
@@ -34,6 +35,7 @@ log = logging.getLogger("conveyor.queue")
 class _Running:
     task: asyncio.Task
     cancel: asyncio.Event
+    suspend: asyncio.Event  # set when the server stops: a build waiting for an approval stays waiting
 
 
 class BuildQueue:
@@ -58,6 +60,9 @@ class BuildQueue:
                                         sweeper=sweeper or (lambda uid: None))
         for build in stale:
             log.warning("build %s was left running by a dead server: marked interrupted", build.label)
+        for build_id in await self.store.aread(approvals.waiting_server_builds):
+            log.info("build %s waits for an approval: resuming it", build_id)
+            self._launch(build_id, resume=True)
         try:
             await settle_crashed_deploys(self.store, self.config.settings)
         except Exception:  # noqa: BLE001 - an engine that is down must not keep the server from starting
@@ -73,8 +78,11 @@ class BuildQueue:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        for running in list(self.running.values()):
-            running.cancel.set()
+        # A build waiting for an approval is not cancelled by a restart: it is left waiting, and the
+        # next start resumes it. Every other build is cancelled.
+        waiting = await self.store.aread(lambda c: approvals.waiting_among(c, self.running))
+        for build_id, running in list(self.running.items()):
+            (running.suspend if build_id in waiting else running.cancel).set()
             running.task.cancel()
         if self.running:
             await asyncio.gather(*(r.task for r in self.running.values()), return_exceptions=True)
@@ -97,7 +105,9 @@ class BuildQueue:
             return
         await asyncio.to_thread(enqueue_pending, self.store, self.config.settings.instance,
                                 self._superseding, set(self.config.repos))
-        free = self.config.concurrency - len(self.running)
+        # A build waiting for an approval holds no container: it does not take a worker's place.
+        waiting = await self.store.aread(lambda c: approvals.waiting_among(c, self.running))
+        free = self.config.concurrency - len(self.running) + len(waiting)
         if free <= 0:
             return
         busy = tuple(self.running) or (-1,)
@@ -105,13 +115,18 @@ class BuildQueue:
             "SELECT b.id FROM builds b JOIN server_builds s ON s.build_id = b.id WHERE b.status = 'queued' "
             f"AND b.id NOT IN ({','.join('?' * len(busy))}) ORDER BY b.id LIMIT ?", (*busy, free)).fetchall())
         for (build_id,) in rows:
-            cancel = asyncio.Event()
-            task = asyncio.create_task(self._run(build_id, cancel), name=f"conveyor-build-{build_id}")
-            self.running[build_id] = _Running(task, cancel)
+            self._launch(build_id)
+
+    def _launch(self, build_id: int, resume: bool = False) -> None:
+        cancel, suspend = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(self._run(build_id, cancel, suspend, resume), name=f"conveyor-build-{build_id}")
+        self.running[build_id] = _Running(task, cancel, suspend)
 
     # -- one build ----------------------------------------------------------------------------
 
-    async def _run(self, build_id: int, cancel: asyncio.Event) -> None:
+    async def _run(self, build_id: int, cancel: asyncio.Event, suspend: asyncio.Event, resume: bool = False) -> None:
+        """Check out the build's commit and run it; ``resume``: go on with a build that waited for an
+        approval across a restart (a fresh checkout; the stages it finished are not run again)."""
         status = "failure"
         build = await self.store.aread(lambda c: q.get_build(c, build_id))
         facts = await self.store.aread(lambda c: c.execute(
@@ -134,6 +149,10 @@ class BuildQueue:
                     status = await self._finish(build_id, "skipped", f"no .conveyor.yml (or .conveyor/*.yml) at "
                                                 f"{sha[:12]}; commit one to build this repository")
                     return
+                if resume:  # what the dead server left of this build (workspace volume, network)
+                    sweep = getattr(self.backend, "sweep_build", None)
+                    if sweep is not None:
+                        await sweep(build.uid)
                 await mirror.checkout(sha, workspace)
             except SourceError as exc:
                 status = await self._finish(build_id, "failure", str(exc))
@@ -144,7 +163,7 @@ class BuildQueue:
             status = await run_build(
                 self.store, self.config.settings, build_id, workspace, backend=self.backend, sinks=(live,),
                 secrets={} if fork else dict(repo.secrets), trusted=repo.trusted and not fork,
-                allow_deploy=not fork, cancel=cancel, limiter=self._limiter,
+                allow_deploy=not fork, cancel=cancel, limiter=self._limiter, resume=resume, suspend=suspend,
             )
         except asyncio.CancelledError:
             status = "cancelled"
@@ -156,7 +175,7 @@ class BuildQueue:
             self.running.pop(build_id, None)
             self.hub.close(build_id, status)
             await asyncio.to_thread(shutil.rmtree, workspace, True)
-            if repo is not None:
+            if repo is not None and not suspend.is_set():
                 await self._report(repo, build.sha, status, build_id)
             self.wake()
 

@@ -124,7 +124,7 @@ async def stream(request: web.Request, hub: LiveHub, build_id: int, status_of) -
     # A queued build is not live yet: wait for it to start (or end) with a heartbeat comment.
     while build_id not in hub.builds:
         status = await status_of(build_id)
-        if status not in ("queued", "running"):
+        if status not in ("queued", "running", "waiting"):
             await response.write(_sse("end", {"status": status}))
             return response
         await response.write(b": waiting\n\n")

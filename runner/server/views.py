@@ -49,6 +49,7 @@ def build_json(build: q.BuildRow, detail: q.BuildDetail | None = None) -> dict[s
              ]}
             for s in detail.stages
         ]
+        data["approvals"] = [a.to_json() for a in detail.approvals]
         staged = {s.name for s in detail.stages}
         post = [j for j in detail.jobs if j.stage not in staged]
         if post:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from runner.errors import BuildNotFound
+from runner.store import approvals
 from runner.store.rows import BuildDetail, BuildRow, JobRow, LogChunk, StageRow, StepRow
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "get_detail",
     "build_logs",
     "unfinished_builds",
+    "finished_stages",
+    "last_log_seq",
 ]
 
 FINISHED = ("success", "failure", "cancelled", "timed_out", "skipped", "config_error", "interrupted")
@@ -204,7 +207,7 @@ def get_detail(conn: sqlite3.Connection, build_id: int) -> BuildDetail:
             (build_id,),
         )
     )
-    return BuildDetail(build, stages, jobs)
+    return BuildDetail(build, stages, jobs, approvals.of_build(conn, build_id))
 
 
 def build_logs(conn: sqlite3.Connection, build_id: int, *, job: str | None = None,
@@ -227,8 +230,20 @@ def build_logs(conn: sqlite3.Connection, build_id: int, *, job: str | None = Non
 
 
 def unfinished_builds(conn: sqlite3.Connection) -> list[BuildRow]:
-    """Builds still marked running or queued (live ones, or ones a crash left)."""
+    """Builds still marked running, waiting (for an approval) or queued (live ones, or ones a crash left)."""
     rows = conn.execute(
-        f"SELECT {_SUMMARY_COLUMNS} FROM builds WHERE status IN ('running', 'queued') ORDER BY id"
+        f"SELECT {_SUMMARY_COLUMNS} FROM builds WHERE status IN ('running', 'waiting', 'queued') ORDER BY id"
     )
     return [BuildRow.from_row(r) for r in rows]
+
+
+def finished_stages(conn: sqlite3.Connection, build_id: int) -> dict[str, str]:
+    """Stage name -> status of the stages of a build that ended (what a resumed build leaves out)."""
+    rows = conn.execute("SELECT name, status FROM stages WHERE build_id = ? AND status NOT IN ('queued', 'running')",
+                        (build_id,))
+    return {r["name"]: r["status"] for r in rows}
+
+
+def last_log_seq(conn: sqlite3.Connection, build_id: int) -> int:
+    row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM log_chunks WHERE build_id = ?", (build_id,)).fetchone()
+    return int(row[0])

@@ -4,7 +4,8 @@ Every command that opens the store calls ``open_store`` (or ``recover_interrupte
 after a ``kill -9`` of ``conveyor run`` the next ``conveyor builds`` already shows the truth. A build
 is stale when it is ``running`` and the process recorded for it (pid on host) is dead, a zombie, a
 newer process that reused the pid, or on another host (whose pids mean nothing here). A ``queued``
-build made by ``conveyor run`` whose process died is stale too; the server's queue is the server's.
+or ``waiting`` build made by ``conveyor run`` whose process died is stale too; the server's queued
+and waiting builds are the server's (it resumes a waiting build after a restart).
 
 Containers, the volume and the network of a stale build are removed through the Docker backend's
 ``sweep_build``; when the engine is down the build is still marked, and the backend's own sweep of
@@ -80,6 +81,10 @@ def _is_stale(build: BuildRow) -> bool:
         return not process_alive(build.pid, build.host, build.started or build.created)
     if build.status == "queued" and build.trigger == "cli":
         return not process_alive(build.pid, build.host, build.created)
+    if build.status == "waiting" and build.trigger == "cli":
+        # Only the `conveyor run` that waits can go on with it. A server's waiting build holds no
+        # process or container: a restarted server resumes it, so it stays waiting.
+        return not process_alive(build.pid, build.host, build.started or build.created)
     return False
 
 

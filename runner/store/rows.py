@@ -134,6 +134,7 @@ class BuildDetail:
     build: BuildRow
     stages: tuple[StageRow, ...]
     jobs: tuple[JobRow, ...]
+    approvals: tuple = ()  # runner.store.approvals.Approval, one per approval stage reached
 
     def jobs_of(self, stage: str) -> list[JobRow]:
         return [j for j in self.jobs if j.stage == stage]

@@ -38,7 +38,9 @@ _POST_STAGES = ("post:always", "post:success", "post:failure")
 
 class StoreSink:
     def __init__(self, store: Store, build_id: int, plan: Plan | None = None, *, batch_lines: int = 5000,
-                 batch_bytes: int = 512 * 1024, interval: float = 0.25) -> None:
+                 batch_bytes: int = 512 * 1024, interval: float = 0.25, resumed_after: int | None = None) -> None:
+        """``resumed_after``: for a build resumed after its approval, the last log ``seq`` it stored;
+        its rows exist (finished stages keep theirs) and its new output follows the old."""
         self.store = store
         self.build_id = build_id
         self.plan = plan
@@ -52,7 +54,8 @@ class StoreSink:
         self._pending_lines = 0
         self._next_line: dict[tuple[str, str, int], int] = {}
         self._attempt: dict[tuple[str, str, int], int] = {}
-        self._seq = 0
+        self._seq = resumed_after or 0
+        self._resumed = resumed_after is not None
         self._timer: asyncio.TimerHandle | None = None
         # Writer side only (touched by functions the writer thread runs, one at a time).
         self._job_ids: dict[tuple[str, str], int] = {}
@@ -65,7 +68,8 @@ class StoreSink:
             return
         self.flush()
         if isinstance(event, BuildStarted):
-            self._submit(self._w_plan_rows)
+            if not self._resumed:
+                self._submit(self._w_plan_rows)
         elif isinstance(event, StageStarted):
             self._submit(lambda c: self._w_stage(c, event.stage, "running", None, started=event.time))
         elif isinstance(event, StageFinished):

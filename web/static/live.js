@@ -84,6 +84,10 @@
     var h = section(d).querySelector("h3");
     h.textContent = d.stage + " / " + d.job + " / " + d.name + (d.attempt > 1 ? " (attempt " + d.attempt + ")" : "");
     setStatus("running");
+    // An approval stage began: the page drawn by the server has its question and the buttons.
+    if (d.job === "approval" && !document.querySelector(".approval[data-stage='" + CSS.escape(d.stage) + "']")) {
+      setTimeout(function () { window.location.reload(); }, 1000);
+    }
   });
   source.addEventListener("line", function (e) {
     var d = data(e), stick = follow();
