@@ -51,6 +51,7 @@ class BuildStarted(Event):
 class BuildFinished(Event):
     status: str
     reason: str | None = None
+    warnings: tuple[str, ...] = ()  # a successful build's allowed failures ("with warnings")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class JobFinished(Event):
     job: str
     status: str
     reason: str | None = None
+    allowed: bool = False  # a failure its allow_failure accepts: the build does not fail for it
 
 
 @dataclass(frozen=True)
