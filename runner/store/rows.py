@@ -57,6 +57,14 @@ class BuildRow:
     def duration(self) -> float | None:
         return _duration(self.started, self.finished)
 
+    def job_needs(self) -> dict[str, list[str]]:
+        """Each job's ``needs`` from the stored plan (jobs that keep stage order are left out)."""
+        try:
+            stages = json.loads(self.plan or "{}").get("stages") or []
+        except ValueError:
+            return {}
+        return {j["name"]: j["needs"] for s in stages for j in s.get("jobs") or () if j.get("needs") is not None}
+
     @property
     def label(self) -> str:
         """How a user names this build: ``repo#number``."""
