@@ -21,6 +21,7 @@ from pathlib import Path
 from runner import plugins
 from runner.approval import ApprovalAction, Ask
 from runner.backends.base import Backend, BuildRef
+from runner.context import Changes, Context
 from runner.errors import ConfigError, ContextError, TemplateError
 from runner.executor.actions import ActionContext, ActionResult
 from runner.executor.events import BuildFinished, Event, FanoutSink
@@ -57,6 +58,8 @@ class BuildRequest:
     trigger: str = "cli"
     pipeline: str | None = None  # the pipeline file, relative to the checkout; None: the default
     repo_url: str | None = None
+    before: str | None = None  # a push's previous head: `when.changes` compares before..sha
+    target_branch: str | None = None  # a pull request's base branch
 
 
 def insert_request(conn, request: BuildRequest, instance: str, **extra) -> tuple[int, int]:
@@ -66,7 +69,8 @@ def insert_request(conn, request: BuildRequest, instance: str, **extra) -> tuple
         conn, repo=request.repo, repo_url=request.repo_url, uid=new_build_id(), instance=instance,
         event=request.event, ref=request.ref, branch=request.branch, tag=request.tag, sha=request.sha,
         message=request.message, author=request.author, params=dict(request.params or {}),
-        trigger=request.trigger, pipeline=request.pipeline, status="queued", created=time.time(), **extra,
+        trigger=request.trigger, pipeline=request.pipeline, status="queued", created=time.time(),
+        before=request.before, target_branch=request.target_branch, **extra,
     )
 
 
@@ -78,13 +82,14 @@ def create_build(store: Store, request: BuildRequest, instance: str) -> int:
 
 
 class _Outcome:
-    """Remembers the BuildFinished reason for the build row."""
+    """Remembers the BuildFinished reason and warnings for the build row."""
 
     reason: str | None = None
+    warnings: tuple[str, ...] = ()
 
     def emit(self, event: Event) -> None:
         if isinstance(event, BuildFinished):
-            self.reason = event.reason
+            self.reason, self.warnings = event.reason, event.warnings
 
 
 class _UnlessSuspended:
@@ -119,7 +124,8 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
                     sinks=(), secrets: dict[str, str] | None = None, trusted: bool = False,
                     allow_deploy: bool = True, cancel: asyncio.Event | None = None,
                     limiter: asyncio.Semaphore | None = None, ask: Ask | None = None,
-                    resume: bool = False, suspend: asyncio.Event | None = None) -> str:
+                    resume: bool = False, suspend: asyncio.Event | None = None,
+                    changes: Changes | None = None) -> str:
     """Run a created build from the checkout at ``source``; return its final status.
 
     ``ask`` answers approval stages where the build runs (`conveyor run`'s terminal or --approve).
@@ -127,7 +133,9 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     restart) was running; go on with its stored plan from the approval stage, not re-running the
     stages that finished, in a fresh checkout of its commit at ``source``. ``suspend`` set before the
     task is cancelled (a server stopping) leaves a build that waits for an approval as it is stored,
-    ``waiting``, for the next start to resume, instead of cancelling it."""
+    ``waiting``, for the next start to resume, instead of cancelling it. ``changes`` are the files
+    ``when.changes`` sees; None: computed from the build's event (``runner.scm.changes.event_changes``:
+    before..sha, the merge base, the last good build)."""
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
     if resume:
@@ -138,18 +146,18 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
             lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
     if not claimed:  # cancelled or superseded while it waited: leave its final status as it is
         return (await store.aread(lambda c: q.get_build(c, build_id))).status
-    status, reason = "failure", None
+    status, reason, warnings = "failure", None, ()
     suspend = suspend or asyncio.Event()
     options = dict(backend=backend, sinks=sinks, secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
                    cancel=cancel, limiter=limiter, ask=ask, suspend=suspend)
     try:
         if resume:
-            status, reason = await _resume(store, settings, build, Path(source), **options)
+            status, reason, warnings = await _resume(store, settings, build, Path(source), **options)
         else:
             # Plugins may do I/O: not on the loop. Inside the try: a cancel while they work must
             # still finish the row, which is `running` from here on.
             await asyncio.to_thread(plugins.build_started, build, settings)
-            status, reason = await _run(store, settings, build, Path(source), **options)
+            status, reason, warnings = await _run(store, settings, build, Path(source), changes=changes, **options)
     except asyncio.CancelledError:
         if suspend.is_set() and await _still_waiting(store, build_id):
             log.info("build %s stays waiting for its approval; the next start resumes it", build.label)
@@ -163,45 +171,60 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     finally:
         if status != "waiting":  # a suspended build keeps its rows as they are
             # Submitted synchronously, so the row is written even if this task is cancelled again.
-            done = store.submit(lambda c: q.finish_build(c, build_id, status, reason))
+            done = store.submit(lambda c: q.finish_build(c, build_id, status, reason, warnings=list(warnings)))
             await asyncio.shield(asyncio.wrap_future(done))
             finished = await store.aread(lambda c: q.get_build(c, build_id))
             await asyncio.to_thread(plugins.build_finished, finished, status, settings)
     return status
 
 
-async def _run(store, settings, build: q.BuildRow, source: Path, **options) -> tuple[str, str | None]:
-    from runner.context import Context
+async def _changes(store, build: q.BuildRow, source: Path) -> Changes:
+    from runner.scm.changes import event_changes
+
+    last_good = await store.aread(lambda c: q.last_successful_sha(c, build.repo, build.branch, build.id))
+    try:
+        return await asyncio.to_thread(event_changes, source, event=build.event, sha=build.sha,
+                                       before=build.before, target_branch=build.target_branch, last_good=last_good)
+    except Exception as exc:  # noqa: BLE001 - git broke: run what `when.changes` guards rather than skip it
+        log.warning("build %s: changed files unknown: %s", build.label, exc)
+        return Changes(None, f"the changed files could not be read ({type(exc).__name__})")
+
+
+async def _run(store, settings, build: q.BuildRow, source: Path, *, changes,
+               **options) -> tuple[str, str | None, tuple[str, ...]]:
     from runner.dsl import load_pipeline
 
     try:
+        if changes is None:
+            changes = await _changes(store, build, source)
         ctx = Context.build(
             sha=build.sha, branch=build.branch, tag=build.tag, ref=build.ref, message=build.message,
             author=build.author, event=build.event, repo_name=build.repo, repo_url=build.repo_url,
-            params=build.params, build_number=build.number,
+            params=build.params, build_number=build.number, changes=changes,
         )
         file = source / build.pipeline if build.pipeline else None
         loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"])
     except (ContextError, TemplateError) as exc:
-        return "config_error", str(exc)
+        return "config_error", str(exc), ()
     except ConfigError as exc:
         await store.awrite(lambda c: q.store_pipeline(
             c, build.id, pipeline=build.pipeline, rendered=None, plan=None,
             diagnostics=[d.to_dict() for d in exc.diagnostics]))
-        return "config_error", _summary(exc.diagnostics)
+        return "config_error", _summary(exc.diagnostics), ()
     pipeline = _relative(loaded.path, source) if loaded.path else build.pipeline
     plan_json = loaded.plan.to_json() if loaded.plan is not None else None
     diagnostics = [d.to_dict() for d in loaded.diagnostics]
     await store.awrite(lambda c: q.store_pipeline(
         c, build.id, pipeline=pipeline, rendered=loaded.rendered, plan=plan_json, diagnostics=diagnostics))
     if not loaded.ok or loaded.plan is None:
-        return "config_error", _summary(loaded.diagnostics)
+        return "config_error", _summary(loaded.diagnostics), ()
     if loaded.skip_reason is not None:  # the file's `on:` does not start a build for this event
-        return "skipped", loaded.skip_reason
+        return "skipped", loaded.skip_reason, ()
     return await _execute(store, settings, build, loaded.plan, source, **options)
 
 
-async def _resume(store, settings, build: q.BuildRow, source: Path, **options) -> tuple[str, str | None]:
+async def _resume(store, settings, build: q.BuildRow, source: Path,
+                  **options) -> tuple[str, str | None, tuple[str, ...]]:
     """Go on with a waiting build: its stored plan, the stages it finished left out."""
     plan = Plan.from_json(build.plan)
     finished, last_seq = await store.aread(lambda c: (q.finished_stages(c, build.id), q.last_log_seq(c, build.id)))
@@ -210,11 +233,11 @@ async def _resume(store, settings, build: q.BuildRow, source: Path, **options) -
 
 async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path, *, backend, sinks, secrets,
                    trusted, allow_deploy, cancel, limiter, ask, suspend, finished=None,
-                   resumed_after=None) -> tuple[str, str | None]:
+                   resumed_after=None) -> tuple[str, str | None, tuple[str, ...]]:
     from runner.executor.run import run_plan
 
     if cancel is not None and cancel.is_set():
-        return "cancelled", "cancelled before it started"
+        return "cancelled", "cancelled before it started", ()
     actions = {}
     if any(stage.kind in _GUARDED_KINDS for stage in plan.stages):
         # Only then: the deploy side imports docker-py and aiohttp, a second of start-up on a slow
@@ -240,7 +263,7 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
         # after us sees the whole build.
         rows.flush()
         await asyncio.shield(asyncio.wrap_future(store.submit(lambda c: None)))
-    return status, outcome.reason
+    return status, outcome.reason, outcome.warnings
 
 
 def _relative(path: Path, source: Path) -> str:

@@ -1,7 +1,7 @@
 """The filters of ``when`` decided at compile time: branch, tag, event and changes.
 
-Globs: '*' stays within one path segment, '**' crosses '/', '?' is one character, and a pattern
-starting with '!' excludes. ``when.changes`` matches the files of ``Context.changes``
+Globs: '*' stays within one path segment, '**' crosses '/', '**/' is zero or more directories
+('src/**/*.py' matches 'src/a.py'), '?' is one character, and a pattern starting with '!' excludes. ``when.changes`` matches the files of ``Context.changes``
 (``runner.scm.changes`` computed them from the event before compiling).
 """
 
@@ -20,7 +20,10 @@ _SHOWN = 5  # matched files named in a decision; the rest are counted
 def _glob_tokens(pattern: str) -> tuple[str, ...]:
     tokens, i = [], 0
     while i < len(pattern):
-        if pattern.startswith("**", i):
+        if pattern.startswith("**/", i):  # zero or more whole directories, as in .gitignore
+            tokens.append("**/")
+            i += 3
+        elif pattern.startswith("**", i):
             tokens.append("**")
             i += 2
         else:
@@ -41,6 +44,10 @@ def glob_match(pattern: str, text: str) -> bool:
         if token == "**":
             first = reach.index(True) if True in reach else n + 1
             new[first:] = [True] * (n + 1 - first)
+        elif token == "**/":
+            first = reach.index(True) if True in reach else n + 1
+            for j in range(first, n + 1):
+                new[j] = reach[j] or (j > first and text[j - 1] == "/")
         elif token == "*":
             for j in range(n + 1):
                 new[j] = reach[j] or (j > 0 and new[j - 1] and text[j - 1] != "/")

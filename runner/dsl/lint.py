@@ -12,7 +12,7 @@ from runner.dsl.yamlload import YMap, YNode, YScalar
 
 __all__ = ["image_has_tag", "warn_untagged_image", "refuse_untrusted_job", "warn_short_monitor",
            "healthcheck_window", "warn_stage_never_or_wrongly_runs", "warn_list_item_folded_into_step",
-           "check_job_depth", "DOCKER_SOCKETS"]
+           "check_job_depth", "check_stage_services", "DOCKER_SOCKETS"]
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 # Both ways to trust a repository, so the user can act on the message wherever they met it.
@@ -112,3 +112,17 @@ def check_job_depth(value: dict, node: YMap, cx: Cx, path: str, label: str) -> N
         if key in value and matrix is None:
             cx.warning(node.entries[key][0], "no-matrix", f"'{key}' in {label} has no effect without 'matrix'",
                        f"{path}.{key}")
+
+
+def check_stage_services(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
+    """A stage's service runs beside every job of the stage: its ``${axis}`` must be an axis of each."""
+    from runner.dsl.matrix import check_axis_refs
+
+    for name, service in (value.get("services") or {}).items():
+        for key in ("image", "command"):
+            if "${" not in service.get(key, ""):
+                continue
+            for job in value.get("jobs") or [{"name": value["name"]}]:
+                axes = job["matrix"]["axes"] if job.get("matrix") else None
+                check_axis_refs(service[key], axes, service["__node__"].get(key), cx, f"{path}.services.{name}.{key}",
+                                f"'{key}' of service '{name}' in {label} (beside job '{job['name']}')")

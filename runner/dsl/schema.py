@@ -14,7 +14,7 @@ from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, MapOf, Obj, Spe
 from runner.dsl.values import Bool, Command, Duration, Enum, Int, Memory, Num, Str
 from runner.dsl.depth import allow_failure, approval, check_runs_on, runs_on, services
 from runner.dsl.graph import check_needs
-from runner.dsl.lint import (check_job_depth, refuse_untrusted_job, warn_short_monitor,
+from runner.dsl.lint import (check_job_depth, check_stage_services, refuse_untrusted_job, warn_short_monitor,
                              warn_stage_never_or_wrongly_runs, warn_untagged_image)
 from runner.dsl.matrix import MatrixSpec
 from runner.dsl.yamlload import YMap, YNode, YScalar
@@ -183,6 +183,7 @@ def _stage_kind(node: YMap, cx: Cx, path: str, label: str) -> None:
 
 def _check_stage(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
     warn_stage_never_or_wrongly_runs(value, node, cx, path, label)
+    check_stage_services(value, node, cx, path, label)
     jobs = value.get("jobs")
     if jobs == []:
         cx.error(node.get("jobs"), "empty", f"{label} has no jobs", path + ".jobs")

@@ -73,7 +73,7 @@ def test_without_a_terminal_or_the_flag_the_stage_fails_with_the_hint(cli, git_r
     result = cli("run", str(repo))
     assert result.returncode == 1
     assert "pass --approve approve to `conveyor run`" in result.stderr  # the build's reason
-    assert "[undo] rolled back" in result.stdout and "[ship]" not in result.stdout
+    assert "[undo] rolled back" in result.stdout and "[ship] > step" not in result.stdout  # ship is skipped
     detail = stored(cli.data)
     assert detail.build.status == "failure" and detail.approvals[0].decision == "not_asked"
 
