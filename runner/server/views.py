@@ -31,10 +31,9 @@ def build_json(build: q.BuildRow, detail: q.BuildDetail | None = None) -> dict[s
         "reason": build.reason, "event": build.event, "trigger": build.trigger, "ref": build.ref,
         "branch": build.branch, "tag": build.tag, "sha": build.sha, "message": build.message,
         "author": build.author, "params": build.params, "created": build.created, "started": build.started,
-        "finished": build.finished, "duration": build.duration,
+        "finished": build.finished, "duration": build.duration, "pipeline": build.pipeline,
     }
     if detail is not None:
-        data["pipeline"] = build.pipeline
         data["diagnostics"] = build.diagnostics
         data["stages"] = [
             {"name": s.name, "kind": s.kind, "status": s.status, "reason": s.reason, "started": s.started,
