@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass
 
 from runner.build import BuildRequest, insert_request
+from runner.errors import StoreError
 from runner.scm.webhooks import Trigger
 from runner.store.builds import finish_build
-from runner.errors import StoreError
 from runner.store.db import Store
 
 __all__ = ["BuildOrder", "record_delivery", "enqueue_pending", "queue_build", "cancel_queued", "pending_count",

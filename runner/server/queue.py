@@ -141,7 +141,7 @@ class BuildQueue:
             except SourceError as exc:
                 status = await self._finish(build_id, "failure", str(exc))
                 return
-            pipeline = await self._one_build_per_file(build, facts, workspace)
+            pipeline = await self._one_build_per_file(build, facts, sha, workspace)
             await self._report(repo, sha, "pending", build_id, pipeline)
             if cancel.is_set():
                 status = await self._finish(build_id, "cancelled", "cancelled before it started")
@@ -166,10 +166,11 @@ class BuildQueue:
                 await self._report(repo, sha, status, build_id, pipeline)
             self.wake()
 
-    async def _one_build_per_file(self, build: q.BuildRow, facts, workspace) -> str | None:
+    async def _one_build_per_file(self, build: q.BuildRow, facts, sha: str, workspace) -> str | None:
         """Each ``.conveyor/*.yml`` is its own pipeline: a build not yet bound to a file takes the
-        first and queues one build per other file (same commit and trigger). Returns the file when
-        the commit has several (it names the commit status), else None."""
+        first and queues one build per other file, at the same commit (``sha``: a manual build's
+        branch may move meanwhile) and with the same trigger. Returns the file when the commit has
+        several (it names the commit status), else None."""
         found = await asyncio.to_thread(find_pipeline_files, workspace)
         files = [path.relative_to(workspace).as_posix() for path in found]
         if len(files) < 2:
@@ -182,7 +183,7 @@ class BuildQueue:
         def split(conn) -> None:
             conn.execute("UPDATE builds SET pipeline = ? WHERE id = ?", (first, build.id))
             for other in others:
-                queue_build(conn, _order_of(build, facts, pipeline=other), instance)
+                queue_build(conn, _order_of(build, facts, pipeline=other, sha=sha), instance)
 
         await self.store.awrite(split)
         self.wake()

@@ -92,6 +92,12 @@ async def test_each_pipeline_file_is_its_own_build_with_its_own_status(server, g
     builds = await finished(client, 3)
     assert len(builds) == 3 and builds[-1]["pipeline"] == ".conveyor/b-broken.yml"
     assert builds[-1]["status"] == "config_error"
+    # A manual build runs every file too, each at the commit its branch pointed at when it started.
+    manual = await client.post("/api/builds", json={"repo": "acme/web", "branch": "main"}, headers=AUTH)
+    assert manual.status == 201
+    builds = await finished(client, 5)
+    assert [(b["pipeline"], b["trigger"], b["sha"]) for b in builds[3:]] == [
+        (".conveyor/a-test.yml", "api:admin", sha), (".conveyor/b-broken.yml", "api:admin", sha)]
 
 
 async def test_a_single_pipeline_file_keeps_one_build_and_the_plain_status_context(server, git_repo, forge):
