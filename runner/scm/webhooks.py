@@ -3,7 +3,9 @@
 The provider is the endpoint's (``/hooks/github`` ...), never guessed from headers: Gitea also sends
 ``X-GitHub-*`` headers. Signatures are checked over the raw bytes, before anything is parsed, with
 ``hmac.compare_digest``. Parsing turns a provider payload into one ``Trigger`` (or says why the
-delivery starts nothing: a deleted branch, a closed pull request, an event we do not build).
+delivery starts nothing: a deleted branch, a closed pull request, an event we do not build). Every
+field is read through ``runner.scm.payload.Fields``, so a Trigger holds only well-typed values and a
+wrong one is a ``WebhookError`` naming the field, never something the queue trips over later.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from runner.errors import WebhookError
+from runner.scm.payload import Fields
 
 __all__ = [
     "PROVIDERS",
@@ -109,44 +112,42 @@ def event_name(provider: str, headers: Any) -> str:
 
 def repo_identity(provider: str, payload: dict) -> tuple[str, set[str]]:
     """(full name, clone URLs) of the repository a payload is about, to match the configuration."""
+    root = Fields(payload)
     if provider == "gitlab":
-        project = _dict(payload.get("project"))
-        name = project.get("path_with_namespace") or ""
-        urls = {project.get("git_http_url"), project.get("git_ssh_url"), project.get("web_url")}
+        repo = root.obj("project")
+        keys = ("path_with_namespace", "git_http_url", "git_ssh_url", "web_url")
     else:
-        repo = _dict(payload.get("repository"))
-        name = repo.get("full_name") or ""
-        urls = {repo.get("clone_url"), repo.get("ssh_url"), repo.get("html_url")}
-    if not isinstance(name, str) or not name:
+        repo = root.obj("repository")
+        keys = ("full_name", "clone_url", "ssh_url", "html_url")
+    if repo is None or not repo.has(keys[0]):
         raise WebhookError("the payload names no repository (repository.full_name / project.path_with_namespace)")
-    return name, {u for u in urls if isinstance(u, str) and u}
+    name = repo.name(keys[0], required=True)
+    urls = {repo.name(key) for key in keys[1:]}
+    return name, {u for u in urls if u}
 
 
 def parse(provider: str, event: str, payload: Any) -> Trigger | Ignored | Ping:
-    """Turn one decoded payload into a Trigger; raise WebhookError when its shape is wrong."""
-    if not isinstance(payload, dict):
-        raise WebhookError("the payload is not a JSON object")
-    try:
-        if provider == "github":
-            return _github(event, payload)
-        if provider == "gitlab":
-            return _gitlab(event, payload)
-        if provider == "gitea":
-            return _gitea(event, payload)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise WebhookError(f"malformed {provider} {event or 'event'} payload: missing or wrong field {exc}") from exc
+    """Turn one decoded payload into a Trigger; raise WebhookError naming the field whose value is
+    missing or of the wrong type (see ``runner.scm.payload``)."""
+    root = Fields(payload)
+    if provider == "github":
+        return _github(event, root)
+    if provider == "gitlab":
+        return _gitlab(event, root)
+    if provider == "gitea":
+        return _gitea(event, root)
     raise WebhookError(f"unknown provider {provider!r}")
 
 
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
+def _login(person: Fields | None, key: str) -> str | None:
+    return person.name(key) if person is not None else None
 
 
-def _push(payload: dict, sha: str, message: str | None, author: str | None) -> Trigger | Ignored:
-    ref = payload["ref"]
-    if not isinstance(ref, str) or not isinstance(sha, str):
-        raise ValueError("ref")
-    if payload.get("deleted") is True or sha == _ZERO_SHA:
+def _push(p: Fields, sha_key: str, message: str | None, author: str | None) -> Trigger | Ignored:
+    ref = p.name("ref", required=True)
+    deleted = p.flag("deleted")
+    sha = p.sha(sha_key)
+    if deleted or sha == _ZERO_SHA:
         return Ignored(f"{ref} was deleted")
     before = payload.get("before") if isinstance(payload.get("before"), str) else None
     if ref.startswith("refs/tags/"):
@@ -157,71 +158,77 @@ def _push(payload: dict, sha: str, message: str | None, author: str | None) -> T
     return Ignored(f"push to {ref}, which is neither a branch nor a tag")
 
 
-def _github(event: str, p: dict) -> Trigger | Ignored | Ping:
+def _github(event: str, p: Fields) -> Trigger | Ignored | Ping:
     if event == "ping":
         return Ping()
     if event == "push":
-        head = _dict(p.get("head_commit"))
-        author = _dict(head.get("author")).get("name") or _dict(p.get("pusher")).get("name")
-        return _push(p, p["after"], head.get("message"), author)
+        head = p.obj("head_commit")
+        message = head.text("message") if head else None
+        author = _login(head.obj("author") if head else None, "name") or _login(p.obj("pusher"), "name")
+        return _push(p, "after", message, author)
     if event == "pull_request":
-        return _pull(p, p["action"], ("opened", "synchronize", "reopened"))
+        return _pull(p, ("opened", "synchronize", "reopened"))
     return Ignored(f"github event {event!r} starts no build")
 
 
-def _gitea(event: str, p: dict) -> Trigger | Ignored | Ping:
+def _gitea(event: str, p: Fields) -> Trigger | Ignored | Ping:
     if event == "push":
-        head = _dict(p.get("head_commit")) or _dict((p.get("commits") or [{}])[-1])
-        author = _dict(head.get("author")).get("name") or _dict(p.get("pusher")).get("login")
-        return _push(p, p["after"], head.get("message"), author)
+        commits = p.objects("commits")
+        head = p.obj("head_commit") or (commits[-1] if commits else None)
+        message = head.text("message") if head else None
+        author = _login(head.obj("author") if head else None, "name") or _login(p.obj("pusher"), "login")
+        return _push(p, "after", message, author)
     if event == "pull_request":
         # Gitea says "synchronized" where GitHub says "synchronize"; accept both.
-        return _pull(p, p["action"], ("opened", "synchronized", "synchronize", "reopened"))
+        return _pull(p, ("opened", "synchronized", "synchronize", "reopened"))
     if event == "ping":
         return Ping()
     return Ignored(f"gitea event {event!r} starts no build")
 
 
-def _pull(p: dict, action: str, wanted: tuple[str, ...]) -> Trigger | Ignored:
+def _pull(p: Fields, wanted: tuple[str, ...]) -> Trigger | Ignored:
+    action = p.name("action", required=True)
     if action not in wanted:
         return Ignored(f"pull request {action!r} starts no build")
-    pr = p["pull_request"]
-    head, base = pr["head"], pr["base"]
-    number = int(p.get("number") or pr["number"])
-    head_repo, base_repo = _dict(head.get("repo")), _dict(base.get("repo"))
+    pr = p.obj("pull_request", required=True)
+    head, base = pr.obj("head", required=True), pr.obj("base", required=True)
+    number = p.number("number") or pr.number("number", required=True)
+    head_repo, base_repo = head.obj("repo"), base.obj("repo")
     # A deleted fork has head.repo null: treat it as a fork, the safe side.
-    fork = not head_repo or head_repo.get("full_name") != base_repo.get("full_name")
+    head_name = head_repo.name("full_name") if head_repo else None
+    base_name = base_repo.name("full_name") if base_repo else None
+    fork = head_name is None or head_name != base_name
     return Trigger(
-        "pull_request", f"refs/pull/{number}/head", head["sha"], branch=head["ref"],
-        message=pr.get("title"), author=_dict(pr.get("user")).get("login"), pr_number=number,
-        target_branch=base["ref"], fork=fork,
+        "pull_request", f"refs/pull/{number}/head", head.sha("sha"), branch=head.name("ref", required=True),
+        message=pr.text("title"), author=_login(pr.obj("user"), "login"), pr_number=number,
+        target_branch=base.name("ref", required=True), fork=fork,
     )
 
 
-def _gitlab(event: str, p: dict) -> Trigger | Ignored | Ping:
-    kind = p.get("object_kind")
+def _gitlab(event: str, p: Fields) -> Trigger | Ignored | Ping:
+    kind = p.name("object_kind")
     if event in ("Push Hook", "Tag Push Hook") or kind in ("push", "tag_push"):
-        sha = p.get("checkout_sha") or p["after"]
-        commits = p.get("commits") or []
-        head = next((c for c in commits if isinstance(c, dict) and c.get("id") == sha), {})
-        message = head.get("message") or p.get("message")
-        return _push(p, sha, message, p.get("user_name"))
+        sha_key = "checkout_sha" if p.sha("checkout_sha", required=False) else "after"
+        sha = p.sha(sha_key)
+        head = next((c for c in p.objects("commits") if c.sha("id", required=False) == sha), None)
+        message = (head.text("message") if head else None) or p.text("message")
+        return _push(p, sha_key, message, p.name("user_name"))
     if event == "Merge Request Hook" or kind == "merge_request":
-        attrs = p["object_attributes"]
-        action = attrs.get("action")
+        attrs = p.obj("object_attributes", required=True)
+        action = attrs.name("action")
         if action not in ("open", "reopen", "update"):
             return Ignored(f"merge request {action!r} starts no build")
-        if action == "update" and "oldrev" not in attrs:
+        if action == "update" and not attrs.has("oldrev"):
             return Ignored("merge request update without new commits")  # title/label edits
-        number = int(attrs["iid"])
+        number = attrs.number("iid", required=True)
         # Like a GitHub pull request whose head repository is gone: unless both projects are named
         # and the same, the safe side (no secrets, no deploy).
-        source, target = attrs.get("source_project_id"), attrs.get("target_project_id")
+        source, target = attrs.ident("source_project_id"), attrs.ident("target_project_id")
         fork = source is None or source != target
         return Trigger(
-            "pull_request", f"refs/merge-requests/{number}/head", attrs["last_commit"]["id"],
-            branch=attrs["source_branch"], message=attrs.get("title"),
-            author=_dict(p.get("user")).get("username"), pr_number=number,
-            target_branch=attrs["target_branch"], fork=fork,
+            "pull_request", f"refs/merge-requests/{number}/head", attrs.obj("last_commit", required=True).sha("id"),
+            branch=attrs.name("source_branch", required=True), message=attrs.text("title"),
+            author=_login(p.obj("user"), "username"), pr_number=number,
+            target_branch=attrs.name("target_branch", required=True), fork=fork,
         )
     return Ignored(f"gitlab event {event!r} starts no build")

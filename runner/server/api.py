@@ -12,7 +12,8 @@ import re
 from aiohttp import web
 
 from runner.errors import BuildNotFound, ConveyorError
-from runner.server.inbox import BuildOrder
+from runner.server.ids import ID_RULE, parse_id
+from runner.server.inbox import BuildOrder, list_deliveries
 from runner.server.keys import AUTH, BACKGROUND, CONFIG, QUEUE, STORE
 from runner.server.views import build_json, deploy_rows, log_text
 from runner.store import builds as q
@@ -35,10 +36,10 @@ def _answer(request: web.Request, status: int, location: str, **data) -> web.Res
 
 
 def _build_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text="build ids are numbers; GET /api/builds lists them\n") from None
+    build_id = parse_id(request.match_info["id"])
+    if build_id is None:
+        raise web.HTTPNotFound(text=f"no such build: build ids are {ID_RULE}; GET /api/builds lists them\n")
+    return build_id
 
 
 async def _existing_build(request: web.Request) -> q.BuildRow:
@@ -53,9 +54,11 @@ async def _existing_build(request: web.Request) -> q.BuildRow:
 async def list_builds(request: web.Request) -> web.Response:
     try:
         limit = int(request.query.get("limit", "50"))
-        before = int(request.query["before"]) if "before" in request.query else None
     except ValueError:
-        return web.json_response({"error": "limit and before must be whole numbers"}, status=400)
+        return web.json_response({"error": "limit must be a whole number from 1 to 500"}, status=400)
+    before = parse_id(request.query["before"]) if "before" in request.query else None
+    if "before" in request.query and before is None:
+        return web.json_response({"error": f"before must be a build id ({ID_RULE})"}, status=400)
     if not 1 <= limit <= 500:  # SQLite reads LIMIT -1 as "no limit": the whole history in one answer
         return web.json_response({"error": "limit must be between 1 and 500; page with before=<id>"}, status=400)
     repo, status = request.query.get("repo"), request.query.get("status")
@@ -82,6 +85,13 @@ async def get_log(request: web.Request) -> web.Response:
 async def list_deploys(request: web.Request) -> web.Response:
     rows = await deploy_rows(request.app[STORE], request.query.get("service"))
     return web.json_response({"deploys": rows})
+
+
+async def get_deliveries(request: web.Request) -> web.Response:
+    """Webhook deliveries, newest first: ``failed`` ones carry why no build came of them."""
+    state = request.query.get("state") or None
+    rows = await request.app[STORE].aread(lambda c: list_deliveries(c, state))
+    return web.json_response({"deliveries": rows})
 
 
 async def create_build(request: web.Request) -> web.Response:
@@ -151,11 +161,14 @@ async def rollback(request: web.Request) -> web.Response:
     if not _NAME.fullmatch(service):
         return web.json_response({"error": "not a service name"}, status=400)
     data = await request.post() if _from_page(request) else (await _json_body(request) if request.can_read_body else {})
-    try:
-        to = int(data["to"]) if data.get("to") not in (None, "") else None
-    except (TypeError, ValueError):
-        return web.json_response({"error": "`to` must be a deploy id from GET /api/deploys"}, status=400)
+    to = parse_id(data["to"]) if data.get("to") not in (None, "") else None
+    if data.get("to") not in (None, "") and to is None:
+        return web.json_response({"error": f"`to` must be a deploy id ({ID_RULE}) from GET /api/deploys"},
+                                 status=400)
     target = data.get("target") or None
+    if target is not None and not (isinstance(target, str) and _NAME.fullmatch(target)):
+        return web.json_response({"error": "`target` must be the name of a deploy target (a string from "
+                                           "targets.yml); leave it out for the default target"}, status=400)
     from runner.deploy.client import DEFAULT_TARGET, open_target
     from runner.deploy.rollback import choose_target, rollback_service
     from runner.deploy.service import Provenance
@@ -195,4 +208,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/builds/{id}/cancel", cancel_build)
     r.add_post("/api/builds/{id}/rerun", rerun_build)
     r.add_get("/api/deploys", list_deploys)
+    r.add_get("/api/deliveries", get_deliveries)
     r.add_post("/api/services/{name}/rollback", rollback)

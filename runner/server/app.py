@@ -12,6 +12,7 @@ from aiohttp import web
 from runner.server import api, approvals, hooks, pages
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
+from runner.server.ids import parse_id
 from runner.server.keys import (
     AUTH, BACKEND, BACKGROUND, CONFIG, HUB, OWN_STORE, QUEUE, REPORTER, START_QUEUE, STORE, TEMPLATES,
 )
@@ -50,10 +51,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 
 async def _events(request: web.Request) -> web.StreamResponse:
-    try:
-        build_id = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    build_id = parse_id(request.match_info["id"])
+    if build_id is None:
+        raise web.HTTPNotFound(text="no such build\n")
     store = request.app[STORE]
 
     async def status_of(bid: int) -> str | None:

@@ -4,21 +4,28 @@
 (provider, delivery id): of any number of concurrent copies of a delivery exactly one row is made,
 and the caller learns whether it was the one. ``enqueue_pending`` turns pending deliveries into
 queued builds, each delivery and its build in one transaction, so a crash at any point leaves
-either a pending delivery (done again after restart) or a build (never both, never neither).
+either a pending delivery (done again after restart) or a build (never both, never neither). A
+delivery that raises while being turned into a build (a row stored by an older server, say) is
+marked ``failed`` with the reason and the queue goes on with the rest.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass
 
 from runner.build import BuildRequest, insert_request
+from runner.errors import StoreError
 from runner.scm.webhooks import Trigger
 from runner.store.builds import finish_build
 from runner.store.db import Store
 
-__all__ = ["BuildOrder", "record_delivery", "enqueue_pending", "queue_build", "cancel_queued", "pending_count"]
+__all__ = ["BuildOrder", "record_delivery", "enqueue_pending", "queue_build", "cancel_queued", "pending_count",
+           "list_deliveries"]
+
+log = logging.getLogger("conveyor.inbox")
 
 
 @dataclass(frozen=True)
@@ -93,10 +100,32 @@ def enqueue_pending(store: Store, instance: str, superseding: dict[str, bool], k
             conn.execute("UPDATE deliveries SET state = 'queued', build_id = ? WHERE id = ?", (build_id, row["id"]))
             return build_id
 
-        build_id = store.write(one)
+        try:
+            build_id = store.write(one)
+        except (StoreError, sqlite3.OperationalError):
+            raise  # the store itself (closed, locked, disk full): the row stays pending for the next tick
+        except Exception as exc:  # noqa: BLE001 - one bad row must never stop the queue
+            log.exception("delivery %s could not be turned into a build", row["id"])
+            reason = f"could not be turned into a build: {type(exc).__name__}: {exc}"[:1000]
+            store.write(lambda conn, row=row: conn.execute(
+                "UPDATE deliveries SET state = 'failed', note = ? WHERE id = ? AND state = 'pending'",
+                (reason, row["id"])))
+            continue
         if build_id is not None:
             made.append(build_id)
     return made
+
+
+def list_deliveries(conn: sqlite3.Connection, state: str | None = None, limit: int = 50) -> list[dict]:
+    """Newest first: what came in, what became of it (``queued`` with its build, ``ignored`` or
+    ``failed`` with the reason)."""
+    sql = "SELECT id, provider, delivery, repo, event, state, build_id, note, received FROM deliveries"
+    params: list = []
+    if state:
+        sql += " WHERE state = ?"
+        params.append(state)
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+    return [dict(row) for row in rows]
 
 
 def cancel_queued(conn: sqlite3.Connection, build_id: int, reason: str) -> bool:

@@ -15,6 +15,8 @@ from markupsafe import Markup
 
 from runner.errors import BuildNotFound
 from runner.server.auth import SESSION_COOKIE
+from runner.server.ids import ID_RULE, parse_id
+from runner.server.inbox import list_deliveries
 from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
 from runner.server.views import deploy_rows, duration_text, log_html
 from runner.store import builds as q
@@ -53,24 +55,28 @@ def _render(request: web.Request, name: str, http_status: int = 200, **context) 
 
 async def build_list(request: web.Request) -> web.Response:
     repo, status = request.query.get("repo") or None, request.query.get("status") or None
-    try:
-        before = int(request.query["before"]) if request.query.get("before") else None
-    except ValueError:
-        raise web.HTTPBadRequest(text="before must be a build id\n") from None
+    before = parse_id(request.query["before"]) if request.query.get("before") else None
+    if request.query.get("before") and before is None:
+        raise web.HTTPBadRequest(text=f"before must be a build id ({ID_RULE})\n")
 
     builds = await request.app[STORE].aread(
         lambda c: q.list_builds(c, repo=repo, status=status, before=before, limit=PAGE_SIZE + 1))
     more = len(builds) > PAGE_SIZE
     builds = builds[:PAGE_SIZE]
+    # On the first page: deliveries the queue could not turn into builds, with why (GET /api/deliveries).
+    failed = [] if before else await request.app[STORE].aread(lambda c: list_deliveries(c, "failed", limit=5))
     return _render(request, "builds.html", builds=builds, repo=repo, status=status,
-                   next_before=builds[-1].id if more else None, repos=sorted(request.app[CONFIG].repos))
+                   next_before=builds[-1].id if more else None, repos=sorted(request.app[CONFIG].repos),
+                   failed_deliveries=failed)
 
 
 async def build_page(request: web.Request) -> web.Response:
+    build_id = parse_id(request.match_info["id"])
     try:
-        build_id = int(request.match_info["id"])
-        detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id))
-    except (ValueError, BuildNotFound):
+        detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id)) if build_id else None
+    except BuildNotFound:
+        detail = None
+    if detail is None:
         return _render(request, "error.html", http_status=404, message="There is no such build.")
     live = detail.build.status in ("queued", "running", "waiting")
     log = [] if live else await request.app[STORE].aread(lambda c: log_html(c, build_id))

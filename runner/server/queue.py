@@ -15,6 +15,7 @@ import shutil
 from dataclasses import dataclass
 
 from runner.build import run_build, settle_crashed_deploys
+from runner.dsl import find_pipeline_files
 from runner.errors import SourceError
 from runner.scm.mirror import Mirror
 from runner.server.config import ServerConfig
@@ -127,20 +128,22 @@ class BuildQueue:
     async def _run(self, build_id: int, cancel: asyncio.Event, suspend: asyncio.Event, resume: bool = False) -> None:
         """Check out the build's commit and run it; ``resume``: go on with a build that waited for an
         approval across a restart (a fresh checkout; the stages it finished are not run again)."""
-        status = "failure"
-        build = await self.store.aread(lambda c: q.get_build(c, build_id))
-        facts = await self.store.aread(lambda c: c.execute(
-            "SELECT config_repo, fork FROM server_builds WHERE build_id = ?", (build_id,)).fetchone())
-        repo = self.config.repo(facts["config_repo"])
-        workspace = self.config.settings.data_dir / "workspaces" / build.uid
+        # Everything inside the try: a row that cannot be read or run ends `failure` with the reason,
+        # and its slot is freed, so one bad build never holds up the ones behind it.
+        status, repo, sha, pipeline, workspace = "failure", None, None, None, None
         live = self.hub.open(build_id)
         try:
+            build = await self.store.aread(lambda c: q.get_build(c, build_id))
+            facts = await self.store.aread(lambda c: c.execute(
+                "SELECT config_repo, fork, pr_number, rerun_of FROM server_builds WHERE build_id = ?",
+                (build_id,)).fetchone())
+            repo = self.config.repo(facts["config_repo"])
             if repo is None:
                 status = await self._finish(build_id, "failure", f"repository {facts['config_repo']!r} is no "
                                             "longer in the server configuration; add it back to build it")
                 return
             fork = bool(facts["fork"])
-            await self._report(repo, build.sha, "pending", build_id)
+            workspace = self.config.settings.data_dir / "workspaces" / build.uid
             mirror = Mirror(self.config.settings.data_dir, repo.name, repo.source)
             try:
                 sha = build.sha or await self._resolve(mirror, build)
@@ -157,6 +160,8 @@ class BuildQueue:
             except SourceError as exc:
                 status = await self._finish(build_id, "failure", str(exc))
                 return
+            pipeline = await self._one_build_per_file(build, facts, sha, workspace)
+            await self._report(repo, sha, "pending", build_id, pipeline)
             if cancel.is_set():
                 status = await self._finish(build_id, "cancelled", "cancelled before it started")
                 return
@@ -174,10 +179,34 @@ class BuildQueue:
         finally:
             self.running.pop(build_id, None)
             self.hub.close(build_id, status)
-            await asyncio.to_thread(shutil.rmtree, workspace, True)
+            if workspace is not None:
+                await asyncio.to_thread(shutil.rmtree, workspace, True)
             if repo is not None and not suspend.is_set():
-                await self._report(repo, build.sha, status, build_id)
+                await self._report(repo, sha, status, build_id, pipeline)
             self.wake()
+
+    async def _one_build_per_file(self, build: q.BuildRow, facts, sha: str, workspace) -> str | None:
+        """Each ``.conveyor/*.yml`` is its own pipeline: a build not yet bound to a file takes the
+        first and queues one build per other file, at the same commit (``sha``: a manual build's
+        branch may move meanwhile) and with the same trigger. Returns the file when the commit has
+        several (it names the commit status), else None."""
+        found = await asyncio.to_thread(find_pipeline_files, workspace)
+        files = [path.relative_to(workspace).as_posix() for path in found]
+        if len(files) < 2:
+            return None
+        if build.pipeline:
+            return build.pipeline
+        first, others = files[0], files[1:]
+        instance = self.config.settings.instance
+
+        def split(conn) -> None:
+            conn.execute("UPDATE builds SET pipeline = ? WHERE id = ?", (first, build.id))
+            for other in others:
+                queue_build(conn, _order_of(build, facts, pipeline=other, sha=sha), instance)
+
+        await self.store.awrite(split)
+        self.wake()
+        return first
 
     async def _resolve(self, mirror: Mirror, build: q.BuildRow) -> str:
         """A manual build names a branch or tag: find its commit and store it with the build."""
@@ -191,9 +220,9 @@ class BuildQueue:
         await self.store.awrite(lambda c: q.finish_build(c, build_id, status, reason))
         return status
 
-    async def _report(self, repo, sha, status, build_id) -> None:
+    async def _report(self, repo, sha, status, build_id, pipeline=None) -> None:
         if self.reporter is not None and sha:
-            await self.reporter.report(repo, sha, status, build_id)
+            await self.reporter.report(repo, sha, status, build_id, pipeline)
 
     # -- what users ask for -------------------------------------------------------------------
 
@@ -225,13 +254,23 @@ class BuildQueue:
     async def rerun(self, build_id: int, by: str) -> int:
         old = await self.store.aread(lambda c: q.get_build(c, build_id))
         facts = await self.store.aread(lambda c: c.execute(
-            "SELECT config_repo, fork, pr_number FROM server_builds WHERE build_id = ?", (build_id,)).fetchone())
+            "SELECT config_repo, fork, pr_number, rerun_of FROM server_builds WHERE build_id = ?",
+            (build_id,)).fetchone())
         repo = facts["config_repo"] if facts else old.repo
         if self.config.repo(repo) is None:
             raise LookupError(f"build {old.label} is not of a configured repository; it cannot be re-run here")
-        return await self.submit(BuildOrder(
-            repo=repo, event=old.event, trigger=f"rerun:{build_id}", ref=old.ref, branch=old.branch, tag=old.tag,
-            sha=old.sha, message=old.message, author=old.author, params=old.params,
-            fork=bool(facts["fork"]) if facts else False, pr_number=facts["pr_number"] if facts else None,
-            rerun_of=build_id,
-        ))
+        # The same pipeline file too: a re-run of one file's build does not start the others.
+        return await self.submit(_order_of(old, facts, trigger=f"rerun:{build_id}", rerun_of=build_id))
+
+
+def _order_of(build: q.BuildRow, facts, **changes) -> BuildOrder:
+    """The order that asks for ``build`` again (``facts``: its server_builds row, if any), with
+    ``changes``; never its delivery, which belongs to one build."""
+    fields = dict(
+        repo=facts["config_repo"] if facts else build.repo, event=build.event, trigger=build.trigger,
+        ref=build.ref, branch=build.branch, tag=build.tag, sha=build.sha, message=build.message,
+        author=build.author, params=build.params, pipeline=build.pipeline,
+        fork=bool(facts["fork"]) if facts else False, pr_number=facts["pr_number"] if facts else None,
+        rerun_of=facts["rerun_of"] if facts else None,
+    )
+    return BuildOrder(**{**fields, **changes})

@@ -1,6 +1,7 @@
 """Commit statuses back to the forge: pending when a build starts, then success or failure.
 
-Only for repositories with a status token. The call has a short timeout; any failure is logged and
+Only for repositories with a status token. Every build sends ``pending`` once its commit is known
+(a manual build's branch is resolved first) and its final status at the end. The call has a short timeout; any failure is logged and
 swallowed, because a forge being down must never fail or delay a build.
 
 - GitHub: ``POST {api}/repos/{owner}/{repo}/statuses/{sha}`` (JSON), ``Authorization: Bearer``.
@@ -11,6 +12,7 @@ swallowed, because a forge being down must never fail or delay a build.
 from __future__ import annotations
 
 import logging
+from pathlib import PurePosixPath
 from urllib.parse import quote
 
 import aiohttp
@@ -55,11 +57,15 @@ class StatusReporter:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         return self._session
 
-    async def report(self, repo: RepoConfig, sha: str | None, status: str, build_id: int) -> bool:
-        """Send one status; True when the forge accepted it. Never raises."""
+    async def report(self, repo: RepoConfig, sha: str | None, status: str, build_id: int,
+                     pipeline: str | None = None) -> bool:
+        """Send one status; True when the forge accepted it. Never raises. ``pipeline`` names the
+        file when a commit has several, so each gets its own status (``conveyor/deploy``) and one
+        file's success never hides another's failure."""
         cfg = repo.status
         if not cfg.token or not cfg.api_url or not sha:
             return False
+        context = cfg.context if pipeline is None else f"{cfg.context}/{PurePosixPath(pipeline).stem}"
         api = cfg.api_url.rstrip("/")
         target = f"{self.public_url}/builds/{build_id}"
         state = forge_state(repo.provider, status)
@@ -69,14 +75,14 @@ class StatusReporter:
                 url = f"{api}/projects/{quote(repo.forge_name, safe='')}/statuses/{sha}"
                 request = self._client().post(
                     url, headers={"PRIVATE-TOKEN": cfg.token},
-                    data={"state": state, "name": cfg.context, "target_url": target, "description": description},
+                    data={"state": state, "name": context, "target_url": target, "description": description},
                 )
             else:
                 scheme = "Bearer" if repo.provider == "github" else "token"
                 url = f"{api}/repos/{repo.forge_name}/statuses/{sha}"
                 request = self._client().post(
                     url, headers={"Authorization": f"{scheme} {cfg.token}", "Accept": "application/json"},
-                    json={"state": state, "context": cfg.context, "target_url": target, "description": description},
+                    json={"state": state, "context": context, "target_url": target, "description": description},
                 )
             async with request as response:
                 if response.status >= 300:

@@ -32,10 +32,10 @@ def build_json(build: q.BuildRow, detail: q.BuildDetail | None = None) -> dict[s
         "branch": build.branch, "tag": build.tag, "sha": build.sha, "message": build.message,
         "author": build.author, "params": build.params, "created": build.created, "started": build.started,
         "finished": build.finished, "duration": build.duration, "warnings": build.warnings,
+        "pipeline": build.pipeline,
     }
     if detail is not None:
         needs = build.job_needs()
-        data["pipeline"] = build.pipeline
         data["diagnostics"] = build.diagnostics
         data["stages"] = [
             {"name": s.name, "kind": s.kind, "status": s.status, "reason": s.reason, "started": s.started,

@@ -28,11 +28,14 @@ from typing import Any, TypeVar
 
 from runner.errors import StoreError
 
-__all__ = ["Store", "migrations"]
+__all__ = ["Store", "migrations", "MAX_INTEGER"]
 
 T = TypeVar("T")
 _STOP = object()
 DB_NAME = "conveyor.db"
+# The largest INTEGER SQLite holds; a bigger Python int raises OverflowError when bound, so every
+# number from outside (an id in a URL, a pull request number in a webhook) is checked against it.
+MAX_INTEGER = 2**63 - 1
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -138,6 +138,53 @@ async def test_malformed_bodies_are_400(server):
         assert "error" in await answer.json()
 
 
+def _set(payload: dict, path: str, value) -> dict:
+    *parents, last = path.split(".")
+    target = payload
+    for key in parents:
+        target = target[key]
+    target[last] = value
+    return payload
+
+
+@pytest.mark.parametrize("provider,event,payload,path,value,says", [
+    ("github", "push", p.github_push("acme/web", SHA), "ref", "refs/heads/ma\nin",
+     "ref contains a control character ('\\n' at 13)"),
+    ("github", "push", p.github_push("acme/web", SHA), "after", "z" * 40, "after must be a commit sha"),
+    ("github", "push", p.github_push("acme/web", SHA), "head_commit.author", "Octo", "head_commit.author must be an object"),
+    ("github", "push", p.github_push("acme/web", SHA), "deleted", "yes", "deleted must be true or false"),
+    ("github", "push", p.github_push("acme/web", SHA), "repository.full_name", {"a": 1},
+     "repository.full_name must be a string, not an object"),
+    ("github", "pull_request", p.github_pull_request("acme/web", SHA), "pull_request.head.ref", "x\x1by",
+     "pull_request.head.ref contains a control character"),
+    ("github", "pull_request", p.github_pull_request("acme/web", SHA), "number", 2**64,
+     "number must be between 1 and 9223372036854775807"),
+    ("github", "pull_request", p.github_pull_request("acme/web", SHA), "pull_request.base.ref", None,
+     "pull_request.base.ref is missing"),
+    ("gitea", "push", p.gitea_push("tea/app", SHA), "commits", "x", "commits must be a list, not a string"),
+    ("gitea", "push", p.gitea_push("tea/app", SHA), "head_commit.message", "a\x00b", "head_commit.message contains a NUL"),
+    ("gitlab", "Push Hook", p.gitlab_push("grp/svc", SHA), "checkout_sha", 5, "checkout_sha must be a string, not a number"),
+    ("gitlab", "Push Hook", p.gitlab_push("grp/svc", SHA), "user_name", "a\u2028b", "user_name contains a control character"),
+    ("gitlab", "Merge Request Hook", p.gitlab_merge_request("grp/svc", SHA), "object_attributes.iid", "3",
+     "object_attributes.iid must be a whole number, not a string"),
+    ("gitlab", "Merge Request Hook", p.gitlab_merge_request("grp/svc", SHA), "object_attributes.target_branch",
+     ["main"], "object_attributes.target_branch must be a string, not a list"),
+    ("gitlab", "Merge Request Hook", p.gitlab_merge_request("grp/svc", SHA), "object_attributes.last_commit.id",
+     "abc", "object_attributes.last_commit.id must be a commit sha"),
+])
+async def test_a_field_of_the_wrong_type_is_a_400_naming_it(server, provider, event, payload, path, value, says):
+    gitea = {"name": "tea/app", "provider": "gitea", "url": "https://gitea.example.com/tea/app.git", "secret": SECRET}
+    lab = {"name": "grp/svc", "provider": "gitlab", "url": "https://gitlab.example.com/grp/svc.git", "secret": SECRET}
+    client = await server([repo_cfg(), gitea, lab], paused=True)
+    body = p.body_of(_set(json.loads(json.dumps(payload)), path, value))
+    headers = {"github": lambda: p.github_headers(body, SECRET, event), "gitea": lambda: p.gitea_headers(body, SECRET, event),
+               "gitlab": lambda: p.gitlab_headers(SECRET, event)}[provider]()
+    answer = await client.post(f"/hooks/{provider}", data=body, headers=headers)
+    assert answer.status == 400, await answer.text()
+    assert (await answer.json())["error"].startswith(says)
+    assert await deliveries(client) == []
+
+
 async def test_unknown_repository_is_404_and_other_methods_405(server):
     client = await server([repo_cfg()], paused=True)
     body = p.body_of(p.github_push("someone/else", SHA))
