@@ -149,7 +149,7 @@ def _push(p: Fields, sha_key: str, message: str | None, author: str | None) -> T
     sha = p.sha(sha_key)
     if deleted or sha == _ZERO_SHA:
         return Ignored(f"{ref} was deleted")
-    before = payload.get("before") if isinstance(payload.get("before"), str) else None
+    before = p.sha("before", required=False)  # all zeros on a new branch: the changes module knows
     if ref.startswith("refs/tags/"):
         return Trigger("tag", ref, sha, tag=ref[len("refs/tags/"):], message=message, author=author, before=before)
     if ref.startswith("refs/heads/"):
