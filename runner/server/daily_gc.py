@@ -1,0 +1,52 @@
+"""The server's daily retention run: ``runner.retention.collect`` at start-up and every 24 hours.
+
+The same code as ``conveyor gc``; it runs in a thread and deletes in bounded batches through the
+store's writer, so builds, webhooks and the page go on while it works. Time comes from a ``Clock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+
+from runner.clock import Clock
+from runner.retention import DAY, collect
+from runner.server.config import ServerConfig
+from runner.store.db import Store
+
+__all__ = ["DailyGc"]
+
+log = logging.getLogger("conveyor.retention")
+
+
+class DailyGc:
+    def __init__(self, store: Store, config: ServerConfig, clock: Clock, every: float = DAY) -> None:
+        self.store, self.config, self.clock, self.every = store, config, clock, every
+        self.runs = 0  # passes completed, for the log and for tests
+        self._task: asyncio.Task | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="conveyor-retention")
+
+    async def stop(self) -> None:
+        self._stop.set()  # a run in its thread ends after its current transaction
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            started = self.clock.now()
+            try:
+                report = await asyncio.to_thread(collect, self.store, self.config.retention_for, started,
+                                                stop=self._stop)
+                if report.removed:
+                    log.info("retention removed %d build(s), %d bytes", len(report.removed), report.freed)
+            except Exception:  # noqa: BLE001 - tomorrow's run must still happen
+                log.exception("the retention run failed; it runs again in a day")
+            self.runs += 1
+            await self.clock.sleep_until(started + self.every)
