@@ -4,7 +4,7 @@ A schedule names a cron expression, read in its own time zone, and the branch an
 builds it starts. Slots are the instants the expression names; ``latest_slot`` and ``next_slot``
 turn "now" into them with croniter, which walks the calendar in the zone (daylight saving included:
 a slot that falls in the hour skipped in spring fires at the first minute after it, and one in the
-hour repeated in autumn fires once). See docs/server.md.
+hour repeated in autumn fires at its first occurrence only). See docs/server.md.
 """
 
 from __future__ import annotations
@@ -54,13 +54,24 @@ def latest_slot(schedule: Schedule, now: float) -> float:
     here = datetime.datetime.fromtimestamp(now, schedule.zone)
     minute = here.replace(second=0, microsecond=0)
     if croniter.match(schedule.cron, minute):
-        return minute.timestamp()
-    return croniter(schedule.cron, here).get_prev(float)
+        return _first_occurrence(minute.timestamp(), schedule)
+    return _first_occurrence(croniter(schedule.cron, here).get_prev(float), schedule)
 
 
 def next_slot(schedule: Schedule, now: float) -> float:
     """The first slot strictly after ``now``."""
-    return croniter(schedule.cron, datetime.datetime.fromtimestamp(now, schedule.zone)).get_next(float)
+    at = now
+    while True:
+        at = croniter(schedule.cron, datetime.datetime.fromtimestamp(at, schedule.zone)).get_next(float)
+        if _first_occurrence(at, schedule) == at:
+            return at
+
+
+def _first_occurrence(slot: float, schedule: Schedule) -> float:
+    """A local time that happens twice (the hour repeated when clocks go back) is one slot: its first
+    occurrence. croniter yields both; firing twice for one "02:30" is not what anyone scheduled."""
+    local = datetime.datetime.fromtimestamp(slot, schedule.zone)
+    return local.replace(fold=0).timestamp() if local.fold else slot
 
 
 def parse_schedules(repo: str, data: Any) -> tuple[Schedule, ...]:

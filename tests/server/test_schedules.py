@@ -172,6 +172,10 @@ def test_slots_follow_daylight_saving_in_the_schedules_zone():
     gap = Schedule(repo="r", name="n", cron="30 2 * * *", timezone="Europe/Paris")
     assert next_slot(gap, utc(2024, 3, 30, 12)) == utc(2024, 3, 31, 1, 0)
     assert next_slot(gap, utc(2024, 3, 31, 1, 0)) == utc(2024, 4, 1, 0, 30)
+    # 02:30 happens twice on 27 October 2024 (03:00 -> 02:00): one slot, the first.
+    assert next_slot(gap, utc(2024, 10, 26, 12)) == utc(2024, 10, 27, 0, 30)
+    assert next_slot(gap, utc(2024, 10, 27, 0, 30)) == utc(2024, 10, 28, 1, 30)
+    assert latest_slot(gap, utc(2024, 10, 27, 1, 45)) == utc(2024, 10, 27, 0, 30)
 
 
 async def test_run_now_needs_the_token_and_leaves_the_slot_alone(start, git_repo):
