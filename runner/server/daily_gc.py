@@ -27,23 +27,28 @@ class DailyGc:
         self.runs = 0  # passes completed, for the log and for tests
         self._task: asyncio.Task | None = None
         self._stop = threading.Event()
+        self._run: asyncio.Future | None = None  # the pass working in its thread, if any
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="conveyor-retention")
 
     async def stop(self) -> None:
-        self._stop.set()  # a run in its thread ends after its current transaction
+        self._stop.set()  # a pass in its thread ends after its current transaction ...
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._run is not None:  # ... and is waited for: the store closes after this
+            with contextlib.suppress(Exception):
+                await self._run
 
     async def _loop(self) -> None:
         while True:
             started = self.clock.now()
             try:
-                report = await asyncio.to_thread(collect, self.store, self.config.retention_for, started,
-                                                stop=self._stop)
+                self._run = asyncio.ensure_future(asyncio.to_thread(
+                    collect, self.store, self.config.retention_for, started, stop=self._stop))
+                report = await asyncio.shield(self._run)  # a cancel must not orphan the thread
                 if report.removed:
                     log.info("retention removed %d build(s), %d bytes", len(report.removed), report.freed)
             except Exception:  # noqa: BLE001 - tomorrow's run must still happen
