@@ -1,4 +1,6 @@
-"""The server's daily retention run: ``runner.retention.collect`` at start-up and every 24 hours.
+"""The server's daily retention run: ``runner.retention.collect`` 10 minutes after start-up, then
+every 24 hours. Not at once: a server just (re)started has builds to settle and start first, and an
+operator who starts one to look at an old data directory gets a moment to `conveyor gc --dry-run`.
 
 The same code as ``conveyor gc``; it runs in a thread and deletes in bounded batches through the
 store's writer, so builds, webhooks and the page go on while it works. Time comes from a ``Clock``.
@@ -19,11 +21,14 @@ from runner.store.db import Store
 __all__ = ["DailyGc"]
 
 log = logging.getLogger("conveyor.retention")
+FIRST_AFTER = 600.0  # seconds after start-up
 
 
 class DailyGc:
-    def __init__(self, store: Store, config: ServerConfig, clock: Clock, every: float = DAY) -> None:
+    def __init__(self, store: Store, config: ServerConfig, clock: Clock, every: float = DAY,
+                 first_after: float = FIRST_AFTER) -> None:
         self.store, self.config, self.clock, self.every = store, config, clock, every
+        self.first_after = first_after
         self.runs = 0  # passes completed, for the log and for tests
         self._task: asyncio.Task | None = None
         self._stop = threading.Event()
@@ -43,6 +48,7 @@ class DailyGc:
                 await self._run
 
     async def _loop(self) -> None:
+        await self.clock.sleep_until(self.clock.now() + self.first_after)
         while True:
             started = self.clock.now()
             try:

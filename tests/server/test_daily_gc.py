@@ -1,5 +1,5 @@
-"""The server's daily retention run on a real store, driven by a test clock: at start-up, then
-every 24 hours, with the configuration's retention (server-wide and per repository)."""
+"""The server's daily retention run on a real store, driven by a test clock: 10 minutes after
+start-up, then every 24 hours, with the configuration's retention (server-wide and per repository)."""
 
 from __future__ import annotations
 
@@ -28,11 +28,18 @@ async def test_the_server_prunes_once_a_day_with_the_configured_retention(tmp_pa
     client = TestClient(TestServer(make_app(config, clock=clock), host="127.0.0.1"))
     await client.start_server()
     try:
-        await clock.wait_sleeping(1)  # no schedules: only the retention run sleeps, after its first pass
-        gc = client.app[DAILY_GC]
-        assert gc.runs == 1
-        store = client.app[STORE]
-        # Added after the start-up pass; 40 days old by the test clock's "now".
+        await clock.wait_sleeping(1)  # no schedules: only the retention run sleeps
+        gc, store = client.app[DAILY_GC], client.app[STORE]
+        old, _ = add_build(store, "web", "main", "failure", 400, start)
+        for _ in range(20):
+            add_build(store, "web", "main", "failure", 1, start)
+        assert gc.runs == 0
+        await clock.advance(599)
+        assert gc.runs == 0 and old in surviving(store)  # not at once at start-up
+        await clock.advance(1)
+        assert gc.runs == 1 and old not in surviving(store)
+        start += 600
+        # Added after the first pass; 40 days old by the test clock's "now".
         web = [add_build(store, "web", "main", "failure", 40, start)[0] for _ in range(22)]
         api = [add_build(store, "acme/api", "main", "failure", 40, start)[0] for _ in range(3)]
         _, live = add_build(store, "web", "feature", "failure", 400, start)
