@@ -108,7 +108,7 @@ def choose(conn, policy_for: Callable[[str], Retention], now: float) -> list[Bui
 
 
 def collect(store: Store, policy_for: Callable[[str], Retention], now: float, *, dry_run: bool = False,
-            batch: int = 50, log_rows: int = 2000, on_removed: Callable[[Removal], None] | None = None,
+            batch: int = 50, log_rows: int = 500, on_removed: Callable[[Removal], None] | None = None,
             stop: threading.Event | None = None) -> GcReport:
     """Remove (or, with ``dry_run``, only list) what retention lets go. Blocking: call it in a thread.
     ``stop`` ends it between two transactions (the server shutting down); what is done stays done."""
