@@ -28,6 +28,7 @@ from runner.store.db import Store
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("conveyor.scheduler")
+RETRY = 60.0  # seconds after a failed pass
 
 
 class Scheduler:
@@ -50,12 +51,15 @@ class Scheduler:
 
     async def _loop(self) -> None:
         while True:
+            now = self.clock.now()
+            wake = min(next_slot(s, now) for s in self.schedules)
             try:
                 await self.fire_due()
             except Exception:  # noqa: BLE001 - one bad pass must not end the schedules
-                log.exception("the scheduler's pass failed; trying again at the next slot")
-            now = self.clock.now()
-            await self.clock.sleep_until(min(next_slot(s, now) for s in self.schedules))
+                # Soon, not at the next slot: the slot due now is still owed (a locked store, ...).
+                log.exception("the scheduler's pass failed; trying again in a minute")
+                wake = min(wake, now + RETRY)
+            await self.clock.sleep_until(wake)
 
     # -- firing ---------------------------------------------------------------------------------
 
