@@ -19,6 +19,7 @@ _COMMAND_MODULES = (
     "runner.cli.image_cmds",  # images bootstrap
     "runner.cli.deploy_cmds",  # deploys, rollback
     "runner.cli.serve_cmd",  # serve
+    "runner.cli.gc_cmd",  # gc
 )
 
 

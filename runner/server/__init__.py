@@ -4,7 +4,8 @@ status pages. ``app.make_app`` assembles them; docs/server.md is the user's guid
 Modules: ``config`` (the file), ``hooks`` (webhook routes), ``inbox`` (deliveries and queued builds
 in the store), ``queue`` (the worker), ``api``, ``pages``, ``views`` (read models), ``sse`` (live
 logs), ``ansi`` (escape, then colour), ``auth`` (admin token, session, CSRF), ``status`` (commit
-statuses), ``keys`` (what the application holds).
+statuses), ``keys`` (what the application holds), ``schedules`` + ``scheduler`` + ``schedule_routes``
+(cron schedules), ``daily_gc`` (the daily retention run).
 """
 
 __all__: list[str] = []

@@ -9,14 +9,18 @@ import logging
 
 from aiohttp import web
 
-from runner.server import api, approvals, hooks, pages
+from runner.clock import Clock, SystemClock
+from runner.server import api, approvals, hooks, pages, schedule_routes
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.ids import parse_id
 from runner.server.keys import (
-    AUTH, BACKEND, BACKGROUND, CONFIG, HUB, OWN_STORE, QUEUE, REPORTER, START_QUEUE, STORE, TEMPLATES,
+    AUTH, BACKEND, BACKGROUND, CLOCK, CONFIG, DAILY_GC, HUB, OWN_STORE, QUEUE, REPORTER, SCHEDULER, START_QUEUE,
+    STORE, TEMPLATES,
 )
+from runner.server.daily_gc import DailyGc
 from runner.server.queue import BuildQueue
+from runner.server.scheduler import Scheduler
 from runner.server.sse import LiveHub, stream
 from runner.server.status import StatusReporter
 from runner.store.db import Store
@@ -66,8 +70,9 @@ async def _events(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
-             start_queue: bool = True) -> web.Application:
-    """The application. ``backend`` defaults to the configured one; ``store`` to the data dir's."""
+             start_queue: bool = True, clock: Clock | None = None) -> web.Application:
+    """The application. ``backend`` defaults to the configured one; ``store`` to the data dir's;
+    ``clock`` (schedules, the daily retention run) to the system's."""
     app = web.Application(middlewares=[api_errors])
     app.on_response_prepare.append(_security_headers)
     app[CONFIG] = config
@@ -79,10 +84,12 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     app[STORE] = store
     app[BACKEND] = backend
     app[START_QUEUE] = start_queue
+    app[CLOCK] = clock or SystemClock()
     hooks.add_routes(app)
     api.add_routes(app)
     approvals.add_routes(app)
     pages.add_routes(app)
+    schedule_routes.add_routes(app)
     app.router.add_get("/builds/{id}/events", _events)
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
@@ -100,8 +107,14 @@ async def _startup(app: web.Application) -> None:
         app[BACKEND] = get_backend(config.backend, config.settings)
     app[REPORTER] = StatusReporter(config.public_url)
     app[QUEUE] = BuildQueue(app[STORE], config, app[BACKEND], app[HUB], app[REPORTER])
+    app[SCHEDULER] = Scheduler(app[STORE], config, app[QUEUE], app[CLOCK])
+    app[DAILY_GC] = DailyGc(app[STORE], config, app[CLOCK])
     if app[START_QUEUE]:
         await app[QUEUE].start()
+        # After the queue's start-up: builds a crash left running are settled before any prune,
+        # and slots missed while the server was down fire now, once.
+        app[SCHEDULER].start()
+        app[DAILY_GC].start()
 
 
 async def _shutdown(app: web.Application) -> None:
@@ -111,6 +124,8 @@ async def _shutdown(app: web.Application) -> None:
 
 
 async def _cleanup(app: web.Application) -> None:
+    await app[SCHEDULER].stop()
+    await app[DAILY_GC].stop()
     await app[QUEUE].stop()
     background = list(app[BACKGROUND])
     for task in background:

@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 
 from runner.errors import ConveyorError
+from runner.retention import Retention, RetentionConfigError, parse_retention
 from runner.scm.webhooks import PROVIDERS
+from runner.server.schedules import Schedule, ScheduleConfigError, parse_schedules
 from runner.settings import Settings, parse_size
 
 __all__ = ["ServerConfig", "RepoConfig", "StatusConfig", "ServerConfigError", "load_config"]
@@ -51,6 +53,8 @@ class RepoConfig:
     cancel_superseded: bool = True  # a newer push to a branch cancels its older queued build
     secrets: dict[str, str] = field(default_factory=dict)  # given to builds (never to forks)
     status: StatusConfig = field(default_factory=StatusConfig)
+    schedules: tuple[Schedule, ...] = ()  # cron schedules that start builds (docs/server.md)
+    retention: Retention | None = None  # None: the server's
 
     @property
     def source(self) -> str:
@@ -77,6 +81,16 @@ class ServerConfig:
     backend: str = "docker"
     paused: bool = False  # accept webhooks into the inbox but start nothing (Jenkins' "quiet down")
     repos: dict[str, RepoConfig] = field(default_factory=dict)
+    retention: Retention = field(default_factory=Retention)
+
+    def retention_for(self, repo: str) -> Retention:
+        """The retention of builds of ``repo`` (a configured repository's own, else the server's)."""
+        own = self.repos.get(repo)
+        return own.retention if own is not None and own.retention is not None else self.retention
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        return [s for repo in self.repos.values() for s in repo.schedules]
 
     @property
     def public_url(self) -> str:
@@ -116,12 +130,12 @@ def _secret(where: str, data: dict, key: str, environ: dict[str, str]) -> str | 
 
 
 _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_env", "trusted", "branches",
-              "cancel_superseded", "secrets", "status"}
+              "cancel_superseded", "secrets", "status", "schedules", "retention"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
-             "instance", "paused", "repos", "targets_file", "workspace_limit"}
+             "instance", "paused", "repos", "targets_file", "workspace_limit", "retention"}
 
 
-def _repo(index: int, data: Any, base: Path, environ: dict[str, str]) -> RepoConfig:
+def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention: Retention) -> RepoConfig:
     where = f"repos[{index}]"
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
         raise ServerConfigError(f"{where}: each repository needs a `name:` (for example acme/web)")
@@ -151,6 +165,11 @@ def _repo(index: int, data: Any, base: Path, environ: dict[str, str]) -> RepoCon
     status = data.get("status") or {}
     if not isinstance(status, dict):
         raise ServerConfigError(f"{where}: status must be a mapping (token_env, api_url, context)")
+    try:
+        schedules = parse_schedules(data["name"], data.get("schedules"))
+        own_retention = parse_retention(where, data["retention"], retention) if "retention" in data else None
+    except (ScheduleConfigError, RetentionConfigError) as exc:
+        raise ServerConfigError(str(exc)) from None
     return RepoConfig(
         name=data["name"], provider=provider, url=data.get("url"), path=path, full_name=data.get("full_name"),
         secret=_secret(where, data, "secret", environ), trusted=bool(data.get("trusted", False)),
@@ -161,6 +180,7 @@ def _repo(index: int, data: Any, base: Path, environ: dict[str, str]) -> RepoCon
             api_url=(status.get("api_url") or _DEFAULT_API[provider]),
             context=str(status.get("context", "conveyor")),
         ),
+        schedules=schedules, retention=own_retention,
     )
 
 
@@ -183,12 +203,16 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
         targets_file=(base / Path(targets_file).expanduser()) if targets_file else None,
         workspace_limit=workspace_limit,
     )
+    try:
+        retention = parse_retention("configuration", data.get("retention"))
+    except RetentionConfigError as exc:
+        raise ServerConfigError(str(exc)) from None
     repos: dict[str, RepoConfig] = {}
     raw_repos = data.get("repos") or []
     if not isinstance(raw_repos, list):
         raise ServerConfigError("repos must be a list of repositories, each with name, provider and url or path")
     for index, item in enumerate(raw_repos):
-        repo = _repo(index, item, base, env)
+        repo = _repo(index, item, base, env, retention)
         if repo.name in repos:
             raise ServerConfigError(f"repository {repo.name!r} is configured twice; names must be unique")
         repos[repo.name] = repo
@@ -203,7 +227,7 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
         settings=settings, host=str(overrides.pop("host", None) or data.get("host", "127.0.0.1")), port=port,
         url=data.get("url"), admin_token=_secret("configuration", data, "admin_token", env) or
         env.get("CONVEYOR_ADMIN_TOKEN"), concurrency=concurrency, backend=str(data.get("backend", "docker")),
-        paused=bool(data.get("paused", False)), repos=repos,
+        paused=bool(data.get("paused", False)), repos=repos, retention=retention,
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ServerConfig(**values)

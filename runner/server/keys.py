@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 __all__ = ["CONFIG", "AUTH", "HUB", "TEMPLATES", "BACKGROUND", "STORE", "BACKEND", "QUEUE", "REPORTER",
-           "OWN_STORE", "START_QUEUE"]
+           "OWN_STORE", "START_QUEUE", "CLOCK", "SCHEDULER", "DAILY_GC"]
 
 CONFIG = web.AppKey("config", Any)
 AUTH = web.AppKey("auth", Any)
@@ -20,3 +20,6 @@ QUEUE = web.AppKey("queue", Any)
 REPORTER = web.AppKey("reporter", Any)
 OWN_STORE = web.AppKey("own_store", bool)
 START_QUEUE = web.AppKey("start_queue", bool)
+CLOCK = web.AppKey("clock", Any)
+SCHEDULER = web.AppKey("scheduler", Any)
+DAILY_GC = web.AppKey("daily_gc", Any)

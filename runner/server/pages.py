@@ -21,7 +21,7 @@ from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
 from runner.server.views import deploy_rows, duration_text, log_html
 from runner.store import builds as q
 
-__all__ = ["WEB_DIR", "make_templates", "add_routes"]
+__all__ = ["WEB_DIR", "make_templates", "render", "add_routes"]
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 PAGE_SIZE = 50
@@ -51,6 +51,9 @@ def _render(request: web.Request, name: str, http_status: int = 200, **context) 
     context.setdefault("admin_enabled", bool(auth.token))
     text = request.app[TEMPLATES].get_template(name).render(**context)
     return web.Response(text=text, status=http_status, content_type="text/html")
+
+
+render = _render  # for the pages other modules add (schedules)
 
 
 async def build_list(request: web.Request) -> web.Response:
