@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,27 +110,27 @@ class DockerBackend(Backend):
         if job.services:
             handle.data.services = Sidecars(self.engine, name, job.services, create["labels"], host, SHELL_CAPS,
                                             self._ensure_image, self.grace)
-            await self._start_with_services(handle, self._create_and_start(state, build, job, create, host))
+            await self._start_with_services(handle, state, build, job, create, host)
             return handle
         # Shielded: a container created after a cancellation would escape the teardown's sweep.
         handle.data.id = await uncancelled(self._create_and_start(state, build, job, create, host))
         return handle
 
-    async def _start_with_services(self, handle: JobHandle, start_container: Awaitable[str]) -> None:
-        """Start the job's container and its services together, then wait until the services are
-        ready. A start that fails or is cancelled removes what it made: no stop_job follows it."""
-        container: _Container = handle.data
+    async def _start_with_services(self, handle: JobHandle, state: _Build, build: BuildRef, job: Job,
+                                   create: dict, host: dict) -> None:
+        """Start the job's container, on its services' network, together with its services; return
+        once they are ready. A start that fails or is cancelled removes what it made: no stop_job
+        follows it."""
+        container, services = handle.data, handle.data.services
+        host = dict(host, network_mode=services.network)
 
         async def job_container() -> None:
-            container.id = await start_container
+            # Shielded: a container created after a cancellation would escape the stop_job below.
+            container.id = await uncancelled(self._create_and_start(state, build, job, create, host))
 
         try:
-            results = await uncancelled(asyncio.gather(job_container(), container.services.start(),
-                                                       return_exceptions=True))
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            await container.services.ready(container.id)
+            await services.start(job_container())
+            services.watch(container.id)
         except BaseException:
             await uncancelled(self.stop_job(handle))
             raise

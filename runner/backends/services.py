@@ -1,43 +1,45 @@
 """Services (sidecars) of a Docker job: one container per service, started with the job, removed
 with it (docs/backends.md, "Services").
 
-A job with services gets a bridge network of its own, ``<job container>-svc``: every service joins
-it with its name as a network alias, and so does the job's container (which stays on the build's
-network too). A network per job, not the build's: concurrent jobs of one build (a matrix) each have
-their own ``db``, and on one shared network the alias ``db`` would answer with all of them.
+A job with services runs on a bridge network of its own, ``<job container>-svc``, instead of the
+build's: every service joins it with its name as a network alias. A network per job: concurrent
+jobs of one build (a matrix) each have their own ``db``, and on one shared network the alias ``db``
+would answer with all of them.
 
 Services get the job's labels (so every sweep of the build removes them) plus
 ``io.conveyor.service``, and the job's safety limits, but never privileges, host volumes or the
-workspace. The services and the job's container start concurrently; ``ready`` then waits for each
-service's probe (``ready.tcp``: a LISTEN socket on the port in the service's own ``/proc/net/tcp``
+workspace. The services and the job's container start concurrently, and each service's probe
+runs as soon as it started (``ready.tcp``: a LISTEN socket on the port in the service's own ``/proc/net/tcp``
 or ``tcp6``; ``ready.cmd``: ``sh -c CMD`` exec'd in the service exits 0) until ``ready.within``.
 
 After that, one watcher thread per service waits for it to exit. A service that dies while the job
 runs fails the job: its steps are stopped (TERM, KILL after the grace) and the step reports the
-death with the service's last log lines (``death``). Every blocking call crosses into threads
-through ``DockerEngine.call``, the backend's one seam.
+death with the service's last log lines (``death``). Every blocking call
+(runner/backends/services_blocking.py) crosses into threads through ``DockerEngine.call``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from docker import errors as derrors
-
 from runner.backends.docker_blocking import DockerEngine
-from runner.errors import BackendError, ServiceError
+from runner.backends.pump import uncancelled
+from runner.backends.services_blocking import (TAIL, _blocking_accepts, _blocking_create, _blocking_create_network,
+                                               _blocking_probe, _blocking_remove_network, _blocking_start,
+                                               _blocking_state, _blocking_tail, _blocking_wait)
+from runner.errors import ServiceError
 from runner.plan import Service
 
 __all__ = ["Sidecars", "Death", "LABEL_SERVICE", "TAIL"]
 
+logger = logging.getLogger("conveyor.docker.services")
+
 LABEL_SERVICE = "io.conveyor.service"
-TAIL = 50  # log lines of a failed service shown in the job log
-LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
 # Only what a service keeps of the job's host config: its limits and its no-new-privileges.
 KEPT_LIMITS = ("security_opt", "pids_limit", "mem_limit", "memswap_limit", "nano_cpus")
 
@@ -75,22 +77,28 @@ class Sidecars:
         self.ensure_image = ensure_image
         self.ids: dict[str, str] = {}  # service name -> container id, as soon as it exists
         self.death: Death | None = None
+        # Whether this runner may reach the service network (a local engine): a tcp probe that
+        # connects costs no exec (~0.1 s); else the probe reads the service's /proc/net/tcp.
+        self.direct = True
         self.stopping = False
         self._job_cid: str | None = None
         self._watchers: list[asyncio.Future] = []
 
-    async def start(self) -> None:
-        """Create the job's service network and start every service (concurrently); no waiting."""
-        await asyncio.gather(*(self.ensure_image(image) for image in {s.image for s in self.services}))
-        await self.engine.call(_blocking_create_network, self.engine, self.network, self.labels)
-        await asyncio.gather(*(self._start_one(s) for s in self.services))
+    async def start(self, job_container: Coroutine[Any, Any, None]) -> None:
+        """Create the network, then start the job's container (``job_container``, to be made on
+        ``self.network``) and every service together; return when all services are ready. Raise
+        ``ServiceError`` (with the service's last log lines) for the first that fails. What was
+        made is recorded at once (``ids``), so ``remove`` after a failure or cancellation finds it."""
+        try:
+            await uncancelled(self.engine.call(_blocking_create_network, self.engine, self.network, self.labels))
+        except BaseException:
+            job_container.close()  # never started: nothing of it to remove
+            raise
+        await _first_failure([job_container, *(self._start_one(s) for s in self.services)])
 
-    async def ready(self, job_cid: str) -> None:
-        """Put the job's container on the service network and wait for every service to be ready;
-        raise ``ServiceError`` (with the service's last log lines) for the first that is not."""
+    def watch(self, job_cid: str) -> None:
+        """From now on, a service that exits fails the job (``death``) and stops its steps."""
         self._job_cid = job_cid
-        await _first_failure([self.engine.call(_blocking_connect, self.engine, self.network, job_cid),
-                              *(self._wait_ready(s) for s in self.services)])
         self._watchers = [asyncio.ensure_future(self._watch(s.name)) for s in self.services]
 
     async def remove(self, also: Awaitable[None] | None = None) -> None:
@@ -118,9 +126,14 @@ class Sidecars:
         )
         if service.command is not None:  # like Compose's `command:`: the image's entrypoint stays
             create["command"] = ["sh", "-c", service.command]
+        await self.ensure_image(service.image)
+        await uncancelled(self._create_and_start(service.name, create))
+        await self._wait_ready(service)
+
+    async def _create_and_start(self, name: str, create: dict[str, Any]) -> None:
         engine = self.engine
-        self.ids[service.name] = await engine.call(_blocking_create, engine, create, self.host)
-        await engine.call(_blocking_start, engine, self.ids[service.name], service.name)
+        self.ids[name] = await engine.call(_blocking_create, engine, create, self.host)
+        await engine.call(_blocking_start, engine, self.ids[name], name)
 
     async def _wait_ready(self, service: Service) -> None:
         ready, cid, engine = service.ready, self.ids[service.name], self.engine
@@ -128,16 +141,23 @@ class Sidecars:
         deadline = loop.time() + (ready.within if ready else 0.0)
         pause, last = 0.02, ""
         while True:
-            state = await engine.call(_blocking_state, engine, cid)
+            state = await engine.call(_blocking_state, engine, cid, self.network)
             if not state.get("Running"):
                 raise await self._failure(service, f"exited with code {state.get('ExitCode')} before it was ready")
             if ready is None:
                 return
-            ok, last = await engine.call(_blocking_probe, engine, cid, ready.tcp, ready.cmd)
+            ok = False
+            if ready.tcp is not None and self.direct and state.get("Address"):
+                accepted = await engine.call(_blocking_accepts, state["Address"], ready.tcp)
+                # Only a connection is an answer: a refusal may come from a firewall on the way.
+                ok, self.direct = accepted is True, accepted is not None
+            if not ok:
+                ok, last = await engine.call(_blocking_probe, engine, cid, ready.tcp, ready.cmd)
             if ok:
                 return
             if loop.time() >= deadline:
-                what = f"nothing listens on tcp port {ready.tcp}" if ready.tcp else f"`{ready.cmd}` failed{last}"
+                what = (f"nothing listens on tcp port {ready.tcp} of its network address" if ready.tcp
+                        else f"`{ready.cmd}` failed{last}")
                 raise await self._failure(service, f"was not ready within {ready.within:g}s ({what})")
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, 0.5)
@@ -153,18 +173,21 @@ class Sidecars:
         engine, cid = self.engine, self.ids.get(name)
         if cid is None:
             return
-        code = await engine.call(_blocking_wait, engine, cid, lambda: self.stopping)
-        if self.stopping or self.death is not None or code is None:
-            return
-        log = await engine.call(_blocking_tail, engine, cid)
-        self.death = Death(name, code, tuple(log))
-        # The running step cannot succeed without its service: stop it now instead of letting it
-        # wait for a connection until the job's timeout. No later step starts (see DockerBackend).
-        for signal, pause in (("TERM", self.grace), ("KILL", 0.0)):
-            if self._job_cid is None or self.stopping:
+        try:
+            code = await engine.call(_blocking_wait, engine, cid, lambda: self.stopping)
+            if self.stopping or self.death is not None or code is None:
                 return
-            await engine.call(engine._blocking_signal_steps, self._job_cid, signal)
-            await asyncio.sleep(pause)
+            log = await engine.call(_blocking_tail, engine, cid)
+            self.death = Death(name, code, tuple(log))
+            # The running step cannot succeed without its service: stop it now instead of letting
+            # it wait for a connection until the job's timeout. No later step starts (DockerBackend).
+            for signal, pause in (("TERM", self.grace), ("KILL", 0.0)):
+                if self._job_cid is None or self.stopping:
+                    return
+                await engine.call(engine._blocking_signal_steps, self._job_cid, signal)
+                await asyncio.sleep(pause)
+        except Exception as exc:  # noqa: BLE001 - a watcher must not fail anything; the engine went away
+            logger.warning("watching service %s of %s stopped: %s", name, self.network, exc)
 
 
 async def _first_failure(aws: Sequence[Awaitable[Any]]) -> None:
@@ -182,105 +205,3 @@ async def _first_failure(aws: Sequence[Awaitable[Any]]) -> None:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "service"
-
-
-# -- blocking calls (run on the engine's threads by DockerEngine.call) -------------------------
-
-
-def _blocking_create_network(engine: DockerEngine, name: str, labels: dict[str, str]) -> None:
-    try:
-        engine.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
-    except derrors.APIError as exc:
-        raise BackendError(f"could not create the job's service network {name} ({_short(exc)}); the engine may "
-                           "be out of address pools: remove unused networks with `docker network ls`") from None
-
-
-def _blocking_remove_network(engine: DockerEngine, name: str) -> None:
-    for attempt in range(5):
-        try:
-            engine.api.remove_network(name)
-            return
-        except derrors.NotFound:
-            return
-        except derrors.APIError:  # a container the engine is still removing holds it: retry
-            if attempt == 4:
-                return  # the build's teardown removes it by label
-            time.sleep(0.2 * (attempt + 1))
-
-
-def _blocking_create(engine: DockerEngine, create: dict[str, Any], host: dict[str, Any]) -> str:
-    api = engine.api
-    networking = api.create_networking_config(
-        {net: api.create_endpoint_config(aliases=cfg["Aliases"]) for net, cfg in create.pop("networking_config").items()})
-    return api.create_container(host_config=api.create_host_config(**host), networking_config=networking,
-                                **create)["Id"]
-
-
-def _blocking_start(engine: DockerEngine, cid: str, name: str) -> None:
-    try:
-        engine.api.start(cid)
-    except derrors.APIError as exc:
-        raise ServiceError(f"service {name!r} could not start ({_short(exc)}); check its image and command") from None
-
-
-def _blocking_connect(engine: DockerEngine, network: str, cid: str) -> None:
-    engine.api.connect_container_to_network(cid, network)
-
-
-def _blocking_state(engine: DockerEngine, cid: str) -> dict[str, Any]:
-    try:
-        return engine.api.inspect_container(cid)["State"]
-    except derrors.NotFound:
-        return {"Running": False, "ExitCode": "unknown (the container was removed)"}
-
-
-def _blocking_probe(engine: DockerEngine, cid: str, tcp: int | None, cmd: str | None) -> tuple[bool, str]:
-    """One readiness probe inside the service: (ready?, what the failed probe said)."""
-    api = engine.api
-    argv = ["cat", "/proc/net/tcp", "/proc/net/tcp6"] if tcp is not None else ["sh", "-c", cmd]
-    try:
-        exec_id = api.exec_create(cid, argv, stdout=True, stderr=cmd is not None)["Id"]
-        out = api.exec_start(exec_id).decode(errors="replace")
-        code = api.exec_inspect(exec_id).get("ExitCode")
-    except derrors.APIError as exc:  # the service is stopping: the next state check says so
-        return False, f": {_short(exc)}"
-    if tcp is not None:
-        return _listening(out, tcp), ""
-    tail = out.strip().splitlines()[-1:] if out.strip() else []
-    return code == 0, f" (exit {code}{': ' + tail[0][:200] if tail else ''})"
-
-
-def _listening(proc_net_tcp: str, port: int) -> bool:
-    """Whether a /proc/net/tcp{,6} text has a socket listening on ``port`` (any address)."""
-    wanted = f"{port:04X}"
-    for line in proc_net_tcp.splitlines():
-        fields = line.split()
-        if len(fields) > 3 and fields[3] == LISTEN and fields[1].rpartition(":")[2] == wanted:
-            return True
-    return False
-
-
-def _blocking_tail(engine: DockerEngine, cid: str) -> list[str]:
-    try:
-        text = engine.api.logs(cid, stdout=True, stderr=True, tail=TAIL).decode(errors="replace")
-    except derrors.APIError:
-        return []
-    return text.splitlines()[-TAIL:]
-
-
-def _blocking_wait(engine: DockerEngine, cid: str, stopping: Callable[[], bool]) -> int | None:
-    """Block until the service's container stops: its exit code; None once it was removed or its
-    job is stopping."""
-    while not stopping():
-        try:
-            return int(engine.api.wait(cid, timeout=None)["StatusCode"])
-        except derrors.NotFound:
-            return None
-        except Exception:  # noqa: BLE001 - a dropped connection (or a closed client): look again
-            time.sleep(0.5)
-    return None
-
-
-def _short(exc: Exception) -> str:
-    text = getattr(exc, "explanation", None) or str(exc)
-    return str(text).strip().splitlines()[0][:300] if text else type(exc).__name__

@@ -13,7 +13,8 @@ import pytest
 
 from runner.backends.base import BuildRef, StepExit
 from runner.backends.docker import SHELL_CAPS, DockerBackend
-from runner.backends.services import LABEL_SERVICE, _listening
+from runner.backends.services import LABEL_SERVICE
+from runner.backends.services_blocking import _blocking_accepts, _blocking_probe, _blocking_state, _listening
 from runner.errors import ServiceError
 from runner.executor import events as ev
 from runner.executor.run import run_plan
@@ -105,6 +106,8 @@ async def test_each_job_reaches_its_own_service_by_name_with_the_job_defaults(ba
         assert labels["io.conveyor.build"] == build.id and labels["io.conveyor.repo"] == "demo"
         networks = service["NetworkSettings"]["Networks"]
         assert list(networks) == [one.data.services.network] and "db" in networks[one.data.services.network]["Aliases"]
+        job_networks = docker_client.containers.get(one.data.id).attrs["NetworkSettings"]["Networks"]
+        assert list(job_networks) == [one.data.services.network]  # the job's own network, not the build's
         # stop_job removes the job's services and their network, before any teardown.
         await backend.stop_job(one)
         containers, nets, _ = of_build(docker_client, build.id, "io.conveyor.job=unit [db=one]")
@@ -141,7 +144,7 @@ async def test_a_service_never_ready_fails_the_job_before_its_first_step_with_it
     assert time.monotonic() - began < 1.5 + 8
     (job,) = sink.of(ev.JobFinished)
     assert job.status == "failure"
-    assert "service 'db' was not ready within 1.5s (nothing listens on tcp port 5432)" in job.reason
+    assert "service 'db' was not ready within 1.5s (nothing listens on tcp port 5432 of its network address)" in job.reason
     assert [(s.step, s.name) for s in sink.of(ev.StepStarted)] == [(0, "services")]  # the step "t" never ran
     lines = [line for out in sink.of(ev.StepOutput) for line in out.lines]
     assert "starting up" in lines and "FATAL: bad config" in lines and "ran" not in lines
@@ -215,11 +218,33 @@ async def test_the_crash_sweep_removes_services_by_label(build, docker_client, s
     assert of_build(docker_client, build.id) == ([], [], [])
 
 
+async def test_both_tcp_probes_see_only_what_the_job_can_reach(backend, build):
+    """The runner's own connect (a local engine) and the probe inside the service (elsewhere) agree:
+    a server bound to the service's loopback only is not ready."""
+    both = Service("db", BUSYBOX, command="mkdir /w; httpd -p 8080 -h /w; exec httpd -f -p 127.0.0.1:8081 -h /w",
+                   ready=Ready(tcp=8080))
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("j", BUSYBOX, (), services=(both,)))
+        engine, sidecars = backend.engine, handle.data.services
+        cid = sidecars.ids["db"]
+        address = (await engine.call(_blocking_state, engine, cid, sidecars.network))["Address"]
+        assert await engine.call(_blocking_accepts, address, 8080) is True
+        assert await engine.call(_blocking_accepts, address, 8081) is False
+        assert (await engine.call(_blocking_probe, engine, cid, 8080, None))[0] is True
+        assert (await engine.call(_blocking_probe, engine, cid, 8081, None))[0] is False
+    finally:
+        await backend.teardown(build)
+
+
 def test_tcp_readiness_reads_listening_sockets_of_both_families():
     tcp = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
            "   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n"
            "   1: 0100007F:1538 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2\n")
     tcp6 = "   0: 00000000000000000000000000000000:1538 00000000000000000000000000000000:0000 0A 0 0 0 0 0 3\n"
+    loopback = ("   2: 0100007F:1539 00000000:0000 0A 0 0 0 0 0 4\n"
+                "   1: 00000000000000000000000001000000:153A 00000000000000000000000000000000:0000 0A 0 0 0 0 0 5\n")
     assert _listening(tcp, 8080)
     assert not _listening(tcp, 5432)  # 5432 only has an established connection over IPv4
     assert _listening(tcp + tcp6, 5432)
+    assert not _listening(loopback, 5433) and not _listening(loopback, 5434)  # out of the job's reach
