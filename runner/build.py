@@ -20,6 +20,7 @@ from pathlib import Path
 
 from runner import plugins
 from runner.backends.base import Backend, BuildRef
+from runner.context import Changes, Context
 from runner.errors import ConfigError, ContextError, TemplateError
 from runner.executor.actions import ActionContext, ActionResult
 from runner.executor.events import BuildFinished, Event, FanoutSink
@@ -55,6 +56,8 @@ class BuildRequest:
     trigger: str = "cli"
     pipeline: str | None = None  # the pipeline file, relative to the checkout; None: the default
     repo_url: str | None = None
+    before: str | None = None  # a push's previous head: `when.changes` compares before..sha
+    target_branch: str | None = None  # a pull request's base branch
 
 
 def insert_request(conn, request: BuildRequest, instance: str, **extra) -> tuple[int, int]:
@@ -64,7 +67,8 @@ def insert_request(conn, request: BuildRequest, instance: str, **extra) -> tuple
         conn, repo=request.repo, repo_url=request.repo_url, uid=new_build_id(), instance=instance,
         event=request.event, ref=request.ref, branch=request.branch, tag=request.tag, sha=request.sha,
         message=request.message, author=request.author, params=dict(request.params or {}),
-        trigger=request.trigger, pipeline=request.pipeline, status="queued", created=time.time(), **extra,
+        trigger=request.trigger, pipeline=request.pipeline, status="queued", created=time.time(),
+        before=request.before, target_branch=request.target_branch, **extra,
     )
 
 
@@ -76,13 +80,14 @@ def create_build(store: Store, request: BuildRequest, instance: str) -> int:
 
 
 class _Outcome:
-    """Remembers the BuildFinished reason for the build row."""
+    """Remembers the BuildFinished reason and warnings for the build row."""
 
     reason: str | None = None
+    warnings: tuple[str, ...] = ()
 
     def emit(self, event: Event) -> None:
         if isinstance(event, BuildFinished):
-            self.reason = event.reason
+            self.reason, self.warnings = event.reason, event.warnings
 
 
 def _refused(kind: str):
@@ -99,22 +104,25 @@ def _refused(kind: str):
 async def run_build(store: Store, settings: Settings, build_id: int, source: Path, *, backend: Backend,
                     sinks=(), secrets: dict[str, str] | None = None, trusted: bool = False,
                     allow_deploy: bool = True, cancel: asyncio.Event | None = None,
-                    limiter: asyncio.Semaphore | None = None) -> str:
-    """Run a created build from the checkout at ``source``; return its final status."""
+                    limiter: asyncio.Semaphore | None = None, changes: Changes | None = None) -> str:
+    """Run a created build from the checkout at ``source``; return its final status.
+
+    ``changes`` are the files ``when.changes`` sees; None: computed from the build's event
+    (``runner.scm.changes.event_changes``: before..sha, the merge base, the last good build)."""
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
     claimed = await store.awrite(
         lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
     if not claimed:  # cancelled or superseded while it waited: leave its final status as it is
         return (await store.aread(lambda c: q.get_build(c, build_id))).status
-    status, reason = "failure", None
+    status, reason, warnings = "failure", None, []
     try:
         # Plugins may do I/O: not on the loop. Inside the try: a cancel while they work must still
         # finish the row, which is `running` from here on.
         await asyncio.to_thread(plugins.build_started, build, settings)
-        status, reason = await _run(store, settings, build, Path(source), backend=backend, sinks=sinks,
-                                    secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
-                                    cancel=cancel, limiter=limiter)
+        status, reason, warnings = await _run(
+            store, settings, build, Path(source), backend=backend, sinks=sinks, secrets=secrets or {},
+            trusted=trusted, allow_deploy=allow_deploy, cancel=cancel, limiter=limiter, changes=changes)
     except asyncio.CancelledError:
         status, reason = "cancelled", "the build was cancelled"
         raise
@@ -123,45 +131,58 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
         status, reason = "failure", f"internal error: {type(exc).__name__}: {exc}"
     finally:
         # Submitted synchronously, so the row is written even if this task is cancelled again.
-        done = store.submit(lambda c: q.finish_build(c, build_id, status, reason))
+        done = store.submit(lambda c: q.finish_build(c, build_id, status, reason, warnings=list(warnings)))
         await asyncio.shield(asyncio.wrap_future(done))
         finished = await store.aread(lambda c: q.get_build(c, build_id))
         await asyncio.to_thread(plugins.build_finished, finished, status, settings)
     return status
 
 
+async def _changes(store, build: q.BuildRow, source: Path) -> Changes:
+    from runner.scm.changes import event_changes
+
+    last_good = await store.aread(lambda c: q.last_successful_sha(c, build.repo, build.branch, build.id))
+    try:
+        return await asyncio.to_thread(event_changes, source, event=build.event, sha=build.sha,
+                                       before=build.before, target_branch=build.target_branch, last_good=last_good)
+    except Exception as exc:  # noqa: BLE001 - git broke: run what `when.changes` guards rather than skip it
+        log.warning("build %s: changed files unknown: %s", build.label, exc)
+        return Changes(None, f"the changed files could not be read ({type(exc).__name__})")
+
+
 async def _run(store, settings, build: q.BuildRow, source: Path, *, backend, sinks, secrets, trusted,
-               allow_deploy, cancel, limiter) -> tuple[str, str | None]:
-    from runner.context import Context
+               allow_deploy, cancel, limiter, changes) -> tuple[str, str | None, tuple[str, ...]]:
     from runner.dsl import load_pipeline
     from runner.executor.run import run_plan
 
     try:
+        if changes is None:
+            changes = await _changes(store, build, source)
         ctx = Context.build(
             sha=build.sha, branch=build.branch, tag=build.tag, ref=build.ref, message=build.message,
             author=build.author, event=build.event, repo_name=build.repo, repo_url=build.repo_url,
-            params=build.params, build_number=build.number,
+            params=build.params, build_number=build.number, changes=changes,
         )
         file = source / build.pipeline if build.pipeline else None
         loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=trusted)
     except (ContextError, TemplateError) as exc:
-        return "config_error", str(exc)
+        return "config_error", str(exc), ()
     except ConfigError as exc:
         await store.awrite(lambda c: q.store_pipeline(
             c, build.id, pipeline=build.pipeline, rendered=None, plan=None,
             diagnostics=[d.to_dict() for d in exc.diagnostics]))
-        return "config_error", _summary(exc.diagnostics)
+        return "config_error", _summary(exc.diagnostics), ()
     pipeline = _relative(loaded.path, source) if loaded.path else build.pipeline
     plan_json = loaded.plan.to_json() if loaded.plan is not None else None
     diagnostics = [d.to_dict() for d in loaded.diagnostics]
     await store.awrite(lambda c: q.store_pipeline(
         c, build.id, pipeline=pipeline, rendered=loaded.rendered, plan=plan_json, diagnostics=diagnostics))
     if not loaded.ok or loaded.plan is None:
-        return "config_error", _summary(loaded.diagnostics)
+        return "config_error", _summary(loaded.diagnostics), ()
     if loaded.skip_reason is not None:  # the file's `on:` does not start a build for this event
-        return "skipped", loaded.skip_reason
+        return "skipped", loaded.skip_reason, ()
     if cancel is not None and cancel.is_set():
-        return "cancelled", "cancelled before it started"
+        return "cancelled", "cancelled before it started", ()
 
     actions = {}
     if any(stage.kind != "jobs" for stage in loaded.plan.stages):
@@ -187,7 +208,7 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, backend, sin
         # after us sees the whole build.
         rows.flush()
         await asyncio.shield(asyncio.wrap_future(store.submit(lambda c: None)))
-    return status, outcome.reason
+    return status, outcome.reason, outcome.warnings
 
 
 def _relative(path: Path, source: Path) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from runner.errors import ContextError
 
-__all__ = ["EVENTS", "GitInfo", "Context"]
+__all__ = ["EVENTS", "GitInfo", "Changes", "Context"]
 
 EVENTS = ("push", "tag", "pull_request", "manual", "cron")
 
@@ -38,6 +38,17 @@ class GitInfo:
 
 
 @dataclass(frozen=True)
+class Changes:
+    """The files the event changed, for ``when.changes`` (computed by ``runner.scm.changes``).
+
+    ``files`` None means every file counts as changed (a manual run, a first build); ``basis`` says
+    what was compared, in words the plan records ("push 1a2b3c4d..5e6f7a8b")."""
+
+    files: tuple[str, ...] | None
+    basis: str
+
+
+@dataclass(frozen=True)
 class Context:
     git: GitInfo
     event: str = "push"
@@ -45,6 +56,7 @@ class Context:
     repo_url: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     build_number: int | None = None
+    changes: Changes | None = None  # None: not computed (lint, plan): every file counts as changed
 
     @classmethod
     def build(
@@ -61,6 +73,7 @@ class Context:
         repo_url: str | None = None,
         params: dict[str, str] | None = None,
         build_number: int | None = None,
+        changes: Changes | None = None,
     ) -> Context:
         """A checked context. Raises ``ContextError`` naming the bad value and what to do."""
         event = event or ("tag" if tag else "push")
@@ -93,7 +106,7 @@ class Context:
         git = GitInfo(sha=sha, short_sha=sha[:8] if sha else None, branch=branch, tag=tag, ref=ref,
                       message=message, author=author)
         return cls(git=git, event=event, repo_name=repo_name, repo_url=repo_url, params=clean,
-                   build_number=build_number)
+                   build_number=build_number, changes=changes)
 
     def template_vars(self) -> dict:
         """The Jinja context. No free text (commit message, author): steps read those from env."""

@@ -142,6 +142,7 @@ class Job:
     runs_on: tuple[str, ...] = ()  # node labels: "key=value" or "key" (backend: swarm)
     skip_reason: str | None = None  # set at compile time when the job's own `when` excludes it
     decision: str | None = None  # why it runs, when `when.changes` decided (e.g. matched files)
+    when: When | None = None  # the job's own `when.status`; None: its stage's
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,12 @@ def builds_table(rows: Iterable[BuildRow], *, color: bool = False) -> str:
 
 def show_lines(detail: BuildDetail, *, color: bool = False) -> Iterator[str]:
     b = detail.build
-    yield f"build {b.label} (id {b.id}): {_status(b.status, color)}"
+    warned = " with warnings" if b.status == "success" and b.warnings else ""
+    yield f"build {b.label} (id {b.id}): {_status(b.status, color)}{warned}"
     if b.reason:
         yield f"  reason:   {b.reason}"
+    for warning in b.warnings:
+        yield f"  warning:  {warning}"
     ref = b.branch and f"branch {b.branch}" or (b.tag and f"tag {b.tag}") or "-"
     yield f"  commit:   {b.sha or '-'} ({ref}, {b.event})"
     if b.message:
@@ -56,12 +59,16 @@ def show_lines(detail: BuildDetail, *, color: bool = False) -> Iterator[str]:
     yield f"  started:  {when(b.started)}   duration: {format_duration(b.duration)}"
     for d in b.diagnostics:
         yield f"  {d['file']}:{d['line']}:{d['col']}: {d['severity']}: {d['message']}"
+    needs = b.job_needs()
     for stage in detail.stages:
         why = f" ({stage.reason})" if stage.reason else ""
         yield f"stage {stage.name}: {_status(stage.status, color)}  {format_duration(stage.duration)}{why}"
         for job in detail.jobs_of(stage.name):
             why = f" ({job.reason})" if job.reason else ""
-            yield f"  job {job.name}: {_status(job.status, color)}  {format_duration(job.duration)}{why}"
+            allowed = " (allowed)" if job.allowed else ""
+            yield f"  job {job.name}: {_status(job.status, color)}{allowed}  {format_duration(job.duration)}{why}"
+            if job.name in needs:
+                yield f"    needs: {', '.join(needs[job.name]) or '(none: starts at once)'}"
             for step in job.steps:
                 extra = f" exit {step.exit_code}" if step.exit_code not in (None, 0) else ""
                 extra += f" ({step.reason})" if step.reason else ""

@@ -101,11 +101,13 @@ def _pipeline(directory: Path, pipeline_file: Path | None) -> str | None:
               show_default=True, help="Where jobs run: ephemeral containers, or host processes (explicit opt-in).")
 @click.option("--secret", "secret_names", multiple=True, metavar="NAME",
               help="Pass the environment variable NAME to steps as a secret, masked in every log; repeatable.")
+@click.option("--changes-from", "changes_from", metavar="REF",
+              help="when.changes compares with this commit (default: the working tree against HEAD).")
 @click.option("--trusted", is_flag=True, help="Allow privileged jobs and host volumes (your own repository only).")
 @click.option("-q", "--quiet", is_flag=True, help="Show the step lines only, not the steps' output.")
 @data_dir_option
 def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pipeline_file, backend_name,
-                secret_names, trusted, quiet, data_dir) -> None:
+                secret_names, changes_from, trusted, quiet, data_dir) -> None:
     """Run the pipeline of the repository in DIRECTORY (default: here), live, and keep its history.
 
     The working tree is used as it is, uncommitted changes included, with the git context of HEAD;
@@ -120,14 +122,19 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
         check_data_dir(settings.data_dir, root or directory)
         from runner.scm.worktree import context_from_worktree
 
+        from runner.context import Changes
+        from runner.scm.changes import worktree_changes
+
         ctx = context_from_worktree(directory, branch=branch, tag=tag, event=event, params=parsed)
+        changes = (Changes(None, f"a {ctx.event} run") if ctx.event in ("manual", "cron") and not changes_from
+                   else worktree_changes(directory, changes_from, at_commit))
     except (SourceError, ContextError) as exc:
         raise click.UsageError(str(exc)) from exc
     pipeline = _pipeline(directory, pipeline_file)
     request = BuildRequest(
         repo=ctx.repo_name, event=ctx.event, ref=ctx.git.ref, branch=ctx.git.branch, tag=ctx.git.tag,
         sha=ctx.git.sha, message=ctx.git.message, author=ctx.git.author, params=dict(ctx.params),
-        trigger="cli", pipeline=pipeline, repo_url=ctx.repo_url,
+        trigger="cli", pipeline=pipeline, repo_url=ctx.repo_url, before=changes_from,
     )
     exported = None
     try:
@@ -138,7 +145,7 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
             source = Path(exported.name) / directory.relative_to(root)
         else:
             source = directory
-        code = _run(settings, request, source, backend_name, secrets, trusted, quiet)
+        code = _run(settings, request, source, backend_name, secrets, trusted, quiet, changes)
     except SourceError as exc:
         raise click.UsageError(str(exc)) from exc
     finally:
@@ -147,7 +154,7 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     sys.exit(code)
 
 
-def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> int:
+def _run(settings, request, source, backend_name, secrets, trusted, quiet, changes) -> int:
     from runner.backends import get_backend
 
     store = _store(settings)
@@ -160,7 +167,8 @@ def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> in
         build = q.get_build(store.read(), build_id)
         where = f"{build.short_sha} on {build.branch}" if build.branch else (build.short_sha or "no commit yet")
         click.echo(f"build {build.label} (id {build.id}): {source} at {where}", err=True)
-        interrupted, status = asyncio.run(_drive(store, settings, build_id, source, backend, secrets, trusted, quiet))
+        interrupted, status = asyncio.run(_drive(store, settings, build_id, source, backend, secrets, trusted, quiet,
+                                                 changes))
         finished = q.get_build(store.read(), build_id)
     finally:
         store.close()
@@ -171,15 +179,18 @@ def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> in
         click.echo(f"not run: {finished.reason}; pass --event/--branch/--tag to run it as another event", err=True)
     elif finished.reason and status != "success":
         click.echo(f"reason: {finished.reason}", err=True)
-    colour = {"success": "green", "config_error": "red", "failure": "red"}.get(status, "yellow")
-    click.echo(click.style(f"build {finished.label} {status} in {format_duration(finished.duration)}",
+    for warning in finished.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    warned = " with warnings" if status == "success" and finished.warnings else ""
+    colour = {"success": "yellow" if warned else "green", "config_error": "red", "failure": "red"}.get(status, "yellow")
+    click.echo(click.style(f"build {finished.label} {status}{warned} in {format_duration(finished.duration)}",
                            fg=colour, bold=True) + f"  (conveyor show {finished.label})", err=True)
     if interrupted:
         return 130
     return {"success": 0, "skipped": 0, "config_error": 2}.get(status, 1)
 
 
-async def _drive(store, settings, build_id, source, backend, secrets, trusted, quiet) -> tuple[bool, str]:
+async def _drive(store, settings, build_id, source, backend, secrets, trusted, quiet, changes) -> tuple[bool, str]:
     """Run the build; the first Ctrl-C (or SIGTERM) cancels it cleanly, a second one stops waiting."""
     loop = asyncio.get_running_loop()
     cancel = asyncio.Event()
@@ -205,7 +216,7 @@ async def _drive(store, settings, build_id, source, backend, secrets, trusted, q
         await settle_crashed_deploys(store, settings)
         status = await run_build(store, settings, build_id, source, backend=backend,
                                  sinks=[ProgressSink(output=not quiet)], secrets=secrets, trusted=trusted,
-                                 cancel=cancel)
+                                 cancel=cancel, changes=changes)
     except asyncio.CancelledError:
         status = "cancelled"
     finally:

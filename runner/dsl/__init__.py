@@ -16,12 +16,12 @@ from runner.context import Context
 from runner.diagnostics import ERROR, Diagnostic, Diagnostics
 from runner.dsl import template
 from runner.dsl.compile import compile_plan, trigger_decision
-from runner.dsl.model import INVALID, Cx
+from runner.dsl.model import INVALID, Cx, LintOptions
 from runner.dsl.schema import check_params, check_pipeline
 from runner.dsl.yamlload import MAX_BYTES, YMap, load_yaml
 from runner.plan import Plan
 
-__all__ = ["find_pipeline_files", "Loaded", "load_pipeline", "render_pipeline", "PIPELINE_FILE"]
+__all__ = ["find_pipeline_files", "Loaded", "LintOptions", "load_pipeline", "render_pipeline", "PIPELINE_FILE"]
 
 PIPELINE_FILE = ".conveyor.yml"
 
@@ -110,9 +110,11 @@ def render_pipeline(repo_dir: Path, ctx: Context, source: str, name: str,
 
 
 def load_pipeline(repo_dir: Path, ctx: Context, *, file: Path | None = None, trusted: bool = False,
-                  text: str | None = None, lib_dirs: list[Path] | None = None) -> Loaded:
+                  text: str | None = None, lib_dirs: list[Path] | None = None,
+                  options: LintOptions | None = None) -> Loaded:
     """Render, parse, check and compile one pipeline file. ``text`` replaces reading ``file`` (the
-    server reads the file at a commit); imports still resolve in ``repo_dir``."""
+    server reads the file at a commit); imports still resolve in ``repo_dir``. ``options`` says what
+    the runner knows (its backend, declared labels, configured users) for the rules that need it."""
     repo_dir = Path(repo_dir)
     if file is None:
         found = find_pipeline_files(repo_dir)
@@ -136,7 +138,7 @@ def load_pipeline(repo_dir: Path, ctx: Context, *, file: Path | None = None, tru
         where = Diagnostics(rendered.file or name)
         where.error("template", rendered.error or "rendering failed", rendered.line or 1, 1)
         return Loaded(file, None, None, where.items, render_seconds=rendered.seconds)
-    cx = Cx(diags, trusted=trusted)
+    cx = Cx(diags, trusted=trusted, options=options or LintOptions())
     root = load_yaml(rendered.text, diags)
     # Duplicate keys leave a usable tree: check it too, so every problem shows at once.
     value = check_pipeline(root, cx) if root is not None or not diags.has_errors else None

@@ -1,72 +1,28 @@
 """Checked pipeline + Context -> frozen Plan.
 
-Decided here, once: which stages the branch/tag/event filters skip (``Stage.skip_reason``), the
+Decided here, once: which stages and jobs the branch/tag/event/changes filters skip
+(``Stage.skip_reason``, ``Job.skip_reason``; ``Job.decision`` says which changed files matched), the
 defaults (image, env, timeouts), the full environment of every job (plan env with ``CI_*``, stage
-env, job env, ``CI_STAGE_NAME``/``CI_JOB_NAME``/``CI_WORKSPACE``), step names, and whether the
-file's ``on:`` lets this event start a build at all. Only ``when.status`` is left for run time.
+env, job env, matrix values, ``CI_STAGE_NAME``/``CI_JOB_NAME``/``CI_WORKSPACE``), step names, matrix
+combinations and the ``needs`` they expand to, and whether the file's ``on:`` lets this event start
+a build at all. Only ``when.status`` is left for run time.
 """
 
 from __future__ import annotations
 
 import shlex
-from functools import lru_cache
 
 from runner.context import Context
+from runner.dsl.filters import changes_decision, glob_match, matches, skip_reason
+from runner.dsl.jobs import JobCompiler
 from runner.dsl.lint import healthcheck_window
 from runner.dsl.model import Cx
-from runner.plan import (BuildSpec, DeploySpec, Healthcheck, Job, Plan, Port, Post, RollbackSpec, Stage,
-                         Step, UpdateConfig, Verify, When)
+from runner.plan import (ApprovalSpec, BuildSpec, DeploySpec, Healthcheck, Plan, Port, Post, RollbackSpec,
+                         Stage, UpdateConfig, Verify, When)
 
-__all__ = ["compile_plan", "glob_match", "matches", "trigger_decision", "DEFAULT_EVENTS"]
+__all__ = ["compile_plan", "glob_match", "matches", "trigger_decision", "skip_reason", "DEFAULT_EVENTS"]
 
 DEFAULT_EVENTS = ("push", "tag", "manual")  # without `on:`: every push (tags are pushes too) and manual run
-
-
-@lru_cache(maxsize=256)
-def _glob_tokens(pattern: str) -> tuple[str, ...]:
-    tokens, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            tokens.append("**")
-            i += 2
-        else:
-            tokens.append(pattern[i] if pattern[i] in "*?" else "=" + pattern[i])
-            i += 1
-    return tuple(tokens)
-
-
-def glob_match(pattern: str, text: str) -> bool:
-    """'*' stays within one path segment, '**' crosses '/', '?' is one character.
-
-    Matched by sweeping the set of reachable positions (O(pattern * text)), not by a backtracking
-    regex: a pattern comes from the pipeline file and must not be able to stall the runner."""
-    n = len(text)
-    reach = [True] + [False] * n  # reach[j]: the tokens so far can match text[:j]
-    for token in _glob_tokens(pattern):
-        new = [False] * (n + 1)
-        if token == "**":
-            first = reach.index(True) if True in reach else n + 1
-            new[first:] = [True] * (n + 1 - first)
-        elif token == "*":
-            for j in range(n + 1):
-                new[j] = reach[j] or (j > 0 and new[j - 1] and text[j - 1] != "/")
-        else:
-            for j in range(n):
-                if reach[j] and (text[j] == token[1:] if token[0] == "=" else text[j] != "/"):
-                    new[j + 1] = True
-        reach = new
-        if not any(reach):
-            return False
-    return reach[n]
-
-
-def matches(patterns: list[str], text: str | None) -> bool:
-    """Any positive pattern matches (or there are none) and no '!pattern' does."""
-    if text is None:
-        return False
-    include = [p for p in patterns if not p.startswith("!")]
-    exclude = [p[1:] for p in patterns if p.startswith("!")]
-    return (not include or any(glob_match(p, text) for p in include)) and not any(glob_match(p, text) for p in exclude)
 
 
 def trigger_decision(on: dict | None, ctx: Context) -> str | None:
@@ -83,57 +39,12 @@ def trigger_decision(on: dict | None, ctx: Context) -> str | None:
     return None
 
 
-def _skip_reason(when: dict, ctx: Context) -> str | None:
-    if "event" in when and ctx.event not in when["event"]:
-        return f"event {ctx.event} is not in when.event ({', '.join(when['event'])})"
-    if "branch" in when and not matches(when["branch"], ctx.git.branch):
-        on = f"branch '{ctx.git.branch}'" if ctx.git.branch else "the build is not on a branch and"
-        return f"{on} does not match when.branch ({', '.join(when['branch'])})"
-    if "tag" in when and not matches(when["tag"], ctx.git.tag):
-        on = f"tag '{ctx.git.tag}'" if ctx.git.tag else "the build has no tag and"
-        return f"{on} does not match when.tag ({', '.join(when['tag'])})"
-    return None
-
-
-def _step_name(run: str) -> str:
-    line = next((ln.strip() for ln in run.splitlines() if ln.strip()), "step")
-    return line if len(line) <= 60 else line[:57] + "..."
-
-
-def _steps(raw: list[dict]) -> tuple[Step, ...]:
-    taken = {s["name"] for s in raw if "name" in s}
-    steps = []
-    for s in raw:
-        name = s.get("name")
-        if name is None:  # a shell string: named after its first line, made unique within the job
-            base = name = _step_name(s["run"])
-            n = 2
-            while name in taken:
-                name, n = f"{base} ({n})", n + 1
-            taken.add(name)
-        steps.append(Step(name=name, run=s["run"], timeout=s.get("timeout"), retry=s.get("retry", 0),
-                          env=dict(s.get("env", {}))))
-    return tuple(steps)
-
-
 class _Compiler:
     def __init__(self, value: dict, ctx: Context, cx: Cx) -> None:
         self.value, self.ctx, self.cx = value, ctx, cx
         self.env = {**ctx.ci_env(), **value.get("env", {})}
         self.image = value.get("image")
-
-    def job(self, raw: dict, name: str, stage_name: str, stage_env: dict, image: str | None, timeout) -> Job | None:
-        image = raw.get("image") or image
-        if image is None:
-            self.cx.error(raw["__node__"], "no-image", f"job '{name}' has no image: set 'image' in the job, "
-                          "its stage or at the top of the file", "")
-            return None
-        workdir = raw.get("workdir", "/workspace")
-        env = {**stage_env, **raw.get("env", {}), "CI_STAGE_NAME": stage_name, "CI_JOB_NAME": name,
-               "CI_WORKSPACE": workdir}
-        return Job(name=name, image=image, steps=_steps(raw["steps"]), env=env,
-                   timeout=raw.get("timeout", timeout), workdir=workdir, privileged=raw.get("privileged", False),
-                   volumes=tuple(raw.get("volumes", ())))
+        self.jobs = JobCompiler(value, ctx, cx)
 
     def stage(self, raw: dict) -> Stage:
         name = raw["name"]
@@ -141,14 +52,23 @@ class _Compiler:
         status = tuple(when.get("status", ("success",)))
         image = raw.get("image") or self.image
         env = {**self.env, **raw.get("env", {})}
+        skip, decision = skip_reason(when, self.ctx), None
+        if skip is None:
+            skip, decision = changes_decision(when, self.ctx)
         common = dict(name=name, when=When(status=("always",) if "always" in status else status),
-                      skip_reason=_skip_reason(when, self.ctx), image=image)
+                      skip_reason=skip, image=image)
         if "steps" in raw:
-            job = self.job({**raw, "image": image}, name, name, env, image, raw.get("timeout"))
-            return Stage(kind="jobs", jobs=(job,) if job else (), **common)
+            job = {k: v for k, v in raw.items() if k not in ("when", "services")}
+            jobs = self.jobs.compile(job, raw, env, image, decision)
+            return Stage(kind="jobs", jobs=tuple(jobs), **common)
         if "jobs" in raw:
-            jobs = [self.job(j, j["name"], name, env, image, raw.get("timeout")) for j in raw["jobs"]]
-            return Stage(kind="jobs", jobs=tuple(j for j in jobs if j), **common)
+            jobs = [j for job in raw["jobs"] for j in self.jobs.compile(job, raw, env, image, decision)]
+            return Stage(kind="jobs", jobs=tuple(jobs), **common)
+        if "approval" in raw:
+            a = raw["approval"]
+            spec = ApprovalSpec(message=a.get("message", ""), approvers=tuple(a.get("approvers", ())),
+                                timeout=a.get("timeout"))
+            return Stage(kind="approval", approval=spec, **common)
         if "build" in raw:
             b = raw["build"]
             spec = BuildSpec(tag=b["tag"], context=b.get("context", "."), dockerfile=b.get("dockerfile", "Dockerfile"),
@@ -199,8 +119,8 @@ class _Compiler:
             if raw is None:
                 blocks[block] = ()
                 continue
-            stage_name = f"post:{block}"
-            job = self.job(raw, block, stage_name, self.env, self.image, raw.get("timeout"))
+            job = self.jobs.job(raw, block, f"post:{block}", {**self.env, **raw.get("env", {})},
+                                raw.get("image") or self.image, raw.get("timeout"))
             blocks[block] = (job,) if job else ()
         return Post(**blocks)
 

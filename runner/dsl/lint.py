@@ -11,7 +11,7 @@ from runner.dsl.model import Cx
 from runner.dsl.yamlload import YMap, YNode
 
 __all__ = ["image_has_tag", "warn_untagged_image", "refuse_untrusted_job", "warn_short_monitor",
-           "healthcheck_window", "warn_stage_never_or_wrongly_runs", "DOCKER_SOCKETS"]
+           "healthcheck_window", "warn_stage_never_or_wrongly_runs", "check_job_depth", "check_stage_services", "DOCKER_SOCKETS"]
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _TRUST_HINT = "only a repository marked trusted in the server configuration may"
@@ -75,3 +75,37 @@ def warn_stage_never_or_wrongly_runs(value: dict, node: YMap, cx: Cx, path: str,
     if "rollback" in value and "failure" not in when.get("status", ()) and "always" not in when.get("status", ()):
         cx.warning(node, "rollback-on-success", f"{label} rolls back after a successful build; add "
                    "when: {status: failure} to roll back only when something failed", path)
+
+
+def check_job_depth(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
+    """``${axis}`` in the image and services names an axis; fail_fast/max_parallel need a matrix."""
+    from runner.dsl.matrix import check_axis_refs
+
+    matrix = value.get("matrix")
+    axes = matrix["axes"] if matrix else None
+    if "image" in value:
+        check_axis_refs(value["image"], axes, node.get("image"), cx, path + ".image", f"the image of {label}")
+    for name, service in (value.get("services") or {}).items():
+        snode = service["__node__"]
+        for key in ("image", "command"):
+            if key in service:
+                check_axis_refs(service[key], axes, snode.get(key), cx, f"{path}.services.{name}.{key}",
+                                f"'{key}' of service '{name}' in {label}")
+    for key in ("fail_fast", "max_parallel"):
+        if key in value and matrix is None:
+            cx.warning(node.entries[key][0], "no-matrix", f"'{key}' in {label} has no effect without 'matrix'",
+                       f"{path}.{key}")
+
+
+def check_stage_services(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
+    """A stage's service runs beside every job of the stage: its ``${axis}`` must be an axis of each."""
+    from runner.dsl.matrix import check_axis_refs
+
+    for name, service in (value.get("services") or {}).items():
+        for key in ("image", "command"):
+            if "${" not in service.get(key, ""):
+                continue
+            for job in value.get("jobs") or [{"name": value["name"]}]:
+                axes = job["matrix"]["axes"] if job.get("matrix") else None
+                check_axis_refs(service[key], axes, service["__node__"].get(key), cx, f"{path}.services.{name}.{key}",
+                                f"'{key}' of service '{name}' in {label} (beside job '{job['name']}')")

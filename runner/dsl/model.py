@@ -20,16 +20,29 @@ from dataclasses import dataclass, field
 from runner.diagnostics import Diagnostics
 from runner.dsl.yamlload import YMap, YNode, YScalar, YSeq
 
-__all__ = ["INVALID", "Cx", "Spec", "ListOf", "MapOf", "Obj", "Either", "Field", "describe", "did_you_mean", "short"]
+__all__ = ["INVALID", "Cx", "LintOptions", "ROLES", "Spec", "ListOf", "MapOf", "Obj", "Either", "Field", "describe", "did_you_mean", "short"]
 
 INVALID = object()
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+ROLES = ("viewer", "developer", "deployer", "admin")  # the server's roles, valid approvers everywhere
+
+
+@dataclass(frozen=True)
+class LintOptions:
+    """What the runner that will run the file knows, for rules that depend on it."""
+
+    backend: str = "docker"  # "swarm" places jobs by node label; docker and local cannot
+    runner_labels: frozenset[str] = frozenset()  # labels this runner declares (runs_on may use them)
+    users: frozenset[str] = frozenset()  # configured user names, valid approvers besides ROLES
 
 
 @dataclass
 class Cx:
     diags: Diagnostics
     trusted: bool = False
+    options: LintOptions = field(default_factory=LintOptions)
 
     def error(self, node: YNode, code: str, message: str, path: str) -> None:
         self.diags.error(code, message, node.line, node.col, path)

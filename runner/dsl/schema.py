@@ -12,13 +12,16 @@ import re
 from runner.context import EVENTS
 from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, MapOf, Obj, Spec
 from runner.dsl.values import Bool, Duration, Enum, Int, Memory, Num, Str
-from runner.dsl.lint import (refuse_untrusted_job, warn_short_monitor, warn_stage_never_or_wrongly_runs,
-                             warn_untagged_image)
+from runner.dsl.depth import allow_failure, approval, check_runs_on, runs_on, services
+from runner.dsl.graph import check_needs
+from runner.dsl.lint import (check_job_depth, check_stage_services, refuse_untrusted_job, warn_short_monitor,
+                             warn_stage_never_or_wrongly_runs, warn_untagged_image)
+from runner.dsl.matrix import MatrixSpec
 from runner.dsl.yamlload import YMap, YNode, YScalar
 
 __all__ = ["check_pipeline", "check_params", "STAGE_KINDS"]
 
-STAGE_KINDS = ("steps", "jobs", "build", "deploy", "rollback")
+STAGE_KINDS = ("steps", "jobs", "build", "deploy", "rollback", "approval")
 MAX_JOBS = 500  # each job carries its full env in the plan; this bounds the plan's size
 _NAME = r"^[^\x00-\x1f\x7f]{1,100}\Z"
 _NAME_HINT = ": names are 1 to 100 printable characters"
@@ -88,16 +91,27 @@ _step = Either(
 )
 _steps = ListOf(_step, unique="name", what="step")
 
+_when = Obj("when", {
+    "branch": Field(_globs), "tag": Field(_globs), "event": Field(ListOf(Enum(*EVENTS), single=True, what="event")),
+    "status": Field(ListOf(Enum("success", "failure", "always"), single=True, what="status")),
+    "changes": Field(_globs),
+})
+
+
+def _check_job(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
+    refuse_untrusted_job(value, node, cx, path, label)
+    check_runs_on(value, node, cx, path, label)
+    check_job_depth(value, node, cx, path, label)
+
+
 _job = Obj("job", {
     "name": Field(_name, required=True), "image": Field(_image), "steps": Field(_steps, required=True),
     "env": Field(_env), "timeout": Field(Duration()), "workdir": Field(Str(r"^/", ": use an absolute path")),
     "privileged": Field(Bool()), "volumes": Field(ListOf(Str(), what="volume")),
-}, named=True, missing={"steps": "{label} has no steps"}, validate=refuse_untrusted_job)
-
-_when = Obj("when", {
-    "branch": Field(_globs), "tag": Field(_globs), "event": Field(ListOf(Enum(*EVENTS), single=True, what="event")),
-    "status": Field(ListOf(Enum("success", "failure", "always"), single=True, what="status")),
-})
+    "needs": Field(ListOf(_name, single=True, what="need")), "matrix": Field(MatrixSpec()),
+    "fail_fast": Field(Bool()), "max_parallel": Field(Int(1, 256)), "allow_failure": Field(allow_failure),
+    "when": Field(_when), "services": Field(services), "runs_on": Field(runs_on),
+}, named=True, missing={"steps": "{label} has no steps"}, validate=_check_job)
 
 _build = Obj("build", {
     "tag": Field(_Image(warn=False), required=True), "context": Field(Str()), "dockerfile": Field(Str()),
@@ -169,9 +183,13 @@ def _stage_kind(node: YMap, cx: Cx, path: str, label: str) -> None:
 
 def _check_stage(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None:
     warn_stage_never_or_wrongly_runs(value, node, cx, path, label)
+    check_stage_services(value, node, cx, path, label)
     jobs = value.get("jobs")
     if jobs == []:
         cx.error(node.get("jobs"), "empty", f"{label} has no jobs", path + ".jobs")
+    if "services" in value and "jobs" not in value and "steps" not in value:
+        cx.error(node.entries["services"][0], "services-without-jobs", f"{label} has services but no jobs to use "
+                 "them: services run beside the jobs of a 'jobs' or 'steps' stage", path + ".services")
     if value.get("steps") == []:
         cx.error(node.get("steps"), "empty", f"{label} has no steps", path + ".steps")
     for i, job in enumerate(jobs or []):
@@ -183,7 +201,8 @@ def _check_stage(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None
 _stage = Obj("stage", {
     "name": Field(_name, required=True), "when": Field(_when), "env": Field(_env), "image": Field(_image),
     "timeout": Field(Duration()), "steps": Field(_steps), "jobs": Field(ListOf(_job, unique="name", what="job")),
-    "build": Field(_build), "deploy": Field(_deploy), "rollback": Field(_rollback),
+    "build": Field(_build), "deploy": Field(_deploy), "rollback": Field(_rollback), "approval": Field(approval),
+    "services": Field(services),
 }, named=True, validate=_check_stage, shape=_stage_kind)
 
 _post_job = Either(
@@ -263,9 +282,14 @@ def check_pipeline(root: YNode | None, cx: Cx) -> dict | None:
     if not value["stages"]:
         cx.error(root.get("stages"), "empty", "the pipeline has no stages", ".stages")
         return None
-    jobs = sum(len(s.get("jobs", ())) or 1 for s in value["stages"])
+    jobs = sum(sum(len(j["matrix"]["combos"]) if "matrix" in j else 1 for j in s.get("jobs", ())) or 1
+               for s in value["stages"])
     if jobs > MAX_JOBS:
         cx.error(root.get("stages"), "too-large", f"the pipeline has {jobs} jobs; at most {MAX_JOBS} "
                  "(split it into several pipelines in .conveyor/)", ".stages")
+        return None
+    before = len(cx.diags.items)
+    check_needs(value, cx)
+    if cx.diags.has_errors and len(cx.diags.items) > before:
         return None
     return value

@@ -8,8 +8,10 @@ Identifiers: ``stage`` is the stage name; ``job`` is the job name, unique within
 jobs use the stage name ``post:always``, ``post:success`` or ``post:failure``); ``step`` is the
 step's index within its job.
 
-Order (runner/executor/run.py): StageStarted, then per job JobStarted, StepStarted/StepOutput*/
-StepFinished per attempt, JobFinished; then StageFinished. A stage that does not run (a compile-time
+Order (runner/executor/run.py, dag.py): per job JobStarted, StepStarted/StepOutput*/StepFinished
+per attempt, JobFinished, between its stage's StageStarted and StageFinished; with ``needs`` the jobs
+of several stages may run at once, so stages interleave. A job skipped or cancelled before it
+started gets only JobFinished. A stage that does not run (a compile-time
 filter, ``when``, an earlier failure) still gets StageStarted and StageFinished("skipped", reason),
 so every stage of the plan has a row; steps after a job's failing step get no events. An action
 stage (build/deploy/rollback) appears as one job and one step (index 0) named after its kind.
@@ -51,6 +53,7 @@ class BuildStarted(Event):
 class BuildFinished(Event):
     status: str
     reason: str | None = None
+    warnings: tuple[str, ...] = ()  # a successful build's allowed failures ("with warnings")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class JobFinished(Event):
     job: str
     status: str
     reason: str | None = None
+    allowed: bool = False  # a failure its allow_failure accepts: the build does not fail for it
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from runner.executor.events import (EventSink, JobFinished, JobStarted, StepFini
 from runner.executor.logs import SecretMasker, StepLog
 from runner.plan import Job, Step
 
-__all__ = ["BuildContext", "describe_error", "run_job", "uncancelled"]
+__all__ = ["BuildContext", "describe_error", "failure_allowed", "run_job", "uncancelled"]
 
 log = logging.getLogger("conveyor.executor")
 
@@ -39,6 +39,8 @@ class BuildContext:
     masker: SecretMasker = field(init=False)
     stop_status: str | None = None  # "cancelled" or "timed_out" once the whole build is being stopped
     stop_reason: str | None = None
+    job_stops: dict[str, tuple[str, str]] = field(default_factory=dict)  # one job stopped (a matrix's fail_fast)
+    warnings: list[str] = field(default_factory=list)  # allowed failures: the build passes "with warnings"
 
     def __post_init__(self) -> None:
         self.masker = SecretMasker(self.secrets.values())
@@ -48,54 +50,81 @@ class BuildContext:
             fields["reason"] = self.masker.mask(fields["reason"])
         self.sink.emit(event_type(time=time.time(), **fields))
 
-    def stopped(self) -> tuple[str, str]:
+    def stopped(self, job: str | None = None) -> tuple[str, str]:
+        """Why a job (or the build) is being stopped: the build's reason first, else the job's own."""
+        if self.stop_status is None and job in self.job_stops:
+            return self.job_stops[job]
         return self.stop_status or "cancelled", self.stop_reason or "cancelled"
 
     def new_log(self) -> StepLog:
         return StepLog(self.masker, self.log_cap)
 
 
-async def run_job(ctx: BuildContext, stage: str, job: Job) -> tuple[str, str | None]:
-    """Run one job under the build's limiter; return its (status, reason)."""
-    async with ctx.limiter:
-        ctx.emit(JobStarted, stage=stage, job=job.name)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + job.timeout if job.timeout else None
-        handle: JobHandle | None = None
-        status, reason = "success", None
-        try:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    handle = await ctx.backend.start_job(ctx.build, job)
-            except TimeoutError:
-                status, reason = "timed_out", f"job timed out after {job.timeout:g}s while starting"
-            except Exception as exc:  # noqa: BLE001 - a backend error fails this job, not the build
-                status, reason = "failure", describe_error(exc)
-                _show_start_log(ctx, stage, job, getattr(exc, "log", ()), reason)
-            else:
-                for index, step in enumerate(job.steps):
-                    status, reason = await _run_step(ctx, stage, job, handle, index, step, deadline)
-                    if status != "success":
-                        break
-        except asyncio.CancelledError:
-            status, reason = ctx.stopped()
-            raise
-        finally:
-            if handle is not None:
-                try:
-                    await uncancelled(ctx.backend.stop_job(handle))
-                except asyncio.CancelledError:
-                    status, reason = ctx.stopped()
-                    ctx.emit(JobFinished, stage=stage, job=job.name, status=status, reason=reason)
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("stopping job %s failed: %s", job.name, exc)
+def failure_allowed(job: Job, status: str, exit_code: int | None) -> bool:
+    """``allow_failure``: any failure or timeout, or (with ``exit_codes``) a step exiting with one of them."""
+    rule = job.allow_failure
+    if rule is None or status not in ("failure", "timed_out"):
+        return False
+    if not rule.exit_codes:
+        return True
+    return status == "failure" and exit_code in rule.exit_codes
+
+
+async def run_job(ctx: BuildContext, stage: str, job: Job) -> tuple[str, str | None, bool]:
+    """Run one job under the build's limiter; return its (status, reason, allowed)."""
+    try:
+        await ctx.limiter.acquire()
+    except asyncio.CancelledError:
+        if ctx.stop_status is None and job.name in ctx.job_stops:  # a sibling's fail_fast, before it started
+            status, reason = ctx.stopped(job.name)
             ctx.emit(JobFinished, stage=stage, job=job.name, status=status, reason=reason)
-        return status, reason
+        raise
+    try:
+        return await _run_job(ctx, stage, job)
+    finally:
+        ctx.limiter.release()
+
+
+async def _run_job(ctx: BuildContext, stage: str, job: Job) -> tuple[str, str | None, bool]:
+    ctx.emit(JobStarted, stage=stage, job=job.name)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + job.timeout if job.timeout else None
+    handle: JobHandle | None = None
+    status, reason, code = "success", None, None
+    try:
+        try:
+            async with asyncio.timeout_at(deadline):
+                handle = await ctx.backend.start_job(ctx.build, job)
+        except TimeoutError:
+            status, reason = "timed_out", f"job timed out after {job.timeout:g}s while starting"
+        except Exception as exc:  # noqa: BLE001 - a backend error fails this job, not the build
+            status, reason = "failure", describe_error(exc)
+            _show_start_log(ctx, stage, job, getattr(exc, "log", ()), reason)
+        else:
+            for index, step in enumerate(job.steps):
+                status, reason, code = await _run_step(ctx, stage, job, handle, index, step, deadline)
+                if status != "success":
+                    break
+    except asyncio.CancelledError:
+        status, reason = ctx.stopped(job.name)
+        raise
+    finally:
+        if handle is not None:
+            try:
+                await uncancelled(ctx.backend.stop_job(handle))
+            except asyncio.CancelledError:
+                status, reason = ctx.stopped(job.name)
+                ctx.emit(JobFinished, stage=stage, job=job.name, status=status, reason=reason)
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("stopping job %s failed: %s", job.name, exc)
+        allowed = failure_allowed(job, status, code)
+        ctx.emit(JobFinished, stage=stage, job=job.name, status=status, reason=reason, allowed=allowed)
+    return status, reason, allowed
 
 
 async def _run_step(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, index: int, step: Step,
-                    job_deadline: float | None) -> tuple[str, str | None]:
+                    job_deadline: float | None) -> tuple[str, str | None, int | None]:
     """Run a step, again after a failure while ``step.retry`` allows (never after a timeout)."""
     attempt = 0
     while True:
@@ -108,7 +137,7 @@ async def _run_step(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, 
             continue
         if status != "success" and reason is not None:
             reason = f"step {step.name!r}: {reason}"
-        return status, reason
+        return status, reason, code
 
 
 async def _attempt(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, index: int, step: Step,
@@ -141,7 +170,7 @@ async def _attempt(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, i
             reason = f"job timed out after {job.timeout:g}s"
     except asyncio.CancelledError:
         emit_lines(out.close())
-        status, reason = ctx.stopped()
+        status, reason = ctx.stopped(job.name)
         ctx.emit(StepFinished, stage=stage, job=job.name, step=index, status=status, exit_code=None,
                  attempt=attempt, reason=reason)
         raise

@@ -1,11 +1,14 @@
-"""Run a plan: stages in order, the jobs of a stage concurrently, post blocks, teardown always.
+"""Run a plan: its stages as one graph of jobs (``dag.py``: ``needs`` and stage order), then the
+post blocks, teardown always.
 
 ``run_plan`` knows no Docker, SQL or HTTP: it drives a ``Backend``, calls stage actions for
 build/deploy/rollback stages, and tells an ``EventSink`` everything, BuildStarted first and
 BuildFinished last, whatever happens (a failed setup, a timeout, a cancellation, a bug).
 
-Statuses (DSL.md): a stage that fails makes later stages with the default ``when`` skipped;
-``when: {status: [failure]}`` stages run only after a failure, ``always`` runs anyway. The build
+Statuses (docs/pipeline.md): a stage that fails makes later stages with the default ``when`` skipped;
+``when: {status: [failure]}`` stages run only after a failure, ``always`` runs anyway; a job with
+``needs`` follows only the jobs it names. An allowed failure leaves the build ``success`` with
+warnings (``BuildFinished.warnings``). The build
 ends ``success``, ``failure``, ``timed_out`` (a step, job or the build ran out of time) or
 ``cancelled``. Post blocks run after the stages: ``always``, then ``success`` or ``failure`` by the
 build's status; a failing post job fails the build. After a cancellation or a build timeout the
@@ -22,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from runner.backends.base import Backend, BuildRef
 from runner.executor.actions import ActionContext, StageAction
+from runner.executor.dag import run_graph
 from runner.executor.events import (BuildFinished, BuildStarted, EventSink, JobFinished, JobStarted,
                                     StageFinished, StageStarted, StepFinished, StepOutput, StepStarted)
 from runner.executor.job import BuildContext, describe_error, run_job, uncancelled
@@ -86,7 +90,7 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
         except Exception as exc:  # noqa: BLE001
             log.warning("teardown of build %s failed: %s", build.id, exc)
             reason = f"{reason or status}; teardown failed: {describe_error(exc)}"
-        ctx.emit(BuildFinished, status=status, reason=reason)
+        ctx.emit(BuildFinished, status=status, reason=reason, warnings=tuple(ctx.warnings))
     if external_cancel:
         raise asyncio.CancelledError
     return status
@@ -119,21 +123,7 @@ class _PlanRun:
         self.plan, self.ctx, self.actions, self.extra = plan, ctx, actions, extra
 
     async def run(self) -> tuple[str, str | None]:
-        failed: tuple[str, str | None] | None = None  # the first stage that did not succeed
-        for stage in self.plan.stages:
-            so_far = "success" if failed is None else "failure"
-            skip = stage.skip_reason or _when_skips(stage, so_far)
-            if skip:
-                self.ctx.emit(StageStarted, stage=stage.name)
-                self.ctx.emit(StageFinished, stage=stage.name, status="skipped", reason=skip)
-                continue
-            if stage.kind == "jobs":
-                status, reason = await self.run_jobs(stage.name, stage.jobs)
-            else:
-                status, reason = await self.run_action(stage, so_far)
-            if status != "success" and failed is None:
-                failed = status, f"stage {stage.name!r}: {reason}" if reason else f"stage {stage.name!r} failed"
-        status, reason = failed or ("success", None)
+        status, reason = await run_graph(self.plan, self.ctx, self.run_action)
         return await self.run_post(status, reason)
 
     async def run_post(self, status: str, reason: str | None) -> tuple[str, str | None]:
@@ -149,7 +139,7 @@ class _PlanRun:
         return status, reason
 
     async def run_jobs(self, stage: str, jobs: Sequence[Job]) -> tuple[str, str | None]:
-        """The jobs of a stage, concurrently; the stage fails with its first failing job."""
+        """The jobs of a post block, concurrently; the block fails with its first failing job."""
         ctx = self.ctx
         ctx.emit(StageStarted, stage=stage)
         try:
@@ -159,7 +149,10 @@ class _PlanRun:
             ctx.emit(StageFinished, stage=stage, status=ctx.stopped()[0], reason=ctx.stopped()[1])
             raise
         results = [(job, *task.result()) for job, task in zip(jobs, tasks)]
-        bad = [(job, st, why) for job, st, why in results if st != "success"]
+        for job, _st, why, allowed in results:
+            if allowed:
+                ctx.warnings.append(f"job {job.name!r} failed (allowed): {why}")
+        bad = [(job, st, why) for job, st, why, allowed in results if st != "success" and not allowed]
         if not bad:
             status, reason = "success", None
         else:
@@ -207,12 +200,3 @@ class _PlanRun:
             ctx.emit(JobFinished, status=status, reason=reason, **names)
             ctx.emit(StageFinished, stage=stage.name, status=status, reason=reason)
         return status, reason
-
-
-def _when_skips(stage: Stage, so_far: str) -> str | None:
-    wanted = stage.when.status
-    if "always" in wanted or so_far in wanted:
-        return None
-    if so_far == "failure":
-        return "an earlier stage failed"
-    return "runs only when an earlier stage failed"

@@ -46,6 +46,7 @@ class Trigger:
     pr_number: int | None = None
     target_branch: str | None = None  # a pull request's base; the branch filter applies to it
     fork: bool = False  # a pull request from another repository: no secrets, no deploy
+    before: str | None = None  # a push's previous head (`when.changes` compares before..sha)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -147,10 +148,12 @@ def _push(payload: dict, sha: str, message: str | None, author: str | None) -> T
         raise ValueError("ref")
     if payload.get("deleted") is True or sha == _ZERO_SHA:
         return Ignored(f"{ref} was deleted")
+    before = payload.get("before") if isinstance(payload.get("before"), str) else None
     if ref.startswith("refs/tags/"):
-        return Trigger("tag", ref, sha, tag=ref[len("refs/tags/"):], message=message, author=author)
+        return Trigger("tag", ref, sha, tag=ref[len("refs/tags/"):], message=message, author=author, before=before)
     if ref.startswith("refs/heads/"):
-        return Trigger("push", ref, sha, branch=ref[len("refs/heads/"):], message=message, author=author)
+        return Trigger("push", ref, sha, branch=ref[len("refs/heads/"):], message=message, author=author,
+                       before=before)
     return Ignored(f"push to {ref}, which is neither a branch nor a tag")
 
 

@@ -87,7 +87,7 @@ def enqueue_pending(store: Store, instance: str, superseding: dict[str, bool], k
             order = BuildOrder(
                 repo=row["repo"], event=t.kind, trigger="webhook", ref=t.ref, branch=t.branch, tag=t.tag,
                 sha=t.sha, message=t.message, author=t.author, fork=t.fork, pr_number=t.pr_number,
-                delivery_id=row["id"],
+                delivery_id=row["id"], before=t.before, target_branch=t.target_branch,
             )
             build_id = queue_build(conn, order, instance, superseding.get(row["repo"], False))
             conn.execute("UPDATE deliveries SET state = 'queued', build_id = ? WHERE id = ?", (build_id, row["id"]))

@@ -31,9 +31,10 @@ def build_json(build: q.BuildRow, detail: q.BuildDetail | None = None) -> dict[s
         "reason": build.reason, "event": build.event, "trigger": build.trigger, "ref": build.ref,
         "branch": build.branch, "tag": build.tag, "sha": build.sha, "message": build.message,
         "author": build.author, "params": build.params, "created": build.created, "started": build.started,
-        "finished": build.finished, "duration": build.duration,
+        "finished": build.finished, "duration": build.duration, "warnings": build.warnings,
     }
     if detail is not None:
+        needs = build.job_needs()
         data["pipeline"] = build.pipeline
         data["diagnostics"] = build.diagnostics
         data["stages"] = [
@@ -41,7 +42,7 @@ def build_json(build: q.BuildRow, detail: q.BuildDetail | None = None) -> dict[s
              "finished": s.finished, "duration": s.duration,
              "jobs": [
                  {"name": j.name, "status": j.status, "reason": j.reason, "started": j.started,
-                  "finished": j.finished, "duration": j.duration,
+                  "finished": j.finished, "duration": j.duration, "allowed": j.allowed, "needs": needs.get(j.name),
                   "steps": [{"name": st.name, "position": st.position, "attempt": st.attempt,
                              "status": st.status, "exit_code": st.exit_code, "reason": st.reason,
                              "duration": st.duration} for st in j.steps]}

@@ -41,7 +41,7 @@ FINISHED = ("success", "failure", "cancelled", "timed_out", "skipped", "config_e
 
 _SUMMARY_COLUMNS = (
     "id, repo, repo_url, number, uid, instance, event, ref, branch, tag, sha, message, author, trigger, params, "
-    "status, reason, pipeline, pid, host, created, started, finished"
+    "status, reason, pipeline, pid, host, created, started, finished, before, target_branch, warnings"
 )
 
 
@@ -81,12 +81,13 @@ def store_pipeline(conn: sqlite3.Connection, build_id: int, *, pipeline: str | N
 
 
 def finish_build(conn: sqlite3.Connection, build_id: int, status: str, reason: str | None = None,
-                 finished: float | None = None) -> None:
+                 finished: float | None = None, warnings: list[str] | None = None) -> None:
     """Set the final status; also closes stages, jobs and steps left open (a crash, a cancel)."""
     now = finished if finished is not None else time.time()
     conn.execute(
-        "UPDATE builds SET status = ?, reason = COALESCE(?, reason), finished = ? WHERE id = ?",
-        (status, reason, now, build_id),
+        "UPDATE builds SET status = ?, reason = COALESCE(?, reason), finished = ?, "
+        "warnings = COALESCE(?, warnings) WHERE id = ?",
+        (status, reason, now, json.dumps(warnings) if warnings is not None else None, build_id),
     )
     open_status = status if status in ("cancelled", "interrupted", "timed_out") else "failure"
     conn.execute(
@@ -106,6 +107,17 @@ def finish_build(conn: sqlite3.Connection, build_id: int, status: str, reason: s
 
 
 # -- reading ---------------------------------------------------------------------------------
+
+
+def last_successful_sha(conn: sqlite3.Connection, repo: str, branch: str | None, before_id: int) -> str | None:
+    """The commit of the branch's newest successful build before ``before_id`` (``when.changes``
+    counts from it when a push does not say what came before)."""
+    if not branch:
+        return None
+    row = conn.execute(
+        "SELECT sha FROM builds WHERE repo = ? AND branch = ? AND status = 'success' AND sha IS NOT NULL "
+        "AND id < ? ORDER BY id DESC LIMIT 1", (repo, branch, before_id)).fetchone()
+    return row[0] if row else None
 
 
 def next_number(conn: sqlite3.Connection, repo: str) -> int:
@@ -198,9 +210,9 @@ def get_detail(conn: sqlite3.Connection, build_id: int) -> BuildDetail:
         data = dict(r)
         steps.setdefault(data.pop("job_id"), []).append(StepRow(**data))
     jobs = tuple(
-        JobRow(**dict(r), steps=tuple(steps.get(r["id"], ())))
+        JobRow(**{**dict(r), "allowed": bool(r["allowed"])}, steps=tuple(steps.get(r["id"], ())))
         for r in conn.execute(
-            "SELECT id, stage, name, status, reason, started, finished FROM jobs WHERE build_id = ? ORDER BY id",
+            "SELECT id, stage, name, status, reason, started, finished, allowed FROM jobs WHERE build_id = ? ORDER BY id",
             (build_id,),
         )
     )

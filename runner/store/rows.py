@@ -45,6 +45,9 @@ class BuildRow:
     rendered: str | None = None  # only filled by get_build (large)
     plan: str | None = None  # the Plan as JSON; only filled by get_build
     diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    before: str | None = None  # what `when.changes` compares against (a push's previous head)
+    target_branch: str | None = None  # a pull request's base branch
+    warnings: list[str] = field(default_factory=list)  # e.g. allowed failures of a successful build
 
     @property
     def short_sha(self) -> str:
@@ -53,6 +56,14 @@ class BuildRow:
     @property
     def duration(self) -> float | None:
         return _duration(self.started, self.finished)
+
+    def job_needs(self) -> dict[str, list[str]]:
+        """Each job's ``needs`` from the stored plan (jobs that keep stage order are left out)."""
+        try:
+            stages = json.loads(self.plan or "{}").get("stages") or []
+        except ValueError:
+            return {}
+        return {j["name"]: j["needs"] for s in stages for j in s.get("jobs") or () if j.get("needs") is not None}
 
     @property
     def label(self) -> str:
@@ -65,6 +76,8 @@ class BuildRow:
         data["params"] = json.loads(data.get("params") or "{}")
         if "diagnostics" in data:
             data["diagnostics"] = json.loads(data["diagnostics"] or "[]")
+        if "warnings" in data:
+            data["warnings"] = json.loads(data["warnings"] or "[]")
         return cls(**data)
 
 
@@ -110,6 +123,7 @@ class JobRow:
     reason: str | None
     started: float | None
     finished: float | None
+    allowed: bool = False  # failed, and its allow_failure let the build pass
     steps: tuple[StepRow, ...] = ()
 
     @property

@@ -73,9 +73,8 @@ class StoreSink:
         elif isinstance(event, JobStarted):
             self._submit(lambda c: self._w_job(c, event.stage, event.job, "running", None, started=event.time))
         elif isinstance(event, JobFinished):
-            self._submit(
-                lambda c: self._w_job(c, event.stage, event.job, event.status, event.reason, finished=event.time)
-            )
+            self._submit(lambda c: self._w_job(c, event.stage, event.job, event.status, event.reason,
+                                               finished=event.time, allowed=event.allowed))
         elif isinstance(event, StepStarted):
             self._attempt[(event.stage, event.job, event.step)] = event.attempt
             self._submit(lambda c: self._w_step_started(c, event))
@@ -181,14 +180,14 @@ class StoreSink:
             (self.build_id, position, name, kind or "jobs", status, reason, started, finished),
         )
 
-    def _w_job(self, conn, stage, name, status, reason, *, started=None, finished=None) -> int:
+    def _w_job(self, conn, stage, name, status, reason, *, started=None, finished=None, allowed=False) -> int:
         row = conn.execute(
-            "INSERT INTO jobs (build_id, stage, name, status, reason, started, finished) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (build_id, stage, name) DO UPDATE SET "
+            "INSERT INTO jobs (build_id, stage, name, status, reason, started, finished, allowed) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (build_id, stage, name) DO UPDATE SET "
             "status = excluded.status, reason = COALESCE(excluded.reason, reason), "
-            "started = COALESCE(started, excluded.started), finished = COALESCE(excluded.finished, finished) "
-            "RETURNING id",
-            (self.build_id, stage, name, status, reason, started, finished),
+            "started = COALESCE(started, excluded.started), finished = COALESCE(excluded.finished, finished), "
+            "allowed = MAX(allowed, excluded.allowed) RETURNING id",
+            (self.build_id, stage, name, status, reason, started, finished, int(allowed)),
         ).fetchone()
         self._job_ids[(stage, name)] = row[0]
         return row[0]
