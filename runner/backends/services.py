@@ -9,8 +9,9 @@ would answer with all of them.
 Services get the job's labels (so every sweep of the build removes them) plus
 ``io.conveyor.service``, and the job's safety limits, but never privileges, host volumes or the
 workspace. The services and the job's container start concurrently, and each service's probe
-runs as soon as it started (``ready.tcp``: a LISTEN socket on the port in the service's own ``/proc/net/tcp``
-or ``tcp6``; ``ready.cmd``: ``sh -c CMD`` exec'd in the service exits 0) until ``ready.within``.
+runs as soon as it started, until ``ready.within``: ``ready.tcp`` is a connection from the runner
+(a local engine) or else a LISTEN socket on the port in the service's own ``/proc/net/tcp{,6}``;
+``ready.cmd`` is ``sh -c CMD`` exec'd in the service, exiting 0.
 
 After that, one watcher thread per service waits for it to exit. A service that dies while the job
 runs fails the job: its steps are stopped (TERM, KILL after the grace) and the step reports the
@@ -110,11 +111,11 @@ class Sidecars:
         removals = [engine.call(engine._blocking_remove_container, cid) for cid in ids]
         results = await asyncio.gather(*removals, *([also] if also is not None else []), return_exceptions=True)
         await engine.call(_blocking_remove_network, engine, self.network)
+        for watcher in self._watchers:
+            watcher.cancel()
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        for watcher in self._watchers:
-            watcher.cancel()
 
     # -- one service -------------------------------------------------------------------------
 
