@@ -8,7 +8,8 @@
     ├── ContextError           a value from outside the file is unusable (control characters, ...)
     ├── BackendError           where jobs run is broken
     │   ├── BackendUnavailable the engine does not answer / is not installed
-    │   └── ImageNotFound      an image is neither local nor pullable
+    │   ├── ImageNotFound      an image is neither local nor pullable
+    │   └── ServiceError       a job's service did not start or become ready (carries its log)
     ├── StoreError             the SQLite store cannot be opened or written
     │   ├── BuildNotFound      no build matches what the user named
     │   └── NotWaiting         an approval decision for a build that waits for none
@@ -29,6 +30,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "ImageNotFound",
+    "ServiceError",
     "StoreError",
     "BuildNotFound",
     "NotWaiting",
@@ -68,6 +70,15 @@ class BackendUnavailable(BackendError):
 
 class ImageNotFound(BackendError):
     pass
+
+
+class ServiceError(BackendError):
+    """A job's service did not start or become ready. ``log`` holds the lines (the service's last
+    log lines) the job's log shows, since no step of the job ran to show them."""
+
+    def __init__(self, message: str, log: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.log = tuple(log)
 
 
 class StoreError(ConveyorError):

@@ -29,6 +29,9 @@ Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
   failed or cancelled ``start_job``/``setup``. ``teardown`` removes everything the build made.
 - ``start_job`` raises ``ImageNotFound`` (naming the image) or ``BackendError`` with a message the
   user can act on; the executor reports it as the job's failure.
+- A job's ``services`` are started by ``start_job``, which returns once they are ready (or raises
+  ``ServiceError``, whose ``log`` lines the executor shows), and removed by ``stop_job``. A backend
+  that cannot run them refuses the job in ``start_job`` with a ``BackendError`` saying so.
 - ``start_job`` and ``exec_step`` of different jobs may run concurrently; the steps of one job never
   overlap.
 - No method blocks the event loop: blocking client calls cross into threads at one named seam.

@@ -32,6 +32,7 @@ from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
 from runner.backends.disk_guard import WorkspaceGuard, docker_guard
 from runner.backends.pump import OutputPump, uncancelled
 from runner.backends.docker_blocking import LABEL_BUILD, LABEL_INSTANCE, DockerEngine, expired, labels_for
+from runner.backends.services import Sidecars
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
@@ -67,6 +68,7 @@ class _Build:
 class _Container:
     id: str | None
     oom_kills: int = 0  # the container's OOM kill count after its last step: a new one is this step's
+    services: Sidecars | None = None  # the job's services (runner/backends/services.py)
 
 
 class DockerBackend(Backend):
@@ -104,17 +106,44 @@ class DockerBackend(Backend):
         state = self._builds.get(build.id)
         if state is None:
             raise BackendError("start_job before setup: the executor must call setup(build) first")
-        if job.image not in self._images_ok:
-            await self.engine.call(self.engine._blocking_ensure_image, job.image)
-            self._images_ok.add(job.image)
+        await self._ensure_image(job.image)
         state.jobs += 1
         name = f"conveyor-{build.id}-{_slug(job.name)}-{state.jobs}"
         create, host = self._container_spec(state, job, name)
         handle = JobHandle(build, job, data=_Container(None))
+        if job.services:
+            handle.data.services = Sidecars(self.engine, name, job.services, create["labels"], host, SHELL_CAPS,
+                                            self._ensure_image, self.grace)
+            await self._start_with_services(handle, state, build, job, create, host)
+            return handle
         # Shielded: a container created after a cancellation would escape the teardown's sweep.
         handle.data.id = await uncancelled(self._create_and_start(state, build, job, create, host))
         state.guard.attach(handle.data.id, job.workdir)
         return handle
+
+    async def _start_with_services(self, handle: JobHandle, state: _Build, build: BuildRef, job: Job,
+                                   create: dict, host: dict) -> None:
+        """Start the job's container, on its services' network, together with its services; return
+        once they are ready. A start that fails or is cancelled removes what it made: no stop_job
+        follows it."""
+        container, services = handle.data, handle.data.services
+        host = dict(host, network_mode=services.network)
+
+        async def job_container() -> None:
+            # Shielded: a container created after a cancellation would escape the stop_job below.
+            container.id = await uncancelled(self._create_and_start(state, build, job, create, host))
+
+        try:
+            await services.start(job_container())
+            services.watch(container.id)
+        except BaseException:
+            await uncancelled(self.stop_job(handle))
+            raise
+
+    async def _ensure_image(self, image: str) -> None:
+        if image not in self._images_ok:
+            await self.engine.call(self.engine._blocking_ensure_image, image)
+            self._images_ok.add(image)
 
     async def _create_and_start(self, state: _Build, build: BuildRef, job: Job, create: dict, host: dict) -> str:
         engine = self.engine
@@ -133,6 +162,10 @@ class DockerBackend(Backend):
         container: _Container = handle.data
         if container is None or container.id is None:
             raise BackendError(f"job {handle.job.name!r} has no running container")
+        if (death := _service_death(container)) is not None:  # no step runs without its services
+            yield death.notice()
+            yield StepExit(-1, reason=death.reason)
+            return
         engine = self.engine
         exec_id = await engine.call(engine._blocking_exec_create, container.id, [*MERGED_SHELL, step.run],
                                     env, handle.job.workdir)
@@ -156,6 +189,10 @@ class DockerBackend(Backend):
                 reason = "the engine reported no exit status for the step (its container may be gone)"
             if guard is not None and guard.stops > stops:  # killed by the workspace size limit
                 reason = guard.reason
+            if (death := _service_death(container)) is not None:  # its watcher stopped the step
+                yield death.notice()
+                # Failed even when the step won the race and exited 0: it ran without its service.
+                code, reason = code or -1, death.reason
             yield StepExit(code, oom_killed=oom, reason=reason)
         finally:
             pump.close()
@@ -164,12 +201,18 @@ class DockerBackend(Backend):
 
     async def stop_job(self, handle: JobHandle) -> None:
         container: _Container | None = handle.data
-        if container is not None and container.id is not None:
-            cid, container.id = container.id, None
+        if container is None:
+            return
+        cid, container.id = container.id, None
+        if cid is not None:
             state = self._builds.get(handle.build.id)
             if state is not None:
                 state.guard.detach(cid)
-            await self.engine.call(self.engine._blocking_remove_container, cid)
+        remove = self.engine.call(self.engine._blocking_remove_container, cid) if cid is not None else None
+        if container.services is not None:
+            await container.services.remove(also=remove)
+        elif remove is not None:
+            await remove
 
     async def teardown(self, build: BuildRef) -> None:
         state = self._builds.pop(build.id, None)
@@ -266,6 +309,10 @@ class DockerBackend(Backend):
             with contextlib.suppress(Exception):
                 stream.close()
         await asyncio.wait([reader], timeout=5.0)
+
+
+def _service_death(container: _Container):
+    return container.services.death if container.services is not None else None
 
 
 def _slug(name: str) -> str:

@@ -2,7 +2,9 @@
 
 Nothing runs. A step is looked up in ``script`` by its ``run`` text, then by its name; a step not in
 the script prints nothing and succeeds. Every call is recorded in ``calls`` so tests can check the
-order and that ``stop_job``/``teardown`` always came.
+order and that ``stop_job``/``teardown`` always came. A job's services are only recorded
+(``("services", job, names)``); ``fail_start={job: ServiceError(..., log=...)}`` plays one that
+never became ready.
 
 ``FakeStep.output`` may be a callable taking a ``FakeRun`` (env, workdir, the build's simulated
 workspace, the attempt number) so a script can react to what the executor handed over.
@@ -76,6 +78,8 @@ class FakeBackend(Backend):
 
     async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
         self.calls.append(("start_job", job.name))
+        if job.services:  # recorded only: a test scripts a service that fails with fail_start[job]
+            self.calls.append(("services", job.name, tuple(s.name for s in job.services)))
         if self.start_delay:
             await asyncio.sleep(self.start_delay)
         if job.name in self.fail_start:

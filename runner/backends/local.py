@@ -11,7 +11,7 @@ machine, or where no Docker engine exists. What it does:
 - the environment is the step's env only, plus PATH, HOME and LANG from the runner; nothing else
   of the runner's environment leaks in. ``CI_WORKSPACE`` points at the real directory.
 
-What it does not do: the job's ``image`` is ignored; steps run as the runner's user, see the whole
+What it does not do: the job's ``image`` is ignored; a job with ``services`` is refused; steps run as the runner's user, see the whole
 file system and network, and are not limited in memory, CPU or processes.
 """
 
@@ -69,6 +69,11 @@ class LocalBackend(Backend):
         workspace = self._workspaces.get(build.id)
         if workspace is None:
             raise BackendError("start_job before setup: the executor must call setup(build) first")
+        if job.services:  # host processes have no network of their own to give a service a name on
+            names = ", ".join(s.name for s in job.services)
+            raise BackendError(f"job {job.name!r} has services ({names}), which the local backend cannot run; "
+                               "run it with --backend docker (the default), or start them yourself and "
+                               "remove `services:` from the job")
         # groups: the process group of every step, so stop_job ends what steps left running
         return JobHandle(build, job, data={"workspace": workspace, "proc": None, "groups": set()})
 

@@ -99,6 +99,7 @@ async def _run_job(ctx: BuildContext, stage: str, job: Job) -> tuple[str, str | 
             status, reason = "timed_out", f"job timed out after {job.timeout:g}s while starting"
         except Exception as exc:  # noqa: BLE001 - a backend error fails this job, not the build
             status, reason = "failure", describe_error(exc)
+            _show_start_log(ctx, stage, job, getattr(exc, "log", ()), reason)
         else:
             for index, step in enumerate(job.steps):
                 status, reason, code = await _run_step(ctx, stage, job, handle, index, step, deadline)
@@ -187,6 +188,18 @@ async def _attempt(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, i
     if result.oom_killed:
         return "failure", result.code, "out of memory"
     return "failure", result.code, result.reason or f"exit code {result.code}"
+
+
+def _show_start_log(ctx: BuildContext, stage: str, job: Job, lines: tuple[str, ...], reason: str) -> None:
+    """A start that failed with a log to show (a service that never became ready: its last lines)
+    shows it as the job's only step, named "services", since none of the job's steps ran."""
+    if not lines:
+        return
+    out = ctx.new_log()
+    ctx.emit(StepStarted, stage=stage, job=job.name, step=0, name="services")
+    found = out.feed("".join(f"{line}\n" for line in lines)) + out.close()
+    ctx.emit(StepOutput, stage=stage, job=job.name, step=0, lines=tuple(found))
+    ctx.emit(StepFinished, stage=stage, job=job.name, step=0, status="failure", reason=reason)
 
 
 def describe_error(exc: Exception) -> str:
