@@ -18,7 +18,7 @@ from runner.deploy.rollback import rollback_service
 from runner.deploy.service import deploy_service
 from runner.deploy.stack import deploy_stack, rollback_stack
 from runner.deploy.workspace import read_text
-from runner.errors import DeployError
+from runner.errors import DeployError, NoDeployToRollBackTo
 from runner.executor.actions import ActionContext, ActionResult
 from runner.plan import Stage
 from runner.settings import Settings
@@ -156,13 +156,23 @@ async def rollback_action(settings: Settings, store: Store, stage: Stage, ctx: A
             # A failure before the deploy stage (a red unit test) must not roll back what runs now.
             ctx.log(f"this build did not deploy {name}: nothing to roll back (set `to:` to roll back anyway)")
             return ActionResult("success", f"nothing to roll back: this build did not deploy {name}")
-        if spec.stack:
-            outcomes = await rollback_stack(swarm, store, spec.stack, ctx.log, provenance(ctx), spec.to, spec.timeout)
-            bad = [o for o in outcomes if not o.ok]
-            return ActionResult("failure", bad[0].reason) if bad else ActionResult("success")
-        if not spec.service:
+        if not name:
             raise DeployError("a rollback needs `service: NAME` or `stack: NAME`")
-        outcome = await rollback_service(swarm, store, spec.service, ctx.log, provenance(ctx), spec.to, spec.timeout)
+        try:
+            if spec.stack:
+                outcomes = await rollback_stack(swarm, store, spec.stack, ctx.log, provenance(ctx), spec.to,
+                                                spec.timeout)
+                bad = [o for o in outcomes if not o.ok]
+                return ActionResult("failure", bad[0].reason) if bad else ActionResult("success")
+            outcome = await rollback_service(swarm, store, spec.service, ctx.log, provenance(ctx), spec.to,
+                                             spec.timeout)
+        except NoDeployToRollBackTo as exc:
+            if spec.to is not None:
+                raise  # a version asked for by id that cannot be had: the stage fails
+            # A failed *first* deploy: it already put things back as they were (no service), and
+            # there is no earlier version. The build fails once, for its deploy, not again here.
+            ctx.log(f"nothing to roll back to: {exc}")
+            return ActionResult("success", f"nothing to roll back to: no earlier succeeded deploy of {name}")
         if outcome.ok:
             return ActionResult("success")
         return ActionResult("failure", f"rollback #{outcome.deploy_id} {outcome.status}: {outcome.reason}")
