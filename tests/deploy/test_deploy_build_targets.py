@@ -168,3 +168,33 @@ async def test_targets_say_what_is_wrong(settings, store, instance, tmp_path, do
         assert result.status == "failure" and "docker swarm init" in result.reason
     finally:
         await runner.cleanup()
+
+
+async def test_a_pipeline_whose_first_stage_is_a_build_has_its_context(docker_client, settings, store, instance,
+                                                                       git_repo):
+    """No job runs before the build stage: the backend's setup has already filled the workspace."""
+    import subprocess
+
+    from runner.backends.docker import DockerBackend
+    from runner.build import BuildRequest, create_build, run_build
+
+    tag = f"conveyor-test/{instance}:first"
+    repo = git_repo(files={
+        ".conveyor.yml": f"name: first\nimage: conveyor-test/busybox:1\nstages:\n"
+                         f"  - name: image\n    build: {{tag: \"{tag}\"}}\n",
+        "Dockerfile": "FROM conveyor-test/busybox:1\nCOPY hello.txt /hello.txt\n",
+        "hello.txt": "from the repository\n",
+    })
+    sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    build_id = create_build(store, BuildRequest(repo="first", event="manual", branch="main", sha=sha), instance)
+    try:
+        status = await run_build(store, settings, build_id, repo, backend=DockerBackend(settings))
+        logs = "\n".join(r[0] for r in store.query("SELECT text FROM log_chunks ORDER BY id"))
+        assert status == "success", logs
+        assert "from the workspace volume" in logs
+        out = docker_client.containers.run(tag, ["cat", "/hello.txt"], remove=True,
+                                           labels={"io.conveyor.instance": instance})
+        assert out.decode() == "from the repository\n"
+    finally:
+        docker_client.images.remove(tag, force=True)
