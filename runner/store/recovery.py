@@ -7,8 +7,9 @@ newer process that reused the pid, or on another host (whose pids mean nothing h
 build made by ``conveyor run`` whose process died is stale too; the server's queue is the server's.
 
 Containers, the volume and the network of a stale build are removed through the Docker backend's
-``sweep_build``; when the engine is down the build is still marked, and the backend's own sweep of
-expired resources removes them later.
+``sweep_build``, which matches job resources only (never a Swarm task of an image the build made:
+a service it deployed keeps running); when the engine is down the build is still marked, and the
+backend's own sweep of expired resources removes them later.
 """
 
 from __future__ import annotations
