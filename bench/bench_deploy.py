@@ -2,7 +2,9 @@
 
 1. Zero downtime: a client container on the service's overlay network requests the service 20 times
    a second through a start-first update of 2 replicas, then through an automatic rollback (a version
-   whose health check fails). Prints requests made and failed in each window.
+   whose health check fails), then through a whole `conveyor run` of a pipeline that builds the
+   image and deploys it, and for 10 s after that run returned (its teardown and what follows must
+   leave the service alone). Prints requests made and failed, and availability, in each window.
 2. Time from "deploy starts" to "converged": Conveyor's deploy against `docker service update` with
    the same spec and settings, alternating, in the same run. Prints the medians and the ratio.
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
+import os
 import statistics
 import subprocess
 import sys
@@ -59,11 +63,75 @@ CLIENT = ("i=0; while true; do if wget -q -O- http://{svc}:8080/ >/dev/null 2>&1
 
 
 def count(client, since: float, until: float) -> tuple[int, int]:
-    out = client.logs(since=int(since), until=int(until) + 1).decode().split()
-    return out.count("ok"), out.count("FAIL")
+    """Answers the client got between ``since`` and ``until`` (unix seconds), by the engine's
+    timestamp of each log line."""
+    ok = failed = 0
+    for line in client.logs(since=int(since), until=int(until) + 1, timestamps=True).decode().splitlines():
+        stamp, _, word = line.partition(" ")
+        when = datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+        if since <= when <= until:
+            ok += word == "ok"
+            failed += word == "FAIL"
+    return ok, failed
 
 
-async def zero_downtime(swarm: Swarm, store: Store, inst: str, net: str, prov: Provenance) -> None:
+def report(label: str, ok: int, failed: int, seconds: float) -> str:
+    total = ok + failed
+    availability = 100.0 * ok / total if total else 0.0
+    return (f"{label}: {total} requests ({total / seconds:.1f}/s), {failed} failed, "
+            f"availability {availability:.2f}%")
+
+
+PIPELINE = """\
+name: bench-web
+image: conveyor-test/busybox:1
+stages:
+  - name: image
+    build: {{tag: "{image}"}}
+  - name: deploy
+    deploy:
+      service: {service}
+      image: "{image}"
+      replicas: 2
+      networks: [{net}]
+      endpoint_mode: dnsrr
+      healthcheck: {{cmd: "wget -q -O- http://127.0.0.1:8080/health", interval: 500ms, timeout: 1s, retries: 2}}
+      update: {{order: start-first, monitor: 3s}}
+      rollback: {{order: start-first, monitor: 1s, failure_action: pause}}
+      verify: {{command: "wget -q -O- http://{service}:8080/health", within: 30s}}
+      timeout: 120s
+"""
+
+
+def pipeline_repo(root: Path, service: str, image: str, net: str) -> Path:
+    """A git repository whose pipeline builds the benchmark's web image and deploys it."""
+    root.mkdir()
+    (root / ".conveyor.yml").write_text(PIPELINE.format(service=service, image=image, net=net))
+    (root / "serve.sh").write_text(script("built") + "\n")
+    (root / "Dockerfile").write_text(f"FROM {IMAGE}\nCOPY serve.sh /serve.sh\nCMD [\"sh\", \"/serve.sh\"]\n")
+    git = ["git", "-C", str(root), "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
+        subprocess.run([*git, *args], check=True)
+    return root
+
+
+def build_then_after(client, name: str, net: str, inst: str, tmp: Path, after: float = 10.0) -> None:
+    """A whole `conveyor run` (build + deploy) of the service, then ``after`` seconds of watching."""
+    repo = pipeline_repo(tmp / "repo", name, f"{inst}-web:1", net)
+    env = {**os.environ, "CONVEYOR_DATA_DIR": str(tmp / "data"), "CONVEYOR_INSTANCE": inst}
+    start = time.time()
+    run = subprocess.run([sys.executable, "-m", "runner", "run", str(repo), "--commit", "--quiet"], env=env,
+                         capture_output=True, text=True)
+    ended = time.time()
+    if run.returncode != 0:
+        print(f"conveyor run failed ({run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+    time.sleep(after)
+    print(f"zero-downtime, conveyor run (build + deploy) exit {run.returncode} in {ended - start:.1f}s")
+    print("  " + report("during the build", *count(client, start, ended), ended - start))
+    print("  " + report(f"the {after:g} s after the build ended", *count(client, ended, ended + after), after))
+
+
+async def zero_downtime(swarm: Swarm, store: Store, inst: str, net: str, prov: Provenance, tmp: Path) -> None:
     name = f"{inst}-zd"
     lines: list[str] = []
     assert (await deploy_service(swarm, store, spec(name, net, "v1"), lines.append, prov)).ok, lines
@@ -78,7 +146,8 @@ async def zero_downtime(swarm: Swarm, store: Store, inst: str, net: str, prov: P
         end = time.time()
         ok, failed = count(client, start, end)
         print(f"zero-downtime, {label}: deploy {out.status} (wanted {want}) in {end - start - 2:.1f}s; "
-              f"{ok + failed} requests ({(ok + failed) / (end - start):.1f}/s), {failed} failed")
+              + report("", ok, failed, end - start)[2:])
+    await asyncio.to_thread(build_then_after, client, name, net, inst, tmp)
     client.remove(force=True)
 
 
@@ -121,7 +190,7 @@ async def main() -> None:
     prov = Provenance(trigger="bench", instance=inst)
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp)) as store:
         try:
-            await zero_downtime(swarm, store, inst, net.name, prov)
+            await zero_downtime(swarm, store, inst, net.name, prov, Path(tmp))
             await timing(swarm, store, inst, net.name, prov, args.rounds)
         finally:
             for c in client.containers.list(all=True, filters={"label": f"io.conveyor.instance={inst}"}):
@@ -130,6 +199,11 @@ async def main() -> None:
                 s.remove()
             for s in client.services.list(filters={"name": f"{inst}-"}):
                 s.remove()
+            time.sleep(3)  # the tasks' containers go first; an image in use would only be untagged
+            try:
+                client.images.remove(f"{inst}-web:1", force=True)
+            except docker.errors.ImageNotFound:
+                pass
             for _ in range(60):
                 try:
                     net.remove()

@@ -7,7 +7,8 @@ stages, retries, statuses, logs or the store.
 Call order, for one build::
 
     await backend.available()                 # raises BackendUnavailable with a reason to act on
-    await backend.setup(build)                # per-build resources: workspace, network
+    await backend.setup(build)                # per-build resources: the workspace, filled; network
+    backend.workspace(build)                  # where the workspace is, for stage actions (any time now)
     handle = await backend.start_job(build, job)          # once per job (jobs may run concurrently)
     async for item in backend.exec_step(handle, step, env):  # once per step attempt, in order
         ...                                   # bytes chunks of output, then one StepExit
@@ -23,8 +24,13 @@ Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
 - If the consumer stops early (``aclose()``, or the task is cancelled, as on a step timeout), the
   step's processes are stopped: SIGTERM, then SIGKILL after ``grace`` seconds. ``exec_step`` returns
   promptly after that; it never leaves a step running.
-- Jobs of one build share the workspace; files a step writes are seen by the next step and by later
-  jobs of the build.
+- The workspace has one owner, the backend: it names it and fills it from ``build.source`` in
+  ``setup``, so it holds the checkout before any job starts. ``workspace(build)``, between ``setup``
+  and ``teardown``, says where it is (an engine volume, or a directory on the runner's host); a stage
+  action (a ``build`` stage's context, a stack's Compose file) reads it through that and never
+  derives a name of its own.
+- Jobs of one build share the workspace; files a step writes are seen by the next step, by later
+  jobs of the build and by stage actions after them.
 - ``stop_job`` and ``teardown`` are idempotent, never raise for "already gone", and are safe after a
   failed or cancelled ``start_job``/``setup``. ``teardown`` removes everything the build made.
 - ``start_job`` raises ``ImageNotFound`` (naming the image) or ``BackendError`` with a message the
@@ -47,7 +53,7 @@ from typing import Any
 
 from runner.plan import Job, Step
 
-__all__ = ["Backend", "BuildRef", "JobHandle", "StepExit"]
+__all__ = ["Backend", "BuildRef", "JobHandle", "StepExit", "Workspace"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,14 @@ class BuildRef:
     source: Path  # the checkout to copy into the workspace
     instance: str = "default"  # which runner owns the resources (labels, sweeps)
     labels: dict[str, str] = field(default_factory=dict)  # extra labels (repo, build number)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a build's workspace is, for what reads it outside a job. Exactly one is set."""
+
+    volume: str | None = None  # an engine volume (Docker backend), read through the engine API
+    path: Path | None = None  # a directory on the runner's host (local and fake backends)
 
 
 @dataclass
@@ -87,6 +101,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def setup(self, build: BuildRef) -> None:
         """Make the build's shared resources (workspace filled from ``build.source``, network)."""
+
+    @abc.abstractmethod
+    def workspace(self, build: BuildRef) -> Workspace:
+        """Where the build's workspace is (after ``setup``); ``BackendError`` before it."""
 
     @abc.abstractmethod
     async def start_job(self, build: BuildRef, job: Job) -> JobHandle:

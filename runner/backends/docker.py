@@ -3,14 +3,16 @@
 Per build: a workspace volume ``conveyor-<build>-ws`` and a bridge network ``conveyor-<build>``.
 Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 sleeps and reaps orphans; each step is an exec of
 ``sh -e -c <run>`` with the step's env in the job's working directory, where the workspace volume is
-mounted. The first job of a build fills the volume from the checkout with ``put_archive`` into its
-own container before that container starts (no helper container: it would cost a container start).
+mounted. ``setup`` fills the volume from the checkout with ``put_archive`` into a container that is
+created and never started (so a build stage that comes first already has its context), and
+``workspace(build)`` names the volume to whatever reads it outside a job.
 
 Containers are not privileged (unless the plan says so for a trusted repo), drop every capability
 but the few a shell needs, run with ``no-new-privileges``, pids/memory/CPU limits from Settings, no
 Docker socket and no host network; the workspace's size is watched against ``Settings.workspace_limit``
 (runner/backends/disk_guard.py). Everything carries the labels ``io.conveyor.build``,
-``io.conveyor.instance`` and ``io.conveyor.expires``; ``sweep`` and ``sweep_build`` remove by them.
+``io.conveyor.instance``, ``io.conveyor.expires`` and ``io.conveyor.job-resource`` (the resource's own
+name); ``sweep`` and ``sweep_build`` remove only what carries the last one (see docker_blocking.py).
 
 A step is stopped (timeout, cancel, early close) by signalling every process of its container except
 PID 1 (``kill -TERM -1`` in a second exec; ``-KILL`` after ``grace``). Every docker-py call crosses
@@ -25,13 +27,14 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
 from runner.backends.disk_guard import WorkspaceGuard, docker_guard
 from runner.backends.pump import OutputPump, uncancelled
-from runner.backends.docker_blocking import LABEL_BUILD, LABEL_INSTANCE, DockerEngine, expired, labels_for
+from runner.backends.docker_blocking import (LABEL_BUILD, LABEL_INSTANCE, DockerEngine, expired, job_resource,
+                                             labels_for)
 from runner.backends.services import Sidecars
 from runner.errors import BackendError
 from runner.plan import Job, Step
@@ -58,8 +61,6 @@ class _Build:
     labels: dict[str, str]
     volume: str
     network: str
-    filled: bool = False
-    fill_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     jobs: int = 0
     guard: WorkspaceGuard | None = None  # the workspace size limit (runner/backends/disk_guard.py)
 
@@ -97,10 +98,22 @@ class DockerBackend(Backend):
         state = _Build(build, labels, volume=f"conveyor-{build.id}-ws", network=f"conveyor-{build.id}",
                        guard=docker_guard(self.engine, self.settings.workspace_limit))
         self._builds[build.id] = state
+        engine = self.engine
+
+        async def workspace() -> None:
+            await engine.call(engine._blocking_create_volume, state.volume, job_resource(labels, state.volume))
+            await engine.call(engine._blocking_fill_volume, state.volume, build.source, labels)
+
         await uncancelled(asyncio.gather(
-            self.engine.call(self.engine._blocking_create_volume, state.volume, labels),
-            self.engine.call(self.engine._blocking_create_network, state.network, labels),
+            workspace(),
+            engine.call(engine._blocking_create_network, state.network, job_resource(labels, state.network)),
         ))
+
+    def workspace(self, build: BuildRef) -> Workspace:
+        state = self._builds.get(build.id)
+        if state is None:
+            raise BackendError("workspace before setup: the executor must call setup(build) first")
+        return Workspace(volume=state.volume)
 
     async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
         state = self._builds.get(build.id)
@@ -117,7 +130,7 @@ class DockerBackend(Backend):
             await self._start_with_services(handle, state, build, job, create, host)
             return handle
         # Shielded: a container created after a cancellation would escape the teardown's sweep.
-        handle.data.id = await uncancelled(self._create_and_start(state, build, job, create, host))
+        handle.data.id = await uncancelled(self._create_and_start(create, host))
         state.guard.attach(handle.data.id, job.workdir)
         return handle
 
@@ -131,11 +144,12 @@ class DockerBackend(Backend):
 
         async def job_container() -> None:
             # Shielded: a container created after a cancellation would escape the stop_job below.
-            container.id = await uncancelled(self._create_and_start(state, build, job, create, host))
+            container.id = await uncancelled(self._create_and_start(create, host))
 
         try:
             await services.start(job_container())
             services.watch(container.id)
+            state.guard.attach(container.id, job.workdir)
         except BaseException:
             await uncancelled(self.stop_job(handle))
             raise
@@ -145,17 +159,9 @@ class DockerBackend(Backend):
             await self.engine.call(self.engine._blocking_ensure_image, image)
             self._images_ok.add(image)
 
-    async def _create_and_start(self, state: _Build, build: BuildRef, job: Job, create: dict, host: dict) -> str:
-        engine = self.engine
-        if state.filled:
-            cid = await engine.call(engine._blocking_create_container, create, host)
-        else:
-            # The first job fills the shared workspace; the others wait for that, not for its start.
-            async with state.fill_lock:
-                fill = None if state.filled else build.source
-                cid = await engine.call(engine._blocking_create_container, create, host, fill, job.workdir)
-                state.filled = True
-        await engine.call(engine._blocking_start_container, cid)
+    async def _create_and_start(self, create: dict, host: dict) -> str:
+        cid = await self.engine.call(self.engine._blocking_create_container, create, host)
+        await self.engine.call(self.engine._blocking_start_container, cid)
         return cid
 
     async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
@@ -224,7 +230,7 @@ class DockerBackend(Backend):
 
     async def sweep_build(self, build_id: str) -> int:
         """Remove every container, network and volume of one build (say, one a `kill -9` left)."""
-        return await self.engine.call(self.engine._blocking_remove_labelled, {"label": [f"{LABEL_BUILD}={build_id}"]})
+        return await self.engine.call(self.engine._blocking_remove_job_resources, f"{LABEL_BUILD}={build_id}")
 
     async def sweep(self, keep: Iterable[str] | None = None) -> int:
         """Remove this instance's leftovers: resources of builds not running in this backend that are
@@ -239,8 +245,8 @@ class DockerBackend(Backend):
             return expired(labels) or (alive is not None and build not in alive)
 
         instance = self.settings.instance
-        return await self.engine.call(self.engine._blocking_remove_labelled,
-                                      {"label": [f"{LABEL_INSTANCE}={instance}"]}, lambda l: not leftover(l))
+        return await self.engine.call(self.engine._blocking_remove_job_resources,
+                                      f"{LABEL_INSTANCE}={instance}", lambda l: not leftover(l))
 
     async def sweep_periodically(self, interval: float = 600.0, keep=None) -> None:
         """Sweep now and every ``interval`` seconds (``keep``: a callable giving the live build ids)."""
@@ -251,11 +257,6 @@ class DockerBackend(Backend):
                 log.warning("sweeping leftovers failed (%s); trying again in %g s", exc, interval)
             await asyncio.sleep(interval)
 
-    def workspace_volume(self, build: BuildRef) -> str | None:
-        """The build's workspace volume (a build stage may send its context from it)."""
-        state = self._builds.get(build.id)
-        return state.volume if state else None
-
     def close(self) -> None:
         self.engine.close()
 
@@ -264,7 +265,7 @@ class DockerBackend(Backend):
     def _container_spec(self, state: _Build, job: Job, name: str) -> tuple[dict, dict]:
         s = self.settings
         cpus = min(s.job_cpus, self._cpus or os.cpu_count() or 1)
-        labels = dict(state.labels, **{"io.conveyor.job": job.name})
+        labels = job_resource(dict(state.labels, **{"io.conveyor.job": job.name}), name)
         create = dict(image=job.image, name=name, labels=labels, working_dir=job.workdir,
                       entrypoint=KEEP_ALIVE[:1], command=KEEP_ALIVE[1:], hostname=_slug(job.name)[:63])
         host = dict(

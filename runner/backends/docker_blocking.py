@@ -26,12 +26,22 @@ from docker import errors as derrors
 
 from runner.errors import BackendError, BackendUnavailable, ImageNotFound
 
-__all__ = ["DockerEngine", "LABEL_BUILD", "LABEL_INSTANCE", "LABEL_EXPIRES", "expired", "labels_for"]
+__all__ = ["DockerEngine", "LABEL_BUILD", "LABEL_INSTANCE", "LABEL_EXPIRES", "LABEL_JOB_RESOURCE", "FILLER_IMAGE",
+           "expired", "labels_for", "job_resource"]
 
 T = TypeVar("T")
 LABEL_BUILD = "io.conveyor.build"
 LABEL_INSTANCE = "io.conveyor.instance"
 LABEL_EXPIRES = "io.conveyor.expires"
+# Set when Conveyor creates a job's container, network or volume, to that resource's own name. The
+# sweeps match only resources whose label names themselves: a container inherits its image's labels
+# (a Swarm task of an image a build stage made would otherwise look like a job container), but an
+# image cannot know the name of a container that does not exist yet.
+LABEL_JOB_RESOURCE = "io.conveyor.job-resource"
+SWARM_LABELS = "com.docker.swarm."  # a Swarm task's container: never ours to remove, whatever else it carries
+# An image with no files at all, imported from an empty tar (no registry, nothing to pull): the
+# container that fills a workspace volume is created from it and never started.
+FILLER_IMAGE = "conveyor-internal/workspace-filler:1"
 
 
 class DockerEngine:
@@ -117,6 +127,24 @@ class DockerEngine:
                 raise
         return cid
 
+    def _blocking_fill_volume(self, volume: str, source: Path, labels: dict[str, str]) -> None:
+        """Copy ``source`` into ``volume`` through a container that is created and never started."""
+        api = self.api
+        try:
+            api.inspect_image(FILLER_IMAGE)
+        except derrors.ImageNotFound:
+            repo, tag = FILLER_IMAGE.rsplit(":", 1)
+            api.import_image_from_data(_EMPTY_TAR, repository=repo, tag=tag)
+        name = f"{volume}-fill"
+        create = dict(image=FILLER_IMAGE, command=["fill"], name=name, network_disabled=True,
+                      labels=job_resource(labels, name))
+        try:
+            self._blocking_create_container(create, dict(binds=[f"{volume}:/workspace:rw"]), source, "/workspace")
+        except derrors.APIError as exc:
+            raise BackendError(f"could not fill the build's workspace volume {volume} ({_short(exc)}); "
+                               "check the engine's disk space") from None
+        self._blocking_remove_container(name)
+
     def _blocking_start_container(self, cid: str) -> None:
         try:
             self.api.start(cid)
@@ -190,19 +218,26 @@ class DockerEngine:
 
     # -- teardown and sweeps -----------------------------------------------------------------
 
-    def _blocking_remove_labelled(self, filters: dict[str, Any],
-                                  keep: Callable[[dict[str, str]], bool] = lambda labels: False) -> int:
-        """Remove containers, then networks, then volumes matching ``filters`` (labels) unless ``keep``."""
+    def _blocking_remove_job_resources(self, selector: str,
+                                       keep: Callable[[dict[str, str]], bool] = lambda labels: False) -> int:
+        """Remove the job containers, then networks, then volumes whose labels match ``selector``
+        (``key=value``) unless ``keep``. Only what Conveyor created as a job resource is touched:
+        its ``io.conveyor.job-resource`` label names the resource itself, and it is no Swarm task."""
         api, removed = self.api, 0
+        filters = {"label": [LABEL_JOB_RESOURCE, selector]}
         for c in api.containers(all=True, filters=filters):
-            if not keep(c.get("Labels") or {}):
+            labels = c.get("Labels") or {}
+            names = [n.lstrip("/") for n in c.get("Names") or []]
+            if _is_job_resource(labels, names) and not keep(labels):
                 self._blocking_remove_container(c["Id"])
                 removed += 1
         for n in api.networks(filters=filters):
-            if not keep(n.get("Labels") or {}):
+            labels = n.get("Labels") or {}
+            if _is_job_resource(labels, [n["Name"]]) and not keep(labels):
                 removed += _ignore_missing(api.remove_network, n["Id"])
         for v in api.volumes(filters=filters).get("Volumes") or []:
-            if not keep(v.get("Labels") or {}):
+            labels = v.get("Labels") or {}
+            if _is_job_resource(labels, [v["Name"]]) and not keep(labels):
                 removed += _ignore_missing(api.remove_volume, v["Name"], force=True)
         return removed
 
@@ -210,6 +245,17 @@ class DockerEngine:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._api is not None:
             self._api.close()
+
+
+def _is_job_resource(labels: dict[str, str], names: list[str]) -> bool:
+    if any(key.startswith(SWARM_LABELS) for key in labels):
+        return False
+    return labels.get(LABEL_JOB_RESOURCE) in names
+
+
+def job_resource(labels: dict[str, str], name: str) -> dict[str, str]:
+    """``labels`` plus the mark that makes the resource called ``name`` one the sweeps may remove."""
+    return {**labels, LABEL_JOB_RESOURCE: name}
 
 
 def expired(labels: dict[str, str], now: float | None = None) -> bool:
@@ -232,6 +278,9 @@ def _ignore_missing(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
                                    "the next `conveyor run` or the server's sweep removes it") from None
             time.sleep(0.2 * (attempt + 1))
     return 0
+
+
+_EMPTY_TAR = b"\0" * 10240  # a tar archive with no members: two zero blocks, padded to one record
 
 
 def _split_image(image: str) -> tuple[str, str]:

@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
 from runner.errors import BackendError
 from runner.plan import Job, Step
 
@@ -75,6 +75,12 @@ class FakeBackend(Backend):
             if path.is_file() and ".git" not in path.relative_to(build.source).parts:
                 files[str(path.relative_to(build.source))] = path.read_text(errors="replace")
         self.workspaces[build.id] = files
+
+    def workspace(self, build: BuildRef) -> Workspace:
+        # Steps write only into the simulated workspace; what reads it from outside sees the checkout.
+        if build.id not in self.workspaces:
+            raise BackendError("workspace before setup: the executor must call setup(build) first")
+        return Workspace(path=build.source)
 
     async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
         self.calls.append(("start_job", job.name))

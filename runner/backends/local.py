@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
+from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
 from runner.backends.disk_guard import WorkspaceGuard, local_guard
 from runner.backends.pump import uncancelled
 from runner.errors import BackendError, BackendUnavailable
@@ -64,6 +64,12 @@ class LocalBackend(Backend):
                                                      lambda: {int(k) for k in guard.attached})
         # Waited for even when cancelled: a copy still running in its thread would outlive teardown.
         await uncancelled(asyncio.to_thread(shutil.copytree, build.source, workspace, symlinks=True))
+
+    def workspace(self, build: BuildRef) -> Workspace:
+        workspace = self._workspaces.get(build.id)
+        if workspace is None:
+            raise BackendError("workspace before setup: the executor must call setup(build) first")
+        return Workspace(path=workspace)
 
     async def start_job(self, build: BuildRef, job: Job) -> JobHandle:
         workspace = self._workspaces.get(build.id)

@@ -6,7 +6,7 @@ build's: every service joins it with its name as a network alias. A network per 
 jobs of one build (a matrix) each have their own ``db``, and on one shared network the alias ``db``
 would answer with all of them.
 
-Services get the job's labels (so every sweep of the build removes them) plus
+Services get the job's labels, each with its own `io.conveyor.job-resource` mark (so every sweep of the build removes them and their network) plus
 ``io.conveyor.service``, and the job's safety limits, but never privileges, host volumes or the
 workspace. The services and the job's container start concurrently, and each service's probe
 runs as soon as it started, until ``ready.within``: ``ready.tcp`` is a connection from the runner
@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.backends.docker_blocking import DockerEngine
+from runner.backends.docker_blocking import DockerEngine, job_resource
 from runner.backends.pump import uncancelled
 from runner.backends.services_blocking import (TAIL, _blocking_accepts, _blocking_create, _blocking_create_network,
                                                _blocking_probe, _blocking_remove_network, _blocking_start,
@@ -91,7 +91,8 @@ class Sidecars:
         ``ServiceError`` (with the service's last log lines) for the first that fails. What was
         made is recorded at once (``ids``), so ``remove`` after a failure or cancellation finds it."""
         try:
-            await uncancelled(self.engine.call(_blocking_create_network, self.engine, self.network, self.labels))
+            await uncancelled(self.engine.call(_blocking_create_network, self.engine, self.network,
+                                              job_resource(self.labels, self.network)))
         except BaseException:
             job_container.close()  # never started: nothing of it to remove
             raise
@@ -122,7 +123,7 @@ class Sidecars:
     async def _start_one(self, service: Service) -> None:
         create = dict(
             image=service.image, name=self.names[service.name], environment=dict(service.env),
-            labels={**self.labels, LABEL_SERVICE: service.name}, hostname=_slug(service.name)[:63],
+            labels={**job_resource(self.labels, self.names[service.name]), LABEL_SERVICE: service.name}, hostname=_slug(service.name)[:63],
             networking_config={self.network: {"Aliases": [service.name]}},
         )
         if service.command is not None:  # like Compose's `command:`: the image's entrypoint stays

@@ -28,19 +28,6 @@ def provenance(ctx: ActionContext) -> Provenance:
                       commit_sha=ctx.commit, trigger=ctx.trigger, instance=ctx.build.instance)
 
 
-def _workspace_volume(client: docker.DockerClient, ctx: ActionContext) -> str | None:
-    """The build's workspace volume: as given, else the Docker backend's conventional name when such
-    a volume exists (a local-backend build has none and is built from the checkout)."""
-    if ctx.workspace_volume:
-        return ctx.workspace_volume
-    name = f"conveyor-{ctx.build.id}-ws"
-    try:
-        client.volumes.get(name)
-        return name
-    except docker.errors.NotFound:
-        return None
-
-
 def _guard(fn: Callable) -> StageAction:
     """Turn the errors a user can act on into a failed stage with the message; bugs still raise."""
 

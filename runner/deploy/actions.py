@@ -7,6 +7,9 @@ deploy, or a converged rollback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from runner.backends.docker_blocking import labels_for
 from runner.deploy import history
 from runner.deploy.client import open_target
 from runner.deploy.compose import parse_compose
@@ -15,18 +18,36 @@ from runner.deploy.rollback import rollback_service
 from runner.deploy.service import deploy_service
 from runner.deploy.stack import deploy_stack, rollback_stack
 from runner.deploy.workspace import read_text
-from runner.errors import DeployError
+from runner.errors import DeployError, NoDeployToRollBackTo
 from runner.executor.actions import ActionContext, ActionResult
 from runner.plan import Stage
 from runner.settings import Settings
 from runner.store.db import Store
 
-__all__ = ["build_action", "deploy_action", "rollback_action", "render_compose"]
+__all__ = ["build_action", "deploy_action", "rollback_action", "render_compose", "IMAGE_REPO", "IMAGE_BUILD",
+           "IMAGE_INSTANCE"]
+
+# Provenance of an image a build stage made. Every container of the image inherits these labels (a
+# Swarm task too), so they are named apart from the labels of job resources, which the sweeps
+# remove (docs/backends.md): a deployed service must never look like a build's leftover.
+IMAGE_REPO = "io.conveyor.image.repo"
+IMAGE_BUILD = "io.conveyor.image.build"
+IMAGE_INSTANCE = "io.conveyor.image.instance"
+OLD_IMAGE_REPO = "io.conveyor.repo"  # what images built before the rename carry
+
+
+def _workspace(ctx: ActionContext) -> tuple[Path, str | None]:
+    """The build's workspace as its backend named it: a host directory, and a volume (or None)."""
+    return (ctx.workspace_dir or ctx.build.source), ctx.workspace_volume
+
+
+def _helper_labels(settings: Settings, ctx: ActionContext) -> dict[str, str]:
+    """Labels of the container that copies files out of the workspace volume: the build's, so a
+    copy cut short by a crash is swept with the build's other resources."""
+    return labels_for(ctx.build.id, ctx.build.instance, settings.resource_ttl)
 
 
 async def build_action(settings: Settings, stage: Stage, ctx: ActionContext) -> ActionResult:
-    from runner.deploy import _workspace_volume
-
     spec = stage.build
     repo = ctx.build.labels.get("io.conveyor.repo") or ""
     swarm = await _engine(settings)
@@ -35,12 +56,12 @@ async def build_action(settings: Settings, stage: Stage, ctx: ActionContext) -> 
             taken = await swarm.call(_tag_owned_elsewhere, swarm.client, spec.tag, repo)
             if taken:
                 return ActionResult("failure", taken)
-        volume = await swarm.call(_workspace_volume, swarm.client, ctx)
-        ctx.log(f"building {spec.tag} from {'the workspace volume' if volume else 'the checkout'}"
-                f" (context {spec.context}, {spec.dockerfile})")
-        labels = {"io.conveyor.build": ctx.build.id, "io.conveyor.instance": ctx.build.instance,
-                  "io.conveyor.repo": repo}
-        image_id = await build_image(swarm.client, spec, ctx.build.source, volume, ctx.log, labels)
+        source, volume = _workspace(ctx)
+        where = "the workspace volume" if volume else "the workspace" if ctx.workspace_dir else "the checkout"
+        ctx.log(f"building {spec.tag} from {where} (context {spec.context}, {spec.dockerfile})")
+        labels = {IMAGE_BUILD: ctx.build.id, IMAGE_INSTANCE: ctx.build.instance, IMAGE_REPO: repo}
+        image_id = await build_image(swarm.client, spec, source, volume, ctx.log, labels,
+                                     _helper_labels(settings, ctx))
     finally:
         swarm.close()
     ctx.log(f"built {spec.tag} ({image_id[:19]})")
@@ -52,13 +73,15 @@ def _tag_owned_elsewhere(client, tag: str, repo: str) -> str | None:
 
     Images on the engine are shared by every build: without this, any pipeline could re-tag a job
     image (say ``conveyor-test/busybox:1``) that other repositories' builds, with their secrets and
-    deploys, run next. A tag is this repository's when Conveyor built it for this repository."""
+    deploys, run next. A tag is this repository's when Conveyor built it for this repository (images
+    built before the provenance labels were renamed carry the old name)."""
     import docker
 
     try:
-        owner = (client.images.get(tag).labels or {}).get("io.conveyor.repo")
+        labels = client.images.get(tag).labels or {}
     except docker.errors.ImageNotFound:
         return None
+    owner = labels.get(IMAGE_REPO, labels.get(OLD_IMAGE_REPO))
     if owner == repo:
         return None
     whose = f"repository {owner!r}" if owner else "something other than a Conveyor build (a job or base image?)"
@@ -94,7 +117,7 @@ def render_compose(text: str, ctx: ActionContext, name: str) -> str:
 
 
 async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: ActionContext) -> ActionResult:
-    from runner.deploy import _workspace_volume, provenance
+    from runner.deploy import provenance
 
     spec = stage.deploy
     swarm = await open_target(settings, spec.target)
@@ -102,8 +125,9 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
         if spec.stack:
             if not spec.compose:
                 raise DeployError("a stack deploy needs `compose: FILE` (the Compose file in the workspace)")
-            volume = await swarm.call(_workspace_volume, swarm.client, ctx)
-            text = await swarm.call(read_text, swarm.client, ctx.build.source, volume, spec.compose)
+            source, volume = _workspace(ctx)
+            text = await swarm.call(read_text, swarm.client, source, volume, spec.compose,
+                                    _helper_labels(settings, ctx))
             text = await swarm.call(render_compose, text, ctx, spec.compose)
             services, external = parse_compose(text, spec.stack, spec, spec.compose)
             outcomes = await deploy_stack(swarm, store, spec.stack, services, external, spec.timeout, spec.verify,
@@ -132,13 +156,23 @@ async def rollback_action(settings: Settings, store: Store, stage: Stage, ctx: A
             # A failure before the deploy stage (a red unit test) must not roll back what runs now.
             ctx.log(f"this build did not deploy {name}: nothing to roll back (set `to:` to roll back anyway)")
             return ActionResult("success", f"nothing to roll back: this build did not deploy {name}")
-        if spec.stack:
-            outcomes = await rollback_stack(swarm, store, spec.stack, ctx.log, provenance(ctx), spec.to, spec.timeout)
-            bad = [o for o in outcomes if not o.ok]
-            return ActionResult("failure", bad[0].reason) if bad else ActionResult("success")
-        if not spec.service:
+        if not name:
             raise DeployError("a rollback needs `service: NAME` or `stack: NAME`")
-        outcome = await rollback_service(swarm, store, spec.service, ctx.log, provenance(ctx), spec.to, spec.timeout)
+        try:
+            if spec.stack:
+                outcomes = await rollback_stack(swarm, store, spec.stack, ctx.log, provenance(ctx), spec.to,
+                                                spec.timeout)
+                bad = [o for o in outcomes if not o.ok]
+                return ActionResult("failure", bad[0].reason) if bad else ActionResult("success")
+            outcome = await rollback_service(swarm, store, spec.service, ctx.log, provenance(ctx), spec.to,
+                                             spec.timeout)
+        except NoDeployToRollBackTo as exc:
+            if spec.to is not None:
+                raise  # a version asked for by id that cannot be had: the stage fails
+            # A failed *first* deploy: it already put things back as they were (no service), and
+            # there is no earlier version. The build fails once, for its deploy, not again here.
+            ctx.log(f"nothing to roll back to: {exc}")
+            return ActionResult("success", f"nothing to roll back to: no earlier succeeded deploy of {name}")
         if outcome.ok:
             return ActionResult("success")
         return ActionResult("failure", f"rollback #{outcome.deploy_id} {outcome.status}: {outcome.reason}")

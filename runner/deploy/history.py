@@ -141,6 +141,13 @@ async def last_good_before(store: Store, target: str, service: str, before_id: i
         "AND id < ? AND spec_after IS NOT NULL ORDER BY id DESC LIMIT 1", (target, service, before_id)).fetchone()))
 
 
+async def other_targets(store: Store, name: str, target: str) -> list[str]:
+    """The targets other than ``target`` that have deploys of the service (or stack) ``name``."""
+    return await store.aread(lambda c: [r[0] for r in c.execute(
+        "SELECT DISTINCT target FROM deploys WHERE (service = ? OR stack = ?) AND target != ? ORDER BY target",
+        (name, name, target)).fetchall()])
+
+
 async def deployed_by_build(store: Store, target: str, name: str, build_uid: str) -> bool:
     """Whether this build wrote a deploy row for the service (or stack) ``name``."""
     return await store.aread(lambda c: c.execute(

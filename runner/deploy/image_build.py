@@ -46,8 +46,12 @@ def _stream(client: docker.DockerClient, spec: BuildSpec, context: bytes, labels
 
 
 async def build_image(client: docker.DockerClient, spec: BuildSpec, source: Path, volume: str | None,
-                      log: Callable[[str], None], labels: dict[str, str] | None = None) -> str:
-    """Build ``spec`` from the workspace; lines go to ``log`` as they come. Returns the image id."""
+                      log: Callable[[str], None], labels: dict[str, str] | None = None,
+                      helper_labels: dict[str, str] | None = None) -> str:
+    """Build ``spec`` from the workspace; lines go to ``log`` as they come. Returns the image id.
+
+    ``labels`` go on the image (its provenance; every container of it inherits them), and
+    ``helper_labels`` on the container that copies the context out of a workspace volume."""
     if not spec.tag:
         raise DeployError("a build needs a `tag`, e.g. web:{{ git.short_sha }}")
     loop = asyncio.get_running_loop()
@@ -58,9 +62,9 @@ async def build_image(client: docker.DockerClient, spec: BuildSpec, source: Path
 
     def work() -> str:
         try:
-            ctx = context_tar(client, source, volume, spec.context, labels)
+            ctx = context_tar(client, source, volume, spec.context, helper_labels)
             emit(f"sending build context {spec.context} ({len(ctx) / 1024:.0f} KiB) to the engine")
-            return _stream(client, spec, ctx, {"io.conveyor.managed": "1", **(labels or {})}, emit)
+            return _stream(client, spec, ctx, dict(labels or {}), emit)
         except docker.errors.BuildError as exc:
             raise DeployError(f"image build failed: {exc}") from exc
         except docker.errors.APIError as exc:

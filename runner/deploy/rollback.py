@@ -20,7 +20,7 @@ from runner.deploy.watch import watch_service
 from runner.errors import DeployError, NoDeployToRollBackTo
 from runner.store.db import Store
 
-__all__ = ["choose_target", "rollback_service"]
+__all__ = ["choose_target", "nothing_recorded", "rollback_service"]
 
 
 async def choose_target(store: Store, target: str, service: str, to: int | None) -> history.Deploy:
@@ -37,8 +37,7 @@ async def choose_target(store: Store, target: str, service: str, to: int | None)
         return row
     current = await history.latest(store, target, service)
     if current is None:
-        raise NoDeployToRollBackTo(f"service {service!r} on target {target!r} has no recorded deploy, so there is "
-                                   "nothing to roll back to; deploy it first")
+        raise await nothing_recorded(store, "service", service, target)
     ref = current["id"]
     if current["kind"] == "rollback" and current["status"] == "succeeded" and current["rollback_of"]:
         ref = current["rollback_of"]
@@ -48,6 +47,21 @@ async def choose_target(store: Store, target: str, service: str, to: int | None)
                                    f"pick one with `conveyor rollback {service} --to ID` (`conveyor deploys "
                                    f"{service}` lists them); nothing was changed")
     return row
+
+
+async def nothing_recorded(store: Store, kind: str, name: str, target: str) -> NoDeployToRollBackTo:
+    """The error for a service (or stack) with no deploy on ``target``: when it was deployed to
+    another target, the user most likely forgot to name that one, so say how."""
+    elsewhere = await history.other_targets(store, name, target)
+    if elsewhere:
+        where = " or ".join(repr(t) for t in elsewhere)
+        flag = " --stack" if kind == "stack" else ""
+        return NoDeployToRollBackTo(
+            f"{kind} {name!r} has no recorded deploy on target {target!r}, but it was deployed to target {where}: "
+            f"run `conveyor rollback {name}{flag} --target {elsewhere[0]}` (in a pipeline: `target: {elsewhere[0]}`); "
+            "nothing was changed")
+    return NoDeployToRollBackTo(f"{kind} {name!r} on target {target!r} has no recorded deploy, so there is "
+                                "nothing to roll back to; deploy it first")
 
 
 async def rollback_service(swarm: Swarm, store: Store, service: str, log: Callable[[str], None],

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from runner.deploy import history
 from runner.deploy.client import Swarm
+from runner.deploy.rollback import nothing_recorded
 from runner.deploy.service import DeployOutcome, Provenance, ensure_networks, image_id, live_service, revert
 from runner.deploy.spec import LABEL_INSTANCE, LABEL_STACK, apply_spec, service_spec, warnings_for, with_deploy_label
 from runner.deploy.verify import run_verify
@@ -130,7 +131,7 @@ async def rollback_stack(swarm: Swarm, store: Store, stack: str, log: Log, prov:
     rows = history.list_deploys(store, stack, limit=10_000, target=target)
     rows = [r for r in rows if r["stack"] == stack]
     if not rows:
-        raise NoDeployToRollBackTo(f"stack {stack!r} has no recorded deploy; deploy it first")
+        raise await nothing_recorded(store, "stack", stack, target)
     batches: dict[str, list] = {}
     for r in rows:
         batches.setdefault(r["batch"], []).append(r)

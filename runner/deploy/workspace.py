@@ -2,11 +2,14 @@
 
 Where the workspace is decides where it is read from:
 
-- ``workspace_volume`` set (the Docker backend keeps the workspace in a volume): a helper container
+- a volume given (the Docker backend keeps the workspace in a volume): a helper container
   is *created* (never started, never given the Docker socket) with the volume mounted read-only,
   and ``get_archive`` copies the path out through the engine API. Files earlier steps wrote are
   included, and it works against a remote engine too.
-- otherwise: the checkout on the runner's host (``BuildRef.source``), tarred here.
+- otherwise: the workspace directory on the runner's host (the local backend's), tarred here.
+
+Which of the two, and its name, comes from the backend (``Backend.workspace``): nothing here
+derives a workspace's name.
 
 Paths are relative to the workspace root and may not leave it.
 """
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import docker
 
+from runner.backends.docker_blocking import LABEL_BUILD, job_resource
 from runner.errors import DeployError
 
 __all__ = ["context_tar", "read_text", "HELPER_IMAGE"]
@@ -37,8 +41,11 @@ def _clean(rel: str) -> str:
 
 
 def _from_volume(client: docker.DockerClient, volume: str, rel: str, labels: dict[str, str]) -> bytes:
-    container = client.containers.create(HELPER_IMAGE, ["true"], name=f"conveyor-ctx-{uuid.uuid4().hex[:10]}",
-                                         labels={"io.conveyor.managed": "1", **labels},
+    name = f"conveyor-ctx-{uuid.uuid4().hex[:10]}"
+    # Marked as a job resource when it carries the build's labels: a copy a crash cut short is swept.
+    marks = job_resource(labels, name) if LABEL_BUILD in labels else labels
+    container = client.containers.create(HELPER_IMAGE, ["true"], name=name,
+                                         labels={"io.conveyor.managed": "1", **marks},
                                          volumes={volume: {"bind": MOUNT, "mode": "ro"}}, network_disabled=True)
     try:
         path = MOUNT if rel == "." else f"{MOUNT}/{rel}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from runner.backends.base import BuildRef
@@ -27,9 +28,11 @@ class ActionContext:
     number: int | None = None  # the build number, for deploy history
     commit: str | None = None
     trigger: str = "cli"  # who started it: "cli", "webhook", a user name
-    # The build's workspace volume when the Docker backend holds the workspace (a build stage sends
-    # its context from there, so files earlier steps wrote are in the image); None: build.source.
+    # Where the build's workspace is, as its backend says (``Backend.workspace``): an engine volume
+    # (Docker) or a directory on the runner's host. A build stage sends its context from there, so
+    # files earlier steps wrote are in the image. Neither set: the checkout, ``build.source``.
     workspace_volume: str | None = None
+    workspace_dir: Path | None = None
 
 
 @dataclass(frozen=True)

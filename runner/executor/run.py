@@ -186,9 +186,9 @@ class _PlanRun:
                 status, reason = "failure", f"this runner has no {kind} support"
             else:
                 extra = dict(self.extra)
-                volume = getattr(ctx.backend, "workspace_volume", None)
-                if volume is not None and "workspace_volume" not in extra:
-                    extra["workspace_volume"] = volume(ctx.build)
+                if "workspace_volume" not in extra and "workspace_dir" not in extra:
+                    workspace = ctx.backend.workspace(ctx.build)  # its one owner names it
+                    extra.update(workspace_volume=workspace.volume, workspace_dir=workspace.path)
                 action_ctx = ActionContext(build=ctx.build, plan=self.plan, status=so_far,
                                            log=lambda line: emit_lines(out.feed(f"{line}\n")), **extra)
                 result = await action(stage, action_ctx)

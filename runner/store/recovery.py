@@ -8,8 +8,9 @@ or ``waiting`` build made by ``conveyor run`` whose process died is stale too; t
 and waiting builds are the server's (it resumes a waiting build after a restart).
 
 Containers, the volume and the network of a stale build are removed through the Docker backend's
-``sweep_build``; when the engine is down the build is still marked, and the backend's own sweep of
-expired resources removes them later.
+``sweep_build``, which matches job resources only (never a Swarm task of an image the build made:
+a service it deployed keeps running); when the engine is down the build is still marked, and the
+backend's own sweep of expired resources removes them later.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from runner.backends.base import BuildRef, StepExit
 from runner.backends.docker import DockerBackend
 from runner.backends.fake import FakeBackend, FakeStep
 from runner.backends.local import LocalBackend
+from runner.deploy.workspace import read_text
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
@@ -85,6 +86,30 @@ async def run_step(backend, handle, run, env=None, name="step"):
             out += item
     assert len(exits) == 1, "exactly one StepExit ends a step"
     return out, exits[0]
+
+
+async def test_the_workspace_holds_the_checkout_from_setup_on(backend, build, request):
+    """A stage action reads the workspace through ``workspace(build)``, before any job has started
+    (a pipeline whose first stage is a build stage), and sees what steps wrote after they ran."""
+    with pytest.raises(BackendError, match="before setup"):
+        backend.workspace(build)
+    await backend.setup(build)
+    try:
+        where = backend.workspace(build)
+        assert (where.volume is None) != (where.path is None), where
+        client = request.getfixturevalue("docker_client") if where.volume else None
+
+        def read(name: str) -> str:
+            return read_text(client, where.path, where.volume, name)
+
+        assert await asyncio.to_thread(read, "marker.txt") == "from the checkout\n"
+        handle = await backend.start_job(build, job())
+        assert (await run_step(backend, handle, WRITE))[1].code == 0
+        await backend.stop_job(handle)
+        if backend.name != "fake":  # the fake's steps write only into its simulated workspace
+            assert await asyncio.to_thread(read, "shared.txt") == "shared-by-jobs\n"
+    finally:
+        await backend.teardown(build)
 
 
 async def test_output_in_order_then_exit_code(backend, build):

@@ -228,3 +228,32 @@ async def test_the_periodic_sweep_outlives_an_engine_that_does_not_answer(instan
     finally:
         sweeps.cancel()
         backend.close()
+
+
+async def test_sweeps_never_touch_what_only_looks_like_a_job_resource(docker_client, settings, build, instance):
+    """A container of an image that carries Conveyor's labels (a Swarm task of an image a build stage
+    made) inherits them: it names another resource, or it is a Swarm task, so no sweep removes it."""
+    import docker
+
+    from runner.backends.docker_blocking import LABEL_JOB_RESOURCE, labels_for
+
+    base = labels_for(build.id, instance, -1)  # expired already: the instance sweep wants it gone
+    inherited = docker_client.containers.create(BUSYBOX, ["true"], name=f"{instance}-task-a",
+                                                labels={**base, LABEL_JOB_RESOURCE: f"conveyor-{build.id}-ws"})
+    task = docker_client.containers.create(BUSYBOX, ["true"], name=f"{instance}-task-b",
+                                           labels={**base, LABEL_JOB_RESOURCE: f"{instance}-task-b",
+                                                   "com.docker.swarm.task.id": "abc"})
+    job = docker_client.containers.create(BUSYBOX, ["true"], name=f"{instance}-job",
+                                          labels={**base, LABEL_JOB_RESOURCE: f"{instance}-job"})
+    backend = DockerBackend(settings)
+    try:
+        assert await backend.sweep_build(build.id) == 1
+        assert await backend.sweep(keep=[]) == 0
+        left = docker_client.containers.list(all=True, filters={"label": f"io.conveyor.build={build.id}"})
+        assert {c.name for c in left} == {inherited.name, task.name}
+        with pytest.raises(docker.errors.NotFound):
+            job.reload()
+    finally:
+        backend.close()
+        for c in (inherited, task):
+            c.remove(force=True)

@@ -90,3 +90,67 @@ def remove_instance(client, instance: str) -> None:
                 if time.time() > deadline:
                     break
                 time.sleep(0.5)
+
+
+class Probe:
+    """Watches a deployed service from a thread: an HTTP GET every 50 ms (counted from the first
+    answer on), and the service's tasks every 250 ms. ``stop()`` ends both."""
+
+    def __init__(self, client, service: str, url: str) -> None:
+        import threading
+
+        self.client, self.service, self.url = client, service, url
+        self.ok = self.failed = 0
+        self.failures: list[str] = []
+        self.first_ok: float | None = None
+        self.running_counts: list[int] = []  # tasks running at each sample, from the first one running on
+        self.task_ids: set[str] = set()  # every task the service ever had while watched
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._http, daemon=True),
+                         threading.Thread(target=self._tasks, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _http(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, _ = http_get(self.url, timeout=1.0)
+                good, why = status == 200, f"HTTP {status}"
+            except OSError as exc:
+                good, why = False, f"{exc.__class__.__name__}: {exc}"
+            if good and self.first_ok is None:
+                self.first_ok = time.monotonic()
+            if self.first_ok is not None:
+                if good:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.failures.append(f"{time.monotonic() - self.first_ok:.2f}s {why}")
+            time.sleep(0.05)
+
+    def _tasks(self) -> None:
+        while not self._stop.is_set():
+            if self.first_ok is not None:
+                try:
+                    tasks = self.client.api.tasks(filters={"service": self.service})
+                except docker.errors.APIError:
+                    tasks = []
+                self.task_ids |= {t["ID"] for t in tasks}
+                running = sum(1 for t in tasks if t["Status"]["State"] == "running")
+                if running or self.running_counts:  # from the task's first `running` on (health passed)
+                    self.running_counts.append(running)
+            time.sleep(0.25)
+
+    def wait_first_answer(self, within: float = 120.0, alive=lambda: True) -> None:
+        deadline = time.monotonic() + within
+        while self.first_ok is None and time.monotonic() < deadline and alive():
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def summary(self) -> str:
+        return (f"{self.ok} ok, {self.failed} failed {self.failures[:5]}; running tasks seen "
+                f"{sorted(set(self.running_counts))}; tasks {len(self.task_ids)}")
