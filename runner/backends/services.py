@@ -6,7 +6,8 @@ build's: every service joins it with its name as a network alias. A network per 
 jobs of one build (a matrix) each have their own ``db``, and on one shared network the alias ``db``
 would answer with all of them.
 
-Services get the job's labels, each with its own `io.conveyor.job-resource` mark (so every sweep of the build removes them and their network) plus
+Services get the job's labels, each with its own `io.conveyor.job-resource` mark (so every
+sweep of the build removes them and their network), plus
 ``io.conveyor.service``, and the job's safety limits, but never privileges, host volumes or the
 workspace. The services and the job's container start concurrently, and each service's probe
 runs as soon as it started, until ``ready.within``: ``ready.tcp`` is a connection from the runner
