@@ -125,6 +125,10 @@ async def test_the_graph_shows_needs_the_matrix_and_warnings_and_the_approval_go
             await page.screenshot(path="/tmp/conveyor-graph-done.png", full_page=True)
             await page.set_viewport_size({"width": 390, "height": 844})
             await page.screenshot(path="/tmp/conveyor-graph-phone.png", full_page=True)
+            # On a phone the graph scrolls sideways inside its box; the page itself does not.
+            assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+            scroll = page.locator(".graph-scroll")
+            assert await scroll.evaluate("e => e.scrollWidth > e.clientWidth")
             assert csp_errors == []
         finally:
             await browser.close()
