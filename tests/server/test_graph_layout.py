@@ -77,6 +77,9 @@ def test_post_jobs_get_their_own_column_and_an_allowed_failure_is_a_warning(tmp_
     _a, b, unit = graph.columns[0].boxes
     assert b.allowed and b.label == "failed, allowed"
     assert unit.status == "success" and unit.allowed and unit.label == "1 failed, allowed"
+    # While a combination still waits, the matrix says so, not yet a warning.
+    waiting = g.Box("unit", [g.Member("x", "failure", True), g.Member("y")], group=True)
+    assert (waiting.status, waiting.allowed, waiting.label) == ("queued", False, "queued")
 
 
 def test_without_a_plan_the_rows_are_drawn_without_edges(tmp_path):

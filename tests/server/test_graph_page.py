@@ -40,7 +40,7 @@ stages:
     jobs:
       - name: bundle
         needs: [lint, unit]
-        steps: ["echo bundled"]
+        steps: ["sleep 3", "echo bundled"]
       - name: docs
         steps: ["echo documented"]
   - name: approve
@@ -96,7 +96,17 @@ async def test_the_graph_shows_needs_the_matrix_and_warnings_and_the_approval_go
             csp_errors: list[str] = []
             page.on("console", lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
             await page.goto(url)
-            # Live: the page follows the build until it waits, then reloads to show the question.
+            # Live: the boxes follow the job events, the matrix box its combinations', with no reload.
+            await page.locator(".graph li.stage").first.wait_for(timeout=60_000)
+            # Set on the page as drawn before the matrix finished; a reload would drop it.
+            assert await page.evaluate("window.drawnOnce = !document.querySelector('li.group.allowed')")
+            unit = page.locator("li.group.allowed[data-group='unit']")
+            await unit.wait_for(state="attached", timeout=60_000)
+            assert await page.evaluate("window.drawnOnce === true")
+            assert (await unit.locator("summary .job-status").text_content()).strip() == "1 failed, allowed"
+            flaky = unit.locator(f"li.member.allowed.status-failure[data-job='{FLAKY}'] .job-status")
+            assert (await flaky.text_content()).strip() == "failed, allowed"
+            # Then the page reloads to show the approval's question.
             await page.locator(".approval[data-stage='approve']").wait_for(timeout=120_000)
             await page.locator("#status.status-waiting").wait_for(timeout=30_000)
             await _see_the_graph(page)

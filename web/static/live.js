@@ -63,7 +63,7 @@
       return true;
     });
     if (s === "success" && statuses.length && statuses.every(function (x) { return x === "skipped"; })) s = "skipped";
-    var warned = allowed > 0 && BAD.indexOf(s) < 0 && s !== "running";
+    var warned = allowed > 0 && s === "success";
     mark(group, s);
     group.classList.toggle("allowed", warned);
     var text = group.querySelector("summary .job-status");
