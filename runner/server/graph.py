@@ -6,7 +6,8 @@ read right without it), so every box sits on a fixed grid and the edges are comp
 below are the ones web/static/conveyor.css gives ``.graph``: change both together.
 
 Boxes come from the stored plan, so jobs that have not started yet are drawn too (``queued``, as
-docs/pipeline.md names a job waiting for its turn); the job rows of the store give the statuses.
+docs/pipeline.md names a job waiting for its turn; ``skipped`` once the build is over); the job rows
+of the store give the statuses.
 Without a readable plan (an old or a config-error build) the rows alone are drawn, without edges.
 """
 
@@ -119,22 +120,26 @@ def pipeline_graph(detail: BuildDetail) -> Graph:
     rows = {(j.stage, j.name): j for j in detail.jobs}
     stages = {s.name: s for s in detail.stages}
     plan = _plan(detail.build.plan)
+    # A planned job with no row has not started yet, or, once the build is over, never will.
+    unrun = "queued" if detail.build.status in ("queued", "running", "waiting") else "skipped"
     columns: list[Column] = []
     needs: dict[str, tuple[str, ...]] = {}
     box_of: dict[str, str] = {}  # concrete job name -> its box's name
     if plan is not None:
         for stage in plan.stages:
             row = stages.get(stage.name)
-            column = Column(stage.name, row.status if row else "queued", row and row.reason, row and row.duration)
+            column = Column(stage.name, row.status if row else unrun, row and row.reason, row and row.duration)
             jobs = stage.jobs or ()
             for job in jobs:
                 group = job.matrix.group if job.matrix else None
-                _place(column, group or job.name, _member(job.name, rows.pop((stage.name, job.name), None)), group)
+                member = _member(job.name, rows.pop((stage.name, job.name), None), unrun)
+                _place(column, group or job.name, member, group)
                 box_of[job.name] = group or job.name
                 if job.needs:
                     needs[job.name] = job.needs
             if not jobs:  # an action stage: one box named after its kind, as the executor reports it
-                _place(column, stage.kind, _member(stage.kind, rows.pop((stage.name, stage.kind), None)), None)
+                member = _member(stage.kind, rows.pop((stage.name, stage.kind), None), unrun)
+                _place(column, stage.kind, member, None)
             columns.append(column)
     # Jobs the plan does not list: post jobs, or every job when there is no plan.
     for (stage_name, name), row in rows.items():
@@ -156,9 +161,9 @@ def _plan(text: str | None) -> Plan | None:
         return None
 
 
-def _member(name: str, row: JobRow | None) -> Member:
+def _member(name: str, row: JobRow | None, unrun: str = "queued") -> Member:
     if row is None:
-        return Member(name)
+        return Member(name, unrun)
     return Member(name, row.status, row.allowed, row.duration)
 
 

@@ -74,6 +74,8 @@ def test_post_jobs_get_their_own_column_and_an_allowed_failure_is_a_warning(tmp_
             ("post:always", "post:always", "success", False)]
     graph = g.pipeline_graph(detail(tmp_path, jobs=jobs, status="success"))
     assert graph.columns[-1].name == "post:always" and graph.columns[-1].boxes[0].status == "success"
+    # The build is over: what never started is drawn as skipped, not as waiting.
+    assert graph.columns[2].status == "skipped" and graph.columns[2].boxes[0].status == "skipped"
     _a, b, unit = graph.columns[0].boxes
     assert b.allowed and b.label == "failed, allowed"
     assert unit.status == "success" and unit.allowed and unit.label == "1 failed, allowed"
