@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from runner.errors import BuildNotFound
 from runner.server.auth import SESSION_COOKIE
+from runner.server.graph import pipeline_graph
 from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import list_deliveries
 from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
@@ -83,13 +84,12 @@ async def build_page(request: web.Request) -> web.Response:
         return _render(request, "error.html", http_status=404, message="There is no such build.")
     live = detail.build.status in ("queued", "running", "waiting")
     log = [] if live else await request.app[STORE].aread(lambda c: log_html(c, build_id))
-    staged = {s.name for s in detail.stages}
     rendered = (detail.build.rendered or "").splitlines()
     step_names = {(j.stage, j.name, st.position): st.name for j in detail.jobs for st in j.steps}
     for group in log:
         group["name"] = step_names.get((group["stage"], group["job"], group["step"]), f"step {group['step'] + 1}")
     return _render(request, "build.html", b=detail.build, detail=detail, live=live, log=log,
-                   post=[j for j in detail.jobs if j.stage not in staged], rendered=rendered,
+                   graph=pipeline_graph(detail), rendered=rendered,
                    diagnostics=detail.build.diagnostics, approvals=detail.approvals)
 
 

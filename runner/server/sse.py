@@ -71,7 +71,7 @@ class LiveBuild:
             self.publish("job", {"stage": event.stage, "job": event.job, "status": "running", "time": event.time})
         elif isinstance(event, JobFinished):
             self.publish("job", {"stage": event.stage, "job": event.job, "status": event.status,
-                                 "reason": event.reason, "time": event.time})
+                                 "reason": event.reason, "allowed": event.allowed, "time": event.time})
         elif isinstance(event, BuildFinished):
             self.publish("status", {"status": event.status, "reason": event.reason})
 
