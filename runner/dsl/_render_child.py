@@ -17,6 +17,7 @@ runner names. A runaway template dies in its fork: RLIMIT_CPU ends endless loops
 
 import json
 import os
+import re
 import resource
 import selectors
 import socket
@@ -130,10 +131,20 @@ def main():
 
 
 def _render(request):
+    sources = {}
+    answer = _render_with(request, sources)
+    if not answer["ok"] and answer.get("line"):
+        lines = re.split(r"\r\n|\r|\n", sources.get(answer["file"], ""))  # Jinja's own line breaks
+        answer["source_line"] = lines[answer["line"] - 1] if answer["line"] <= len(lines) else None
+    return answer
+
+
+def _render_with(request, sources):
     from jinja2 import BaseLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
     from jinja2.sandbox import SandboxedEnvironment
 
     names = {"<template>": request["name"]}  # real path -> what the user calls the file
+    sources[request["name"]] = request["text"]  # what the user calls a file -> its text
     roots = request["roots"]  # [(label, real directory)]
 
     class ConfinedLoader(BaseLoader):
@@ -154,6 +165,7 @@ def _render(request):
                 with open(real, encoding="utf-8") as fh:
                     source = fh.read()
                 names[real] = label + "/".join(parts)
+                sources[names[real]] = source
                 return source, real, lambda: True
             where = " or ".join(label for label, _ in roots) or "no template folder"
             raise TemplateNotFound(template, f"template {template!r} not found in {where}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.dsl import render_process
+from runner.dsl.template_errors import locate
 
 __all__ = ["Rendered", "render", "template_roots", "CPU_SECONDS", "MEMORY_BYTES", "WALL_SECONDS"]
 
@@ -41,6 +42,7 @@ class Rendered:
     file: str | None = None  # where the error is: the pipeline file or an imported template
     line: int | None = None
     seconds: float = 0.0  # wall time spent in the child, for the benchmark
+    col: int = 1  # where on ``line`` (Jinja reports lines; ``template_errors`` finds the column)
 
 
 def template_roots(repo_dir: Path, extra: list[Path] | None = None) -> list[tuple[str, str]]:
@@ -89,7 +91,8 @@ def render(text: str, variables: dict, roots: list[tuple[str, str]], *, name: st
         return Rendered(None, _death(done.code, done.err, cpu_seconds, memory_bytes), name, None, seconds)
     if ok:
         return Rendered(answer["text"], seconds=seconds)
-    return Rendered(None, answer["message"], answer.get("file") or name, answer.get("line"), seconds)
+    col, message = locate(answer["message"], answer.get("source_line"))
+    return Rendered(None, message, answer.get("file") or name, answer.get("line"), seconds, col)
 
 
 def _death(code: int | None, err: bytes, cpu_seconds: int, memory_bytes: int) -> str:

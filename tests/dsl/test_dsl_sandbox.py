@@ -50,7 +50,7 @@ def test_escape_payload_is_refused(tmp_path, payload):
 
 def test_sandbox_message_names_the_refused_attribute(tmp_path):
     loaded = load_pipeline(tmp_path, CTX, text="a: {{ ''.__class__ }}\n")
-    assert str(loaded.diagnostics[0]) == (".conveyor.yml:1:1: error: refused by the sandbox: "
+    assert str(loaded.diagnostics[0]) == (".conveyor.yml:1:10: error: refused by the sandbox: "
                                           "access to attribute '__class__' of 'str' object is unsafe.")
 
 
