@@ -72,7 +72,13 @@ def serve(control):
                     for fd in fds:
                         os.close(fd)
                     continue
-                pid = _fork(fds)
+                try:
+                    pid = _fork(fds)
+                except OSError as exc:  # out of processes or memory: this render fails, the child stays
+                    _say(fds[2], f"OSError: could not fork the render process: {exc}")
+                    for fd in fds:
+                        os.close(fd)
+                    continue
                 for fd in fds[:3]:
                     os.close(fd)
                 _say(fds[3], f"pid {pid}")
@@ -104,11 +110,12 @@ def _fork(fds):
     try:
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
-        os.closerange(3, 1 << 16)  # the control socket, the status pipe, other forks' descriptors
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the status pipe, other forks' descriptors
         code = main()
     except BaseException:
         traceback.print_exc()
     finally:
+        sys.stderr.flush()
         os._exit(code)
 
 
