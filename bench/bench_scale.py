@@ -6,7 +6,8 @@
 2. Jobs per build, 1 .. 200: `run_build` with the fake backend (nothing runs, everything else does:
    render, plan, executor, store rows); overhead per job. Floor: per job at 1 job.
 3. Log lines per step, 10^3 .. 10^6: `run_build` of one `seq 1 N` step on the local backend, in a
-   child process; lines stored per second and the child's peak RSS. Floor: the same `seq` read by
+   child process (per-step log cap raised to 64 MiB so 10^6 lines are all kept); lines stored per
+   second and the child's peak RSS. Floor: the same `seq` read by
    Python from a pipe, line by line.
 4. Builds in the store, 10^3 .. 10^5 (copies of one real build's rows): `GET /` p50 through a real
    server, `conveyor builds` (whole command), database size per build. Floor: `GET /static/live.js`
@@ -178,7 +179,7 @@ from runner.build import BuildRequest, create_build, run_build
 from runner.settings import Settings
 from runner.store.db import Store
 repo, data = Path(sys.argv[1]), Path(sys.argv[2])
-settings = Settings(data_dir=data, instance="scale")
+settings = Settings(data_dir=data, instance="scale", log_cap=64 * 2**20)  # 10^6 lines fit under the cap
 with Store(data) as store:
     def build(file):
         build_id = create_build(store, BuildRequest(repo="lines", event="push", branch="main", pipeline=file), "scale")

@@ -36,14 +36,11 @@ def context_from_worktree(path, *, branch=None, tag=None, event=None, params=Non
     sha = message = author = url = None
     head_branch = None
     name = root.name
-    # One call for the top level, the branch (or "HEAD" when detached) and the origin's URL.
-    top = _git(root, "rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD")
-    if top is None:  # not a repository, or HEAD has no commit yet
-        top = _git(root, "rev-parse", "--show-toplevel")
-        unborn = _git(root, "symbolic-ref", "-q", "--short", "HEAD") if top is not None else None
-        lines = [*(top or "").splitlines()[:1], (unborn or "").strip() or "HEAD"] if top is not None else []
-    else:
-        lines = top.splitlines()
+    # The top level and the branch ("HEAD" when detached) in one call. It fails outside a repository
+    # and before the first commit; then only the top level and the unborn branch are known.
+    lines = (_git(root, "rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD") or "").splitlines()
+    if len(lines) < 2 and (top := _git(root, "rev-parse", "--show-toplevel")):
+        lines = [top.strip(), (_git(root, "symbolic-ref", "-q", "--short", "HEAD") or "HEAD").strip()]
     if len(lines) >= 2:
         name = Path(lines[0]).name
         head_branch = lines[1] if lines[1] != "HEAD" else None

@@ -141,3 +141,14 @@ def test_every_command_is_in_the_lazy_table():
         group = click.Group()
         importlib.import_module(module).register(group)
         assert {n: module for n in group.commands} == {n: m for n, m in table.items() if m == module}
+
+
+def test_worktree_context_before_the_first_commit_and_when_detached(git_repo, tmp_path):
+    unborn = tmp_path / "unborn"
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(unborn)], check=True)
+    ctx = context_from_worktree(unborn)
+    assert (ctx.git.branch, ctx.git.sha, ctx.repo_name) == ("trunk", None, "unborn")
+    repo = git_repo({"x": "1"})
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "--detach"], check=True)
+    ctx = context_from_worktree(repo)
+    assert ctx.git.branch is None and len(ctx.git.sha) == 40 and ctx.repo_name == repo.name
