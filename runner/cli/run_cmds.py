@@ -16,10 +16,8 @@ from pathlib import Path
 
 import click
 
-from runner.build import BuildRequest, create_build, run_build
 from runner.cli.history import builds_table, log_lines, show_lines
-from runner.cli.housekeeping import FirstStep, settle_earlier_runs
-from runner.cli.progress import ProgressSink, format_duration
+from runner.cli.progress import format_duration
 from runner.cli.source import check_data_dir, export_head, repo_root
 from runner.errors import ConveyorError, ContextError, SourceError, StoreError
 from runner.plan import STATUSES
@@ -125,6 +123,8 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     except (SourceError, ContextError) as exc:
         raise click.UsageError(str(exc)) from exc
     pipeline = _pipeline(directory, pipeline_file)
+    from runner.build import BuildRequest  # here: `builds`, `show` and `logs` never load the executing side
+
     request = BuildRequest(
         repo=ctx.repo_name, event=ctx.event, ref=ctx.git.ref, branch=ctx.git.branch, tag=ctx.git.tag,
         sha=ctx.git.sha, message=ctx.git.message, author=ctx.git.author, params=dict(ctx.params),
@@ -150,6 +150,7 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
 
 def _run(settings, request, source, backend_name, secrets, trusted, quiet) -> int:
     from runner.backends import get_backend
+    from runner.build import create_build
 
     store = _store(settings, recover=False)  # recovery runs next to the build (see _drive)
     try:
@@ -198,6 +199,10 @@ async def _drive(store, settings, build_id, source, backend, secrets, trusted, q
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    from runner.build import run_build
+    from runner.cli.housekeeping import FirstStep, settle_earlier_runs
+    from runner.cli.progress import ProgressSink
+
     first_step = FirstStep()
     # What earlier runs left (their builds, deploys, expired resources) is settled next to this
     # build, once its first step has started: none of it is needed before that.
