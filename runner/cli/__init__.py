@@ -1,6 +1,8 @@
 """The `conveyor` command: one click group; each area registers its commands from its own module.
 
 The CLI and the server call the same functions: `conveyor run` is the webhook path minus HTTP.
+A command's module is imported only when that command runs, so `conveyor lint` loads the pipeline
+language and click, never docker-py, GitPython, aiohttp or the store (a test checks it).
 """
 
 from __future__ import annotations
@@ -11,26 +13,42 @@ import click
 
 from runner import __version__
 
-# Modules that add commands to the group, in help order. Each defines `register(group)`.
-_COMMAND_MODULES = (
-    "runner.cli.dsl_cmds",  # lint, render, plan
-    "runner.cli.run_cmds",  # run, builds, logs, show
-    "runner.cli.approve_cmd",  # approve
-    "runner.cli.image_cmds",  # images bootstrap
-    "runner.cli.deploy_cmds",  # deploys, rollback
-    "runner.cli.serve_cmd",  # serve
-    "runner.cli.gc_cmd",  # gc
-)
+# Each command and the module that defines it (with `register(group)`), in help order.
+_COMMANDS = {
+    "lint": "runner.cli.dsl_cmds", "render": "runner.cli.dsl_cmds", "plan": "runner.cli.dsl_cmds",
+    "run": "runner.cli.run_cmds", "builds": "runner.cli.run_cmds", "logs": "runner.cli.run_cmds",
+    "show": "runner.cli.run_cmds",
+    "approve": "runner.cli.approve_cmd",
+    "images": "runner.cli.image_cmds",
+    "deploys": "runner.cli.deploy_cmds", "rollback": "runner.cli.deploy_cmds",
+    "serve": "runner.cli.serve_cmd",
+    "gc": "runner.cli.gc_cmd",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """Imports a command's module when the command is asked for (help lists import them all)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        scratch = click.Group()
+        importlib.import_module(_COMMANDS[name]).register(scratch)
+        return scratch.commands[name]
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="conveyor")
 def cli() -> None:
     """Conveyor: run .conveyor.yml pipelines in ephemeral containers, deploy to Docker Swarm."""
 
 
-for _name in _COMMAND_MODULES:
-    importlib.import_module(_name).register(cli)
+def command_modules() -> dict[str, str]:
+    """Command name -> module, for the test that keeps the table complete."""
+    return dict(_COMMANDS)
 
 
 def main() -> None:

@@ -119,7 +119,7 @@ def render(file, branch, tag, event, params, build_number, trusted):
     out = render_pipeline(repo, ctx, source, name)
     if out.text is None:
         diags = Diagnostics(out.file or name)
-        diags.error("template", out.error or "rendering failed", out.line or 1, 1)
+        diags.error("template", out.error or "rendering failed", out.line or 1, out.col)
         _report(diags.items)
         sys.exit(1)
     lines = out.text.splitlines()

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import click
 
-from runner.build import BuildRequest, create_build, run_build, settle_crashed_deploys
-from runner.cli.approve_cmd import local_ask
 from runner.cli.history import builds_table, log_lines, show_lines
-from runner.cli.progress import ProgressSink, format_duration
+from runner.cli.progress import format_duration
 from runner.cli.source import check_data_dir, export_head, repo_root
 from runner.errors import ConveyorError, ContextError, SourceError, StoreError
 from runner.plan import STATUSES
@@ -40,9 +38,9 @@ def _settings(data_dir: Path | None) -> Settings:
     return Settings.from_env(data_dir=data_dir)
 
 
-def _store(settings: Settings):
+def _store(settings: Settings, *, recover: bool = True):
     try:
-        return open_store(settings)
+        return open_store(settings, recover=recover)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -135,6 +133,8 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     except (SourceError, ContextError) as exc:
         raise click.UsageError(str(exc)) from exc
     pipeline = _pipeline(directory, pipeline_file)
+    from runner.build import BuildRequest  # here: `builds`, `show` and `logs` never load the executing side
+
     request = BuildRequest(
         repo=ctx.repo_name, event=ctx.event, ref=ctx.git.ref, branch=ctx.git.branch, tag=ctx.git.tag,
         sha=ctx.git.sha, message=ctx.git.message, author=ctx.git.author, params=dict(ctx.params),
@@ -149,6 +149,8 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
             source = Path(exported.name) / directory.relative_to(root)
         else:
             source = directory
+        from runner.cli.approve_cmd import local_ask
+
         ask = local_ask(tuple(approve), sys.stdin.isatty())
         code = _run(settings, request, source, backend_name, secrets, trusted, quiet, ask, changes)
     except SourceError as exc:
@@ -161,8 +163,9 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
 
 def _run(settings, request, source, backend_name, secrets, trusted, quiet, ask, changes) -> int:
     from runner.backends import get_backend
+    from runner.build import create_build
 
-    store = _store(settings)
+    store = _store(settings, recover=False)  # recovery runs next to the build (see _drive)
     try:
         try:
             backend = get_backend(backend_name, settings)
@@ -214,18 +217,26 @@ async def _drive(store, settings, build_id, source, backend, secrets, trusted, q
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
+    from runner.build import run_build
+    from runner.cli.housekeeping import FirstStep, settle_earlier_runs
+    from runner.cli.progress import ProgressSink
+
+    first_step = FirstStep()
+    # What earlier runs left (their builds, deploys, expired resources) is settled next to this
+    # build, once its first step has started: none of it is needed before that.
+    settling = asyncio.create_task(settle_earlier_runs(store, settings, backend, first_step))
     try:
-        try:
-            await backend.sweep()  # what crashed builds of this instance left behind
-        except Exception:  # noqa: BLE001 - the build reports an engine that is down itself
-            pass
-        await settle_crashed_deploys(store, settings)
         status = await run_build(store, settings, build_id, source, backend=backend,
-                                 sinks=[ProgressSink(output=not quiet)], secrets=secrets, trusted=trusted,
-                                 cancel=cancel, ask=ask, changes=changes)
+                                 sinks=[ProgressSink(output=not quiet), first_step], secrets=secrets,
+                                 trusted=trusted, cancel=cancel, ask=ask, changes=changes)
     except asyncio.CancelledError:
         status = "cancelled"
     finally:
+        first_step.seen.set()
+        try:
+            await settling
+        except asyncio.CancelledError:  # a second Ctrl-C: stop waiting; the next command settles
+            settling.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return signals > 0, status

@@ -136,7 +136,7 @@ def load_pipeline(repo_dir: Path, ctx: Context, *, file: Path | None = None, tru
     rendered = render_pipeline(repo_dir, ctx, text, name, lib_dirs)
     if rendered.text is None:
         where = Diagnostics(rendered.file or name)
-        where.error("template", rendered.error or "rendering failed", rendered.line or 1, 1)
+        where.error("template", rendered.error or "rendering failed", rendered.line or 1, rendered.col)
         return Loaded(file, None, None, where.items, render_seconds=rendered.seconds)
     cx = Cx(diags, trusted=trusted, options=options or LintOptions())
     root = load_yaml(rendered.text, diags)

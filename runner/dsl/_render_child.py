@@ -1,15 +1,31 @@
-"""The render child: one short-lived process per render, with CPU and memory limits.
+"""The render child: a warm process that forks one limited grandchild per render.
 
-Run as ``python -I -S _render_child.py``; reads one JSON request on stdin and writes one JSON answer
-on stdout. It imports nothing from ``runner`` (start-up cost is the benchmark's floor) and only
-Jinja from the paths the parent names. A runaway template dies here, not in the runner:
-RLIMIT_CPU ends endless loops, RLIMIT_AS ends ``'x'*10**10``, the output cap ends huge expansions.
+Run as ``python -I -S _render_child.py JINJA_PATHS_JSON`` with one end of a Unix socket pair as its
+stdin. It imports Jinja once (and compiles Jinja's lexer once), then waits. Each request on the socket
+carries four file descriptors (the request to read, stdout, stderr, a status pipe) and a wall limit;
+the child forks, and the fork applies the limits, renders, writes one JSON answer and exits. So every
+render still runs in its own process with its own CPU, memory and file-size limits, but no render pays
+for starting Python and importing Jinja (``bench/bench_dsl.py`` prints the cost against a bare start).
+
+The warm child itself never sees a template or a request: only descriptors pass through it, so
+nothing of one render can reach the next. It reaps each fork and writes ``pid N`` then ``exit CODE``
+(or ``timeout``, after killing a fork that outlived its wall limit) to the status pipe. It exits when
+the runner closes the socket. It imports nothing from ``runner`` and only Jinja from the paths the
+runner names. A runaway template dies in its fork: RLIMIT_CPU ends endless loops, RLIMIT_AS ends
+``'x'*10**10``, the output cap ends huge expansions.
 """
 
 import json
 import os
+import re
 import resource
+import selectors
+import socket
 import sys
+import time
+import traceback
+
+_ENV_OPTIONS = dict(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
 
 
 def _limit(cpu_seconds, memory_bytes):
@@ -19,28 +35,123 @@ def _limit(cpu_seconds, memory_bytes):
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # a template never writes files
 
 
-def main():
-    request = json.loads(sys.stdin.read())
-    _limit(request["cpu_seconds"], request["memory_bytes"])
-    sys.path[:0] = request["sys_path"]
+def _warm(jinja_paths):
+    """Import what every render needs and build the lexer the renders' environment will reuse."""
+    sys.path[:0] = jinja_paths
     # Jinja's bytecode cache imports hashlib; OpenSSL's _hashlib costs ~15 ms to load and is never
     # used here, so hashlib falls back to its built-in digests.
     sys.modules.setdefault("_hashlib", None)
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    # Jinja caches lexers by environment options: compiling one template here makes every fork's
+    # first template skip building the lexer's regular expressions.
+    env = SandboxedEnvironment(undefined=StrictUndefined, **_ENV_OPTIONS)
+    env.from_string("{% import 'x' as y %}{% for a in b %}{{ a ~ 1 }}{% endfor %}{# c #}{% raw %}{% endraw %}")
+
+
+def serve(control):
+    """Fork one grandchild per request until the runner closes ``control``."""
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ, None)
+    deadlines = {}  # pid -> (monotonic deadline, status fd)
+    while True:
+        now = time.monotonic()
+        for pid, (deadline, status) in list(deadlines.items()):
+            if now >= deadline:  # not reaped yet, so the pid is still the fork's: safe to kill
+                os.kill(pid, 9)
+                deadlines[pid] = (float("inf"), status)
+                _say(status, "timeout")
+        wait = min((d for d, _ in deadlines.values()), default=None)
+        for key, _ in selector.select(None if wait is None or wait == float("inf") else max(0.0, wait - now)):
+            if key.data is None:
+                message, fds, _, _ = socket.recv_fds(control, 64, 4)
+                if not message:
+                    return  # the runner is gone
+                if len(fds) != 4:
+                    for fd in fds:
+                        os.close(fd)
+                    continue
+                try:
+                    pid = _fork(fds)
+                except OSError as exc:  # out of processes or memory: this render fails, the child stays
+                    _say(fds[2], f"OSError: could not fork the render process: {exc}")
+                    for fd in fds:
+                        os.close(fd)
+                    continue
+                for fd in fds[:3]:
+                    os.close(fd)
+                _say(fds[3], f"pid {pid}")
+                deadlines[pid] = (time.monotonic() + float(message.split()[1]), fds[3])
+                selector.register(os.pidfd_open(pid), selectors.EVENT_READ, pid)
+            else:
+                pid = key.data
+                selector.unregister(key.fileobj)
+                os.close(key.fd)
+                _, code = os.waitpid(pid, 0)
+                deadline, status = deadlines.pop(pid)
+                if deadline != float("inf"):
+                    _say(status, f"exit {os.waitstatus_to_exitcode(code)}")
+                os.close(status)
+
+
+def _say(fd, line):
+    try:
+        os.write(fd, line.encode() + b"\n")
+    except OSError:
+        pass  # the runner stopped listening; the fork is still reaped
+
+
+def _fork(fds):
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the status pipe, other forks' descriptors
+        code = main()
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def main():
+    """One render in this process: read the request on fd 0, limit, render, answer on fd 1."""
+    with os.fdopen(0, "rb", closefd=False) as fh:
+        request = json.loads(fh.read())
+    _limit(request["cpu_seconds"], request["memory_bytes"])
     sys.setrecursionlimit(600)  # a recursive macro fails fast and well inside the C stack
     try:
         answer = _render(request)
     except MemoryError:
         answer = {"ok": False, "kind": "memory", "line": None, "file": None,
                   "message": f"the template needs more than {request['memory_bytes'] // 2**20} MiB of memory"}
-    sys.stdout.write(json.dumps(answer))
-    sys.stdout.flush()
+    data = json.dumps(answer).encode()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+    return 0
 
 
 def _render(request):
+    sources = {}
+    answer = _render_with(request, sources)
+    if not answer["ok"] and answer.get("line"):
+        lines = re.split(r"\r\n|\r|\n", sources.get(answer["file"], ""))  # Jinja's own line breaks
+        answer["source_line"] = lines[answer["line"] - 1] if answer["line"] <= len(lines) else None
+    return answer
+
+
+def _render_with(request, sources):
     from jinja2 import BaseLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError
     from jinja2.sandbox import SandboxedEnvironment
 
     names = {"<template>": request["name"]}  # real path -> what the user calls the file
+    sources[request["name"]] = request["text"]  # what the user calls a file -> its text
     roots = request["roots"]  # [(label, real directory)]
 
     class ConfinedLoader(BaseLoader):
@@ -61,13 +172,13 @@ def _render(request):
                 with open(real, encoding="utf-8") as fh:
                     source = fh.read()
                 names[real] = label + "/".join(parts)
+                sources[names[real]] = source
                 return source, real, lambda: True
             where = " or ".join(label for label, _ in roots) or "no template folder"
             raise TemplateNotFound(template, f"template {template!r} not found in {where}")
 
     env = SandboxedEnvironment(
-        loader=ConfinedLoader(), undefined=StrictUndefined, autoescape=False,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        loader=ConfinedLoader(), undefined=StrictUndefined, **_ENV_OPTIONS,
         finalize=lambda value: "" if value is None else value,  # an absent tag renders empty, not "None"
     )
     limit = request["max_bytes"]
@@ -127,4 +238,5 @@ def _fail(kind, message, file, line):
 
 
 if __name__ == "__main__":
-    main()
+    _warm(json.loads(sys.argv[1]))
+    serve(socket.socket(fileno=0))

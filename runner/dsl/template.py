@@ -1,9 +1,10 @@
 """Render a pipeline file with sandboxed Jinja, in a child process with CPU and memory limits.
 
 Why a child: the sandbox stops attribute escapes, but not ``'x'*10**10`` or a loop of loops; only
-the kernel's limits do. The child is a fresh ``python -I -S`` that imports Jinja alone, so it costs
-a few tens of milliseconds (``bench/bench_dsl.py`` prints the share). The parent never runs a
-template itself and also enforces a wall-clock timeout.
+the kernel's limits do. Each render runs in its own fork of a warm ``python -I -S`` child that has
+imported Jinja alone (``render_process.py``), so a render costs a fork and the render itself, not a
+Python start (``bench/bench_dsl.py`` prints it against a bare start). The runner never runs a
+template itself; the child enforces a wall-clock limit too.
 
 Imports resolve only in the repo's ``.conveyor/`` and ``pipelines/lib/`` and in Conveyor's own
 ``pipelines/lib/``, by real path (``..`` and symlinks that leave the folder are refused).
@@ -15,11 +16,12 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from runner.dsl import render_process
+from runner.dsl.template_errors import locate
 
 __all__ = ["Rendered", "render", "template_roots", "CPU_SECONDS", "MEMORY_BYTES", "WALL_SECONDS"]
 
@@ -30,7 +32,6 @@ MAX_OUTPUT = 1024 * 1024
 
 _JINJA_MARK = re.compile(r"\{[{%#]")
 _NEWLINES = re.compile(r"\r\n?")
-_CHILD = Path(__file__).with_name("_render_child.py")
 LIB_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "lib"  # Conveyor's own macros
 
 
@@ -41,6 +42,7 @@ class Rendered:
     file: str | None = None  # where the error is: the pipeline file or an imported template
     line: int | None = None
     seconds: float = 0.0  # wall time spent in the child, for the benchmark
+    col: int = 1  # where on ``line`` (Jinja reports lines; ``template_errors`` finds the column)
 
 
 def template_roots(repo_dir: Path, extra: list[Path] | None = None) -> list[tuple[str, str]]:
@@ -59,52 +61,41 @@ def template_roots(repo_dir: Path, extra: list[Path] | None = None) -> list[tupl
     return roots
 
 
-def _jinja_paths() -> list[str]:
-    import jinja2
-    import markupsafe
-
-    return sorted({str(Path(m.__file__).resolve().parents[1]) for m in (jinja2, markupsafe)})
-
-
 def render(text: str, variables: dict, roots: list[tuple[str, str]], *, name: str = ".conveyor.yml",
            cpu_seconds: int = CPU_SECONDS, memory_bytes: int = MEMORY_BYTES,
            wall_seconds: float = WALL_SECONDS) -> Rendered:
     """Render ``text``; never raises for a bad template (the error is in the result)."""
     if not _JINJA_MARK.search(text):
-        # No template code: Jinja would only normalise line ends, so skip the child (and its 50 ms).
+        # No template code: Jinja would only normalise line ends, so skip the child.
         return Rendered(_NEWLINES.sub("\n", text))
     request = json.dumps({
-        "text": text, "vars": variables, "roots": roots, "name": name, "sys_path": _jinja_paths(),
+        "text": text, "vars": variables, "roots": roots, "name": name,
         "cpu_seconds": cpu_seconds, "memory_bytes": memory_bytes, "max_bytes": MAX_OUTPUT,
     })
     start = time.perf_counter()
     try:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", str(_CHILD)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/", env={})
+        done = render_process.run(request.encode(), wall_seconds)
     except OSError as exc:  # out of processes or memory: the machine's problem, said plainly
         return Rendered(None, f"could not start the template renderer: {exc}; retry when the runner has "
                               "free processes and memory", name, None, time.perf_counter() - start)
-    try:
-        out, err = proc.communicate(request.encode(), timeout=wall_seconds)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return Rendered(None, f"rendering took longer than {wall_seconds:g} s and was stopped; "
-                              "check the template's loops", name, None, time.perf_counter() - start)
     seconds = time.perf_counter() - start
-    if proc.returncode != 0 or not out:
-        return Rendered(None, _death(proc.returncode, err, cpu_seconds, memory_bytes), name, None, seconds)
+    if done.timed_out:
+        return Rendered(None, f"rendering took longer than {wall_seconds:g} s and was stopped; "
+                              "check the template's loops", name, None, seconds)
+    if done.code != 0 or not done.out:
+        return Rendered(None, _death(done.code, done.err, cpu_seconds, memory_bytes), name, None, seconds)
     try:
-        answer = json.loads(out)
+        answer = json.loads(done.out)
         ok = answer["ok"]
     except (ValueError, KeyError, TypeError):
-        return Rendered(None, _death(proc.returncode, err, cpu_seconds, memory_bytes), name, None, seconds)
+        return Rendered(None, _death(done.code, done.err, cpu_seconds, memory_bytes), name, None, seconds)
     if ok:
         return Rendered(answer["text"], seconds=seconds)
-    return Rendered(None, answer["message"], answer.get("file") or name, answer.get("line"), seconds)
+    col, message = locate(answer["message"], answer.get("source_line"))
+    return Rendered(None, message, answer.get("file") or name, answer.get("line"), seconds, col)
 
 
-def _death(code: int, err: bytes, cpu_seconds: int, memory_bytes: int) -> str:
+def _death(code: int | None, err: bytes, cpu_seconds: int, memory_bytes: int) -> str:
     if code in (-signal.SIGXCPU, -signal.SIGKILL):
         return f"the template used more than {cpu_seconds} s of CPU and was stopped; check its loops"
     tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]

@@ -1,12 +1,15 @@
-"""The git context of a working tree (GitPython): what `conveyor lint/plan/run DIR` builds for.
+"""The git context of a working tree: what `conveyor lint/plan/run DIR` builds for.
 
-A directory that is not a git repository still works: no sha, and the directory's name as the
+Asked of the ``git`` command (three short calls) rather than GitPython: importing GitPython costs more
+than the calls, and `conveyor lint` should cost what linting costs. A directory that is not a git
+repository (or a machine without git) still works: no sha, and the directory's name as the
 repository name, so a pipeline can be tried out before the first commit.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from runner.context import Context
@@ -14,6 +17,17 @@ from runner.context import Context
 __all__ = ["context_from_worktree"]
 
 _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.I)
+_HEAD = "%H%x00%an <%ae>%x00%B"  # sha, author, message: NUL cannot occur in any of them
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """Standard output of one git command in ``root``, or None when git fails or is missing."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=30,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None
 
 
 def context_from_worktree(path, *, branch=None, tag=None, event=None, params=None, build_number=None) -> Context:
@@ -22,27 +36,20 @@ def context_from_worktree(path, *, branch=None, tag=None, event=None, params=Non
     sha = message = author = url = None
     head_branch = None
     name = root.name
-    try:
-        import git  # GitPython; imported here so `conveyor lint` without git installed still loads
-
-        repo = git.Repo(root, search_parent_directories=True)
-    except Exception:  # not a repository, or no git binary: a plain directory
-        repo = None
-    if repo is not None:
-        if repo.working_tree_dir:
-            name = Path(repo.working_tree_dir).name
-        try:
-            commit = repo.head.commit
-            sha, message = commit.hexsha, commit.message.strip()
-            author = f"{commit.author.name} <{commit.author.email}>"
-        except ValueError:  # no commits yet
-            pass
-        if not repo.head.is_detached:
-            head_branch = repo.head.ref.name
-        try:
-            url = _USERINFO.sub(r"\1", repo.remotes.origin.url)  # never leak credentials into CI_REPO_URL
-        except (AttributeError, IndexError, ValueError):
-            url = None
+    # The top level and the branch ("HEAD" when detached) in one call. It fails outside a repository
+    # and before the first commit; then only the top level and the unborn branch are known.
+    lines = (_git(root, "rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD") or "").splitlines()
+    if len(lines) < 2 and (top := _git(root, "rev-parse", "--show-toplevel")):
+        lines = [top.strip(), (_git(root, "symbolic-ref", "-q", "--short", "HEAD") or "HEAD").strip()]
+    if len(lines) >= 2:
+        name = Path(lines[0]).name
+        head_branch = lines[1] if lines[1] != "HEAD" else None
+        head = _git(root, "log", "-1", f"--format={_HEAD}")
+        if head:
+            sha, author, message = head.split("\x00", 2)
+            message = message.strip()
+        origin = _git(root, "config", "--get", "remote.origin.url")
+        url = _USERINFO.sub(r"\1", origin.strip()) if origin else None  # never leak credentials into CI_REPO_URL
     if tag is not None and branch is None:
         head_branch = None  # a tag build is not on a branch
     return Context.build(

@@ -1,7 +1,8 @@
 """After a crash: builds whose process is gone become `interrupted`, and what they left is swept.
 
-Every command that opens the store calls ``open_store`` (or ``recover_interrupted`` itself), so
-after a ``kill -9`` of ``conveyor run`` the next ``conveyor builds`` already shows the truth. A build
+Every command that opens the store calls ``open_store`` (or ``recover_interrupted`` itself; ``conveyor
+run`` does it next to its own build, once that build's first step has started), so after a ``kill -9``
+of ``conveyor run`` the next ``conveyor builds`` already shows the truth. A build
 is stale when it is ``running`` and the process recorded for it (pid on host) is dead, a zombie, a
 newer process that reused the pid, or on another host (whose pids mean nothing here). A ``queued``
 or ``waiting`` build made by ``conveyor run`` whose process died is stale too; the server's queued

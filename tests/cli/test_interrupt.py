@@ -80,3 +80,29 @@ def test_kill_9_leaves_an_interrupted_build_and_the_next_command_sweeps(docker_c
     assert build.status == "interrupted" and f"pid {proc.pid}" in build.reason
     assert {j.status for j in detail.jobs} == {"interrupted"}
     assert all(s.status == "interrupted" for j in detail.jobs for s in j.steps)
+
+
+def test_the_next_run_settles_a_dead_build_without_making_its_own_first_step_wait(git_repo, tmp_path):
+    """Recovery of other builds happens next to the build (after its first step started) and is done
+    when `conveyor run` returns."""
+    from runner.build import BuildRequest, create_build
+    from runner.store.recovery import this_host
+
+    data = tmp_path / "data"
+    dead_pid = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    with Store(data) as store:
+        stale = create_build(store, BuildRequest(repo="other", event="push"), "itest")
+        store.write(lambda c: q.mark_running(c, stale, pid=int(dead_pid), host=this_host(),
+                                             started=time.time()))
+    repo = git_repo({".conveyor.yml": "image: conveyor-test/busybox:1\nstages:\n  - name: s\n    steps: [\"true\"]\n"})
+    env = dict(os.environ, CONVEYOR_INSTANCE="itest" + str(os.getpid()))
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(repo), "--data-dir", str(data),
+                           "--backend", "local"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    with Store(data) as store:
+        conn = store.read()
+        old, new = q.get_build(conn, stale), q.get_build(conn, stale + 1)
+        first_step = conn.execute("SELECT MIN(s.started) FROM steps s JOIN jobs j ON j.id = s.job_id "
+                                  "WHERE j.build_id = ?", (new.id,)).fetchone()[0]
+    assert (old.status, new.status) == ("interrupted", "success") and "killed or crashed" in old.reason
+    assert old.finished >= first_step  # settled after this run's first step had started, not before it

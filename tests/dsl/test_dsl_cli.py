@@ -112,3 +112,43 @@ def test_relative_paths_work_from_any_directory(git_repo, monkeypatch):
     result = run("lint", "sub")
     assert result.exit_code == 1 and ".conveyor.yml:4:5: error: unknown key 'stpes'" in result.output
     assert json.loads(run("plan").stdout)["name"] == repo.name
+
+
+def test_lint_imports_neither_docker_nor_git_nor_the_server(git_repo):
+    """`conveyor lint` costs what linting costs: the engine, git and HTTP libraries stay unloaded."""
+    repo = git_repo({".conveyor.yml": "image: conveyor-test/busybox:1\nstages:\n  - name: t\n"
+                                      "    steps: [\"echo {{ git.branch }}\"]\n"})
+    code = ("import sys\nfrom runner.cli import cli\n"
+            "try:\n    cli(['lint', sys.argv[1]])\nexcept SystemExit as exc:\n    code = exc.code\n"
+            "print(code, ' '.join(sorted(sys.modules)))\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(repo)], capture_output=True, text=True, check=True)
+    exit_code, modules = proc.stdout.split(" ", 1)
+    loaded = set(modules.split())
+    assert exit_code in ("0", "None") and "runner.dsl.compile" in loaded  # it did lint
+    heavy = {m for m in loaded if m.split(".")[0] in ("docker", "git", "aiohttp", "requests", "pluggy")}
+    assert not heavy and not any(m.startswith(("runner.store", "runner.backends", "runner.server")) for m in loaded)
+
+
+def test_every_command_is_in_the_lazy_table():
+    import importlib
+
+    import click
+
+    from runner.cli import command_modules
+
+    table = command_modules()
+    for module in set(table.values()):
+        group = click.Group()
+        importlib.import_module(module).register(group)
+        assert {n: module for n in group.commands} == {n: m for n, m in table.items() if m == module}
+
+
+def test_worktree_context_before_the_first_commit_and_when_detached(git_repo, tmp_path):
+    unborn = tmp_path / "unborn"
+    subprocess.run(["git", "init", "-q", "-b", "trunk", str(unborn)], check=True)
+    ctx = context_from_worktree(unborn)
+    assert (ctx.git.branch, ctx.git.sha, ctx.repo_name) == ("trunk", None, "unborn")
+    repo = git_repo({"x": "1"})
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "--detach"], check=True)
+    ctx = context_from_worktree(repo)
+    assert ctx.git.branch is None and len(ctx.git.sha) == 40 and ctx.repo_name == repo.name

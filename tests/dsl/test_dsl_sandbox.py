@@ -50,7 +50,7 @@ def test_escape_payload_is_refused(tmp_path, payload):
 
 def test_sandbox_message_names_the_refused_attribute(tmp_path):
     loaded = load_pipeline(tmp_path, CTX, text="a: {{ ''.__class__ }}\n")
-    assert str(loaded.diagnostics[0]) == (".conveyor.yml:1:1: error: refused by the sandbox: "
+    assert str(loaded.diagnostics[0]) == (".conveyor.yml:1:10: error: refused by the sandbox: "
                                           "access to attribute '__class__' of 'str' object is unsafe.")
 
 
@@ -135,3 +135,49 @@ def test_template_sees_no_free_text_but_steps_do():
     assert set(variables) == {"git", "event", "repo", "params", "build"}
     env = ctx.ci_env()
     assert env["CI_COMMIT_MESSAGE"] == "fix: it\n\n{{ evil }}" and env["CI_COMMIT_AUTHOR"] == "A <a@b>"
+
+
+def test_wall_limit_stops_a_render_that_keeps_within_its_cpu(tmp_path):
+    start = time.monotonic()
+    out = render("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", {},
+                 template_roots(tmp_path),
+                 cpu_seconds=30, wall_seconds=0.5)
+    assert out.text is None and out.error == "rendering took longer than 0.5 s and was stopped; check the template's loops"
+    assert time.monotonic() - start < 3
+    assert render("after {{ 2 * 2 }}", {}, template_roots(tmp_path)).text == "after 4"
+
+
+def test_each_render_is_its_own_process_forked_from_one_warm_child(tmp_path):
+    from runner.dsl import render_process
+
+    assert render("{{ 1 }}", {}, template_roots(tmp_path)).text == "1"
+    warm = render_process._child.proc
+    forks = [render_process.run(b'{"text": "{{ 1 }}"', 5) for _ in range(2)]  # truncated JSON: each fork fails alone
+    assert all(f.code == 1 and b"JSONDecodeError" in f.err for f in forks)
+    assert render("{{ 2 }}", {}, template_roots(tmp_path)).text == "2"
+    assert render_process._child.proc is warm and warm.poll() is None
+
+
+def test_a_dead_warm_child_is_replaced(tmp_path):
+    from runner.dsl import render_process
+
+    assert render("{{ 1 }}", {}, template_roots(tmp_path)).text == "1"
+    dead = render_process._child.proc
+    dead.kill()
+    dead.wait()
+    assert render("{{ 3 }}", {}, template_roots(tmp_path)).text == "3"
+    assert render_process._child.proc is not dead
+
+
+def test_renders_from_many_threads_each_get_their_own_answer(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: render("{{ n * 2 }}", {"n": i}, template_roots(tmp_path)).text, range(32)))
+    assert answers == [str(i * 2) for i in range(32)]
+
+
+def test_a_template_cannot_read_files_through_the_renderer(tmp_path):
+    (tmp_path / ".conveyor").mkdir()
+    out = render('{% include "/etc/passwd" %}{% include "../../etc/passwd" %}', {}, template_roots(tmp_path))
+    assert out.text is None and "must be a plain relative path" in out.error
