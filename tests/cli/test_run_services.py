@@ -25,7 +25,8 @@ stages:
       - name: fetch
         matrix:
           v: ["a", "b"]
-        steps: ["wget -q -O- http://web:8080/ | tee got.txt", "grep -q \\"served $v\\" got.txt"]
+        # One file per combination: the jobs share the build's workspace and run at once.
+        steps: ["wget -q -O- http://web:8080/ | tee got-$v.txt", "grep -q \\"served $v\\" got-$v.txt"]
   - name: more
     jobs:
       - name: stuck
