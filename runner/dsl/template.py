@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.bundled import PIPELINE_LIB_DIR
+
 __all__ = ["Rendered", "render", "template_roots", "CPU_SECONDS", "MEMORY_BYTES", "WALL_SECONDS"]
 
 CPU_SECONDS = 2
@@ -31,7 +33,7 @@ MAX_OUTPUT = 1024 * 1024
 _JINJA_MARK = re.compile(r"\{[{%#]")
 _NEWLINES = re.compile(r"\r\n?")
 _CHILD = Path(__file__).with_name("_render_child.py")
-LIB_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "lib"  # Conveyor's own macros
+LIB_DIR = PIPELINE_LIB_DIR  # Conveyor's own macros
 
 
 @dataclass(frozen=True)
