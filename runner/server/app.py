@@ -9,7 +9,7 @@ import logging
 
 from aiohttp import web
 
-from runner.server import api, hooks, pages
+from runner.server import api, hooks, metrics, pages
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.keys import (
@@ -82,6 +82,7 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     hooks.add_routes(app)
     api.add_routes(app)
     pages.add_routes(app)
+    metrics.add_routes(app)
     app.router.add_get("/builds/{id}/events", _events)
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
