@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "runner.cli.image_cmds",  # images bootstrap
     "runner.cli.deploy_cmds",  # deploys, rollback
     "runner.cli.serve_cmd",  # serve
+    "runner.cli.backup_cmds",  # backup, restore
 )
 
 
