@@ -40,6 +40,8 @@ class _StoreCollector:
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
+        self.durations = stats.build_durations(DURATION_BUCKETS)
+        self.waits = stats.queue_waits(QUEUE_WAIT_BUCKETS)
 
     def collect(self):
         store = self.app[STORE]
@@ -55,9 +57,9 @@ class _StoreCollector:
         yield GaugeMetricFamily("conveyor_running_builds", "Builds running now.", value=builds.get("running", 0))
         yield GaugeMetricFamily("conveyor_running_jobs", "Jobs running now.", value=jobs.get("running", 0))
         yield _histogram("conveyor_build_duration_seconds", "From start to end of each finished build.",
-                         stats.build_durations(conn, DURATION_BUCKETS))
+                         self.durations.read(conn, time.time()))
         yield _histogram("conveyor_build_queue_wait_seconds", "From queued to started, for each started build.",
-                         stats.queue_waits(conn, QUEUE_WAIT_BUCKETS))
+                         self.waits.read(conn, time.time()))
         deploys = GaugeMetricFamily("conveyor_deploys", "Deploys and rollbacks in the history, by outcome.",
                                     labels=["kind", "status"])
         for (kind, status), n in sorted(stats.deploys_by_outcome(conn).items()):

@@ -1,8 +1,9 @@
 """Counts for ``GET /metrics``, read from the store on each scrape.
 
 Each query is answered from an index alone (``0004_metrics.sql``), so a scrape costs a few index
-scans whatever the size of the logs and plans. Histograms come back cumulative, as Prometheus wants
-them: ``(counts per upper bound, total count, sum)``.
+scans whatever the size of the logs and plans; the two duration histograms are kept incrementally
+(``Tally``). Histograms come back cumulative, as Prometheus wants them: ``(counts per upper bound,
+total count, sum)``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Histogram", "builds_by_status", "jobs_by_status", "pending_deliveries", "deploys_by_outcome",
+__all__ = ["Histogram", "Tally", "builds_by_status", "jobs_by_status", "pending_deliveries", "deploys_by_outcome",
            "build_durations", "queue_waits", "store_files"]
 
 
@@ -41,21 +42,56 @@ def deploys_by_outcome(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
     return {(kind, status): n for kind, status, n in rows}
 
 
-def _histogram(conn: sqlite3.Connection, value: str, where: str, bounds: Sequence[float]) -> Histogram:
-    sums = ", ".join("sum(v <= ?)" for _ in bounds)
-    sql = f"SELECT count(*), coalesce(sum(v), 0), {sums} FROM (SELECT {value} AS v FROM builds WHERE {where})"
-    count, total, *below = conn.execute(sql, tuple(bounds)).fetchone()
-    return Histogram([(b, n or 0) for b, n in zip(bounds, below)], count, float(total))
+class Tally:
+    """A histogram of one duration over builds, kept up to date a slice at a time.
+
+    The times of a build never change once set, so rows whose ``column`` (the time the duration
+    ends) is older than ``SETTLE_SECONDS`` are counted once and remembered; each read counts only
+    the slice that settled since and the recent rows. A full scan happens once per server, not once
+    per scrape. The margin covers a row written a moment after its time was taken.
+    """
+
+    SETTLE_SECONDS = 300.0
+
+    def __init__(self, column: str, value: str, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        cases = " ".join(f"WHEN v <= {float(b)!r} THEN {i}" for i, b in enumerate(self.bounds))
+        self._sql = (f"SELECT CASE {cases} ELSE {len(self.bounds)} END, count(*), coalesce(sum(v), 0) "
+                     f"FROM (SELECT max({value}, 0) AS v FROM builds WHERE {column} > ? AND {column} <= ? "
+                     f"AND {value} IS NOT NULL) GROUP BY 1")
+        self._settled = [0] * (len(self.bounds) + 1)
+        self._settled_sum = 0.0
+        self._mark = float("-inf")  # rows up to here are in _settled
+
+    def _count(self, conn: sqlite3.Connection, after: float, upto: float, into: list[int]) -> float:
+        total = 0.0
+        for bucket, n, s in conn.execute(self._sql, (after, upto)):
+            into[bucket] += n
+            total += s
+        return total
+
+    def read(self, conn: sqlite3.Connection, now: float) -> Histogram:
+        settle_upto = now - self.SETTLE_SECONDS
+        if settle_upto > self._mark:
+            self._settled_sum += self._count(conn, self._mark, settle_upto, self._settled)
+            self._mark = settle_upto
+        counts = list(self._settled)
+        total = self._settled_sum + self._count(conn, self._mark, float("inf"), counts)
+        cumulative, running = [], 0
+        for bound, n in zip(self.bounds, counts):
+            running += n
+            cumulative.append((bound, running))
+        return Histogram(cumulative, sum(counts), total)
 
 
-def build_durations(conn: sqlite3.Connection, bounds: Sequence[float]) -> Histogram:
+def build_durations(bounds: Sequence[float]) -> Tally:
     """Started to finished, for every finished build that started."""
-    return _histogram(conn, "max(finished - started, 0)", "started IS NOT NULL AND finished IS NOT NULL", bounds)
+    return Tally("finished", "finished - started", bounds)
 
 
-def queue_waits(conn: sqlite3.Connection, bounds: Sequence[float]) -> Histogram:
+def queue_waits(bounds: Sequence[float]) -> Tally:
     """Queued to started, for every build that started."""
-    return _histogram(conn, "max(started - created, 0)", "started IS NOT NULL", bounds)
+    return Tally("started", "started - created", bounds)
 
 
 def store_files(db_path: Path) -> dict[str, int]:
