@@ -10,6 +10,7 @@ checks that the imported ``runner`` is the venv's.
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import socket
 import subprocess
@@ -146,9 +147,10 @@ def test_the_docker_image_serves_the_page(wheel, tmp_path, docker_client, instan
     shutil.copy(ROOT / "Dockerfile", context)
     shutil.copy(ROOT / "deploy" / "entrypoint.sh", context / "deploy")
     shutil.copy(wheel, context / "dist")
+    machine = platform.machine()  # the image runs on this engine, so on this architecture
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:",
-                    "--python-version", "3.11", "--platform", "manylinux2014_x86_64", "--platform",
-                    "manylinux_2_28_x86_64", "-d", str(context / "dist"), str(wheel)], check=True)
+                    "--python-version", "3.11", "--platform", f"manylinux2014_{machine}", "--platform",
+                    f"manylinux_2_28_{machine}", "-d", str(context / "dist"), str(wheel)], check=True)
     tag = f"conveyor-test/conveyor:{instance}"
     subprocess.run(["docker", "build", "-q", "-t", tag, "--build-arg", f"BASE={PYTHON}",
                     "--build-arg", "PIP_NO_INDEX=1", str(context)], check=True, stdout=subprocess.DEVNULL)

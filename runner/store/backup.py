@@ -88,6 +88,8 @@ def backup(data_dir: Path, dest: Path, *, with_files: bool = False) -> BackupInf
             src.close()
         os.replace(temp, dest)
         _fsync_dir(dest.parent)
+        # FILE and FILE.tar must belong together: a tar left by an earlier backup under this name goes.
+        files_archive(dest).unlink(missing_ok=True)
         archive = _archive_files(data_dir, files_archive(dest)) if with_files else None
     return BackupInfo(dest, dest.stat().st_size, schema, builds, archive)
 
@@ -161,6 +163,10 @@ def restore(backup_file: Path, data_dir: Path, *, force: bool = False) -> Backup
         dst = sqlite3.connect(temp)
         try:
             src.backup(dst)
+        except sqlite3.Error as exc:
+            dst.close()
+            temp.unlink(missing_ok=True)
+            raise StoreError(f"copying {backup_file} into {data_dir} failed: {exc}; nothing was replaced") from exc
         finally:
             src.close()
             dst.close()

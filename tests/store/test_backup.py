@@ -43,6 +43,9 @@ def test_backup_and_restore_with_the_files_beside_the_store(tmp_path):
     assert (tmp_path / "new" / "artifacts" / "web" / "1" / "report.txt").read_text() == "all good"
     assert (tmp_path / "new" / "badges" / "web.svg").is_file() and (tmp_path / "new" / "targets.yml").is_file()
     assert not (tmp_path / "new" / "mirrors").exists()
+    # The same FILE again without the files: the old tar is not left to be restored with the new copy.
+    backup(data, tmp_path / "b.db")
+    assert not files_archive(tmp_path / "b.db").exists()
 
 
 def test_restore_force_replaces_a_store_and_drops_its_old_wal(tmp_path):
