@@ -1,6 +1,6 @@
 """Backup and restore of a data directory at the store level: what is refused and why, the files'
 tar, and the lock that keeps a restore and an open store apart. (Under a busy server:
-tests/cli/test_backup.py.)"""
+tests/cli/test_backup_cmds.py.)"""
 
 from __future__ import annotations
 
