@@ -1,6 +1,7 @@
 """The installed Conveyor, not the source tree: a wheel built from this checkout, installed into a
 fresh venv in a temp dir, serves its page and static files, renders `pipelines/lib` macros and loads
-the first-party plugins. The Docker image of docs/server.md is built from that wheel and serves too.
+the first-party plugins. The Docker image of docs/server.md is built from that wheel and serves too,
+alone and as the Swarm service of deploy/conveyor-stack.yml.
 
 The venv uses ``--system-site-packages`` for the dependencies (installing them from PyPI would make
 this slow); the wheel itself goes into the venv, which comes first on ``sys.path``, and the test
@@ -133,16 +134,34 @@ def test_installed_conveyor_serves_its_page_and_static_files(venv, tmp_path):
         assert proc.wait(timeout=30) == 0, log.read_text()
 
 
-@pytest.mark.docker
-def test_the_docker_image_serves_the_page(wheel, tmp_path, docker_client, instance):
+def wait_for_http(url: str, logs: list[str], timeout: float = 90.0) -> tuple[int, bytes]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return get(url, timeout=1.0)
+        except OSError:
+            assert time.monotonic() < deadline, subprocess.run(logs, capture_output=True, text=True).stderr[-3000:]
+            time.sleep(0.5)
+
+
+def post_status(url: str, token: str) -> int:
+    request = urllib.request.Request(url, method="POST", headers={"Authorization": f"Bearer {token}"})
+    try:
+        return urllib.request.urlopen(request, timeout=5).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.fixture(scope="module")
+def image(wheel, tmp_path_factory, docker_client):
     """The Dockerfile, built FROM the local Debian Python image with every dependency as a wheel
-    (no index is reachable from a build here), runs `conveyor serve` with the token from a file."""
+    (no index is reachable from a build here; the Debian mirror is, for git)."""
     try:
         docker_client.images.get(PYTHON)
     except Exception:  # noqa: BLE001
         pytest.fail(f"image {PYTHON} is missing: run `conveyor images bootstrap` first")
-    context = tmp_path / "context"
-    (context / "dist").mkdir(parents=True)
+    context = tmp_path_factory.mktemp("context")
+    (context / "dist").mkdir()
     (context / "deploy").mkdir()
     shutil.copy(ROOT / "Dockerfile", context)
     shutil.copy(ROOT / "deploy" / "entrypoint.sh", context / "deploy")
@@ -151,38 +170,85 @@ def test_the_docker_image_serves_the_page(wheel, tmp_path, docker_client, instan
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:",
                     "--python-version", "3.11", "--platform", f"manylinux2014_{machine}", "--platform",
                     f"manylinux_2_28_{machine}", "-d", str(context / "dist"), str(wheel)], check=True)
-    tag = f"conveyor-test/conveyor:{instance}"
+    tag = f"conveyor-test/conveyor:pkg{os.getpid()}"
     subprocess.run(["docker", "build", "-q", "-t", tag, "--build-arg", f"BASE={PYTHON}",
                     "--build-arg", "PIP_NO_INDEX=1", str(context)], check=True, stdout=subprocess.DEVNULL)
+    yield tag
+    subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True)
+
+
+@pytest.mark.docker
+def test_the_docker_image_serves_the_page(image, tmp_path, instance):
+    """`conveyor serve` in the image, with the admin token from a file (CONVEYOR_ADMIN_TOKEN_FILE)."""
     port = free_port()
     name = f"conveyor-image-{instance}"
     try:
         (tmp_path / "token").write_text("s3cret-token")
         subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8080",
                         "-v", f"{tmp_path / 'token'}:/run/secrets/token:ro",
-                        "-e", "CONVEYOR_ADMIN_TOKEN_FILE=/run/secrets/token", tag,
+                        "-e", "CONVEYOR_ADMIN_TOKEN_FILE=/run/secrets/token", image,
                         "serve", "--host", "0.0.0.0", "--port", "8080", "--paused"],
                        check=True, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                status, css = get(f"http://127.0.0.1:{port}/static/conveyor.css", timeout=1.0)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, subprocess.run(["docker", "logs", name], capture_output=True,
-                                                                    text=True).stderr
-                time.sleep(0.5)
+        status, css = wait_for_http(f"http://127.0.0.1:{port}/static/conveyor.css", ["docker", "logs", name])
         assert status == 200 and css == (ROOT / "web" / "static" / "conveyor.css").read_bytes()
         assert get(f"http://127.0.0.1:{port}/")[0] == 200
-        # The token came from the file: a mutation with it is authorised (404: no such build).
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/builds/999/cancel", method="POST",
-                                         headers={"Authorization": "Bearer s3cret-token"})
-        try:
-            urllib.request.urlopen(request, timeout=5)
-            code = 200
-        except urllib.error.HTTPError as exc:
-            code = exc.code
-        assert code == 404
+        # The token came from the file: a mutation with it is authorised (404: no such build), without 401.
+        assert post_status(f"http://127.0.0.1:{port}/api/builds/999/cancel", "s3cret-token") == 404
+        assert post_status(f"http://127.0.0.1:{port}/api/builds/999/cancel", "wrong") == 401
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-        subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True)
+
+
+@pytest.mark.swarm
+def test_the_stack_file_runs_conveyor_as_a_swarm_service(image, tmp_path, instance):
+    """deploy/conveyor-stack.yml as shipped, with only its names made unique for this test (image,
+    port, secret, config): the service serves, reads its token from the Swarm secret, keeps its store
+    on the named volume and talks to the engine through the mounted socket."""
+    import yaml
+
+    stack = yaml.safe_load((ROOT / "deploy" / "conveyor-stack.yml").read_text())
+    service = stack["services"]["conveyor"]
+    port = free_port()
+    service["image"] = image
+    service["ports"][0]["published"] = port
+    secret, config = f"{instance}_token", f"{instance}_yml"
+    stack["secrets"]["conveyor_admin_token"]["name"] = secret
+    stack["configs"]["conveyor_yml"]["name"] = config
+    (tmp_path / "stack.yml").write_text(yaml.safe_dump(stack))
+    (tmp_path / "conveyor.yml").write_text(yaml.safe_dump({"instance": instance, "metrics_allow": ["0.0.0.0/0"]}))
+    name = f"cv{instance}"
+    subprocess.run(["docker", "secret", "create", secret, "-"], input=b"stack-token", check=True, capture_output=True)
+    subprocess.run(["docker", "config", "create", config, str(tmp_path / "conveyor.yml")], check=True,
+                   capture_output=True)
+    try:
+        subprocess.run(["docker", "stack", "deploy", "-c", str(tmp_path / "stack.yml"), name], check=True,
+                       capture_output=True)
+        base = f"http://127.0.0.1:{port}"
+        status, _ = wait_for_http(base + "/static/conveyor.css", ["docker", "service", "logs", f"{name}_conveyor"],
+                                  timeout=120)
+        assert status == 200 and get(base + "/")[0] == 200
+        assert post_status(base + "/api/builds/999/cancel", "stack-token") == 404
+        _, metrics = get(base + "/metrics")
+        assert b'conveyor_store_size_bytes{file="database"}' in metrics
+        mounts = subprocess.run(["docker", "service", "inspect", f"{name}_conveyor", "--format",
+                                 "{{json .Spec.TaskTemplate.ContainerSpec.Mounts}}"],
+                                capture_output=True, text=True, check=True).stdout
+        assert f"{name}_conveyor-data" in mounts and "/var/run/docker.sock" in mounts
+        # The socket works from inside: the task's own container is visible to the server's engine client.
+        task = subprocess.run(["docker", "ps", "-q", "--filter", f"label=com.docker.stack.namespace={name}"],
+                              capture_output=True, text=True, check=True).stdout.split()[0]
+        seen = subprocess.run(["docker", "exec", task, "/opt/conveyor/bin/python", "-c",
+                               "import docker; print(len(docker.from_env().containers.list()))"],
+                              capture_output=True, text=True)
+        assert seen.returncode == 0 and int(seen.stdout) >= 1, seen.stderr
+        volume = subprocess.run(["docker", "run", "--rm", "-v", f"{name}_conveyor-data:/data", PYTHON,
+                                 "ls", "/data"], capture_output=True, text=True, check=True).stdout.split()
+        assert "conveyor.db" in volume
+    finally:
+        subprocess.run(["docker", "stack", "rm", name], capture_output=True)
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={name}"],
+                             capture_output=True, text=True).stdout.strip() and time.monotonic() < deadline:
+            time.sleep(1)
+        for kind, what in (("volume", f"{name}_conveyor-data"), ("secret", secret), ("config", config)):
+            subprocess.run(["docker", kind, "rm", what], capture_output=True)
