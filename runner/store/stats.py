@@ -1,9 +1,9 @@
 """Counts for ``GET /metrics``, read from the store on each scrape.
 
-Each query is answered from an index alone (the ``*_metrics.sql`` migration), so a scrape costs a few index
-scans whatever the size of the logs and plans; the two duration histograms are kept incrementally
-(``Tally``). Histograms come back cumulative, as Prometheus wants them: ``(counts per upper bound,
-total count, sum)``.
+Each query is answered from an index alone (the ``*_metrics.sql`` migration), so a scrape costs a
+few index scans whatever the size of the logs and plans; the two duration histograms are kept
+incrementally (``Tally``). Histograms come back cumulative, as Prometheus wants them: ``(counts per
+upper bound, total count, sum)``.
 """
 
 from __future__ import annotations
