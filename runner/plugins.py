@@ -17,11 +17,11 @@ import importlib
 import importlib.util
 import logging
 import sys
-from pathlib import Path
 
 import pluggy
 
 from runner import hookspecs
+from runner.bundled import PLUGINS_DIR
 from runner.hookspecs import hookimpl
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("conveyor.plugins")
-FIRST_PARTY_DIR = Path(__file__).resolve().parent.parent / "plugins"
+FIRST_PARTY_DIR = PLUGINS_DIR  # plugins/ of the source tree, or its copy inside an installed wheel
 _manager: pluggy.PluginManager | None = None
 
 
@@ -53,7 +53,7 @@ class _DeployActions:
 
 def _load_first_party(pm: pluggy.PluginManager) -> None:
     if not FIRST_PARTY_DIR.is_dir():
-        return  # an installed wheel has no plugins/ folder
+        return
     for path in sorted(FIRST_PARTY_DIR.glob("*.py")):
         if path.name.startswith("_"):
             continue

@@ -23,6 +23,7 @@ _COMMANDS = {
     "deploys": "runner.cli.deploy_cmds", "rollback": "runner.cli.deploy_cmds",
     "serve": "runner.cli.serve_cmd",
     "gc": "runner.cli.gc_cmd",
+    "backup": "runner.cli.backup_cmds", "restore": "runner.cli.backup_cmds",
 }
 
 

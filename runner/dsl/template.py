@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.bundled import PIPELINE_LIB_DIR
 from runner.dsl import render_process
 from runner.dsl.template_errors import locate
 
@@ -32,7 +33,7 @@ MAX_OUTPUT = 1024 * 1024
 
 _JINJA_MARK = re.compile(r"\{[{%#]")
 _NEWLINES = re.compile(r"\r\n?")
-LIB_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "lib"  # Conveyor's own macros
+LIB_DIR = PIPELINE_LIB_DIR  # Conveyor's own macros
 
 
 @dataclass(frozen=True)

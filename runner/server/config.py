@@ -8,6 +8,7 @@ the environment (``secret_env: NAME``), so the file itself can be committed. See
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class ServerConfig:
     backend: str = "docker"
     paused: bool = False  # accept webhooks into the inbox but start nothing (Jenkins' "quiet down")
     repos: dict[str, RepoConfig] = field(default_factory=dict)
+    # Who may read GET /metrics without the admin token (docs/server.md, "Metrics").
+    metrics_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
     retention: Retention = field(default_factory=Retention)
 
     def retention_for(self, repo: str) -> Retention:
@@ -132,7 +136,7 @@ def _secret(where: str, data: dict, key: str, environ: dict[str, str]) -> str | 
 _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_env", "trusted", "branches",
               "cancel_superseded", "secrets", "status", "schedules", "retention"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
-             "instance", "paused", "repos", "targets_file", "workspace_limit", "retention"}
+             "instance", "paused", "repos", "targets_file", "workspace_limit", "retention", "metrics_allow"}
 
 
 def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention: Retention) -> RepoConfig:
@@ -184,6 +188,17 @@ def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention:
     )
 
 
+def _networks(value: Any) -> tuple:
+    """``metrics_allow``: a list of addresses or CIDR networks."""
+    if isinstance(value, str) or not isinstance(value, list):
+        raise ServerConfigError("metrics_allow must be a list of addresses or networks, "
+                                "for example [127.0.0.1/32, 10.0.0.0/8]; [] lets only the admin token in")
+    try:
+        return tuple(ipaddress.ip_network(str(item), strict=False) for item in value)
+    except ValueError as exc:
+        raise ServerConfigError(f"metrics_allow: {exc}; write an address (10.1.2.3) or a network (10.0.0.0/8)") from None
+
+
 def load_config(path: Path | None = None, *, environ: dict[str, str] | None = None, **overrides: Any) -> ServerConfig:
     """Read ``path`` (or nothing: the embedded defaults); ``overrides`` (CLI flags) win over the file."""
     env = dict(os.environ if environ is None else environ)
@@ -229,5 +244,7 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
         env.get("CONVEYOR_ADMIN_TOKEN"), concurrency=concurrency, backend=str(data.get("backend", "docker")),
         paused=bool(data.get("paused", False)), repos=repos, retention=retention,
     )
+    if "metrics_allow" in data:
+        values["metrics_allow"] = _networks(data["metrics_allow"])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ServerConfig(**values)

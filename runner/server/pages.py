@@ -13,6 +13,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
+from runner.bundled import WEB_DIR
 from runner.errors import BuildNotFound
 from runner.server.auth import SESSION_COOKIE
 from runner.server.graph import pipeline_graph
@@ -24,7 +25,6 @@ from runner.store import builds as q
 
 __all__ = ["WEB_DIR", "make_templates", "render", "add_routes"]
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 PAGE_SIZE = 50
 _BADGE_COLOURS = {"success": "#2e7d32", "failure": "#c62828", "running": "#1565c0", "waiting": "#6a1b9a", "queued": "#757575",
                   "cancelled": "#757575", "timed_out": "#c62828", "config_error": "#ef6c00",

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runner.errors import StoreError
+from runner.store.lock import StoreLock
 
 __all__ = ["Store", "migrations", "MAX_INTEGER"]
 
@@ -73,6 +74,7 @@ class Store:
                 "pass --data-dir or set CONVEYOR_DATA_DIR to a writable place"
             ) from exc
         self.path = self.data_dir / DB_NAME
+        self._lock = StoreLock(self.data_dir, exclusive=False)  # tells `conveyor restore` we are here
         self._local = threading.local()
         self._queue: queue.Queue = queue.Queue()
         self._closed = False
@@ -82,7 +84,11 @@ class Store:
             self._writer_conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate(self._writer_conn)
         except sqlite3.DatabaseError as exc:
+            self._lock.release()
             raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+        except BaseException:
+            self._lock.release()
+            raise
         self._thread = threading.Thread(target=self._writer_loop, name="conveyor-store-writer", daemon=True)
         self._thread.start()
 
@@ -190,6 +196,7 @@ class Store:
         if conn is not None:
             conn.close()
             self._local.conn = None
+        self._lock.release()
 
     def __enter__(self) -> Store:
         return self
