@@ -103,7 +103,9 @@ def refused(data: bytes, name: str = "hostile.xml") -> str:
     start = time.monotonic()
     with pytest.raises(ReportError) as caught:
         parse_junit(name, data)
-    assert time.monotonic() - start < 5, "a hostile file must be refused, not chewed on"
+    # A guard against a hang, not a speed measure (bench/bench_reports.py measures speed): billion
+    # laughs expanded would take minutes and gigabytes; refused at its DTD it takes microseconds.
+    assert time.monotonic() - start < 60, "a hostile file must be refused, not chewed on"
     assert str(caught.value).startswith(name)
     return str(caught.value)
 
