@@ -9,8 +9,9 @@ import click
 
 from runner.cli.progress import STATUS_COLOURS, format_duration
 from runner.store.builds import BuildDetail, BuildRow, LogChunk
+from runner.store.reports import CaseRow, ReportRow, Totals
 
-__all__ = ["builds_table", "show_lines", "log_lines", "when"]
+__all__ = ["builds_table", "show_lines", "tests_lines", "log_lines", "when"]
 
 
 def when(stamp: float | None) -> str:
@@ -78,6 +79,27 @@ def show_lines(detail: BuildDetail, *, color: bool = False) -> Iterator[str]:
                 again = f" [attempt {step.attempt}]" if step.attempt > 1 else ""
                 yield (f"    step {step.position + 1} {step.name}{again}: {_status(step.status, color)}"
                        f"{extra}  {format_duration(step.duration)}")
+
+
+def tests_lines(build: BuildRow, totals: Totals, reports: list[ReportRow], failures: list[CaseRow], *,
+                color: bool = False) -> Iterator[str]:
+    """The test reports of ``conveyor show``: totals, unreadable files, the first failed tests."""
+    if not reports:
+        return
+    broken = f"{totals.failed} failed, {totals.errors} errors"
+    if color and totals.broken:
+        broken = click.style(broken, fg="red", bold=True)
+    yield (f"tests: {totals.tests} ({totals.passed} passed, {broken}, {totals.skipped} skipped) "
+           f"from {len(reports)} report{'s' if len(reports) != 1 else ''}")
+    for report in reports:
+        if report.problem:
+            yield f"  unreadable report ({report.job}): {report.problem}"
+    for case in failures:
+        message = case.message.splitlines()[0] if case.message else ""
+        yield f"  {case.status}: {case.title} [{case.job}]" + (f": {message}" if message else "")
+    if totals.broken > len(failures):
+        yield (f"  ... {totals.broken - len(failures)} more: GET /api/builds/{build.id}/tests?status=failed "
+               "on the server, or the build page")
 
 
 def _approval_lines(a, build: BuildRow) -> Iterator[str]:

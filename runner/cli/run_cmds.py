@@ -16,17 +16,19 @@ from pathlib import Path
 
 import click
 
-from runner.cli.history import builds_table, log_lines, show_lines
+from runner.cli.history import builds_table, log_lines, show_lines, tests_lines
 from runner.cli.progress import format_duration
 from runner.cli.source import check_data_dir, export_head, repo_root
 from runner.errors import ConveyorError, ContextError, SourceError, StoreError
 from runner.plan import STATUSES
 from runner.settings import Settings
 from runner.store import builds as q
+from runner.store import reports as tests
 from runner.store.recovery import open_store
 
 __all__ = ["register"]
 
+SHOWN_FAILURES = 10  # `conveyor show` lists the first failed tests; the page and the API have them all
 BUILD_HELP = "BUILD is a number of the current repo (42), repo#number (web#42), id:ID, or last (the default)."
 data_dir_option = click.option(
     "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -277,14 +279,20 @@ def builds_command(repo, status, limit, data_dir) -> None:
 @click.argument("build_ref", metavar="[BUILD]", required=False)
 @data_dir_option
 def show_command(build_ref, data_dir) -> None:
-    """Show a build: its stages, jobs and steps with statuses and durations."""
+    """Show a build: its stages, jobs and steps with statuses and durations, and its test results."""
     store = _store(_settings(data_dir))
     try:
         build = _find(store, build_ref)
         detail = q.get_detail(store.read(), build.id)
+        conn = store.read()
+        totals, reports = tests.build_totals(conn, build.id), tests.list_reports(conn, build.id)
+        failures = [c for c in tests.list_cases(conn, build.id, limit=SHOWN_FAILURES) if c.status in ("failed", "error")]
     finally:
         store.close()
-    for line in show_lines(detail, color=sys.stdout.isatty()):
+    color = sys.stdout.isatty()
+    for line in show_lines(detail, color=color):
+        click.echo(line)
+    for line in tests_lines(build, totals, reports, failures, color=color):
         click.echo(line)
 
 

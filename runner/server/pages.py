@@ -20,6 +20,7 @@ from runner.server.graph import pipeline_graph
 from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import list_deliveries
 from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
+from runner.server.reports import tests_view
 from runner.server.views import deploy_rows, duration_text, log_html
 from runner.store import builds as q
 
@@ -86,10 +87,17 @@ async def build_page(request: web.Request) -> web.Response:
     log = [] if live else await request.app[STORE].aread(lambda c: log_html(c, build_id))
     rendered = (detail.build.rendered or "").splitlines()
     step_names = {(j.stage, j.name, st.position): st.name for j in detail.jobs for st in j.steps}
+    job_ids = {(j.stage, j.name): j.id for j in detail.jobs}
+    anchored = set()
     for group in log:
         group["name"] = step_names.get((group["stage"], group["job"], group["step"]), f"step {group['step'] + 1}")
+        # A job's first log section is its anchor (#log-job-ID): failed tests link to it.
+        job_id = job_ids.get((group["stage"], group["job"]))
+        group["anchor"] = f"log-job-{job_id}" if job_id is not None and job_id not in anchored else None
+        anchored.add(job_id)
+    tests = await request.app[STORE].aread(lambda c: tests_view(c, detail))
     return _render(request, "build.html", b=detail.build, detail=detail, live=live, log=log,
-                   graph=pipeline_graph(detail), rendered=rendered,
+                   graph=pipeline_graph(detail), rendered=rendered, tests=tests,
                    diagnostics=detail.build.diagnostics, approvals=detail.approvals)
 
 

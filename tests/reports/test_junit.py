@@ -1,0 +1,170 @@
+"""The JUnit parser over files shaped like what real test runners write (tests/reports/data/), and
+over hostile ones: each refused quickly, with a message naming the file, never a host file read."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.reports.junit import MAX_OUTPUT, MAX_REPORT_BYTES, ReportError, parse_junit
+
+DATA = Path(__file__).parent / "data"
+
+
+def parse(name: str):
+    return parse_junit(name, (DATA / name).read_bytes())
+
+
+def by_name(cases):
+    return {c.name: c for c in cases}
+
+
+def test_pytest_report_gives_every_status_with_messages_and_output():
+    cases = by_name(parse("pytest.xml"))
+    assert [c.status for c in cases.values()] == ["passed", "failed", "error", "skipped", "skipped", "passed"]
+    divide = cases["test_divide"]
+    assert divide.classname == "tests.test_math" and divide.suite == "pytest" and divide.time == 0.004
+    assert divide.message == "assert 0.5 == 2\n +  where 0.5 = divide(1, 2)"
+    assert "tests/test_math.py:9: AssertionError" in divide.detail
+    assert "dividing 1 by 2" in divide.stdout and divide.stderr == "warning: float division"
+    assert cases["test_connect"].message.startswith('failed on setup with "ConnectionRefusedError')
+    assert cases["test_overflow"].message == "known overflow, issue 12"  # xfail
+    assert "test_unicode_ünïcödé" in cases
+
+
+def test_old_pytest_root_testsuite_and_a_failure_whose_teardown_broke():
+    ok, broken = parse("pytest_legacy.xml")
+    assert ok.status == "passed"
+    assert broken.status == "error" and broken.message == "AssertionError: wrong"
+    assert "assert False" in broken.detail and "RuntimeError: teardown broke" in broken.detail
+
+
+def test_surefire_report_with_thousands_separator_flaky_and_rerun_failures():
+    cases = by_name(parse("surefire.xml"))
+    assert cases["dividesByZero"].status == "failed"
+    assert cases["dividesByZero"].message == "expected: <Infinity> but was: <NaN>"
+    assert "CalculatorTest.java:21" in cases["dividesByZero"].detail
+    assert cases["dividesByZero"].stdout == "computing 1/0\n"
+    # Failed once, then passed on Surefire's rerun: it passed (its rerun's output is kept).
+    assert cases["flakyNetwork"].status == "passed" and cases["flakyNetwork"].stdout == "retrying"
+    assert cases["alwaysBroken"].status == "failed" and cases["alwaysBroken"].message == "boom"
+    assert cases["notYet"].status == "skipped" and cases["notYet"].message == "@Disabled: not implemented"
+    assert cases["addsTwoNumbers"].time == 0.012
+
+
+def test_go_junit_report_v1_messages_come_from_the_body():
+    cases = by_name(parse("go_junit_report_v1.xml"))
+    assert len(cases) == 4
+    login = cases["TestLogin/wrong_password"]
+    assert login.status == "failed" and login.suite == "github.com/acme/web/handlers"
+    assert login.message == "login_test.go:42: got status 200, want 401"  # not go-junit-report's "Failed"
+    assert cases["TestWebsocket"].status == "skipped"
+    assert cases["TestUser"].suite == "github.com/acme/web/models"
+
+
+def test_go_junit_report_v2_suite_output_goes_to_its_failed_case_and_a_build_failure_is_an_error():
+    cases = by_name(parse("go_junit_report_v2.xml"))
+    assert cases["TestOrders"].message == "orders_test.go:31: want 3 orders, got 2"
+    assert "--- FAIL: TestOrders" in cases["TestOrders"].stdout
+    assert cases["TestHealth"].stdout == ""  # a passed case is not given the package's output
+    built = cases["[build failed]"]
+    assert built.status == "error" and built.message == "Build error" and "undefined: Foo" in built.detail
+
+
+def test_jest_failure_without_message_attribute():
+    cases = by_name(parse("jest.xml"))
+    assert cases["cart totals"].message == "Error: expect(received).toBe(expected) // Object.is equality"
+    assert "Received: 20" in cases["cart totals"].detail
+
+
+def test_nested_suites_name_their_cases():
+    cases = parse("nested_ant.xml")
+    assert [(c.suite, c.name) for c in cases] == [
+        ("App\\Tests\\UserTest", "testName"), ("App\\Tests\\UserTest::testEmail", "testEmail with data set #0")]
+
+
+def test_namespaced_tags_and_junk_times():
+    data = (b'<j:testsuites xmlns:j="urn:x"><j:testsuite name="s"><j:testcase name="a" time="N/A"/>'
+            b'<j:testcase name="b" time="-1"/><j:testcase name="c" time="2.5s"/></j:testsuite></j:testsuites>')
+    assert [(c.name, c.time) for c in parse_junit("ns.xml", data)] == [("a", None), ("b", None), ("c", 2.5)]
+
+
+def test_huge_output_keeps_its_tail():
+    out = "x" * (MAX_OUTPUT * 3) + "THE END"
+    data = f"<testsuite><testcase name='t'><failure/><system-out>{out}</system-out></testcase></testsuite>"
+    (case,) = parse_junit("big.xml", data.encode())
+    assert case.stdout.endswith("THE END") and len(case.stdout) < MAX_OUTPUT + 100
+    assert "characters cut" in case.stdout
+
+
+def refused(data: bytes, name: str = "hostile.xml") -> str:
+    start = time.monotonic()
+    with pytest.raises(ReportError) as caught:
+        parse_junit(name, data)
+    # A guard against a hang, not a speed measure (bench/bench_reports.py measures speed): billion
+    # laughs expanded would take minutes and gigabytes; refused at its DTD it takes microseconds.
+    assert time.monotonic() - start < 60, "a hostile file must be refused, not chewed on"
+    assert str(caught.value).startswith(name)
+    return str(caught.value)
+
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<testsuite><testcase name="laugh"><failure message="&lol9;">&lol9;</failure></testcase></testsuite>
+"""
+
+
+def test_billion_laughs_is_refused_at_its_dtd():
+    assert "declares a DTD" in refused(BILLION_LAUGHS)
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "http://127.0.0.1:1/secret"])
+def test_an_external_entity_is_never_fetched(url):
+    data = (f'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY xxe SYSTEM "{url}">]>'
+            '<testsuite><testcase name="t"><failure message="&xxe;">&xxe;</failure></testcase></testsuite>').encode()
+    message = refused(data)
+    assert "DTD" in message and "root:" not in message
+
+
+def test_an_external_dtd_is_refused():
+    data = b'<?xml version="1.0"?><!DOCTYPE testsuite SYSTEM "file:///etc/passwd"><testsuite/>'
+    assert "DTD" in refused(data)
+
+
+def test_deep_nesting_is_refused_early():
+    data = b"<testsuites>" + b"<testsuite>" * 200_000 + b"</testsuite>" * 200_000 + b"</testsuites>"
+    assert "nested more than" in refused(data)
+
+
+def test_too_many_elements_are_refused():
+    data = b"<testsuite><testcase name='t'>" + b"<a/>" * 1_100_000 + b"</testcase></testsuite>"
+    assert "more than 1,000,000 XML elements" in refused(data)
+
+
+def test_a_file_past_the_cap_is_refused_before_parsing():
+    message = refused(b"<testsuite>" + b" " * MAX_REPORT_BYTES + b"</testsuite>", "reports/huge.xml")
+    assert "MiB cap" in message
+
+
+@pytest.mark.parametrize("data, says", [
+    (b"<testsuite><testcase name='a'></testsuite>", "reports/bad.xml:1:33: not well-formed XML (mismatched tag)"),
+    (b"<testsuite><testcase name='a'>", "not well-formed XML"),
+    (b"", "the file is empty"),
+    (b"<html><body>404</body></html>", "the root element is <html>"),
+    (b"\x00\xff garbage", "not well-formed XML"),
+])
+def test_malformed_files_are_a_clear_error_naming_the_file(data, says):
+    assert says in refused(data, "reports/bad.xml")
