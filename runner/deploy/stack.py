@@ -62,13 +62,15 @@ async def deploy_stack(swarm: Swarm, store: Store, compose: ComposeStack, timeou
 async def _deploy_claimed(swarm: Swarm, store: Store, stack: str, specs: dict[str, dict], ids: dict[str, int],
                           labels: dict[str, str], timeout: float, verify: Verify | None, log: Log,
                           default_image: str | None) -> list[DeployOutcome]:
-    before, after = {}, {}
-    for name, spec in specs.items():
+    async def record(name: str, spec: dict) -> dict | None:
         current = await swarm.call(live_service, swarm, name)
-        before[name] = current["Spec"] if current else None
-        after[name] = with_deploy_label(spec, ids[name])
-        await history.update(store, ids[name], spec_before=before[name], spec_after=after[name],
-                             image_id=await swarm.call(image_id, swarm, spec["TaskTemplate"]["ContainerSpec"]["Image"]))
+        image = await swarm.call(image_id, swarm, spec["TaskTemplate"]["ContainerSpec"]["Image"])
+        await history.update(store, ids[name], spec_before=current["Spec"] if current else None,
+                             spec_after=with_deploy_label(spec, ids[name]), image_id=image)
+        return current["Spec"] if current else None
+
+    before = dict(zip(specs, await asyncio.gather(*(record(n, s) for n, s in specs.items()))))
+    after = {name: with_deploy_label(spec, ids[name]) for name, spec in specs.items()}
     log(f"deploying {len(specs)} services of stack {stack}: {', '.join(sorted(specs))}")
     results = await apply_and_watch(swarm, after, timeout, log)
     bad = {n: r for n, r in results.items() if not r.ok}

@@ -38,16 +38,18 @@ async def claim_all(stack: contextlib.AsyncExitStack, store: Store, target: str,
 
 async def apply_and_watch(swarm: Swarm, specs: dict[str, dict | None], timeout: float,
                           log: Log) -> dict[str, WatchResult]:
-    """Write every spec (None: remove the service), then watch them all at once."""
-    stale = {}
-    for name, spec in specs.items():
+    """Write every spec (None: remove the service) at once, then watch them all at once."""
+
+    async def write(name: str, spec: dict | None):
         current = await swarm.call(live_service, swarm, name)
-        stale[name] = (current or {}).get("UpdateStatus")
         if spec is None:
             if current is not None:
                 await swarm.call(swarm.api.remove_service, current["ID"])
-            continue
-        await swarm.call(apply_spec, swarm.api, spec, current)
+        else:
+            await swarm.call(apply_spec, swarm.api, spec, current)
+        return (current or {}).get("UpdateStatus")
+
+    stale = dict(zip(specs, await asyncio.gather(*(write(n, s) for n, s in specs.items()))))
     names = [n for n, s in specs.items() if s is not None]
     results = await asyncio.gather(*(watch_service(swarm, n, timeout, log, stale=stale[n]) for n in names))
     return dict(zip(names, results))
