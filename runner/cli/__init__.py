@@ -21,6 +21,7 @@ _COMMANDS = {
     "approve": "runner.cli.approve_cmd",
     "images": "runner.cli.image_cmds",
     "deploys": "runner.cli.deploy_cmds", "rollback": "runner.cli.deploy_cmds",
+    "deploy": "runner.cli.deploy_dry_run",
     "serve": "runner.cli.serve_cmd",
     "gc": "runner.cli.gc_cmd",
     "backup": "runner.cli.backup_cmds", "restore": "runner.cli.backup_cmds",

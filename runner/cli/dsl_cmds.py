@@ -131,7 +131,9 @@ def render(file, branch, tag, event, params, build_number, trusted):
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path), default=".", required=False)
 @_context_options
-def plan(file, branch, tag, event, params, build_number, trusted):
+@click.option("--deploy-specs", is_flag=True, help="Print the Swarm specs its deploy stages would write instead "
+              "(as `conveyor deploy --dry-run`).")
+def plan(file, branch, tag, event, params, build_number, trusted, deploy_specs):
     """Print the plan of the pipeline FILE (or the repository DIR's pipeline) as JSON."""
     from runner.dsl import load_pipeline
 
@@ -143,6 +145,17 @@ def plan(file, branch, tag, event, params, build_number, trusted):
         sys.exit(1)
     if loaded.skip_reason:
         click.echo(f"note: this event would not start a build: {loaded.skip_reason}", err=True)
+    if deploy_specs:
+        from runner.cli.deploy_dry_run import print_deploy_specs
+        from runner.errors import ConveyorError
+        from runner.settings import Settings
+
+        try:
+            print_deploy_specs(loaded.plan, repo, Settings.from_env())
+        except ConveyorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        return
     click.echo(loaded.plan.to_json())
 
 

@@ -12,12 +12,11 @@ from pathlib import Path
 from runner.backends.docker_blocking import labels_for
 from runner.deploy import history
 from runner.deploy.client import open_target
-from runner.deploy.compose import parse_compose
+from runner.deploy.compose_source import render_compose, stack_from_workspace
 from runner.deploy.image_build import build_image
 from runner.deploy.rollback import rollback_service
 from runner.deploy.service import deploy_service
 from runner.deploy.stack import deploy_stack, rollback_stack
-from runner.deploy.workspace import read_text
 from runner.errors import DeployError, NoDeployToRollBackTo
 from runner.executor.actions import ActionContext, ActionResult
 from runner.plan import Stage
@@ -100,22 +99,6 @@ async def _engine(settings: Settings):
     return Swarm(target, await asyncio.to_thread(target.client))
 
 
-def render_compose(text: str, ctx: ActionContext, name: str) -> str:
-    """Blocking: the Compose file through the same sandboxed Jinja as the pipeline file."""
-    from runner.dsl.template import render, template_roots
-
-    env = ctx.plan.env
-    sha = env.get("CI_COMMIT_SHA") or ctx.commit or ""
-    variables = {"git": {"sha": sha, "short_sha": env.get("CI_COMMIT_SHORT_SHA") or sha[:8],
-                         "branch": env.get("CI_COMMIT_BRANCH"), "tag": env.get("CI_COMMIT_TAG"),
-                         "ref": env.get("CI_COMMIT_REF")},
-                 "build": {"number": ctx.number}, "env": dict(env)}
-    out = render(text, variables, template_roots(ctx.build.source), name=name)
-    if out.text is None:
-        raise DeployError(f"{out.file or name}:{out.line or '?'}: {out.error}")
-    return out.text
-
-
 async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: ActionContext) -> ActionResult:
     from runner.deploy import provenance
 
@@ -123,14 +106,10 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
     swarm = await open_target(settings, spec.target)
     try:
         if spec.stack:
-            if not spec.compose:
-                raise DeployError("a stack deploy needs `compose: FILE` (the Compose file in the workspace)")
             source, volume = _workspace(ctx)
-            text = await swarm.call(read_text, swarm.client, source, volume, spec.compose,
-                                    _helper_labels(settings, ctx))
-            text = await swarm.call(render_compose, text, ctx, spec.compose)
-            services, external = parse_compose(text, spec.stack, spec, spec.compose)
-            outcomes = await deploy_stack(swarm, store, spec.stack, services, external, spec.timeout, spec.verify,
+            compose = await swarm.call(stack_from_workspace, swarm, ctx, spec, source, volume,
+                                       _helper_labels(settings, ctx))
+            outcomes = await deploy_stack(swarm, store, compose, spec.timeout, spec.verify,
                                           ctx.log, provenance(ctx), stage.image)
             bad = [o for o in outcomes if not o.ok]
             if bad:

@@ -1,142 +1,194 @@
-"""A Compose file (already rendered by Jinja) -> one DeploySpec per service of a stack.
+"""A Compose file (already rendered by Jinja) -> the stack ``docker stack deploy`` would make of it.
 
-The subset a Swarm stack uses: ``image``, ``command``, ``environment``, ``ports`` (short and long
-form; host mode unless ``mode: ingress`` is written, see docs/deploy.md), ``networks``,
-``healthcheck``, ``labels`` and ``deploy`` (``replicas``, ``update_config``, ``rollback_config``,
-``resources.limits``, ``labels``, ``endpoint_mode``). Names follow ``docker stack deploy``: service
-``web`` of stack ``shop`` is ``shop_web``; networks are ``shop_NAME`` unless ``external``; services
-without ``networks`` join ``shop_default``. ``build:`` is refused: build in a ``build`` stage.
+``parse_compose`` checks every key (compose_keys), converts each service (compose_service), and
+lists the networks to create and the secrets and configs to create or look up (compose_objects).
+It never touches the swarm. Problems are collected first and reported together, each with its
+line: any error raises ``ComposeError`` with all of them; warnings travel in ``ComposeStack``.
+``${VAR}`` is interpolated from the stage's environment, as stack deploy takes it from the shell.
+See docs/deploy.md, "Compose files".
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
-import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
+from runner.deploy.compose_keys import check_keys, node_at
+from runner.deploy.compose_objects import FileObject
+from runner.deploy.compose_service import STACK_LABEL, convert_service, network_name
+from runner.deploy.compose_values import BadValue, env_file_lines, interpolate, mapping
+from runner.diagnostics import Diagnostics
+from runner.dsl.yamlload import YMap, YNode, YScalar, YSeq, load_yaml, to_py
 from runner.errors import DeployError
-from runner.plan import DeploySpec, Healthcheck, Port, UpdateConfig
 
-__all__ = ["parse_compose", "parse_duration", "parse_bytes"]
+__all__ = ["ComposeStack", "ComposeError", "parse_compose"]
 
-_DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: Any, where: str) -> float:
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip()
-    parts = _DUR.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise DeployError(f"{where}: {value!r} is not a duration like 10s, 1m30s or 500ms")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+ReadFile = Callable[[str], str]  # a path relative to the workspace -> its text
+_GO_OCTAL = re.compile(r"0[0-7]+")
 
 
-def parse_bytes(value: Any, where: str) -> int:
-    if isinstance(value, int):
-        return value
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", str(value).strip().lower())
-    if not m:
-        raise DeployError(f"{where}: {value!r} is not a size like 64M or 1G")
-    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+class ComposeError(DeployError):
+    """The Compose file cannot be deployed; ``diagnostics`` holds every problem with its line."""
+
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(str(d) for d in diagnostics.items if d.severity == "error"))
 
 
-def _port(item: Any, where: str) -> Port:
-    if isinstance(item, dict):
-        try:
-            return Port(int(item["published"]), int(item["target"]), item.get("protocol", "tcp"),
-                        item.get("mode", "host"))
-        except (KeyError, ValueError) as exc:
-            raise DeployError(f"{where}: a port needs published and target numbers") from exc
-    m = re.fullmatch(r"(?:[\d.]+:)?(\d+):(\d+)(?:/(tcp|udp))?", str(item))
-    if not m:
-        raise DeployError(f"{where}: port {item!r} is not PUBLISHED:TARGET[/udp] (a swarm needs both)")
-    return Port(int(m.group(1)), int(m.group(2)), m.group(3) or "tcp")
+@dataclass
+class ComposeStack:
+    stack: str
+    services: dict[str, dict[str, Any]]  # Swarm service name -> ServiceSpec (references not yet bound)
+    networks: dict[str, dict[str, Any]]  # Swarm network name -> create options
+    external_networks: list[str]
+    objects: list[FileObject]
+    warnings: list[str] = field(default_factory=list)
 
 
-def _update(cfg: Any, where: str, rollback: bool) -> UpdateConfig:
-    cfg = cfg or {}
-    base = UpdateConfig(failure_action="pause") if rollback else UpdateConfig()
-    return UpdateConfig(order=cfg.get("order", base.order), parallelism=int(cfg.get("parallelism", base.parallelism)),
-                        delay=parse_duration(cfg.get("delay", base.delay), f"{where}.delay"),
-                        monitor=parse_duration(cfg.get("monitor", base.monitor), f"{where}.monitor"),
-                        failure_action=cfg.get("failure_action", base.failure_action),
-                        max_failure_ratio=float(cfg.get("max_failure_ratio", base.max_failure_ratio)))
+def _prepare(node: YNode | None, env: dict[str, str], unset: list[str], diags: Diagnostics) -> None:
+    """Interpolate ``${VAR}`` in string values, and read ``0440`` as octal, as Go's YAML does."""
+    if isinstance(node, YMap):
+        for _k, value in node.entries.values():
+            _prepare(value, env, unset, diags)
+    elif isinstance(node, YSeq):
+        for item in node.items:
+            _prepare(item, env, unset, diags)
+    elif isinstance(node, YScalar):
+        if isinstance(node.value, str) and "$" in node.value:
+            try:
+                node.value = interpolate(node.value, env, unset)
+            except BadValue as exc:
+                diags.error("compose-variable", str(exc), node.line, node.col)
+        elif isinstance(node.value, int) and not node.quoted and _GO_OCTAL.fullmatch(node.text):
+            node.value = int(node.text, 8)
 
 
-def _healthcheck(hc: Any, where: str) -> Healthcheck | None:
-    if not hc or hc.get("disable"):
-        return None
-    test = hc.get("test")
-    if isinstance(test, list):
-        if test[:1] == ["CMD-SHELL"]:
-            cmd = " ".join(test[1:])
-        elif test[:1] == ["CMD"]:
-            cmd = shlex.join(test[1:])
-        else:
-            raise DeployError(f"{where}.test: start a list with CMD or CMD-SHELL")
-    elif isinstance(test, str):
-        cmd = test
-    else:
-        raise DeployError(f"{where}: a healthcheck needs `test`")
-    return Healthcheck(cmd, parse_duration(hc.get("interval", 5), f"{where}.interval"),
-                       parse_duration(hc.get("timeout", 3), f"{where}.timeout"), int(hc.get("retries", 3)),
-                       parse_duration(hc.get("start_period", 0), f"{where}.start_period"))
-
-
-def _env(value: Any) -> dict[str, str]:
-    if isinstance(value, dict):
-        return {str(k): "" if v is None else str(v) for k, v in value.items()}
-    return dict((item.split("=", 1) + [""])[:2] for item in value or [])
-
-
-def parse_compose(text: str, stack: str, base: DeploySpec,
-                  file: str = "docker-compose.yml") -> tuple[dict[str, DeploySpec], dict[str, bool]]:
-    """(service name -> DeploySpec, network name -> external?) for every service of the file."""
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DeployError(f"{file}: not valid YAML: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict) or not doc["services"]:
-        raise DeployError(f"{file}: needs a `services:` mapping with at least one service")
-    nets, externals = {}, set()
-    for name, cfg in (doc.get("networks") or {}).items():
-        external = bool((cfg or {}).get("external"))
-        nets[name] = ((cfg or {}).get("name") or name) if external else f"{stack}_{name}"
-        if external:
-            externals.add(nets[name])
-    out: dict[str, DeploySpec] = {}
-    used: dict[str, bool] = {}
-    for svc, cfg in doc["services"].items():
-        where = f"{file}: services.{svc}"
+def _objects(doc: dict, kind: str, stack: str, base: str, read: ReadFile, problem) -> list[FileObject]:
+    out = []
+    for key, cfg in (doc.get(f"{kind}s") or {}).items():
+        if key.startswith("x-"):
+            continue
         cfg = cfg or {}
-        if "build" in cfg:
-            raise DeployError(f"{where}: `build` is not done by a deploy; build the image in a build stage and "
-                              "name it in `image`")
+        name = cfg.get("name") or f"{stack}_{key}"
+        labels = {k: v or "" for k, v in mapping(cfg.get("labels")).items()}
+        labels[STACK_LABEL] = stack
+        if cfg.get("external"):
+            ext = cfg["external"]
+            out.append(FileObject(kind, key, (ext.get("name") if isinstance(ext, dict) else None) or cfg.get("name")
+                                  or key))
+            continue
+        if cfg.get("driver") or (kind == "secret" and cfg.get("template_driver")):
+            problem(f"{kind}s.{key}", f"{kind} drivers and secret templating are not supported by Conveyor; "
+                                      "use `file:` or `external: true`")
+            continue
+        if not cfg.get("file"):
+            problem(f"{kind}s.{key}", f"a {kind} needs `file:` (a path in the repository) or `external: true`")
+            continue
+        try:
+            data = read(posixpath.normpath(posixpath.join(base, str(cfg["file"])))).encode()
+        except DeployError as exc:
+            problem(f"{kind}s.{key}.file", str(exc))
+            continue
+        out.append(FileObject(kind, key, name, data, labels, cfg.get("template_driver")))
+    return out
+
+
+def _refs(items: Any, kind: str, known: set[str]) -> list[dict[str, Any]]:
+    refs = []
+    for item in items or ():
+        item = {"source": item} if isinstance(item, str) else dict(item)
+        if item.get("source") not in known:
+            raise BadValue(f"{kind} {item.get('source')!r} is not defined in the top-level `{kind}s`; add it there")
+        mode = item.get("mode")
+        refs.append({"key": item["source"], "File": {
+            "Name": str(item.get("target") or item["source"]), "UID": str(item.get("uid") or "0"),
+            "GID": str(item.get("gid") or "0"), "Mode": 0o444 if mode is None else int(mode)}})
+    return refs
+
+
+def _networks(doc: dict, stack: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    used = set()
+    for cfg in (doc.get("services") or {}).values():
+        nets = (cfg or {}).get("networks") or ["default"]
+        used |= set(nets)
+    create, external = {}, []
+    for key in sorted(used):
+        cfg = (doc.get("networks") or {}).get(key) or {}
+        if cfg.get("external"):
+            external.append(network_name(key, cfg, stack))
+            continue
+        ipam = cfg.get("ipam") or {}
+        create[network_name(key, cfg, stack)] = {
+            "driver": cfg.get("driver") or "overlay", "options": cfg.get("driver_opts"),
+            "internal": bool(cfg.get("internal")), "attachable": bool(cfg.get("attachable")),
+            "labels": {**{k: v or "" for k, v in mapping(cfg.get("labels")).items()}, STACK_LABEL: stack},
+            "ipam": {"Driver": ipam.get("driver") or "default",
+                     "Config": [{"Subnet": c["subnet"]} for c in ipam.get("config") or () if c.get("subnet")]}
+            if ipam else None}
+    return create, external
+
+
+def parse_compose(text: str, stack: str, file: str = "docker-compose.yml", *, read: ReadFile | None = None,
+                  env: dict[str, str] | None = None, trusted: bool = False) -> ComposeStack:
+    """The stack of a Compose file; ``read`` reads env_file and secret/config files (paths relative
+    to the Compose file); raises ``ComposeError`` listing every problem with its line."""
+    diags = Diagnostics(file)
+    root = load_yaml(text, diags)
+    if root is not None and not isinstance(root, YMap):
+        diags.error("compose-shape", "a Compose file is a mapping with `services:`", root.line, root.col)
+    if diags.has_errors or root is None:
+        if root is None and not diags.has_errors:
+            diags.error("compose-shape", "the file is empty; it needs `services:`", 1, 1)
+        raise ComposeError(diags)
+    unset: list[str] = []
+    _prepare(root, env or {}, unset, diags)
+    check_keys(root, diags)
+    doc = to_py(root)
+    if not isinstance(doc.get("services"), dict) or not doc["services"]:
+        diags.error("compose-shape", "needs a `services:` mapping with at least one service", root.line, root.col)
+        raise ComposeError(diags)
+    if diags.has_errors:
+        raise ComposeError(diags)
+
+    def problem(path: str, message: str) -> None:
+        node = node_at(root, path)
+        diags.error("compose-value", f"`{path}`: {message}", node.line if node else 1, node.col if node else 1, path)
+
+    base = posixpath.dirname(file)
+    reader = read or (lambda rel: (_ for _ in ()).throw(DeployError(f"cannot read {rel}: no workspace")))
+    objects = _objects(doc, "secret", stack, base, reader, problem) + _objects(doc, "config", stack, base, reader,
+                                                                              problem)
+    ctx = {"networks": doc.get("networks") or {}, "volumes": doc.get("volumes") or {}, "trusted": trusted}
+    services = {}
+    for name, cfg in doc["services"].items():
+        if name.startswith("x-"):
+            continue
+        cfg, where = cfg or {}, f"services.{name}"
         if not cfg.get("image"):
-            raise DeployError(f"{where}: needs an `image`")
-        dep = cfg.get("deploy") or {}
-        limits = ((dep.get("resources") or {}).get("limits")) or {}
-        svc_nets = cfg.get("networks") or ["default"]
-        names = []
-        for n in (svc_nets if isinstance(svc_nets, list) else list(svc_nets)):
-            real = nets.get(n, f"{stack}_{n}")
-            used[real] = real in externals
-            names.append(real)
-        command = cfg.get("command")
-        out[f"{stack}_{svc}"] = DeploySpec(
-            service=f"{stack}_{svc}", image=str(cfg["image"]), replicas=int(dep.get("replicas", 1)),
-            env=_env(cfg.get("environment")),
-            command=tuple(shlex.split(command) if isinstance(command, str) else command) if command else None,
-            ports=tuple(_port(p, f"{where}.ports") for p in cfg.get("ports") or ()),
-            networks=tuple(names), healthcheck=_healthcheck(cfg.get("healthcheck"), f"{where}.healthcheck"),
-            cpus=float(limits["cpus"]) if "cpus" in limits else None,
-            memory=parse_bytes(limits["memory"], f"{where}.memory") if "memory" in limits else None,
-            labels={**_env(dep.get("labels")), "com.docker.stack.namespace": stack},
-            update=_update(dep.get("update_config"), f"{where}.deploy.update_config", False),
-            rollback=_update(dep.get("rollback_config"), f"{where}.deploy.rollback_config", True),
-            target=base.target, timeout=base.timeout, stack=stack, endpoint_mode=dep.get("endpoint_mode"))
-    return out, used
+            problem(where, "needs an `image` (build it in a `build` stage first)")
+            continue
+        merged: dict[str, str | None] = {}
+        for i, path in enumerate([cfg["env_file"]] if isinstance(cfg.get("env_file"), str) else cfg.get("env_file") or []):
+            try:
+                merged.update(env_file_lines(reader(posixpath.normpath(posixpath.join(base, str(path))))))
+            except (BadValue, DeployError) as exc:
+                problem(f"{where}.env_file.{i}" if isinstance(cfg["env_file"], list) else f"{where}.env_file", str(exc))
+        merged.update(mapping(cfg.get("environment")))
+        refs = {}
+        for kind in ("secret", "config"):
+            try:
+                refs[f"{kind}s"] = _refs(cfg.get(f"{kind}s"), kind, set(doc.get(f"{kind}s") or {}))
+            except (BadValue, TypeError, ValueError) as exc:
+                problem(f"{where}.{kind}s", str(exc))
+        services[f"{stack}_{name}"] = convert_service(stack, name, cfg, merged, refs, ctx,
+                                                      lambda p, m, w=where: problem(f"{w}.{p}", m))
+    if diags.has_errors:
+        raise ComposeError(diags)
+    networks, external = _networks(doc, stack)
+    warnings = [str(d) for d in diags.items]
+    warnings += [f"{file}: ${{{n}}} is not set in the stage's env; it was replaced by an empty string"
+                 for n in sorted(set(unset))]
+    return ComposeStack(stack, services, networks, external, objects, warnings)

@@ -86,8 +86,10 @@ def assess(service: dict, tasks: list[dict], started: float, since: float,
     if state in ("updating", "rollback_started"):
         return None
     current = task_key(spec["TaskTemplate"])
-    replicas = (spec.get("Mode") or {}).get("Replicated", {}).get("Replicas")
     desired = [t for t in tasks if t["DesiredState"] == "running"]
+    mode = spec.get("Mode") or {}
+    # A global service runs one task per eligible node: as many as Swarm means to run.
+    replicas = (len(desired) or None) if "Global" in mode else mode.get("Replicated", {}).get("Replicas")
     new = [t for t in desired if task_key(t["Spec"]) == current]
     running_new = [t for t in new if t["Status"]["State"] == "running"]
     # Old tasks already told to stop may still drain for their stop grace period; they do not

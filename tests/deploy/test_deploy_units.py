@@ -1,4 +1,4 @@
-"""The pure parts of deploying: spec building, the watcher's verdicts, Compose conversion, the table."""
+"""The pure parts of deploying: spec building, the watcher's verdicts, the table (Compose: test_compose_units)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import time
 import pytest
 
 from runner.cli.deploy_cmds import deploys_table
-from runner.deploy.compose import parse_bytes, parse_compose, parse_duration
 from runner.deploy.spec import service_spec, task_key, warnings_for, with_deploy_label
 from runner.deploy.watch import assess, stuck_task
 from runner.errors import DeployError
@@ -74,40 +73,6 @@ def test_watch_verdicts():
     assert stuck_task(stuck, since, now) is None and stuck_task(stuck, since, now + 5) is None
     assert "port already in use" in stuck_task(stuck, since, now + 20)
     assert stuck_task([], since, now + 30) is None and since == {}
-
-
-def test_compose_conversion_and_units():
-    services, external = parse_compose("""
-services:
-  web:
-    image: web:1
-    command: httpd -f -p 8080
-    environment: [A=1, B]
-    ports: ["18080:8080", {published: 9000, target: 90, mode: ingress}]
-    networks: [front, shared]
-    healthcheck: {test: ["CMD", "wget", "-q", "http://x/"], interval: 1m30s, retries: 2}
-    deploy:
-      replicas: 3
-      endpoint_mode: dnsrr
-      resources: {limits: {cpus: "0.25", memory: 64M}}
-      update_config: {order: stop-first, monitor: 500ms}
-networks:
-  front: {}
-  shared: {external: true, name: company-net}
-""", "shop", DeploySpec(timeout=42))
-    web = services["shop_web"]
-    assert web.command == ("httpd", "-f", "-p", "8080") and web.env == {"A": "1", "B": ""}
-    assert web.ports == (Port(18080, 8080), Port(9000, 90, "tcp", "ingress"))
-    assert web.networks == ("shop_front", "company-net") and external == {"shop_front": False, "company-net": True}
-    assert web.healthcheck.cmd == "wget -q http://x/" and web.healthcheck.interval == 90.0
-    assert web.replicas == 3 and web.endpoint_mode == "dnsrr" and web.cpus == 0.25 and web.memory == 64 * 1024**2
-    assert web.update.order == "stop-first" and web.update.monitor == 0.5 and web.timeout == 42
-    assert web.labels["com.docker.stack.namespace"] == "shop"
-    assert parse_duration("1h2m3s", "x") == 3723 and parse_bytes("1g", "x") == 1024**3
-    with pytest.raises(DeployError, match="needs an `image`"):
-        parse_compose("services: {web: {command: x}}", "s", DeploySpec())
-    with pytest.raises(DeployError, match="PUBLISHED:TARGET"):
-        parse_compose("services: {web: {image: x, ports: ['8080']}}", "s", DeploySpec())
 
 
 def test_deploys_table():

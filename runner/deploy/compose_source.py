@@ -1,0 +1,56 @@
+"""Where a stack's Compose file comes from: the build's workspace (a deploy stage) or a file on
+disk (``conveyor deploy --dry-run FILE``), rendered by the same sandboxed Jinja as the pipeline
+file, then parsed with ``env_file`` and secret/config files read beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.deploy.client import Swarm
+from runner.deploy.compose import ComposeStack, parse_compose
+from runner.deploy.workspace import read_text
+from runner.errors import DeployError
+from runner.executor.actions import ActionContext
+from runner.plan import DeploySpec
+
+__all__ = ["render_compose", "stack_from_workspace", "stack_from_dir"]
+
+
+def render_compose(text: str, env: dict[str, str], number: int | None, commit: str | None, repo: Path,
+                   name: str) -> str:
+    """Blocking: the Compose file through the pipeline's sandboxed Jinja (``git``, ``build``, ``env``)."""
+    from runner.dsl.template import render, template_roots
+
+    sha = env.get("CI_COMMIT_SHA") or commit or ""
+    variables = {"git": {"sha": sha, "short_sha": env.get("CI_COMMIT_SHORT_SHA") or sha[:8],
+                         "branch": env.get("CI_COMMIT_BRANCH"), "tag": env.get("CI_COMMIT_TAG"),
+                         "ref": env.get("CI_COMMIT_REF")},
+                 "build": {"number": number}, "env": dict(env)}
+    out = render(text, variables, template_roots(repo), name=name)
+    if out.text is None:
+        raise DeployError(f"{out.file or name}:{out.line or '?'}: {out.error}")
+    return out.text
+
+
+def stack_from_workspace(swarm: Swarm, ctx: ActionContext, spec: DeploySpec, source: Path, volume: str | None,
+                         labels: dict[str, str]) -> ComposeStack:
+    """Blocking: the stack of a deploy stage, read from the build's workspace as its backend named it
+    (``source`` a directory, or ``volume``); ``labels`` go on the helper that copies files out of it."""
+    if not spec.compose:
+        raise DeployError("a stack deploy needs `compose: FILE` (the Compose file in the workspace)")
+
+    def read(rel: str) -> str:
+        return read_text(swarm.client, source, volume, rel, labels)
+
+    text = render_compose(read(spec.compose), ctx.plan.env, ctx.number, ctx.commit, source, spec.compose)
+    return parse_compose(text, spec.stack, spec.compose, read=read, env=ctx.plan.env, trusted=ctx.plan.trusted)
+
+
+def stack_from_dir(root: Path, compose: str, stack: str, env: dict[str, str], trusted: bool) -> ComposeStack:
+    """The stack of a Compose file in a checkout on this machine (``conveyor deploy --dry-run``)."""
+
+    def read(rel: str) -> str:
+        return read_text(None, root, None, rel)
+
+    text = render_compose(read(compose), env, None, None, root, compose)
+    return parse_compose(text, stack, compose, read=read, env=env, trusted=trusted)
