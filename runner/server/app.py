@@ -10,13 +10,14 @@ import logging
 from aiohttp import web
 
 from runner.clock import Clock, SystemClock
+from runner.notify import Notifications
 from runner.server import api, approvals, hooks, pages, schedule_routes
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.ids import parse_id
 from runner.server.keys import (
-    AUTH, BACKEND, BACKGROUND, CLOCK, CONFIG, DAILY_GC, HUB, OWN_STORE, QUEUE, REPORTER, SCHEDULER, START_QUEUE,
-    STORE, TEMPLATES,
+    AUTH, BACKEND, BACKGROUND, CLOCK, CONFIG, DAILY_GC, HUB, NOTIFICATIONS, OWN_STORE, QUEUE, REPORTER, SCHEDULER,
+    START_QUEUE, STORE, TEMPLATES,
 )
 from runner.server.daily_gc import DailyGc
 from runner.server.queue import BuildQueue
@@ -106,7 +107,9 @@ async def _startup(app: web.Application) -> None:
 
         app[BACKEND] = get_backend(config.backend, config.settings)
     app[REPORTER] = StatusReporter(config.public_url)
-    app[QUEUE] = BuildQueue(app[STORE], config, app[BACKEND], app[HUB], app[REPORTER])
+    app[NOTIFICATIONS] = Notifications(app[STORE], config.public_url)
+    app[QUEUE] = BuildQueue(app[STORE], config, app[BACKEND], app[HUB], app[REPORTER],
+                            notifications=app[NOTIFICATIONS])
     app[SCHEDULER] = Scheduler(app[STORE], config, app[QUEUE], app[CLOCK])
     app[DAILY_GC] = DailyGc(app[STORE], config, app[CLOCK])
     if app[START_QUEUE]:
@@ -127,6 +130,7 @@ async def _cleanup(app: web.Application) -> None:
     await app[SCHEDULER].stop()
     await app[DAILY_GC].stop()
     await app[QUEUE].stop()
+    await app[NOTIFICATIONS].close()  # retries still pending are dropped, each logged
     background = list(app[BACKGROUND])
     for task in background:
         task.cancel()
