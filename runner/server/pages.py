@@ -19,8 +19,11 @@ from runner.server.graph import pipeline_graph
 from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import list_deliveries
 from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
-from runner.server.views import deploy_rows, duration_text, log_html
+from runner.server.log_view import LogPart, log_part
+from runner.server.trend import branch_rows
+from runner.server.views import deploy_rows, duration_text
 from runner.store import builds as q
+from runner.store.branches import branch_history
 
 __all__ = ["WEB_DIR", "make_templates", "render", "add_routes"]
 
@@ -69,9 +72,10 @@ async def build_list(request: web.Request) -> web.Response:
     builds = builds[:PAGE_SIZE]
     # On the first page: deliveries the queue could not turn into builds, with why (GET /api/deliveries).
     failed = [] if before else await request.app[STORE].aread(lambda c: list_deliveries(c, "failed", limit=5))
+    branches = [] if before else branch_rows(await request.app[STORE].aread(lambda c: branch_history(c, repo=repo)))
     return _render(request, "builds.html", builds=builds, repo=repo, status=status,
                    next_before=builds[-1].id if more else None, repos=sorted(request.app[CONFIG].repos),
-                   failed_deliveries=failed)
+                   failed_deliveries=failed, branches=branches)
 
 
 async def build_page(request: web.Request) -> web.Response:
@@ -83,14 +87,38 @@ async def build_page(request: web.Request) -> web.Response:
     if detail is None:
         return _render(request, "error.html", http_status=404, message="There is no such build.")
     live = detail.build.status in ("queued", "running", "waiting")
-    log = [] if live else await request.app[STORE].aread(lambda c: log_html(c, build_id))
+    started = detail.build.started
+    part = LogPart() if live else await request.app[STORE].aread(lambda c: log_part(c, build_id, started))
+    _name_steps(detail, part)
     rendered = (detail.build.rendered or "").splitlines()
-    step_names = {(j.stage, j.name, st.position): st.name for j in detail.jobs for st in j.steps}
-    for group in log:
-        group["name"] = step_names.get((group["stage"], group["job"], group["step"]), f"step {group['step'] + 1}")
-    return _render(request, "build.html", b=detail.build, detail=detail, live=live, log=log,
+    return _render(request, "build.html", b=detail.build, detail=detail, live=live, part=part,
                    graph=pipeline_graph(detail), rendered=rendered,
                    diagnostics=detail.build.diagnostics, approvals=detail.approvals)
+
+
+def _name_steps(detail: q.BuildDetail, part: LogPart) -> None:
+    """Each log group gets its step's name and status; a step that did not succeed starts open."""
+    steps = {(j.stage, j.name, st.position, st.attempt): st for j in detail.jobs for st in j.steps}
+    for group in part.groups:
+        step = steps.get((group["stage"], group["job"], group["step"], group["attempt"]))
+        group["name"] = step.name if step else f"step {group['step'] + 1}"
+        group["status"] = step.status if step else "unknown"
+        group["open"] = group["status"] != "success"
+
+
+async def log_more(request: web.Request) -> web.Response:
+    """``/builds/{id}/log-part?after=SEQ``: the next part of a long log, as the page's HTML."""
+    build_id = parse_id(request.match_info["id"])
+    after = parse_id(request.query.get("after", ""))
+    try:
+        detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id)) if build_id else None
+    except BuildNotFound:
+        detail = None
+    if detail is None or after is None:
+        raise web.HTTPNotFound(text="no such build or log part; after= is the seq the page linked to\n")
+    part = await request.app[STORE].aread(lambda c: log_part(c, build_id, detail.build.started, after=after))
+    _name_steps(detail, part)
+    return _render(request, "log_steps.html", b=detail.build, part=part)
 
 
 async def deploys_page(request: web.Request) -> web.Response:
@@ -151,6 +179,7 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/", build_list)
     r.add_get("/builds/{id}", build_page)
+    r.add_get("/builds/{id}/log-part", log_more)
     r.add_get("/deploys", deploys_page)
     r.add_get("/badge/{repo:.+}", badge)
     r.add_get("/login", login_form)
