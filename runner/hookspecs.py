@@ -34,3 +34,8 @@ def conveyor_build_started(build, settings):
 @hookspec
 def conveyor_build_finished(build, status, settings):
     """Called once a build's final status is stored; ``build`` is the finished BuildRow."""
+
+
+@hookspec
+def conveyor_notifiers():
+    """Return a dict of notifier type (a repository's ``notify: [{type: ...}]``) to its notifier class."""

@@ -31,6 +31,7 @@ __all__ = [
     "stage_actions",
     "build_started",
     "build_finished",
+    "notifier_types",
 ]
 
 log = logging.getLogger("conveyor.plugins")
@@ -122,3 +123,11 @@ def build_started(build, settings) -> None:
 
 def build_finished(build, status, settings) -> None:
     _call("conveyor_build_finished", build=build, status=status, settings=settings)
+
+
+def notifier_types() -> dict[str, type]:
+    """Every notifier type the plugins provide (``notify:`` entries name them)."""
+    types: dict[str, type] = {}
+    for result in _call("conveyor_notifiers"):
+        types.update(result)
+    return types

@@ -21,7 +21,8 @@ from runner.dsl.schema import check_params, check_pipeline
 from runner.dsl.yamlload import MAX_BYTES, YMap, load_yaml
 from runner.plan import Plan
 
-__all__ = ["find_pipeline_files", "Loaded", "LintOptions", "load_pipeline", "render_pipeline", "PIPELINE_FILE"]
+__all__ = ["find_pipeline_files", "Loaded", "LintOptions", "load_pipeline", "render_pipeline", "PIPELINE_FILE",
+           "declared_params"]
 
 PIPELINE_FILE = ".conveyor.yml"
 
@@ -84,10 +85,11 @@ def _read(path: Path, diags: Diagnostics) -> str | None:
 _PARAMS_BLOCK = re.compile(r"^params:[^\n]*\n?(?:(?:[ \t]+[^\n]*|[ \t]*|#[^\n]*)(?:\n|$))*", re.M)
 
 
-def _param_defaults(source: str) -> dict[str, str]:
-    """Defaults of the top-level ``params:`` block, read before rendering so Jinja sees them.
-
-    Only a block written without Jinja counts; the block is checked again, fully, after rendering."""
+def declared_params(source: str) -> dict[str, dict]:
+    """The top-level ``params:`` block, read without rendering: name -> ``default``, ``choices``,
+    ``description`` (each only when written). What Jinja sees as defaults, and what the server's Run
+    form asks for. Only a block written without Jinja counts (as the docs say); a wrong block is
+    ``{}`` here and a diagnostic when the file is loaded."""
     m = _PARAMS_BLOCK.search(source)
     if not m or "{{" in m.group() or "{%" in m.group():
         return {}
@@ -98,7 +100,13 @@ def _param_defaults(source: str) -> dict[str, str]:
     params = check_params(root.get("params"), Cx(scratch))
     if params is INVALID:
         return {}
-    return {k: v["default"] for k, v in params.items() if isinstance(v.get("default"), str)}
+    return {name: {k: v for k, v in spec.items() if k in ("default", "choices", "description")}
+            for name, spec in params.items()}
+
+
+def _param_defaults(source: str) -> dict[str, str]:
+    """Defaults of the top-level ``params:`` block, read before rendering so Jinja sees them."""
+    return {k: v["default"] for k, v in declared_params(source).items() if isinstance(v.get("default"), str)}
 
 
 def render_pipeline(repo_dir: Path, ctx: Context, source: str, name: str,

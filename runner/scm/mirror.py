@@ -131,6 +131,20 @@ class Mirror:
             raise SourceError(f"cannot check out {sha} from the mirror {self.path}: {exc.stderr.strip()}") from exc
         return dest
 
+    def pipeline_texts_sync(self, sha: str) -> dict[str, str]:
+        """The pipeline files of commit ``sha`` (path -> text), chosen as ``find_pipeline_files``
+        chooses them, read from the mirror without a checkout."""
+        tree = git.Repo(self.path).commit(sha).tree
+        names = {item.name: item for item in tree}
+        for name in (PIPELINE_FILE, ".conveyor.yaml"):
+            if name in names and names[name].type == "blob":
+                return {name: names[name].data_stream.read().decode("utf-8", "replace")}
+        folder = names.get(PIPELINE_DIR)
+        if folder is None or folder.type != "tree":
+            return {}
+        return {f"{PIPELINE_DIR}/{b.name}": b.data_stream.read().decode("utf-8", "replace")
+                for b in sorted(folder, key=lambda b: b.name) if b.type == "blob" and b.name.endswith((".yml", ".yaml"))}
+
     def has_pipeline_sync(self, sha: str) -> bool:
         """Whether ``sha`` has a pipeline where ``runner.dsl.find_pipeline_files`` looks:
         ``.conveyor.yml`` / ``.conveyor.yaml``, or ``.conveyor/*.yml`` / ``*.yaml``."""

@@ -106,6 +106,8 @@ async def create_build(request: web.Request) -> web.Response:
     params = data.get("params") or {}
     if isinstance(params, str):  # the page's textarea: one NAME=value a line
         params = dict(line.split("=", 1) for line in params.splitlines() if "=" in line)
+    if _from_page(request):  # the Run form's fields, one per declared param (runner/server/run_form.py)
+        params = {**params, **{k[6:]: str(v) for k, v in data.items() if k.startswith("param.")}}
     if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
         return web.json_response({"error": "params must be an object of string values"}, status=400)
     if not (branch or tag or sha):

@@ -10,13 +10,14 @@ import logging
 from aiohttp import web
 
 from runner.clock import Clock, SystemClock
-from runner.server import api, approvals, hooks, metrics, pages, reports, schedule_routes
+from runner.notify import Notifications
+from runner.server import api, approvals, hooks, metrics, pages, reports, run_form, schedule_routes
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.ids import parse_id
 from runner.server.keys import (
-    AUTH, BACKEND, BACKGROUND, CLOCK, CONFIG, DAILY_GC, HUB, OWN_STORE, QUEUE, REPORTER, SCHEDULER, START_QUEUE,
-    STORE, TEMPLATES,
+    AUTH, BACKEND, BACKGROUND, CLOCK, CONFIG, DAILY_GC, HUB, NOTIFICATIONS, OWN_STORE, QUEUE, REPORTER, SCHEDULER,
+    START_QUEUE, STORE, TEMPLATES,
 )
 from runner.server.daily_gc import DailyGc
 from runner.server.queue import BuildQueue
@@ -92,6 +93,7 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     schedule_routes.add_routes(app)
     metrics.add_routes(app)
     reports.add_routes(app)
+    run_form.add_routes(app)
     app.router.add_get("/builds/{id}/events", _events)
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
@@ -108,7 +110,9 @@ async def _startup(app: web.Application) -> None:
 
         app[BACKEND] = get_backend(config.backend, config.settings)
     app[REPORTER] = StatusReporter(config.public_url)
-    app[QUEUE] = BuildQueue(app[STORE], config, app[BACKEND], app[HUB], app[REPORTER])
+    app[NOTIFICATIONS] = Notifications(app[STORE], config.public_url)
+    app[QUEUE] = BuildQueue(app[STORE], config, app[BACKEND], app[HUB], app[REPORTER],
+                            notifications=app[NOTIFICATIONS])
     app[SCHEDULER] = Scheduler(app[STORE], config, app[QUEUE], app[CLOCK])
     app[DAILY_GC] = DailyGc(app[STORE], config, app[CLOCK])
     if app[START_QUEUE]:
@@ -129,6 +133,7 @@ async def _cleanup(app: web.Application) -> None:
     await app[SCHEDULER].stop()
     await app[DAILY_GC].stop()
     await app[QUEUE].stop()
+    await app[NOTIFICATIONS].close()  # retries still pending are dropped, each logged
     background = list(app[BACKGROUND])
     for task in background:
         task.cancel()

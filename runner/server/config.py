@@ -17,7 +17,9 @@ from typing import Any
 
 import yaml
 
+from runner import plugins
 from runner.errors import ConveyorError
+from runner.notify import NotifyConfigError, NotifyRule, parse_rules
 from runner.retention import Retention, RetentionConfigError, parse_retention
 from runner.scm.webhooks import PROVIDERS
 from runner.server.schedules import Schedule, ScheduleConfigError, parse_schedules
@@ -56,6 +58,7 @@ class RepoConfig:
     status: StatusConfig = field(default_factory=StatusConfig)
     schedules: tuple[Schedule, ...] = ()  # cron schedules that start builds (docs/server.md)
     retention: Retention | None = None  # None: the server's
+    notify: tuple[NotifyRule, ...] = ()  # who hears how builds end (docs/server.md, Notifications)
 
     @property
     def source(self) -> str:
@@ -134,7 +137,7 @@ def _secret(where: str, data: dict, key: str, environ: dict[str, str]) -> str | 
 
 
 _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_env", "trusted", "branches",
-              "cancel_superseded", "secrets", "status", "schedules", "retention"}
+              "cancel_superseded", "secrets", "status", "schedules", "retention", "notify"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
              "instance", "paused", "repos", "targets_file", "workspace_limit", "retention", "metrics_allow"}
 
@@ -172,7 +175,8 @@ def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention:
     try:
         schedules = parse_schedules(data["name"], data.get("schedules"))
         own_retention = parse_retention(where, data["retention"], retention) if "retention" in data else None
-    except (ScheduleConfigError, RetentionConfigError) as exc:
+        notify = parse_rules(data["name"], data.get("notify"), plugins.notifier_types(), environ)
+    except (ScheduleConfigError, RetentionConfigError, NotifyConfigError) as exc:
         raise ServerConfigError(str(exc)) from None
     return RepoConfig(
         name=data["name"], provider=provider, url=data.get("url"), path=path, full_name=data.get("full_name"),
@@ -184,7 +188,7 @@ def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention:
             api_url=(status.get("api_url") or _DEFAULT_API[provider]),
             context=str(status.get("context", "conveyor")),
         ),
-        schedules=schedules, retention=own_retention,
+        schedules=schedules, retention=own_retention, notify=notify,
     )
 
 

@@ -7,7 +7,8 @@ from typing import Any
 from aiohttp import web
 
 __all__ = ["CONFIG", "AUTH", "HUB", "TEMPLATES", "BACKGROUND", "STORE", "BACKEND", "QUEUE", "REPORTER",
-           "OWN_STORE", "START_QUEUE", "CLOCK", "SCHEDULER", "DAILY_GC"]
+           "OWN_STORE", "START_QUEUE", "CLOCK", "SCHEDULER", "DAILY_GC",
+           "NOTIFICATIONS"]
 
 CONFIG = web.AppKey("config", Any)
 AUTH = web.AppKey("auth", Any)
@@ -23,3 +24,4 @@ START_QUEUE = web.AppKey("start_queue", bool)
 CLOCK = web.AppKey("clock", Any)
 SCHEDULER = web.AppKey("scheduler", Any)
 DAILY_GC = web.AppKey("daily_gc", Any)
+NOTIFICATIONS = web.AppKey("notifications", Any)

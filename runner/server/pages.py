@@ -20,9 +20,12 @@ from runner.server.graph import pipeline_graph
 from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import list_deliveries
 from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
+from runner.server.branches import branch_rows
+from runner.server.log_view import LogPart, log_part
 from runner.server.reports import tests_view
-from runner.server.views import deploy_rows, duration_text, log_html
+from runner.server.views import deploy_rows, duration_text
 from runner.store import builds as q
+from runner.store.branches import branch_history
 
 __all__ = ["WEB_DIR", "make_templates", "render", "add_routes"]
 
@@ -70,9 +73,10 @@ async def build_list(request: web.Request) -> web.Response:
     builds = builds[:PAGE_SIZE]
     # On the first page: deliveries the queue could not turn into builds, with why (GET /api/deliveries).
     failed = [] if before else await request.app[STORE].aread(lambda c: list_deliveries(c, "failed", limit=5))
+    branches = [] if before else branch_rows(await request.app[STORE].aread(lambda c: branch_history(c, repo=repo)))
     return _render(request, "builds.html", builds=builds, repo=repo, status=status,
                    next_before=builds[-1].id if more else None, repos=sorted(request.app[CONFIG].repos),
-                   failed_deliveries=failed)
+                   failed_deliveries=failed, branches=branches)
 
 
 async def build_page(request: web.Request) -> web.Response:
@@ -84,21 +88,45 @@ async def build_page(request: web.Request) -> web.Response:
     if detail is None:
         return _render(request, "error.html", http_status=404, message="There is no such build.")
     live = detail.build.status in ("queued", "running", "waiting")
-    log = [] if live else await request.app[STORE].aread(lambda c: log_html(c, build_id))
+    started = detail.build.started
+    part = LogPart() if live else await request.app[STORE].aread(lambda c: log_part(c, build_id, started))
+    _name_steps(detail, part)
     rendered = (detail.build.rendered or "").splitlines()
-    step_names = {(j.stage, j.name, st.position): st.name for j in detail.jobs for st in j.steps}
+    tests = await request.app[STORE].aread(lambda c: tests_view(c, detail))
+    return _render(request, "build.html", b=detail.build, detail=detail, live=live, part=part,
+                   graph=pipeline_graph(detail), rendered=rendered, tests=tests,
+                   diagnostics=detail.build.diagnostics, approvals=detail.approvals)
+
+
+def _name_steps(detail: q.BuildDetail, part: LogPart) -> None:
+    """Each log group gets its step's name and status; a step that did not succeed starts open."""
+    steps = {(j.stage, j.name, st.position, st.attempt): st for j in detail.jobs for st in j.steps}
     job_ids = {(j.stage, j.name): j.id for j in detail.jobs}
     anchored = set()
-    for group in log:
-        group["name"] = step_names.get((group["stage"], group["job"], group["step"]), f"step {group['step'] + 1}")
-        # A job's first log section is its anchor (#log-job-ID): failed tests link to it.
+    for group in part.groups:
+        step = steps.get((group["stage"], group["job"], group["step"], group["attempt"]))
+        group["name"] = step.name if step else f"step {group['step'] + 1}"
+        group["status"] = step.status if step else "unknown"
+        # A job's first log box is its anchor (#log-job-ID): failed tests link to it.
         job_id = job_ids.get((group["stage"], group["job"]))
         group["anchor"] = f"log-job-{job_id}" if job_id is not None and job_id not in anchored else None
         anchored.add(job_id)
-    tests = await request.app[STORE].aread(lambda c: tests_view(c, detail))
-    return _render(request, "build.html", b=detail.build, detail=detail, live=live, log=log,
-                   graph=pipeline_graph(detail), rendered=rendered, tests=tests,
-                   diagnostics=detail.build.diagnostics, approvals=detail.approvals)
+        group["open"] = group["status"] != "success"
+
+
+async def log_more(request: web.Request) -> web.Response:
+    """``/builds/{id}/log-part?after=SEQ``: the next part of a long log, as the page's HTML."""
+    build_id = parse_id(request.match_info["id"])
+    after = parse_id(request.query.get("after", ""))
+    try:
+        detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id)) if build_id else None
+    except BuildNotFound:
+        detail = None
+    if detail is None or after is None:
+        raise web.HTTPNotFound(text="no such build or log part; after= is the seq the page linked to\n")
+    part = await request.app[STORE].aread(lambda c: log_part(c, build_id, detail.build.started, after=after))
+    _name_steps(detail, part)
+    return _render(request, "log_steps.html", b=detail.build, part=part)
 
 
 async def deploys_page(request: web.Request) -> web.Response:
@@ -159,6 +187,7 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/", build_list)
     r.add_get("/builds/{id}", build_page)
+    r.add_get("/builds/{id}/log-part", log_more)
     r.add_get("/deploys", deploys_page)
     r.add_get("/badge/{repo:.+}", badge)
     r.add_get("/login", login_form)

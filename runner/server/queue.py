@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from runner.build import run_build, settle_crashed_deploys
 from runner.dsl import find_pipeline_files
 from runner.errors import SourceError
+from runner.notify import Notifications
 from runner.scm.mirror import Mirror
 from runner.server.config import ServerConfig
 from runner.server.inbox import BuildOrder, cancel_queued, enqueue_pending, queue_build
@@ -41,9 +42,10 @@ class _Running:
 
 class BuildQueue:
     def __init__(self, store: Store, config: ServerConfig, backend, hub: LiveHub,
-                 reporter: StatusReporter | None = None, poll: float = 2.0) -> None:
+                 reporter: StatusReporter | None = None, poll: float = 2.0,
+                 notifications: Notifications | None = None) -> None:
         self.store, self.config, self.backend, self.hub = store, config, backend, hub
-        self.reporter = reporter
+        self.reporter, self.notifications = reporter, notifications
         self.poll = poll
         self.running: dict[int, _Running] = {}
         self._wake = asyncio.Event()
@@ -182,6 +184,8 @@ class BuildQueue:
             if workspace is not None:
                 await asyncio.to_thread(shutil.rmtree, workspace, True)
             if repo is not None and not suspend.is_set():
+                if self.notifications is not None:  # only starts a task: the build never waits for it
+                    self.notifications.build_finished(repo.notify, build_id)
                 await self._report(repo, sha, status, build_id, pipeline)
             self.wake()
 

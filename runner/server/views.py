@@ -1,15 +1,15 @@
-"""Read models shared by the JSON API and the pages: builds as JSON, log text, deploy rows."""
+"""Read models shared by the JSON API and the pages: builds as JSON, log text, deploy rows (the
+page's log is ``log_view``)."""
 
 from __future__ import annotations
 
 import sqlite3
 from typing import Any
 
-from runner.server.ansi import to_html
 from runner.store import builds as q
 from runner.store.db import Store
 
-__all__ = ["build_json", "log_text", "log_html", "deploy_rows", "duration_text"]
+__all__ = ["build_json", "log_text", "deploy_rows", "duration_text"]
 
 
 def duration_text(seconds: float | None) -> str:
@@ -72,21 +72,6 @@ def log_text(conn: sqlite3.Connection, build_id: int) -> str:
             out.append(f"--- {chunk.stage or 'build'} / {chunk.job or '-'} / step {chunk.step + 1}{attempt}")
         out.append(chunk.text)
     return "\n".join(out) + ("\n" if out else "")
-
-
-def log_html(conn: sqlite3.Connection, build_id: int) -> list[dict[str, Any]]:
-    """The stored log for the page: groups of (header, html lines), escaped then coloured."""
-    groups: list[dict[str, Any]] = []
-    current = None
-    state: dict = {}
-    for chunk in q.build_logs(conn, build_id):
-        key = (chunk.stage, chunk.job, chunk.step, chunk.attempt)
-        if key != current:
-            current, state = key, {}
-            groups.append({"stage": chunk.stage, "job": chunk.job, "step": chunk.step,
-                           "attempt": chunk.attempt, "lines": []})
-        groups[-1]["lines"].extend(to_html(line, state) for line in chunk.text.split("\n"))
-    return groups
 
 
 async def deploy_rows(store: Store, service: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -227,7 +227,7 @@ def build_logs(conn: sqlite3.Connection, build_id: int, *, job: str | None = Non
     """The build's log chunks in the order they were written (those after ``after``, a ``seq``),
     optionally of one job."""
     sql = (
-        "SELECT j.stage, j.name AS job, c.step, c.attempt, c.first_line, c.lines, c.text, c.seq "
+        "SELECT j.stage, j.name AS job, c.step, c.attempt, c.first_line, c.lines, c.text, c.seq, c.time "
         "FROM log_chunks c LEFT JOIN jobs j ON j.id = c.job_id WHERE c.build_id = ? AND c.seq > ?"
     )
     params: list[Any] = [build_id, after]

@@ -141,6 +141,7 @@ class LogChunk:
     lines: int
     text: str
     seq: int = 0  # order within the build; pass the last one seen as ``after`` to follow a build
+    time: float | None = None  # when the chunk was stored (its lines came just before)
 
 
 @dataclass(frozen=True)

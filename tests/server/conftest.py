@@ -35,11 +35,11 @@ async def server(tmp_path, instance):
     configuration goes through a real YAML file and ``load_config``."""
     started: list[TestClient] = []
 
-    async def factory(repos=(), backend=None, start_queue=True, **top) -> TestClient:
+    async def factory(repos=(), backend=None, start_queue=True, environ=None, **top) -> TestClient:
         data = {"data_dir": str(tmp_path / "data"), "instance": instance, "repos": list(repos), **top}
         path = tmp_path / f"conveyor{len(started)}.yml"
         path.write_text(yaml.safe_dump(data))
-        config = load_config(path, environ={"HOME": str(tmp_path)})
+        config = load_config(path, environ={"HOME": str(tmp_path), **(environ or {})})
         if backend is None:
             from runner.backends import get_backend
 

@@ -7,6 +7,8 @@
   if (list) setTimeout(function () { window.location.reload(); }, 5000);
 
   var log = document.getElementById("log");
+  var refilter = function () {};  // the log search, once logTools has set it up
+  if (log) logTools(log);
   if (!log || log.dataset.live !== "1") return;
   var status = document.getElementById("status");
   var sections = {};
@@ -22,9 +24,10 @@
     var key = d.stage + "\u0000" + d.job + "\u0000" + d.step;
     var s = sections[key];
     if (!s) {
-      s = document.createElement("section");
+      s = document.createElement("details");
       s.className = "step";
-      var h = document.createElement("h3");
+      s.open = true;
+      var h = document.createElement("summary");
       h.textContent = d.stage + " / " + d.job + " / " + (d.name || "step " + (d.step + 1));
       s.appendChild(h);
       var lines = document.createElement("div");
@@ -124,7 +127,7 @@
   source.addEventListener("reset", function () { log.textContent = ""; sections = {}; });
   source.addEventListener("step", function (e) {
     var d = data(e);
-    var h = section(d).querySelector("h3");
+    var h = section(d).querySelector("summary");
     h.textContent = d.stage + " / " + d.job + " / " + d.name + (d.attempt > 1 ? " (attempt " + d.attempt + ")" : "");
     setStatus(waits(d.stage, "running"));
     // An approval stage began: the page drawn by the server has its question and the buttons.
@@ -135,12 +138,15 @@
   source.addEventListener("line", function (e) {
     var d = data(e), stick = follow();
     var lines = section(d).querySelector(".lines");
+    var stamp = clock(Date.now() / 1000 - Number(log.dataset.started || Date.now() / 1000));
     d.html.forEach(function (html) {
       var l = document.createElement("div");
       l.className = "l";
+      l.dataset.t = stamp;
       l.innerHTML = html;
       lines.appendChild(l);
     });
+    refilter();
     if (stick) window.scrollTo(0, document.body.scrollHeight);
   });
   source.addEventListener("stage", function (e) {
@@ -158,4 +164,64 @@
     // The finished page shows the stored log, durations and the stage view in their final form.
     setTimeout(function () { window.location.reload(); }, 800);
   });
+
+  // -- the log's tools: search (a filter of lines), timestamps, expand/collapse, load more --------
+  function clock(seconds) {
+    var s = Math.max(0, Math.floor(seconds)), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
+    function two(n) { return (n < 10 ? "0" : "") + n; }
+    return (h ? h + ":" + two(m) : two(m)) + ":" + two(s % 60);
+  }
+  function logTools(log) {
+    var tools = document.getElementById("log-tools");
+    if (!tools) return;
+    tools.hidden = false;
+    var search = document.getElementById("log-search"), count = document.getElementById("log-count");
+    refilter = function () {
+      var q = search.value.trim().toLowerCase(), hits = 0;
+      log.classList.toggle("searching", !!q);
+      log.querySelectorAll("details.step").forEach(function (step) {
+        var found = 0;
+        step.querySelectorAll(".l").forEach(function (l) {
+          var hit = !q || l.textContent.toLowerCase().indexOf(q) >= 0;
+          l.classList.toggle("miss", !hit);
+          if (hit && q) found++;
+        });
+        step.classList.toggle("miss", !!q && !found);
+        if (found) step.open = true;
+        hits += found;
+      });
+      var more = log.querySelector("a.more-log") ? " in what is loaded" : "";
+      count.textContent = q ? hits + (hits === 1 ? " line" : " lines") + more : "";
+    };
+    var timer = null;
+    search.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(refilter, 120); });
+    document.getElementById("log-times").addEventListener("change", function (e) {
+      log.classList.toggle("times", e.target.checked);
+    });
+    function openAll(open) { log.querySelectorAll("details.step").forEach(function (d) { d.open = open; }); }
+    document.getElementById("log-expand").addEventListener("click", function () { openAll(true); });
+    document.getElementById("log-collapse").addEventListener("click", function () { openAll(false); });
+    log.addEventListener("click", function (e) {
+      var link = e.target.closest("a.more-log");
+      if (!link) return;
+      e.preventDefault();
+      link.textContent = "Loading…";
+      fetch(link.href, {credentials: "same-origin"}).then(function (r) { return r.text(); }).then(function (html) {
+        var part = document.createElement("template");
+        part.innerHTML = html;
+        link.remove();
+        Array.prototype.forEach.call(part.content.children, function (el) {
+          var last = log.querySelector("details.step:last-of-type");
+          // A step cut between two parts goes on in its own box.
+          if (el.matches("details.step") && last && last.dataset.key === el.dataset.key) {
+            last.querySelector(".lines").append.apply(last.querySelector(".lines"),
+              Array.prototype.slice.call(el.querySelector(".lines").children));
+          } else {
+            log.appendChild(el.cloneNode(true));
+          }
+        });
+        refilter();
+      });
+    });
+  }
 })();

@@ -1,0 +1,71 @@
+"""The Run form: a manual build of a repository's branch, with a field per pipeline parameter.
+
+The parameters come from the pipeline file(s) at the branch's head, read through the repository's
+mirror after a fetch, as GitLab's "Run pipeline" form reads the file at the chosen ref: the form asks
+for exactly what the build it starts will be checked against. The ``params:`` block is read without
+rendering (it may not use Jinja, docs/pipeline.md), so no template runs on a page view. When the
+fetch fails the form says why and still runs (the free-text field remains). ``GET
+/api/repos/{repo}/params?branch=`` answers the same as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from aiohttp import web
+
+from runner.dsl import declared_params
+from runner.errors import SourceError
+from runner.scm.mirror import Mirror
+from runner.server.keys import CONFIG
+from runner.server.pages import render
+
+__all__ = ["add_routes", "branch_params"]
+
+_BRANCH = re.compile(r"[\w./-]{1,200}")
+
+
+def _read(mirror: Mirror, branch: str) -> tuple[str, dict[str, dict]]:
+    """(sha, params) at the head of ``branch``; every file's params, the first file's winning on a
+    name two files declare (a manual run gives the same params to each file's build)."""
+    sha = mirror.resolve_sync(f"refs/heads/{branch}")
+    params: dict[str, dict] = {}
+    for path, text in mirror.pipeline_texts_sync(sha).items():
+        for name, spec in declared_params(text).items():
+            params.setdefault(name, {"default": spec.get("default"), "choices": spec.get("choices"),
+                                     "description": spec.get("description"), "file": path})
+    return sha, params
+
+
+async def branch_params(request: web.Request, repo_name: str, branch: str) -> dict:
+    config = request.app[CONFIG]
+    repo = config.repo(repo_name)
+    if repo is None:
+        raise web.HTTPNotFound(text=f"repository {repo_name!r} is not configured; known: {sorted(config.repos)}\n")
+    if not _BRANCH.fullmatch(branch):
+        raise web.HTTPBadRequest(text=f"{branch!r} is not a branch name\n")
+    mirror = Mirror(config.settings.data_dir, repo.name, repo.source)
+    try:
+        sha, params = await asyncio.to_thread(_read, mirror, branch)
+    except SourceError as exc:
+        return {"repo": repo.name, "branch": branch, "sha": None, "params": {}, "error": str(exc)}
+    return {"repo": repo.name, "branch": branch, "sha": sha, "params": params, "error": None}
+
+
+async def run_page(request: web.Request) -> web.Response:
+    repos = sorted(request.app[CONFIG].repos)
+    repo = request.query.get("repo") or (repos[0] if repos else "")
+    branch = request.query.get("branch") or "main"
+    found = await branch_params(request, repo, branch) if repo else None
+    return render(request, "run.html", repos=repos, repo=repo, branch=branch, found=found)
+
+
+async def params_api(request: web.Request) -> web.Response:
+    found = await branch_params(request, request.match_info["repo"], request.query.get("branch") or "main")
+    return web.json_response(found)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/run", run_page)
+    app.router.add_get("/api/repos/{repo:.+}/params", params_api)
