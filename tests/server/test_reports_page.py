@@ -118,8 +118,8 @@ async def test_the_page_shows_failed_tests_with_messages_and_links_to_the_job_lo
             await total.locator("a.test-log").click()
             await page.wait_for_function("location.hash.startsWith('#log-job-')")
             target = await page.evaluate("location.hash.slice(1)")
-            section = page.locator(f"section.step[id='{target}']")
-            assert (await section.locator("h3").inner_text()).startswith("test / unit /")
+            section = page.locator(f"details.step[id='{target}']")
+            assert (await section.locator("summary .step-title").inner_text()).startswith("test / unit /")
             assert "test_total FAILED" in await section.inner_text()
             assert await section.is_visible()
 
