@@ -21,7 +21,7 @@ _COMMANDS = {
     "approve": "runner.cli.approve_cmd",
     "images": "runner.cli.image_cmds",
     "deploys": "runner.cli.deploy_cmds", "rollback": "runner.cli.deploy_cmds",
-    "serve": "runner.cli.serve_cmd",
+    "serve": "runner.cli.serve_cmd", "hash-password": "runner.cli.users_cmds",
     "gc": "runner.cli.gc_cmd",
     "backup": "runner.cli.backup_cmds", "restore": "runner.cli.backup_cmds",
 }
