@@ -82,7 +82,7 @@ async def build_list(request: web.Request) -> web.Response:
     failed = [] if before else await request.app[STORE].aread(lambda c: list_deliveries(c, "failed", limit=5))
     failed = [d for d in failed if auth.can_read(request, d.get("repo"))]
     return _render(request, "builds.html", builds=builds, repo=repo, status=status,
-                   next_before=builds[-1].id if more else None, repos=sorted(request.app[CONFIG].repos),
+                   next_before=builds[-1].id if more else None, repos=sorted(r for r in request.app[CONFIG].repos if auth.can_read(request, r)),
                    failed_deliveries=failed)
 
 
