@@ -129,8 +129,9 @@ async def create_build(request: web.Request) -> web.Response:
         repo=repo.name, event="manual", trigger=f"api:{user.name}", ref=ref, branch=branch, tag=tag, sha=sha,
         params={str(k): str(v) for k, v in params.items()},
     ))
-    await audit.record(request, user, "run", build_id=build_id, repo=repo.name, what=f"build {build_id} of {repo.name}",
-                       ref=ref or sha, params=sorted(params))
+    build = await request.app[STORE].aread(lambda c: q.get_build(c, build_id))
+    await audit.record(request, user, "run", build=build, ref=ref or sha,
+                       **({"params": sorted(params)} if params else {}))
     return _answer(request, 201, f"/builds/{build_id}", id=build_id, url=f"/api/builds/{build_id}")
 
 
