@@ -209,10 +209,11 @@ async def rollback(request: web.Request) -> web.Response:
         finally:
             await asyncio.to_thread(swarm.close)
 
-    await audit.record(request, user, "rollback", what=f"service {service}", to=to, target=target or DEFAULT_TARGET)
     task = asyncio.create_task(run(), name=f"rollback-{service}")
     request.app[BACKGROUND].add(task)
     task.add_done_callback(request.app[BACKGROUND].discard)
+    # Its outcome lands in the deploy history; the log says who started it and towards what.
+    await audit.record(request, user, "rollback", what=f"service {service}", to=to, target=target or DEFAULT_TARGET)
     return _answer(request, 202, f"/deploys?service={service}", service=service, to=to, started=True)
 
 

@@ -20,7 +20,7 @@ from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import list_deliveries
 from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
 from runner.server.reports import tests_view
-from runner.server.users import may_approve
+from runner.server.users import ROLES, may_approve
 from runner.server.views import deploy_rows, duration_text, log_html
 from runner.store import builds as q
 
@@ -57,8 +57,7 @@ def _render(request: web.Request, name: str, http_status: int = 200, headers: di
     context.setdefault("csrf", auth.csrf_token(request))
     context.setdefault("login_enabled", auth.enabled)
     # A button shows only to those whose role may use it; the route checks again either way.
-    context.setdefault("may", {role: user is not None and user.has(role)
-                               for role in ("viewer", "developer", "deployer", "admin")})
+    context.setdefault("may", {role: user is not None and user.has(role) for role in ROLES})
     text = request.app[TEMPLATES].get_template(name).render(**context)
     return web.Response(text=text, status=http_status, content_type="text/html", headers=headers)
 
@@ -81,9 +80,9 @@ async def build_list(request: web.Request) -> web.Response:
     # On the first page: deliveries the queue could not turn into builds, with why (GET /api/deliveries).
     failed = [] if before else await request.app[STORE].aread(lambda c: list_deliveries(c, "failed", limit=5))
     failed = [d for d in failed if auth.can_read(request, d.get("repo"))]
+    readable = sorted(r for r in request.app[CONFIG].repos if auth.can_read(request, r))
     return _render(request, "builds.html", builds=builds, repo=repo, status=status,
-                   next_before=builds[-1].id if more else None, repos=sorted(r for r in request.app[CONFIG].repos if auth.can_read(request, r)),
-                   failed_deliveries=failed)
+                   next_before=builds[-1].id if more else None, repos=readable, failed_deliveries=failed)
 
 
 async def build_page(request: web.Request) -> web.Response:
