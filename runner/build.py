@@ -125,7 +125,7 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
                     allow_deploy: bool = True, cancel: asyncio.Event | None = None,
                     limiter: asyncio.Semaphore | None = None, ask: Ask | None = None,
                     resume: bool = False, suspend: asyncio.Event | None = None,
-                    changes: Changes | None = None) -> str:
+                    changes: Changes | None = None, users: frozenset[str] = frozenset()) -> str:
     """Run a created build from the checkout at ``source``; return its final status.
 
     ``ask`` answers approval stages where the build runs (`conveyor run`'s terminal or --approve).
@@ -135,7 +135,8 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     task is cancelled (a server stopping) leaves a build that waits for an approval as it is stored,
     ``waiting``, for the next start to resume, instead of cancelling it. ``changes`` are the files
     ``when.changes`` sees; None: computed from the build's event (``runner.scm.changes.event_changes``:
-    before..sha, the merge base, the last good build)."""
+    before..sha, the merge base, the last good build). ``users`` are the server's user names, which
+    a stage's ``approvers`` may name besides roles."""
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
     if resume:
@@ -157,7 +158,8 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
             # Plugins may do I/O: not on the loop. Inside the try: a cancel while they work must
             # still finish the row, which is `running` from here on.
             await asyncio.to_thread(plugins.build_started, build, settings)
-            status, reason, warnings = await _run(store, settings, build, Path(source), changes=changes, **options)
+            status, reason, warnings = await _run(store, settings, build, Path(source), changes=changes,
+                                                  users=users, **options)
     except asyncio.CancelledError:
         if suspend.is_set() and await _still_waiting(store, build_id):
             log.info("build %s stays waiting for its approval; the next start resumes it", build.label)
@@ -190,9 +192,9 @@ async def _changes(store, build: q.BuildRow, source: Path) -> Changes:
         return Changes(None, f"the changed files could not be read ({type(exc).__name__})")
 
 
-async def _run(store, settings, build: q.BuildRow, source: Path, *, changes,
+async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, users: frozenset[str],
                **options) -> tuple[str, str | None, tuple[str, ...]]:
-    from runner.dsl import load_pipeline
+    from runner.dsl import LintOptions, load_pipeline
 
     try:
         if changes is None:
@@ -203,7 +205,8 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes,
             params=build.params, build_number=build.number, changes=changes,
         )
         file = source / build.pipeline if build.pipeline else None
-        loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"])
+        loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"],
+                                         options=LintOptions(users=users))
     except (ContextError, TemplateError) as exc:
         return "config_error", str(exc), ()
     except ConfigError as exc:

@@ -86,7 +86,10 @@ class StoreError(ConveyorError):
 
 
 class BuildNotFound(StoreError):
-    pass
+    @classmethod
+    def of(cls, build_id: int) -> BuildNotFound:
+        """The one wording of a missing build (a private one, to an anonymous reader, reads the same)."""
+        return cls(f"there is no build with id {build_id}; `conveyor builds` lists them")
 
 
 class NotWaiting(StoreError):

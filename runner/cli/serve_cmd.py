@@ -31,8 +31,9 @@ def serve(config_file: Path | None, host: str | None, port: int | None, data_dir
         config = load_config(config_file, host=host, port=port, data_dir=data_dir, paused=paused)
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from exc
-    if config.host not in ("127.0.0.1", "localhost", "::1") and not config.admin_token:
-        click.echo("warning: listening beyond localhost without an admin token; the page is read-only", err=True)
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not config.users:
+        click.echo("warning: listening beyond localhost with no users (nor an admin token); the page is read-only",
+                   err=True)
     run_server(config)
 
 

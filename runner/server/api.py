@@ -1,6 +1,7 @@
-"""The JSON API under ``/api``. Reading is open; every mutation is POST and needs the admin token
-(or the page's session and CSRF token, see ``auth``). A form post from the page is answered with a
-redirect back to the page; an API client gets JSON.
+"""The JSON API under ``/api``. Reading is open, except a private repository's builds (``auth``); every
+mutation is POST, needs a user whose role reaches the route's (``developer`` to run, cancel and
+re-run, ``deployer`` to roll back) and is written to the audit log. A form post from the page is
+answered with a redirect back to the page; an API client gets JSON.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from aiohttp import web
 
 from runner.errors import BuildNotFound, ConveyorError
+from runner.server import audit
 from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import BuildOrder, list_deliveries
 from runner.server.keys import AUTH, BACKGROUND, CONFIG, QUEUE, STORE
@@ -43,12 +45,15 @@ def _build_id(request: web.Request) -> int:
 
 
 async def _existing_build(request: web.Request) -> q.BuildRow:
-    """The build the path names, or a 404 with how to find one (JSON through ``app.api_errors``)."""
+    """The build the path names, or a 404 with how to find one (JSON through ``app.api_errors``);
+    a build the asker may not read is a 404 with the same words (``auth.check_read``)."""
     build_id = _build_id(request)
     try:
-        return await request.app[STORE].aread(lambda c: q.get_build(c, build_id))
+        build = await request.app[STORE].aread(lambda c: q.get_build(c, build_id))
     except BuildNotFound as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
+    request.app[AUTH].check_read(request, build.repo, str(BuildNotFound.of(build_id)))
+    return build
 
 
 async def list_builds(request: web.Request) -> web.Response:
@@ -62,8 +67,9 @@ async def list_builds(request: web.Request) -> web.Response:
     if not 1 <= limit <= 500:  # SQLite reads LIMIT -1 as "no limit": the whole history in one answer
         return web.json_response({"error": "limit must be between 1 and 500; page with before=<id>"}, status=400)
     repo, status = request.query.get("repo"), request.query.get("status")
+    hide = request.app[AUTH].list_filter(request)
     rows = await request.app[STORE].aread(
-        lambda c: q.list_builds(c, repo=repo, status=status, before=before, limit=limit))
+        lambda c: q.list_builds(c, repo=repo, status=status, before=before, limit=limit, **hide))
     return web.json_response({"builds": [build_json(b) for b in rows]})
 
 
@@ -73,6 +79,7 @@ async def get_build(request: web.Request) -> web.Response:
         detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id))
     except BuildNotFound as exc:
         return web.json_response({"error": str(exc)}, status=404)
+    request.app[AUTH].check_read(request, detail.build.repo, str(BuildNotFound.of(build_id)))
     return web.json_response(build_json(detail.build, detail))
 
 
@@ -84,6 +91,7 @@ async def get_log(request: web.Request) -> web.Response:
 
 async def list_deploys(request: web.Request) -> web.Response:
     rows = await deploy_rows(request.app[STORE], request.query.get("service"))
+    rows = [r for r in rows if request.app[AUTH].can_read(request, r["repo"])]
     return web.json_response({"deploys": rows})
 
 
@@ -91,11 +99,12 @@ async def get_deliveries(request: web.Request) -> web.Response:
     """Webhook deliveries, newest first: ``failed`` ones carry why no build came of them."""
     state = request.query.get("state") or None
     rows = await request.app[STORE].aread(lambda c: list_deliveries(c, state))
+    rows = [r for r in rows if request.app[AUTH].can_read(request, r["repo"])]
     return web.json_response({"deliveries": rows})
 
 
 async def create_build(request: web.Request) -> web.Response:
-    who = await request.app[AUTH].require(request)
+    user = await request.app[AUTH].require(request, "developer")
     data = await request.post() if _from_page(request) else await _json_body(request)
     config = request.app[CONFIG]
     repo = config.repo(str(data.get("repo", "")))
@@ -119,9 +128,12 @@ async def create_build(request: web.Request) -> web.Response:
         return web.json_response({"error": "sha must be a full 40-hex commit id"}, status=400)
     ref = f"refs/tags/{tag}" if tag else f"refs/heads/{branch}" if branch else None
     build_id = await request.app[QUEUE].submit(BuildOrder(
-        repo=repo.name, event="manual", trigger=f"api:{who}", ref=ref, branch=branch, tag=tag, sha=sha,
+        repo=repo.name, event="manual", trigger=f"api:{user.name}", ref=ref, branch=branch, tag=tag, sha=sha,
         params={str(k): str(v) for k, v in params.items()},
     ))
+    build = await request.app[STORE].aread(lambda c: q.get_build(c, build_id))
+    await audit.record(request, user, "run", build=build, ref=ref or sha,
+                       **({"params": sorted(params)} if params else {}))
     return _answer(request, 201, f"/builds/{build_id}", id=build_id, url=f"/api/builds/{build_id}")
 
 
@@ -136,29 +148,33 @@ async def _json_body(request: web.Request) -> dict:
 
 
 async def cancel_build(request: web.Request) -> web.Response:
-    who = await request.app[AUTH].require(request)
-    build_id = (await _existing_build(request)).id
-    outcome = await request.app[QUEUE].cancel(build_id, who)
+    user = await request.app[AUTH].require(request, "developer")
+    build = await _existing_build(request)
+    build_id = build.id
+    outcome = await request.app[QUEUE].cancel(build_id, user.name)
     status = 409 if outcome == "finished" else 202
+    if outcome != "finished":
+        await audit.record(request, user, "cancel", build=build, outcome=outcome)
     return _answer(request, status, f"/builds/{build_id}", id=build_id, outcome=outcome)
 
 
 async def rerun_build(request: web.Request) -> web.Response:
-    who = await request.app[AUTH].require(request)
+    user = await request.app[AUTH].require(request, "developer")
     old = await _existing_build(request)
     build_id = old.id
     if old.status in ("queued", "running", "waiting"):
         return web.json_response({"error": f"build {old.label} has not finished; cancel it first"}, status=409)
     try:
-        new_id = await request.app[QUEUE].rerun(build_id, who)
+        new_id = await request.app[QUEUE].rerun(build_id, user.name)
     except LookupError as exc:
         return web.json_response({"error": str(exc)}, status=409)
+    await audit.record(request, user, "rerun", build=old, new_build=new_id)
     return _answer(request, 201, f"/builds/{new_id}", id=new_id, url=f"/api/builds/{new_id}")
 
 
 async def rollback(request: web.Request) -> web.Response:
     """Re-apply a recorded deploy of a service; the result lands in the deploy history."""
-    who = await request.app[AUTH].require(request)
+    user = await request.app[AUTH].require(request, "deployer")
     service = request.match_info["name"]
     if not _NAME.fullmatch(service):
         return web.json_response({"error": "not a service name"}, status=400)
@@ -188,7 +204,7 @@ async def rollback(request: web.Request) -> web.Response:
         try:
             lines: list[str] = []
             outcome = await rollback_service(swarm, store, service, lines.append,
-                                             Provenance(trigger=f"api:{who}", instance=settings.instance), to=to)
+                                             Provenance(trigger=f"api:{user.name}", instance=settings.instance), to=to)
             log.info("rollback of %s: %s %s", service, outcome.status, outcome.reason or "")
         except Exception as exc:  # noqa: BLE001 - recorded in the history by the deploy code
             log.warning("rollback of %s failed: %s", service, exc)
@@ -198,6 +214,8 @@ async def rollback(request: web.Request) -> web.Response:
     task = asyncio.create_task(run(), name=f"rollback-{service}")
     request.app[BACKGROUND].add(task)
     task.add_done_callback(request.app[BACKGROUND].discard)
+    # Its outcome lands in the deploy history; the log says who started it and towards what.
+    await audit.record(request, user, "rollback", what=f"service {service}", to=to, target=target or DEFAULT_TARGET)
     return _answer(request, 202, f"/deploys?service={service}", service=service, to=to, started=True)
 
 

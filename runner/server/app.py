@@ -10,8 +10,9 @@ import logging
 from aiohttp import web
 
 from runner.clock import Clock, SystemClock
+from runner.errors import BuildNotFound
 from runner.notify import Notifications
-from runner.server import api, approvals, hooks, metrics, pages, reports, run_form, schedule_routes
+from runner.server import api, approvals, audit, hooks, login, metrics, pages, reports, run_form, schedule_routes
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.ids import parse_id
@@ -22,6 +23,7 @@ from runner.server.keys import (
 from runner.server.daily_gc import DailyGc
 from runner.server.queue import BuildQueue
 from runner.server.scheduler import Scheduler
+from runner.server.sessions import load_secret
 from runner.server.sse import LiveHub, stream
 from runner.server.status import StatusReporter
 from runner.store.db import Store
@@ -65,8 +67,10 @@ async def _events(request: web.Request) -> web.StreamResponse:
         row = await store.aread(lambda c: c.execute("SELECT status FROM builds WHERE id = ?", (bid,)).fetchone())
         return row[0] if row else None
 
-    if await status_of(build_id) is None:
+    row = await store.aread(lambda c: c.execute("SELECT repo FROM builds WHERE id = ?", (build_id,)).fetchone())
+    if row is None:
         raise web.HTTPNotFound(text="no such build\n")
+    request.app[AUTH].check_read(request, row[0], "no such build")
     return await stream(request, request.app[HUB], build_id, status_of)
 
 
@@ -77,7 +81,7 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     app = web.Application(middlewares=[api_errors])
     app.on_response_prepare.append(_security_headers)
     app[CONFIG] = config
-    app[AUTH] = Auth(config.admin_token)
+    app[AUTH] = Auth(config)
     app[HUB] = LiveHub()
     app[TEMPLATES] = pages.make_templates()
     app[BACKGROUND] = set()
@@ -90,6 +94,8 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     api.add_routes(app)
     approvals.add_routes(app)
     pages.add_routes(app)
+    login.add_routes(app)
+    audit.add_routes(app)
     schedule_routes.add_routes(app)
     metrics.add_routes(app)
     reports.add_routes(app)
@@ -105,6 +111,10 @@ async def _startup(app: web.Application) -> None:
     config: ServerConfig = app[CONFIG]
     if app[STORE] is None:
         app[STORE] = await asyncio.to_thread(Store, config.settings.data_dir)
+    # Sessions are signed with a secret that survives restarts (docs/server.md, "Users and roles").
+    secret = config.session_secret.encode() if config.session_secret else \
+        await asyncio.to_thread(load_secret, config.settings.data_dir)
+    app[AUTH].start(secret)
     if app[BACKEND] is None:
         from runner.backends import get_backend
 

@@ -23,6 +23,7 @@ from runner.notify import NotifyConfigError, NotifyRule, parse_rules
 from runner.retention import Retention, RetentionConfigError, parse_retention
 from runner.scm.webhooks import PROVIDERS
 from runner.server.schedules import Schedule, ScheduleConfigError, parse_schedules
+from runner.server.users import User, UsersConfigError, parse_users
 from runner.settings import Settings, parse_size
 
 __all__ = ["ServerConfig", "RepoConfig", "StatusConfig", "ServerConfigError", "load_config"]
@@ -59,6 +60,7 @@ class RepoConfig:
     schedules: tuple[Schedule, ...] = ()  # cron schedules that start builds (docs/server.md)
     retention: Retention | None = None  # None: the server's
     notify: tuple[NotifyRule, ...] = ()  # who hears how builds end (docs/server.md, Notifications)
+    visibility: str = "public"  # private: reading its builds needs a signed-in user (docs/server.md, "Users")
 
     @property
     def source(self) -> str:
@@ -89,6 +91,13 @@ class ServerConfig:
     metrics_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
         ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
     retention: Retention = field(default_factory=Retention)
+    users: dict[str, User] = field(default_factory=dict)  # by name; the admin_token's `admin` among them
+    visibility: str = "public"  # of repositories that do not say, and of builds of unconfigured ones
+    session_secret: str | None = None  # signs session cookies; None: <data_dir>/session.key
+
+    def visibility_of(self, repo: str) -> str:
+        own = self.repos.get(repo)
+        return own.visibility if own is not None else self.visibility
 
     def retention_for(self, repo: str) -> Retention:
         """The retention of builds of ``repo`` (a configured repository's own, else the server's)."""
@@ -137,12 +146,21 @@ def _secret(where: str, data: dict, key: str, environ: dict[str, str]) -> str | 
 
 
 _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_env", "trusted", "branches",
-              "cancel_superseded", "secrets", "status", "schedules", "retention", "notify"}
+              "cancel_superseded", "secrets", "status", "schedules", "retention", "notify", "visibility"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
-             "instance", "paused", "repos", "targets_file", "workspace_limit", "retention", "metrics_allow"}
+             "instance", "paused", "repos", "targets_file", "workspace_limit", "retention", "metrics_allow",
+             "users", "visibility", "session_secret", "session_secret_env"}
 
 
-def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention: Retention) -> RepoConfig:
+def _visibility(where: str, value: Any) -> str:
+    if value not in ("public", "private"):
+        raise ServerConfigError(f"{where}: visibility must be public (anyone may read its builds) or private "
+                                f"(only signed-in users may), not {value!r}")
+    return value
+
+
+def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention: Retention,
+          visibility: str) -> RepoConfig:
     where = f"repos[{index}]"
     if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
         raise ServerConfigError(f"{where}: each repository needs a `name:` (for example acme/web)")
@@ -189,6 +207,7 @@ def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention:
             context=str(status.get("context", "conveyor")),
         ),
         schedules=schedules, retention=own_retention, notify=notify,
+        visibility=_visibility(where, data.get("visibility", visibility)),
     )
 
 
@@ -226,12 +245,13 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
         retention = parse_retention("configuration", data.get("retention"))
     except RetentionConfigError as exc:
         raise ServerConfigError(str(exc)) from None
+    visibility = _visibility("configuration", data.get("visibility", "public"))
     repos: dict[str, RepoConfig] = {}
     raw_repos = data.get("repos") or []
     if not isinstance(raw_repos, list):
         raise ServerConfigError("repos must be a list of repositories, each with name, provider and url or path")
     for index, item in enumerate(raw_repos):
-        repo = _repo(index, item, base, env, retention)
+        repo = _repo(index, item, base, env, retention, visibility)
         if repo.name in repos:
             raise ServerConfigError(f"repository {repo.name!r} is configured twice; names must be unique")
         repos[repo.name] = repo
@@ -242,11 +262,20 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
         raise ServerConfigError(f"port and concurrency must be whole numbers: {exc}") from exc
     if concurrency < 1:
         raise ServerConfigError("concurrency must be at least 1 (builds at once)")
+    admin_token = _secret("configuration", data, "admin_token", env) or env.get("CONVEYOR_ADMIN_TOKEN")
+    try:
+        users = parse_users(data.get("users"), admin_token, env)
+    except UsersConfigError as exc:
+        raise ServerConfigError(str(exc)) from None
+    session_secret = _secret("configuration", data, "session_secret", env)
+    if session_secret is not None and len(session_secret) < 32:
+        raise ServerConfigError("session_secret must be at least 32 characters (openssl rand -hex 32), or leave "
+                                "it out: the server keeps one in <data_dir>/session.key")
     values = dict(
         settings=settings, host=str(overrides.pop("host", None) or data.get("host", "127.0.0.1")), port=port,
-        url=data.get("url"), admin_token=_secret("configuration", data, "admin_token", env) or
-        env.get("CONVEYOR_ADMIN_TOKEN"), concurrency=concurrency, backend=str(data.get("backend", "docker")),
-        paused=bool(data.get("paused", False)), repos=repos, retention=retention,
+        url=data.get("url"), admin_token=admin_token, concurrency=concurrency,
+        backend=str(data.get("backend", "docker")), paused=bool(data.get("paused", False)), repos=repos,
+        retention=retention, users=users, visibility=visibility, session_secret=session_secret,
     )
     if "metrics_allow" in data:
         values["metrics_allow"] = _networks(data["metrics_allow"])

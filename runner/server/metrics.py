@@ -1,4 +1,4 @@
-"""``GET /metrics``: Prometheus text format, for a scraper on an allowed address or with the admin token.
+"""``GET /metrics``: Prometheus text format, for a scraper on an allowed address or with a user's token.
 
 Almost everything is counted from the store at scrape time (``runner/store/stats.py``: index-only
 queries), not by instrumenting each code path: the store already knows every build, job, delivery
@@ -110,7 +110,7 @@ class _Scrape:
 
 
 def _allowed(request: web.Request) -> None:
-    """Allowed addresses read freely; anyone else needs the admin token (403 without, 401 wrong)."""
+    """Allowed addresses read freely; anyone else needs a user's token (403 without, 401 wrong)."""
     try:
         peer = ipaddress.ip_address(request.remote or "")
     except ValueError:
@@ -122,12 +122,12 @@ def _allowed(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and request.app[AUTH].check_token(given.strip()):
-            return
-        raise web.HTTPUnauthorized(text="the admin token is wrong; send Authorization: Bearer <admin token>\n",
+        if scheme.lower() == "bearer" and request.app[AUTH].user_for_token(given.strip()) is not None:
+            return  # any user: the figures are counts across repositories, never a build's contents
+        raise web.HTTPUnauthorized(text="that token belongs to no user; send Authorization: Bearer <a user's token>\n",
                                    headers={"WWW-Authenticate": "Bearer"})
     raise web.HTTPForbidden(text=f"metrics are not readable from {request.remote}: add it to metrics_allow in "
-                                 "the server configuration, or send Authorization: Bearer <admin token>\n")
+                                 "the server configuration, or send Authorization: Bearer <a user's token>\n")
 
 
 async def _metrics(request: web.Request) -> web.Response:

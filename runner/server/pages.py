@@ -15,7 +15,6 @@ from markupsafe import Markup
 
 from runner.bundled import WEB_DIR
 from runner.errors import BuildNotFound
-from runner.server.auth import SESSION_COOKIE
 from runner.server.graph import pipeline_graph
 from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import list_deliveries
@@ -23,6 +22,7 @@ from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
 from runner.server.branches import branch_rows
 from runner.server.log_view import LogPart, log_part
 from runner.server.reports import tests_view
+from runner.server.users import ROLES, may_approve
 from runner.server.views import deploy_rows, duration_text
 from runner.store import builds as q
 from runner.store.branches import branch_history
@@ -50,12 +50,19 @@ def make_templates(web_dir: Path = WEB_DIR) -> jinja2.Environment:
     return env
 
 
-def _render(request: web.Request, name: str, http_status: int = 200, **context) -> web.Response:
+def _render(request: web.Request, name: str, http_status: int = 200, headers: dict[str, str] | None = None,
+            **context) -> web.Response:
+    """A page; it knows who is signed in (``user``), their CSRF token (``csrf``, None when signed
+    out) and whether anyone can sign in at all (``login_enabled``)."""
     auth = request.app[AUTH]
+    user = auth.page_user(request)
+    context.setdefault("user", user)
     context.setdefault("csrf", auth.csrf_token(request))
-    context.setdefault("admin_enabled", bool(auth.token))
+    context.setdefault("login_enabled", auth.enabled)
+    # A button shows only to those whose role may use it; the route checks again either way.
+    context.setdefault("may", {role: user is not None and user.has(role) for role in ROLES})
     text = request.app[TEMPLATES].get_template(name).render(**context)
-    return web.Response(text=text, status=http_status, content_type="text/html")
+    return web.Response(text=text, status=http_status, content_type="text/html", headers=headers)
 
 
 render = _render  # for the pages other modules add (schedules)
@@ -67,15 +74,21 @@ async def build_list(request: web.Request) -> web.Response:
     if request.query.get("before") and before is None:
         raise web.HTTPBadRequest(text=f"before must be a build id ({ID_RULE})\n")
 
+    auth = request.app[AUTH]
+    hide = auth.list_filter(request)
     builds = await request.app[STORE].aread(
-        lambda c: q.list_builds(c, repo=repo, status=status, before=before, limit=PAGE_SIZE + 1))
+        lambda c: q.list_builds(c, repo=repo, status=status, before=before, limit=PAGE_SIZE + 1, **hide))
     more = len(builds) > PAGE_SIZE
     builds = builds[:PAGE_SIZE]
     # On the first page: deliveries the queue could not turn into builds, with why (GET /api/deliveries).
     failed = [] if before else await request.app[STORE].aread(lambda c: list_deliveries(c, "failed", limit=5))
-    branches = [] if before else branch_rows(await request.app[STORE].aread(lambda c: branch_history(c, repo=repo)))
+    failed = [d for d in failed if auth.can_read(request, d.get("repo"))]
+    readable = sorted(r for r in request.app[CONFIG].repos if auth.can_read(request, r))
+    branches = [] if before else branch_rows(
+        [h for h in await request.app[STORE].aread(lambda c: branch_history(c, repo=repo))
+         if h and auth.can_read(request, h[-1].repo)])
     return _render(request, "builds.html", builds=builds, repo=repo, status=status,
-                   next_before=builds[-1].id if more else None, repos=sorted(request.app[CONFIG].repos),
+                   next_before=builds[-1].id if more else None, repos=readable,
                    failed_deliveries=failed, branches=branches)
 
 
@@ -85,7 +98,7 @@ async def build_page(request: web.Request) -> web.Response:
         detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id)) if build_id else None
     except BuildNotFound:
         detail = None
-    if detail is None:
+    if detail is None or not request.app[AUTH].can_read(request, detail.build.repo):
         return _render(request, "error.html", http_status=404, message="There is no such build.")
     live = detail.build.status in ("queued", "running", "waiting")
     started = detail.build.started
@@ -93,9 +106,11 @@ async def build_page(request: web.Request) -> web.Response:
     _name_steps(detail, part)
     rendered = (detail.build.rendered or "").splitlines()
     tests = await request.app[STORE].aread(lambda c: tests_view(c, detail))
+    user = request.app[AUTH].page_user(request)
     return _render(request, "build.html", b=detail.build, detail=detail, live=live, part=part,
                    graph=pipeline_graph(detail), rendered=rendered, tests=tests,
-                   diagnostics=detail.build.diagnostics, approvals=detail.approvals)
+                   diagnostics=detail.build.diagnostics, approvals=detail.approvals,
+                   may_decide=lambda a: may_approve(user, a.approvers))
 
 
 def _name_steps(detail: q.BuildDetail, part: LogPart) -> None:
@@ -122,7 +137,7 @@ async def log_more(request: web.Request) -> web.Response:
         detail = await request.app[STORE].aread(lambda c: q.get_detail(c, build_id)) if build_id else None
     except BuildNotFound:
         detail = None
-    if detail is None or after is None:
+    if detail is None or after is None or not request.app[AUTH].can_read(request, detail.build.repo):
         raise web.HTTPNotFound(text="no such build or log part; after= is the seq the page linked to\n")
     part = await request.app[STORE].aread(lambda c: log_part(c, build_id, detail.build.started, after=after))
     _name_steps(detail, part)
@@ -132,6 +147,7 @@ async def log_more(request: web.Request) -> web.Response:
 async def deploys_page(request: web.Request) -> web.Response:
     service = request.query.get("service") or None
     rows = await deploy_rows(request.app[STORE], service, limit=500)
+    rows = [r for r in rows if request.app[AUTH].can_read(request, r["repo"])]
     services: dict[str, list] = {}
     for row in rows:
         services.setdefault(row["service"], []).append(row)
@@ -144,6 +160,8 @@ async def badge(request: web.Request) -> web.Response:
     if not name.endswith(".svg"):
         raise web.HTTPNotFound()
     repo, branch = name[:-4], request.query.get("branch")
+    # A private repository's badge, to an anonymous reader, is the one of a repository never built.
+    readable = request.app[AUTH].can_read(request, repo)
 
     def read(conn):
         sql = "SELECT status FROM builds WHERE repo = ? AND status NOT IN ('queued', 'running', 'waiting', 'skipped')"
@@ -154,33 +172,11 @@ async def badge(request: web.Request) -> web.Response:
         row = conn.execute(sql + " ORDER BY id DESC LIMIT 1", params).fetchone()
         return row[0] if row else None
 
-    status = await request.app[STORE].aread(read) or "unknown"
+    status = (await request.app[STORE].aread(read) if readable else None) or "unknown"
     label = status.replace("_", " ")
     text = request.app[TEMPLATES].get_template("badge.svg").render(
         status=label, colour=_BADGE_COLOURS.get(status, "#9e9e9e"), width=6 * len(label) + 12)
     return web.Response(text=text, content_type="image/svg+xml", headers={"Cache-Control": "no-cache, max-age=0"})
-
-
-async def login_form(request: web.Request) -> web.Response:
-    return _render(request, "login.html", error=None)
-
-
-async def login(request: web.Request) -> web.Response:
-    auth = request.app[AUTH]
-    form = await request.post()
-    if not auth.check_token(str(form.get("token", ""))):
-        return _render(request, "login.html", http_status=401, error="That is not the admin token.")
-    response = web.HTTPSeeOther("/")
-    response.set_cookie(SESSION_COOKIE, auth.new_session(), httponly=True, samesite="Strict", path="/",
-                        secure=request.secure, max_age=7 * 24 * 3600)
-    raise response
-
-
-async def logout(request: web.Request) -> web.Response:
-    await request.app[AUTH].require(request)
-    response = web.HTTPSeeOther("/")
-    response.del_cookie(SESSION_COOKIE, path="/")
-    raise response
 
 
 def add_routes(app: web.Application) -> None:
@@ -190,8 +186,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/builds/{id}/log-part", log_more)
     r.add_get("/deploys", deploys_page)
     r.add_get("/badge/{repo:.+}", badge)
-    r.add_get("/login", login_form)
-    r.add_post("/login", login)
-    r.add_post("/logout", logout)
     # Static files never follow symlinks, so a link planted in web/static cannot read the host.
     r.add_static("/static", str(WEB_DIR / "static"), follow_symlinks=False, append_version=False)

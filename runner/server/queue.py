@@ -171,6 +171,7 @@ class BuildQueue:
                 self.store, self.config.settings, build_id, workspace, backend=self.backend, sinks=(live,),
                 secrets={} if fork else dict(repo.secrets), trusted=repo.trusted and not fork,
                 allow_deploy=not fork, cancel=cancel, limiter=self._limiter, resume=resume, suspend=suspend,
+                users=frozenset(self.config.users),
             )
         except asyncio.CancelledError:
             status = "cancelled"

@@ -13,7 +13,7 @@ from aiohttp import web
 from runner.errors import BuildNotFound
 from runner.reports.junit import STATUSES
 from runner.server.ids import ID_RULE, parse_id
-from runner.server.keys import STORE, TEMPLATES
+from runner.server.keys import AUTH, STORE, TEMPLATES
 from runner.server.trend import TREND_BUILDS, trend_chart
 from runner.store import builds as q
 from runner.store import reports as r
@@ -70,8 +70,12 @@ async def build_tests(request: web.Request) -> web.Response:
     limit = _int(request, "limit", 100, 1, MAX_LIMIT)
     offset = _int(request, "offset", 0, 0, 2**31)
 
+    build = await request.app[STORE].aread(lambda c: _build_or_none(c, build_id))
+    if build is None or not request.app[AUTH].can_read(request, build.repo):
+        raise web.HTTPNotFound(text=str(BuildNotFound.of(build_id)))
+
     def read(conn: sqlite3.Connection) -> dict[str, Any]:
-        q.get_build(conn, build_id)  # BuildNotFound -> 404
+        q.get_build(conn, build_id)  # BuildNotFound -> 404 (deleted meanwhile)
         count = r.count_cases(conn, build_id, status)
         nxt = None
         if offset + limit < count:
@@ -89,6 +93,13 @@ async def build_tests(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=str(exc)) from None
 
 
+def _build_or_none(conn: sqlite3.Connection, build_id: int) -> q.BuildRow | None:
+    try:
+        return q.get_build(conn, build_id)
+    except BuildNotFound:
+        return None
+
+
 def _branch(request: web.Request) -> tuple[str, str, int | None]:
     repo, branch = request.query.get("repo"), request.query.get("branch")
     if not repo or not branch:
@@ -100,17 +111,24 @@ def _branch(request: web.Request) -> tuple[str, str, int | None]:
     return repo, branch, until_id
 
 
+async def _trend(request: web.Request, repo: str, branch: str, until: int | None, limit: int) -> list:
+    # A private repository's trend is, to an anonymous reader, the one of a repository never built.
+    if not request.app[AUTH].can_read(request, repo):
+        return []
+    return await request.app[STORE].aread(lambda c: r.trend(c, repo, branch, until=until, limit=limit))
+
+
 async def trend_json(request: web.Request) -> web.Response:
     repo, branch, until = _branch(request)
     limit = _int(request, "limit", TREND_BUILDS, 1, 200)
-    points = await request.app[STORE].aread(lambda c: r.trend(c, repo, branch, until=until, limit=limit))
+    points = await _trend(request, repo, branch, until, limit)
     return web.json_response({"repo": repo, "branch": branch, "builds": [
         {"id": p.build_id, "number": p.number, "status": p.status, **p.totals.to_json()} for p in points]})
 
 
 async def trend_svg(request: web.Request) -> web.Response:
     repo, branch, until = _branch(request)
-    points = await request.app[STORE].aread(lambda c: r.trend(c, repo, branch, until=until))
+    points = await _trend(request, repo, branch, until, TREND_BUILDS)
     text = request.app[TEMPLATES].get_template("trend.svg").render(
         chart=trend_chart(points, current=until))
     return web.Response(text=text, content_type="image/svg+xml", headers={"Cache-Control": "no-cache, max-age=0"})

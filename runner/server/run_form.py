@@ -18,7 +18,7 @@ from aiohttp import web
 from runner.dsl import declared_params
 from runner.errors import SourceError
 from runner.scm.mirror import Mirror
-from runner.server.keys import CONFIG
+from runner.server.keys import AUTH, CONFIG
 from runner.server.pages import render
 
 __all__ = ["add_routes", "branch_params"]
@@ -41,8 +41,9 @@ def _read(mirror: Mirror, branch: str) -> tuple[str, dict[str, dict]]:
 async def branch_params(request: web.Request, repo_name: str, branch: str) -> dict:
     config = request.app[CONFIG]
     repo = config.repo(repo_name)
-    if repo is None:
-        raise web.HTTPNotFound(text=f"repository {repo_name!r} is not configured; known: {sorted(config.repos)}\n")
+    if repo is None or not request.app[AUTH].can_read(request, repo_name):  # a private one: as if unknown
+        known = sorted(r for r in config.repos if request.app[AUTH].can_read(request, r))
+        raise web.HTTPNotFound(text=f"repository {repo_name!r} is not configured; known: {known}\n")
     if not _BRANCH.fullmatch(branch):
         raise web.HTTPBadRequest(text=f"{branch!r} is not a branch name\n")
     mirror = Mirror(config.settings.data_dir, repo.name, repo.source)
@@ -54,7 +55,7 @@ async def branch_params(request: web.Request, repo_name: str, branch: str) -> di
 
 
 async def run_page(request: web.Request) -> web.Response:
-    repos = sorted(request.app[CONFIG].repos)
+    repos = sorted(r for r in request.app[CONFIG].repos if request.app[AUTH].can_read(request, r))
     repo = request.query.get("repo") or (repos[0] if repos else "")
     branch = request.query.get("branch") or "main"
     found = await branch_params(request, repo, branch) if repo else None

@@ -129,15 +129,23 @@ def next_number(conn: sqlite3.Connection, repo: str) -> int:
 
 
 def list_builds(conn: sqlite3.Connection, *, repo: str | None = None, status: str | None = None,
-                before: int | None = None, limit: int = 20) -> list[BuildRow]:
+                before: int | None = None, limit: int = 20, except_repos: list[str] | None = None,
+                only_repos: list[str] | None = None) -> list[BuildRow]:
     """Newest first; ``before`` a build id (keyset paging: as fast on page 200 as on page 1). An empty
     filter is no filter (``?repo=`` from a form). Only the summary columns: the rendered pipeline
-    and the plan are large and not listed."""
+    and the plan are large and not listed. ``except_repos``/``only_repos`` leave out the builds an
+    anonymous reader may not see (private repositories)."""
     where, params = [], []
     for column, value in (("repo", repo), ("status", status)):
         if value:
             where.append(f"{column} = ?")
             params.append(value)
+    if except_repos:
+        where.append(f"repo NOT IN ({', '.join('?' * len(except_repos))})")
+        params.extend(except_repos)
+    if only_repos is not None:
+        where.append(f"repo IN ({', '.join('?' * len(only_repos))})")
+        params.extend(only_repos)
     if before is not None:
         where.append("id < ?")
         params.append(before)
@@ -153,7 +161,7 @@ def get_build(conn: sqlite3.Connection, build_id: int) -> BuildRow:
         f"SELECT {_SUMMARY_COLUMNS}, rendered, plan, diagnostics FROM builds WHERE id = ?", (build_id,)
     ).fetchone()
     if row is None:
-        raise BuildNotFound(f"there is no build with id {build_id}; `conveyor builds` lists them")
+        raise BuildNotFound.of(build_id)
     return BuildRow.from_row(row)
 
 

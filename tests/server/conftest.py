@@ -31,15 +31,16 @@ stages:
 
 @pytest.fixture
 async def server(tmp_path, instance):
-    """Factory: ``await server(repos=[...], **top_level)`` -> a TestClient of a running server. The
-    configuration goes through a real YAML file and ``load_config``."""
+    """Factory: ``await server(repos=[...], env={...}, **top_level)`` -> a TestClient of a running
+    server. The configuration goes through a real YAML file and ``load_config``; ``env`` is the
+    environment it reads (users' ``token_env``)."""
     started: list[TestClient] = []
 
-    async def factory(repos=(), backend=None, start_queue=True, environ=None, **top) -> TestClient:
+    async def factory(repos=(), backend=None, start_queue=True, environ=None, env=None, **top) -> TestClient:
         data = {"data_dir": str(tmp_path / "data"), "instance": instance, "repos": list(repos), **top}
         path = tmp_path / f"conveyor{len(started)}.yml"
         path.write_text(yaml.safe_dump(data))
-        config = load_config(path, environ={"HOME": str(tmp_path), **(environ or {})})
+        config = load_config(path, environ={"HOME": str(tmp_path), **(environ or {}), **(env or {})})
         if backend is None:
             from runner.backends import get_backend
 

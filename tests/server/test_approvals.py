@@ -96,7 +96,7 @@ async def test_the_json_route_checks_auth_and_input_and_a_reject_fails_the_stage
     missing = await client.post(url, json={"decision": "approve"})
     assert missing.status == 401 and "Bearer" in (await missing.json())["error"]
     wrong = await client.post(url, json={"decision": "approve"}, headers={"Authorization": "Bearer nope"})
-    assert wrong.status == 401 and "admin token is wrong" in (await wrong.json())["error"]
+    assert wrong.status == 401 and "that token belongs to no user" in (await wrong.json())["error"]
     bad = await client.post(url, json={"decision": "maybe"}, headers=AUTH)
     assert bad.status == 400 and '"approve" or "reject"' in (await bad.json())["error"]
     not_json = await client.post(url, data=b"approve", headers={**AUTH, "Content-Type": "application/json"})

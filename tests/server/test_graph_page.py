@@ -117,8 +117,8 @@ async def test_the_graph_shows_needs_the_matrix_and_warnings_and_the_approval_go
 
             # Log in with the admin token, come back, approve.
             await page.goto(f"http://127.0.0.1:{client.server.port}/login")
-            await page.fill("input[name='token']", TOKEN)
-            await page.click("button")
+            await page.fill("#token-login input[name='token']", TOKEN)
+            await page.click("#token-login button")
             await page.goto(url)
             await page.fill(".approval input[name='comment']", "bundle looks right")
             await page.click("button[value='approve']")
