@@ -70,7 +70,7 @@ async def test_sign_in_and_out_on_the_page_and_see_what_your_role_may_do(server,
 
             # A developer re-runs from the page.
             await sign_in(page, base, "developer-user")
-            assert await page.locator("details.manual").count() == 1  # the Run form
+            assert await page.locator("form.manual").count() == 1  # the way to the Run form
             assert await page.locator("header a[href='/audit']").count() == 0
             await page.goto(f"{base}/builds/{build_id}")
             await page.click("button:has-text('Re-run')")

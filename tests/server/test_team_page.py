@@ -60,8 +60,8 @@ async def test_run_form_log_tools_branches_and_phone(server, git_repo):
             csp_errors: list[str] = []
             page.on("console", lambda m: csp_errors.append(m.text) if "Content Security Policy" in m.text else None)
             await page.goto(f"{base}/login")
-            await page.fill("input[name='token']", TOKEN)
-            await page.click("button")
+            await page.fill("#token-login input[name='token']", TOKEN)
+            await page.click("#token-login button")
 
             # The Run form, reached from the build list, asks for the file's params.
             await page.goto(base + "/")
