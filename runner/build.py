@@ -125,7 +125,7 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
                     allow_deploy: bool = True, cancel: asyncio.Event | None = None,
                     limiter: asyncio.Semaphore | None = None, ask: Ask | None = None,
                     resume: bool = False, suspend: asyncio.Event | None = None,
-                    changes: Changes | None = None) -> str:
+                    changes: Changes | None = None, fork: bool = False, on_reports=None) -> str:
     """Run a created build from the checkout at ``source``; return its final status.
 
     ``ask`` answers approval stages where the build runs (`conveyor run`'s terminal or --approve).
@@ -135,7 +135,9 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     task is cancelled (a server stopping) leaves a build that waits for an approval as it is stored,
     ``waiting``, for the next start to resume, instead of cancelling it. ``changes`` are the files
     ``when.changes`` sees; None: computed from the build's event (``runner.scm.changes.event_changes``:
-    before..sha, the merge base, the last good build)."""
+    before..sha, the merge base, the last good build). ``fork``: the build comes from a fork (its
+    caches live apart from the repository's). ``on_reports(build_id, job, files)`` receives the
+    JUnit files of jobs with ``reports`` (runner/keep/hook.py); None: they are not read."""
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
     if resume:
@@ -149,7 +151,7 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     status, reason, warnings = "failure", None, ()
     suspend = suspend or asyncio.Event()
     options = dict(backend=backend, sinks=sinks, secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
-                   cancel=cancel, limiter=limiter, ask=ask, suspend=suspend)
+                   cancel=cancel, limiter=limiter, ask=ask, suspend=suspend, fork=fork, on_reports=on_reports)
     try:
         if resume:
             status, reason, warnings = await _resume(store, settings, build, Path(source), **options)
@@ -232,7 +234,7 @@ async def _resume(store, settings, build: q.BuildRow, source: Path,
 
 
 async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path, *, backend, sinks, secrets,
-                   trusted, allow_deploy, cancel, limiter, ask, suspend, finished=None,
+                   trusted, allow_deploy, cancel, limiter, ask, suspend, fork, on_reports, finished=None,
                    resumed_after=None) -> tuple[str, str | None, tuple[str, ...]]:
     from runner.executor.run import run_plan
 
@@ -257,6 +259,7 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
             log_cap=settings.log_cap, cancel=cancel,
             action_context={"number": build.number, "commit": build.sha, "trigger": build.trigger},
             limiter=limiter, finished=finished or {},
+            files=_build_files(store, settings, build, source, fork, on_reports),
         )
     finally:
         # Keep the output seen so far, and wait until every queued row is written, so a reader
@@ -264,6 +267,15 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
         rows.flush()
         await asyncio.shield(asyncio.wrap_future(store.submit(lambda c: None)))
     return status, outcome.reason, outcome.warnings
+
+
+def _build_files(store: Store, settings: Settings, build: q.BuildRow, source: Path, fork: bool, on_reports):
+    """Where the build's artifacts and caches go (runner/keep), as the executor's ``files``."""
+    from runner.keep import Artifacts, BuildFiles, Caches
+    from runner.keep.caches import namespace
+
+    return BuildFiles(Artifacts(store, settings.artifact_limit), Caches(store, settings.cache_limit), build.id,
+                      build.uid, namespace(build.repo, fork), source, on_reports)
 
 
 def _relative(path: Path, source: Path) -> str:
