@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "runner.cli.deploy_cmds",  # deploys, rollback
     "runner.cli.serve_cmd",  # serve
     "runner.cli.gc_cmd",  # gc
+    "runner.cli.keep_cmds",  # artifacts, cache
 )
 
 

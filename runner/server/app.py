@@ -10,7 +10,7 @@ import logging
 from aiohttp import web
 
 from runner.clock import Clock, SystemClock
-from runner.server import api, approvals, hooks, pages, schedule_routes
+from runner.server import api, approvals, artifact_routes, hooks, pages, schedule_routes
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.ids import parse_id
@@ -87,6 +87,7 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     app[CLOCK] = clock or SystemClock()
     hooks.add_routes(app)
     api.add_routes(app)
+    artifact_routes.add_routes(app)
     approvals.add_routes(app)
     pages.add_routes(app)
     schedule_routes.add_routes(app)

@@ -14,12 +14,13 @@ from aiohttp import web
 from markupsafe import Markup
 
 from runner.errors import BuildNotFound
+from runner.server.artifact_routes import artifact_rows
 from runner.server.auth import SESSION_COOKIE
 from runner.server.graph import pipeline_graph
 from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import list_deliveries
 from runner.server.keys import AUTH, CONFIG, STORE, TEMPLATES
-from runner.server.views import deploy_rows, duration_text, log_html
+from runner.server.views import deploy_rows, duration_text, log_html, size_text
 from runner.store import builds as q
 
 __all__ = ["WEB_DIR", "make_templates", "render", "add_routes"]
@@ -42,6 +43,7 @@ def make_templates(web_dir: Path = WEB_DIR) -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html", "svg"]), undefined=jinja2.StrictUndefined)
     env.filters["duration"] = duration_text
     env.filters["when"] = _when
+    env.filters["size"] = size_text
     env.filters["safe_log"] = lambda html: Markup(html)  # already escaped by ansi.to_html
     return env
 
@@ -88,9 +90,10 @@ async def build_page(request: web.Request) -> web.Response:
     step_names = {(j.stage, j.name, st.position): st.name for j in detail.jobs for st in j.steps}
     for group in log:
         group["name"] = step_names.get((group["stage"], group["job"], group["step"]), f"step {group['step'] + 1}")
+    artifacts = await artifact_rows(request.app[STORE], build_id)
     return _render(request, "build.html", b=detail.build, detail=detail, live=live, log=log,
                    graph=pipeline_graph(detail), rendered=rendered,
-                   diagnostics=detail.build.diagnostics, approvals=detail.approvals)
+                   diagnostics=detail.build.diagnostics, approvals=detail.approvals, artifacts=artifacts)
 
 
 async def deploys_page(request: web.Request) -> web.Response:
