@@ -225,7 +225,7 @@ class DockerEngine:
         """Write the workspace files that ``globs`` select to the tar ``dest``, read with
         ``get_archive`` from the job's container (running or stopped); return how many."""
         count = 0
-        with tarfile.open(dest, mode="w") as out:
+        with tarfile.open(dest, mode="w", copybufsize=files.COPY_BUFFER) as out:
             for prefix in files.prefixes(globs):
                 real = self._resolve_in_workspace(cid, workdir, prefix)
                 if real is None:
@@ -234,7 +234,7 @@ class DockerEngine:
                     chunks, _stat = self.api.get_archive(cid, _join(workdir, real), chunk_size=1 << 20)
                 except derrors.NotFound:
                     continue
-                count += files.filter_tar(_ChunkReader(chunks), prefix, globs, out)
+                count += files.filter_tar(io.BufferedReader(_ChunkReader(chunks), files.COPY_BUFFER), prefix, globs, out)
         return count
 
     def _resolve_in_workspace(self, cid: str, workdir: str, rel: str) -> str | None:
@@ -315,22 +315,23 @@ def _join(workdir: str, rel: str) -> str:
 
 class _ChunkReader(io.RawIOBase):
     """A file-like view of ``get_archive``'s chunks, for a streaming ``tarfile`` (nothing in memory
-    beyond one chunk)."""
+    beyond one chunk; a chunk is read through a memoryview, never re-sliced into copies)."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks, self._rest = iter(chunks), b""
+        self._chunks, self._rest, self._at = iter(chunks), memoryview(b""), 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        while not self._rest:
+        while self._at >= len(self._rest):
             try:
-                self._rest = next(self._chunks)
+                self._rest, self._at = memoryview(next(self._chunks)), 0
             except StopIteration:
                 return 0
-        n = min(len(buffer), len(self._rest))
-        buffer[:n], self._rest = self._rest[:n], self._rest[n:]
+        n = min(len(buffer), len(self._rest) - self._at)
+        buffer[:n] = self._rest[self._at:self._at + n]
+        self._at += n
         return n
 
 

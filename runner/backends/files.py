@@ -21,9 +21,10 @@ from typing import IO
 from runner.dsl.filters import glob_match
 from runner.errors import BackendError
 
-__all__ = ["WorkspacePathError", "selects", "prefixes", "inside", "check_link", "filter_tar", "safe_members"]
+__all__ = ["COPY_BUFFER", "WorkspacePathError", "selects", "prefixes", "inside", "check_link", "filter_tar", "safe_members"]
 
 _MAGIC = set("*?[")
+COPY_BUFFER = 1 << 20  # tarfile copies file data 16 KiB at a time unless told otherwise
 
 
 class WorkspacePathError(BackendError):
@@ -82,7 +83,7 @@ def filter_tar(source: IO[bytes], rename: str, globs: Sequence[str], out: tarfil
     many. ``rename`` is the workspace path of the archive's top entry (the engine names it by its
     basename). Regular files and symlinks are kept (directories are implied by their files)."""
     count = 0
-    with tarfile.open(fileobj=source, mode="r|") as tar:
+    with tarfile.open(fileobj=source, mode="r|", copybufsize=COPY_BUFFER) as tar:
         for member in tar:
             top, _, rest = member.name.partition("/")
             rel = posixpath.normpath(posixpath.join(rename, rest) if rename != "." else rest or ".")

@@ -152,7 +152,7 @@ def _export(workspace: Path, globs: list[str], dest: Path) -> int:
     when they lead out)."""
     root = workspace.resolve()
     count = 0
-    with tarfile.open(dest, mode="w") as tar:
+    with tarfile.open(dest, mode="w", copybufsize=files.COPY_BUFFER) as tar:
         for prefix in files.prefixes(globs):
             start = (root / prefix).resolve() if prefix != "." else root
             if start != root and root not in start.parents:

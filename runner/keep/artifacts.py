@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tarfile
 import uuid
 from pathlib import Path
@@ -54,7 +55,11 @@ class Artifacts:
                     (build_id, job)).fetchone()[0]
                 if have + incoming > self.limit:
                     raise self._too_big(job, incoming, have)
-            rows = [self._keep(uid, tar, m) for m in members]
+            tmp = self.root / uid / f"tmp-{uuid.uuid4().hex}"  # one per save: jobs of a build save at once
+            try:
+                rows = [self._keep(uid, tar, m, tmp) for m in members]
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         try:
             self.store.write(lambda c: sql.add(c, build_id, job, rows, now, expires, self.limit))
         except sql.ArtifactLimitError:  # another job of the build got there first
@@ -68,11 +73,10 @@ class Artifacts:
                              f"of {_size(self.limit)}; keep fewer paths, or raise artifact_limit "
                              "(CONVEYOR_ARTIFACT_LIMIT, or artifact_limit: in the server configuration)")
 
-    def _keep(self, uid: str, tar: tarfile.TarFile, member: tarfile.TarInfo) -> tuple:
+    def _keep(self, uid: str, tar: tarfile.TarFile, member: tarfile.TarInfo, folder: Path) -> tuple:
         mode = member.mode & 0o7777
         if member.issym():
             return (member.name, 0, "", mode, member.linkname)
-        folder = self.root / uid / "tmp"
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / uuid.uuid4().hex
         digest = hashlib.sha256()
@@ -104,7 +108,7 @@ class Artifacts:
             for a in sql.for_build(conn, build_id, job):
                 if a.expired is None:
                     chosen[a.path] = a
-        with tarfile.open(dest, "w") as tar:
+        with tarfile.open(dest, "w", copybufsize=_CHUNK) as tar:
             for a in chosen.values():
                 info = tarfile.TarInfo(a.path)
                 info.mode, info.mtime = a.mode, int(a.created)
