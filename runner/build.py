@@ -12,6 +12,7 @@ final status is written in a ``finally``, also when the task is cancelled or som
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -125,7 +126,8 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
                     allow_deploy: bool = True, cancel: asyncio.Event | None = None,
                     limiter: asyncio.Semaphore | None = None, ask: Ask | None = None,
                     resume: bool = False, suspend: asyncio.Event | None = None,
-                    changes: Changes | None = None, users: frozenset[str] = frozenset()) -> str:
+                    changes: Changes | None = None, users: frozenset[str] = frozenset(),
+                    fork: bool = False, on_reports=None) -> str:
     """Run a created build from the checkout at ``source``; return its final status.
 
     ``ask`` answers approval stages where the build runs (`conveyor run`'s terminal or --approve).
@@ -136,7 +138,10 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     ``waiting``, for the next start to resume, instead of cancelling it. ``changes`` are the files
     ``when.changes`` sees; None: computed from the build's event (``runner.scm.changes.event_changes``:
     before..sha, the merge base, the last good build). ``users`` are the server's user names, which
-    a stage's ``approvers`` may name besides roles."""
+    a stage's ``approvers`` may name besides roles. ``fork``: the build comes from a fork (its
+    caches live apart from the repository's). ``on_reports(build_id, job, files)`` receives the
+    JUnit files of jobs with ``reports`` (runner/keep/hook.py); None: they are parsed and stored
+    (``runner.reports.ingest_reports``)."""
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
     if resume:
@@ -150,7 +155,7 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     status, reason, warnings = "failure", None, ()
     suspend = suspend or asyncio.Event()
     options = dict(backend=backend, sinks=sinks, secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
-                   cancel=cancel, limiter=limiter, ask=ask, suspend=suspend)
+                   cancel=cancel, limiter=limiter, ask=ask, suspend=suspend, fork=fork, on_reports=on_reports)
     try:
         if resume:
             status, reason, warnings = await _resume(store, settings, build, Path(source), **options)
@@ -235,7 +240,7 @@ async def _resume(store, settings, build: q.BuildRow, source: Path,
 
 
 async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path, *, backend, sinks, secrets,
-                   trusted, allow_deploy, cancel, limiter, ask, suspend, finished=None,
+                   trusted, allow_deploy, cancel, limiter, ask, suspend, fork, on_reports, finished=None,
                    resumed_after=None) -> tuple[str, str | None, tuple[str, ...]]:
     from runner.executor.run import run_plan
 
@@ -260,6 +265,7 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
             log_cap=settings.log_cap, cancel=cancel,
             action_context={"number": build.number, "commit": build.sha, "trigger": build.trigger},
             limiter=limiter, finished=finished or {},
+            files=_build_files(store, settings, build, source, fork, on_reports),
         )
     finally:
         # Keep the output seen so far, and wait until every queued row is written, so a reader
@@ -267,6 +273,20 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
         rows.flush()
         await asyncio.shield(asyncio.wrap_future(store.submit(lambda c: None)))
     return status, outcome.reason, outcome.warnings
+
+
+def _build_files(store: Store, settings: Settings, build: q.BuildRow, source: Path, fork: bool, on_reports):
+    """Where the build's artifacts, caches and test reports go (runner/keep, runner/reports), as the
+    executor's ``files``."""
+    from runner.keep import Artifacts, BuildFiles, Caches
+    from runner.keep.caches import namespace
+
+    if on_reports is None:  # called in a thread by the files hook: parse, then wait for the writer
+        from runner.reports import ingest_reports
+
+        on_reports = functools.partial(ingest_reports, store)
+    return BuildFiles(Artifacts(store, settings.artifact_limit), Caches(store, settings.cache_limit), build.id,
+                      build.uid, namespace(build.repo, fork), source, on_reports)
 
 
 def _relative(path: Path, source: Path) -> str:

@@ -19,6 +19,8 @@ Shape::
 Pipeline depth (docs/pipeline.md): a job may carry ``needs`` (the DAG: names of concrete jobs,
 matrix parents already expanded by the compiler), its ``matrix`` coordinates, ``allow_failure``,
 ``services`` (sidecars), and a compile-time ``skip_reason``/``decision`` from its own ``when``.
+What a job keeps (docs/pipeline.md): ``artifacts``, ``cache`` and ``reports``; their paths are globs
+relative to the workspace, checked at lint never to leave it.
 
 Bump ``PLAN_VERSION`` on any change that an older reader would misunderstand; ``READABLE_VERSIONS``
 lists the older versions this code still reads (every field added since has a default).
@@ -40,6 +42,9 @@ __all__ = [
     "Ready",
     "Matrix",
     "AllowFailure",
+    "Artifacts",
+    "Cache",
+    "Reports",
     "Job",
     "ApprovalSpec",
     "When",
@@ -125,6 +130,38 @@ class AllowFailure:
 
 
 @dataclass(frozen=True)
+class Artifacts:
+    """Files kept after the job: listed and downloadable, and put into the workspace of jobs that need it."""
+
+    paths: tuple[str, ...]  # globs relative to the workspace; a directory means everything under it
+    expire_in: float | None = None  # seconds after the job; None: kept as long as the build
+    when: str = "on_success"  # "on_success", "on_failure" or "always"
+
+
+@dataclass(frozen=True)
+class Cache:
+    """Files restored before the job's first step and saved after it succeeds, under a key.
+
+    The key is ``key`` (already rendered), or, when ``files`` is set (and ``key`` None), ``prefix`` plus
+    a hash of those files at the build's commit (computed when the job runs: the plan holds no file
+    contents)."""
+
+    paths: tuple[str, ...]
+    key: str | None = "default"
+    files: tuple[str, ...] = ()
+    prefix: str | None = None
+    policy: str = "pull-push"  # "pull-push", "pull" (restore only) or "push" (save only)
+    fallback_keys: tuple[str, ...] = ()  # tried in order when the key has no cache yet
+
+
+@dataclass(frozen=True)
+class Reports:
+    """Report files read out of the workspace after the job's steps (also after a failure)."""
+
+    junit: tuple[str, ...] = ()  # globs of JUnit XML files
+
+
+@dataclass(frozen=True)
 class Job:
     name: str
     image: str
@@ -144,6 +181,9 @@ class Job:
     skip_reason: str | None = None  # set at compile time when the job's own `when` excludes it
     decision: str | None = None  # why it runs, when `when.changes` decided (e.g. matched files)
     when: When | None = None  # the job's own `when.status`; None: its stage's
+    artifacts: Artifacts | None = None
+    cache: tuple[Cache, ...] = ()
+    reports: Reports | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ limits: the newest successful build of each branch, and the build behind what a 
 log, stages, jobs and steps, and its ``artifacts/<uid>`` and ``reports/<uid>`` directories under the
 data directory when they exist; deploy history is never pruned.
 
+Before that, ``collect`` runs the expiry pass: artifacts past their ``expire_in`` lose their blob
+(their row stays, marked expired, so the page says so), whatever happens to their build.
+
 ``collect`` is the one code path of ``conveyor gc`` and of the server's daily run. See docs/server.md.
 """
 
@@ -21,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConveyorError
+from runner.store import artifacts as artifact_sql
 from runner.store import retention as sql
 from runner.store.db import Store
 from runner.store.retention import BuildAge
 
-__all__ = ["Retention", "RetentionConfigError", "parse_retention", "Removal", "GcReport", "choose", "collect"]
+__all__ = ["Retention", "RetentionConfigError", "parse_retention", "Removal", "GcReport", "choose", "collect",
+           "expire_artifacts"]
 
 DAY = 86400.0
 BUILD_DIRS = ("artifacts", "reports")  # per-build directories under the data directory, by build uid
@@ -93,10 +98,12 @@ class Removal:
 class GcReport:
     dry_run: bool
     removed: list[Removal] = field(default_factory=list)
+    expired: int = 0  # artifact files past their expire_in, removed (or, dry run, due)
+    expired_bytes: int = 0
 
     @property
     def freed(self) -> int:
-        return sum(r.size for r in self.removed)
+        return sum(r.size for r in self.removed) + self.expired_bytes
 
 
 def choose(conn, policy_for: Callable[[str], Retention], now: float) -> list[BuildAge]:
@@ -114,6 +121,7 @@ def collect(store: Store, policy_for: Callable[[str], Retention], now: float, *,
     ``stop`` ends it between two transactions (the server shutting down); what is done stays done."""
     report = GcReport(dry_run=dry_run)
     stop = stop or threading.Event()
+    expire_artifacts(store, now, report, stop)
     chosen = choose(store.read(), policy_for, now)
     for start in range(0, len(chosen), batch):
         if stop.is_set():
@@ -141,6 +149,26 @@ def collect(store: Store, policy_for: Callable[[str], Retention], now: float, *,
             if on_removed is not None:
                 on_removed(removal)
     return report
+
+
+def expire_artifacts(store: Store, now: float, report: GcReport, stop: threading.Event) -> None:
+    """Remove the blobs of artifacts past their expiry, a bounded batch per transaction; rows first
+    (marked expired), files after, so a crash in between leaves a stray file, never a row without one."""
+    if report.dry_run:
+        row = store.read().execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM artifacts WHERE expires <= ? "
+                                   "AND expired IS NULL", (now,)).fetchone()
+        report.expired, report.expired_bytes = row[0], row[1]
+        return
+    root = store.data_dir / "artifacts"
+    while not stop.is_set():
+        gone = store.write(lambda c: artifact_sql.expire_due(c, now))
+        if not gone:
+            return
+        for uid, sha, size in gone:
+            if _SAFE_UID.fullmatch(uid) and re.fullmatch(r"[0-9a-f]{64}", sha):
+                (root / uid / sha[:2] / sha).unlink(missing_ok=True)
+                report.expired += 1
+                report.expired_bytes += size
 
 
 def _removal(data_dir: Path, build: BuildAge, stored: int) -> Removal:

@@ -44,6 +44,8 @@ class Settings:
     job_pids: int = 1024
     workspace_limit: int = 10 * 1024**3  # bytes a build's workspace may hold; 0: no limit
     log_cap: int = 4 * 1024 * 1024  # bytes per step
+    artifact_limit: int = 1024**3  # bytes of artifacts one build may keep; 0: no limit
+    cache_limit: int = 5 * 1024**3  # bytes all caches may take in the data directory (LRU eviction)
     resource_ttl: float = 6 * 3600.0  # seconds until a leftover container/volume/network may be swept
     targets_file: Path | None = None  # named deploy targets (YAML); None: <data_dir>/targets.yml
 
@@ -63,6 +65,10 @@ class Settings:
             values["targets_file"] = Path(env["CONVEYOR_TARGETS_FILE"]).expanduser()
         if env.get("CONVEYOR_WORKSPACE_LIMIT"):
             values["workspace_limit"] = parse_size(env["CONVEYOR_WORKSPACE_LIMIT"], "CONVEYOR_WORKSPACE_LIMIT")
+        for name in ("artifact_limit", "cache_limit"):
+            var = f"CONVEYOR_{name.upper()}"
+            if env.get(var):
+                values[name] = parse_size(env[var], var)
         if env.get("CONVEYOR_INSTANCE"):
             values["instance"] = env["CONVEYOR_INSTANCE"]
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -10,8 +10,10 @@ Call order, for one build::
     await backend.setup(build)                # per-build resources: the workspace, filled; network
     backend.workspace(build)                  # where the workspace is, for stage actions (any time now)
     handle = await backend.start_job(build, job)          # once per job (jobs may run concurrently)
+    await backend.import_files(handle, archive)           # caches, needed artifacts (any number of times)
     async for item in backend.exec_step(handle, step, env):  # once per step attempt, in order
         ...                                   # bytes chunks of output, then one StepExit
+    await backend.export_files(handle, globs, dest)       # artifacts, caches, reports (also after a failure)
     await backend.stop_job(handle)            # always, also after a failed start_job
     await backend.teardown(build)             # always, also after a failed setup
 
@@ -38,6 +40,16 @@ Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
 - A job's ``services`` are started by ``start_job``, which returns once they are ready (or raises
   ``ServiceError``, whose ``log`` lines the executor shows), and removed by ``stop_job``. A backend
   that cannot run them refuses the job in ``start_job`` with a ``BackendError`` saying so.
+- ``export_files(handle, globs, dest)`` writes the workspace files that ``globs`` select
+  (runner/backends/files.py: a glob keeps what it matches and everything under a directory it
+  matches) to the tar file ``dest``, named by their path in the workspace, and returns how many;
+  regular files and symlinks only. ``import_files(handle, archive)`` unpacks such a tar into the
+  workspace. Both work between ``start_job`` and ``stop_job`` (export also after a failed step, and
+  in a container that died), never beside a running step of the same job, and go through the same
+  seam as the rest (the Docker backend: ``get_archive``/``put_archive`` on the job's container,
+  never a bind mount). Neither ever reads or writes outside the workspace: a symlink that leads out
+  (an absolute target, or one climbing above the workspace), an absolute path or a ``..`` raises
+  ``WorkspacePathError`` naming the path, and nothing of that archive is written.
 - ``start_job`` and ``exec_step`` of different jobs may run concurrently; the steps of one job never
   overlap.
 - No method blocks the event loop: blocking client calls cross into threads at one named seam.
@@ -46,11 +58,12 @@ Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.errors import BackendError
 from runner.plan import Job, Step
 
 __all__ = ["Backend", "BuildRef", "JobHandle", "StepExit", "Workspace"]
@@ -121,6 +134,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def teardown(self, build: BuildRef) -> None:
         """Remove everything the build made. Idempotent."""
+
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path) -> int:
+        """Write the workspace files ``globs`` select to the tar ``dest``; return how many."""
+        raise BackendError(f"the {self.name} backend cannot copy files out of a workspace")
+
+    async def import_files(self, handle: JobHandle, archive: Path) -> None:
+        """Unpack the tar ``archive`` into the workspace (before the job's first step)."""
+        raise BackendError(f"the {self.name} backend cannot copy files into a workspace")
 
     async def sweep(self) -> int:
         """Remove what crashed builds of this instance left behind; return how many things went."""

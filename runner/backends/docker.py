@@ -26,8 +26,9 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
@@ -204,6 +205,21 @@ class DockerBackend(Backend):
             pump.close()
             if not finished:
                 await uncancelled(self._stop_step(container.id, exec_id, reader))
+
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path) -> int:
+        cid = self._container_id(handle)
+        return await self.engine.call(self.engine._blocking_export, cid, handle.job.workdir, list(globs), dest)
+
+    async def import_files(self, handle: JobHandle, archive: Path) -> None:
+        cid = self._container_id(handle)
+        await self.engine.call(self.engine._blocking_import, cid, handle.job.workdir, archive)
+
+    @staticmethod
+    def _container_id(handle: JobHandle) -> str:
+        container: _Container | None = handle.data
+        if container is None or container.id is None:
+            raise BackendError(f"job {handle.job.name!r} has no container: files move between start_job and stop_job")
+        return container.id
 
     async def stop_job(self, handle: JobHandle) -> None:
         container: _Container | None = handle.data

@@ -10,9 +10,11 @@ three short HTTP calls (exec create, start, inspect) and nothing else.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import functools
 import io
+import json
 import os
 import tarfile
 import tempfile
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 import docker
 from docker import errors as derrors
 
+from runner.backends import files
 from runner.errors import BackendError, BackendUnavailable, ImageNotFound
 
 __all__ = ["DockerEngine", "LABEL_BUILD", "LABEL_INSTANCE", "LABEL_EXPIRES", "LABEL_JOB_RESOURCE", "FILLER_IMAGE",
@@ -216,6 +219,62 @@ class DockerEngine:
         except (derrors.NotFound, derrors.APIError):
             pass  # the container is gone or stopping: so is the step
 
+    # -- files in and out of the workspace (runner/backends/files.py) ------------------------
+
+    def _blocking_export(self, cid: str, workdir: str, globs: list[str], dest: Path) -> int:
+        """Write the workspace files that ``globs`` select to the tar ``dest``, read with
+        ``get_archive`` from the job's container (running or stopped); return how many."""
+        count = 0
+        with tarfile.open(dest, mode="w", copybufsize=files.COPY_BUFFER) as out:
+            for prefix in files.prefixes(globs):
+                real = self._resolve_in_workspace(cid, workdir, prefix)
+                if real is None:
+                    continue  # nothing there: no match (the keeper says so)
+                try:
+                    chunks, _stat = self.api.get_archive(cid, _join(workdir, real), chunk_size=1 << 20)
+                except derrors.NotFound:
+                    continue
+                count += files.filter_tar(io.BufferedReader(_ChunkReader(chunks), files.COPY_BUFFER), prefix, globs, out)
+        return count
+
+    def _resolve_in_workspace(self, cid: str, workdir: str, rel: str) -> str | None:
+        """``rel`` with the symlinks among its components resolved, refusing one that leads out of the
+        workspace (the engine would follow it anywhere in the container); None: no such path."""
+        root = workdir.rstrip("/")
+        parts, done = ([] if rel == "." else rel.split("/")), []
+        while parts:
+            here = "/".join([*done, parts.pop(0)])
+            stat = self._path_stat(cid, _join(workdir, here))
+            if stat is None:
+                return None
+            target = stat.get("linkTarget") or ""  # the engine resolves it fully, as an absolute path
+            if not (int(stat.get("mode", 0)) & _GO_SYMLINK) or not target:
+                done = here.split("/")
+            elif target == root or target.startswith(root + "/"):
+                done = [p for p in target[len(root) + 1:].split("/") if p]
+            else:
+                raise files.WorkspacePathError(f"{here} is a symlink to {target}, outside the workspace; "
+                                               "artifacts and caches only keep files inside it")
+        return "/".join(done) or "."
+
+    def _path_stat(self, cid: str, path: str) -> dict | None:
+        res = self.api.head(self.api._url("/containers/{0}/archive", cid), params={"path": path})
+        if res.status_code == 404:
+            return None
+        self.api._raise_for_status(res)
+        header = res.headers.get("X-Docker-Container-Path-Stat")
+        return json.loads(base64.b64decode(header)) if header else {}
+
+    def _blocking_import(self, cid: str, workdir: str, archive: Path) -> None:
+        """Unpack the tar ``archive`` (checked: nothing in it may leave the workspace) into the
+        workspace through the job's container."""
+        with tarfile.open(archive) as tar:
+            for _member in files.safe_members(tar):
+                pass
+        with open(archive, "rb") as data:
+            if not self.api.put_archive(cid, workdir, data):
+                raise BackendError(f"the engine refused to unpack files into {workdir}")
+
     # -- teardown and sweeps -----------------------------------------------------------------
 
     def _blocking_remove_job_resources(self, selector: str,
@@ -245,6 +304,35 @@ class DockerEngine:
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._api is not None:
             self._api.close()
+
+
+_GO_SYMLINK = 1 << 27  # os.ModeSymlink in the engine's path stat
+
+
+def _join(workdir: str, rel: str) -> str:
+    return workdir if rel == "." else f"{workdir.rstrip('/')}/{rel}"
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like view of ``get_archive``'s chunks, for a streaming ``tarfile`` (nothing in memory
+    beyond one chunk; a chunk is read through a memoryview, never re-sliced into copies)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks, self._rest, self._at = iter(chunks), memoryview(b""), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._at >= len(self._rest):
+            try:
+                self._rest, self._at = memoryview(next(self._chunks)), 0
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._rest) - self._at)
+        buffer[:n] = self._rest[self._at:self._at + n]
+        self._at += n
+        return n
 
 
 def _is_job_resource(labels: dict[str, str], names: list[str]) -> bool:

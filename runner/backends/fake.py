@@ -13,10 +13,14 @@ workspace, the attempt number) so a script can react to what the executor handed
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from runner.backends import files
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
 from runner.errors import BackendError
 from runner.plan import Job, Step
@@ -123,6 +127,25 @@ class FakeBackend(Backend):
             if not finished:  # stopped early: what a real backend does with SIGTERM/SIGKILL
                 self.stopped_steps.append(step.name)
                 self.calls.append(("stop_step", handle.job.name, step.name, time.monotonic()))
+
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path) -> int:
+        self.calls.append(("export_files", handle.job.name, tuple(globs)))
+        chosen = {p: t for p, t in self.workspaces[handle.build.id].items() if files.selects(globs, p)}
+        with tarfile.open(dest, mode="w") as tar:
+            for path, text in sorted(chosen.items()):
+                data = text.encode()
+                info = tarfile.TarInfo(path)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return len(chosen)
+
+    async def import_files(self, handle: JobHandle, archive: Path) -> None:
+        self.calls.append(("import_files", handle.job.name))
+        workspace = self.workspaces[handle.build.id]
+        with tarfile.open(archive) as tar:
+            for member in files.safe_members(tar):
+                if member.isfile():
+                    workspace[member.name] = tar.extractfile(member).read().decode(errors="replace")
 
     async def stop_job(self, handle: JobHandle) -> None:
         self.calls.append(("stop_job", handle.job.name))

@@ -21,10 +21,12 @@ import asyncio
 import os
 import shutil
 import signal
+import tarfile
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from runner.backends import files
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
 from runner.backends.disk_guard import WorkspaceGuard, local_guard
 from runner.backends.pump import uncancelled
@@ -118,6 +120,12 @@ class LocalBackend(Backend):
                 # (While a process is in it, the kernel does not hand the id out again.)
                 handle.data["groups"].discard(proc.pid)
 
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path) -> int:
+        return await asyncio.to_thread(_export, handle.data["workspace"], list(globs), dest)
+
+    async def import_files(self, handle: JobHandle, archive: Path) -> None:
+        await asyncio.to_thread(_import, handle.data["workspace"], archive)
+
     async def stop_job(self, handle: JobHandle) -> None:
         proc = handle.data.get("proc") if handle.data else None
         if proc is not None and proc.returncode is None:
@@ -137,6 +145,46 @@ class LocalBackend(Backend):
         workspace = self._workspaces.pop(build.id, None)
         if workspace is not None:
             await asyncio.to_thread(shutil.rmtree, workspace.parent, ignore_errors=True)
+
+
+def _export(workspace: Path, globs: list[str], dest: Path) -> int:
+    """Blocking: the selected files of ``workspace`` as the tar ``dest`` (symlinks kept, and refused
+    when they lead out)."""
+    root = workspace.resolve()
+    count = 0
+    with tarfile.open(dest, mode="w", copybufsize=files.COPY_BUFFER) as tar:
+        for prefix in files.prefixes(globs):
+            start = (root / prefix).resolve() if prefix != "." else root
+            if start != root and root not in start.parents:
+                raise files.WorkspacePathError(f"{prefix} leads to {start}, outside the workspace; artifacts "
+                                               "and caches only keep files inside it")
+            if not start.exists():
+                continue
+            for path in [start] if not start.is_dir() else _walk(start):
+                rel = prefix if path == start else f"{prefix}/{path.relative_to(start)}".removeprefix("./")
+                if path.is_dir() and not path.is_symlink() or not files.selects(globs, rel):
+                    continue
+                if path.is_symlink():
+                    files.check_link(rel, os.readlink(path))
+                elif not path.is_file():
+                    continue
+                tar.add(path, arcname=rel, recursive=False)
+                count += 1
+    return count
+
+
+def _walk(top: Path):
+    """Every entry under ``top``, never following a symlink (a symlinked directory is one entry)."""
+    for folder, dirs, names in os.walk(top):
+        for name in sorted(dirs + names):
+            yield Path(folder) / name
+
+
+def _import(workspace: Path, archive: Path) -> None:
+    """Blocking: unpack ``archive`` into ``workspace``, every member checked first."""
+    with tarfile.open(archive) as tar:
+        members = list(files.safe_members(tar))
+        tar.extractall(workspace, members=members, filter="tar")
 
 
 async def _stop_group(proc: asyncio.subprocess.Process, grace: float) -> None:

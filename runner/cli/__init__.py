@@ -25,6 +25,7 @@ _COMMANDS = {
     "serve": "runner.cli.serve_cmd", "hash-password": "runner.cli.users_cmds",
     "gc": "runner.cli.gc_cmd",
     "backup": "runner.cli.backup_cmds", "restore": "runner.cli.backup_cmds",
+    "artifacts": "runner.cli.keep_cmds", "cache": "runner.cli.keep_cmds",
 }
 
 

@@ -67,6 +67,9 @@ def gc(dry_run: bool, data_dir: Path | None, config_file: Path | None, days: flo
         raise click.ClickException(str(exc)) from exc
     stored = sum(r.stored_bytes for r in report.removed)
     files = sum(r.dir_bytes for r in report.removed)
+    if report.expired:
+        click.echo(f"{'would expire' if dry_run else 'expired'} {report.expired} artifact file(s) past their "
+                   f"expire_in ({_size(report.expired_bytes)})")
     if not report.removed:
         click.echo(f"nothing to remove in {config.settings.data_dir}")
         return

@@ -12,7 +12,7 @@ from runner.context import Context
 from runner.dsl.filters import changes_decision, skip_reason
 from runner.dsl.matrix import combination_name, expand
 from runner.dsl.model import Cx
-from runner.plan import AllowFailure, Job, Matrix, Ready, Service, Step, When
+from runner.plan import AllowFailure, Artifacts, Cache, Job, Matrix, Ready, Reports, Service, Step, When
 
 __all__ = ["JobCompiler"]
 
@@ -59,6 +59,27 @@ def _allow_failure(value) -> AllowFailure | None:
     return None
 
 
+def _keeps(raw: dict) -> dict:
+    """The job's ``artifacts``, ``cache`` and ``reports`` as plan types."""
+    out: dict = {}
+    if a := raw.get("artifacts"):
+        out["artifacts"] = Artifacts(paths=tuple(a["paths"]), expire_in=a.get("expire_in"),
+                                     when=a.get("when", "on_success"))
+    caches = []
+    for c in raw.get("cache") or ():
+        key = c.get("key", "default")
+        files = prefix = None
+        if isinstance(key, dict):
+            files, prefix, key = tuple(key["files"]), key.get("prefix"), None
+        caches.append(Cache(paths=tuple(c["paths"]), key=key, files=files or (), prefix=prefix,
+                            policy=c.get("policy", "pull-push"), fallback_keys=tuple(c.get("fallback_keys", ()))))
+    if caches:
+        out["cache"] = tuple(caches)
+    if r := raw.get("reports"):
+        out["reports"] = Reports(junit=tuple(r["junit"]))
+    return out
+
+
 class JobCompiler:
     def __init__(self, value: dict, ctx: Context, cx: Cx) -> None:
         self.ctx, self.cx = ctx, cx
@@ -95,7 +116,7 @@ class JobCompiler:
             skip, own = changes_decision(when, self.ctx)
             decision = "; ".join(d for d in (stage_decision, own) if d) or None
         status = tuple(when["status"]) if "status" in when else None
-        common = dict(needs=self._needs(raw), allow_failure=_allow_failure(raw.get("allow_failure")),
+        common = dict(**_keeps(raw), needs=self._needs(raw), allow_failure=_allow_failure(raw.get("allow_failure")),
                       runs_on=tuple(raw.get("runs_on", ())), skip_reason=skip, decision=decision,
                       when=When(status=("always",) if "always" in status else status) if status else None)
         env = {**stage_env, **raw.get("env", {})}

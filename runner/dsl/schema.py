@@ -14,6 +14,7 @@ from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, MapOf, Obj, Spe
 from runner.dsl.values import Bool, Command, Duration, Enum, Int, Memory, Num, Str
 from runner.dsl.depth import allow_failure, approval, check_runs_on, runs_on, services
 from runner.dsl.graph import check_needs
+from runner.dsl.keep import artifacts, cache, reports
 from runner.dsl.lint import (check_job_depth, check_stage_services, refuse_untrusted_job, warn_short_monitor,
                              warn_stage_never_or_wrongly_runs, warn_untagged_image)
 from runner.dsl.matrix import MatrixSpec
@@ -111,6 +112,7 @@ _job = Obj("job", {
     "needs": Field(ListOf(_name, single=True, what="need")), "matrix": Field(MatrixSpec()),
     "fail_fast": Field(Bool()), "max_parallel": Field(Int(1, 256)), "allow_failure": Field(allow_failure),
     "when": Field(_when), "services": Field(services), "runs_on": Field(runs_on),
+    "artifacts": Field(artifacts), "cache": Field(cache), "reports": Field(reports),
 }, named=True, missing={"steps": "{label} has no steps"}, validate=_check_job)
 
 _build = Obj("build", {

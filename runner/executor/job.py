@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
 # One copy of the cleanup that a second cancel cannot interrupt, shared with the backends.
 from runner.backends.pump import uncancelled
+from runner.executor.files import JobFiles, Kept, NoFiles
 from runner.executor.events import (EventSink, JobFinished, JobStarted, StepFinished, StepOutput,
                                     StepStarted)
 from runner.executor.logs import SecretMasker, StepLog
@@ -41,6 +42,7 @@ class BuildContext:
     stop_reason: str | None = None
     job_stops: dict[str, tuple[str, str]] = field(default_factory=dict)  # one job stopped (a matrix's fail_fast)
     warnings: list[str] = field(default_factory=list)  # allowed failures: the build passes "with warnings"
+    files: JobFiles = field(default_factory=NoFiles)  # artifacts, caches, reports (runner/executor/files.py)
 
     def __post_init__(self) -> None:
         self.masker = SecretMasker(self.secrets.values())
@@ -101,10 +103,12 @@ async def _run_job(ctx: BuildContext, stage: str, job: Job) -> tuple[str, str | 
             status, reason = "failure", describe_error(exc)
             _show_start_log(ctx, stage, job, getattr(exc, "log", ()), reason)
         else:
-            for index, step in enumerate(job.steps):
+            status, reason = await _before_steps(ctx, job, handle)
+            for index, step in enumerate(job.steps if status == "success" else ()):
                 status, reason, code = await _run_step(ctx, stage, job, handle, index, step, deadline)
                 if status != "success":
                     break
+            status, reason = await _after_steps(ctx, job, handle, status, reason)
     except asyncio.CancelledError:
         status, reason = ctx.stopped(job.name)
         raise
@@ -121,6 +125,30 @@ async def _run_job(ctx: BuildContext, stage: str, job: Job) -> tuple[str, str | 
         allowed = failure_allowed(job, status, code)
         ctx.emit(JobFinished, stage=stage, job=job.name, status=status, reason=reason, allowed=allowed)
     return status, reason, allowed
+
+
+async def _before_steps(ctx: BuildContext, job: Job, handle: JobHandle) -> tuple[str, str | None]:
+    try:
+        ctx.warnings.extend(await ctx.files.before_steps(ctx.backend, handle))
+    except Exception as exc:  # noqa: BLE001 - the job cannot start without its inputs
+        return "failure", f"before the first step: {describe_error(exc)}"
+    return "success", None
+
+
+async def _after_steps(ctx: BuildContext, job: Job, handle: JobHandle, status: str,
+                       reason: str | None) -> tuple[str, str | None]:
+    """Keep the job's files; a refusal (artifacts past the cap, a symlink out) fails the job."""
+    try:
+        kept = await ctx.files.after_steps(ctx.backend, handle, status)
+    except Exception as exc:  # noqa: BLE001 - a bug in keeping files fails this job, with the text
+        log.exception("keeping the files of job %s failed", job.name)
+        kept = Kept(failure=f"keeping its files failed: {describe_error(exc)}")
+    ctx.warnings.extend(kept.warnings)
+    if kept.failure is None:
+        return status, reason
+    if status == "success":
+        return "failure", kept.failure
+    return status, f"{reason}; {kept.failure}" if reason else kept.failure
 
 
 async def _run_step(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, index: int, step: Step,

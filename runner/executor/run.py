@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from runner.backends.base import Backend, BuildRef
 from runner.executor.actions import ActionContext, StageAction
 from runner.executor.dag import run_graph
+from runner.executor.files import JobFiles, NoFiles
 from runner.executor.events import (BuildFinished, BuildStarted, EventSink, JobFinished, JobStarted,
                                     StageFinished, StageStarted, StepFinished, StepOutput, StepStarted)
 from runner.executor.job import BuildContext, describe_error, run_job, uncancelled
@@ -44,7 +45,8 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
                    cancel: asyncio.Event | None = None,
                    action_context: dict | None = None,
                    limiter: asyncio.Semaphore | None = None,
-                   finished: Mapping[str, str] = {}) -> str:  # noqa: B006 - read only
+                   finished: Mapping[str, str] = {},  # noqa: B006 - read only
+                   files: JobFiles | None = None) -> str:
     """Run ``plan`` as ``build`` on ``backend``; return the build's final status.
 
     ``secrets`` reach every step as env vars and are masked in all output. ``limiter`` (shared
@@ -52,10 +54,11 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
     Setting ``cancel`` stops everything (status ``cancelled``); cancelling the task running this
     does the same and then re-raises ``CancelledError``. ``finished`` (stage name -> status) resumes
     a build: those stages ran before (up to an approval) and are not run again, but their statuses
-    count as if they had just run.
+    count as if they had just run. ``files`` keeps the jobs' artifacts, caches and reports
+    (runner/executor/files.py); None keeps nothing.
     """
     limiter = limiter or asyncio.Semaphore(concurrency or os.cpu_count() or 2)
-    ctx = BuildContext(build, backend, sink, dict(secrets), log_cap, limiter)
+    ctx = BuildContext(build, backend, sink, dict(secrets), log_cap, limiter, files=files or NoFiles())
     ctx.emit(BuildStarted)
     status, reason, external_cancel = "failure", None, False
     try:

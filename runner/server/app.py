@@ -12,7 +12,7 @@ from aiohttp import web
 from runner.clock import Clock, SystemClock
 from runner.errors import BuildNotFound
 from runner.notify import Notifications
-from runner.server import api, approvals, audit, hooks, login, metrics, pages, reports, run_form, schedule_routes
+from runner.server import api, approvals, artifact_routes, audit, hooks, login, metrics, pages, reports, run_form, schedule_routes
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.ids import parse_id
@@ -92,6 +92,7 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     app[CLOCK] = clock or SystemClock()
     hooks.add_routes(app)
     api.add_routes(app)
+    artifact_routes.add_routes(app)
     approvals.add_routes(app)
     pages.add_routes(app)
     login.add_routes(app)

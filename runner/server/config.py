@@ -149,7 +149,7 @@ _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_
               "cancel_superseded", "secrets", "status", "schedules", "retention", "notify", "visibility"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
              "instance", "paused", "repos", "targets_file", "workspace_limit", "retention", "metrics_allow",
-             "users", "visibility", "session_secret", "session_secret_env"}
+             "users", "visibility", "session_secret", "session_secret_env", "artifact_limit", "cache_limit"}
 
 
 def _visibility(where: str, value: Any) -> str:
@@ -233,13 +233,13 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
     data_dir = overrides.pop("data_dir", None) or data.get("data_dir")
     targets_file = data.get("targets_file")
     try:
-        workspace_limit = parse_size(data["workspace_limit"], "workspace_limit") if "workspace_limit" in data else None
+        sizes = {k: parse_size(data[k], k) for k in ("workspace_limit", "artifact_limit", "cache_limit") if k in data}
     except ValueError as exc:
         raise ServerConfigError(str(exc)) from None
     settings = Settings.from_env(
         env, data_dir=(base / Path(data_dir).expanduser()) if data_dir else None, instance=data.get("instance"),
         targets_file=(base / Path(targets_file).expanduser()) if targets_file else None,
-        workspace_limit=workspace_limit,
+        **sizes,
     )
     try:
         retention = parse_retention("configuration", data.get("retention"))

@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from runner.bundled import WEB_DIR
 from runner.errors import BuildNotFound
+from runner.server.artifact_routes import artifact_rows
 from runner.server.graph import pipeline_graph
 from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import list_deliveries
@@ -23,7 +24,7 @@ from runner.server.branches import branch_rows
 from runner.server.log_view import LogPart, log_part
 from runner.server.reports import tests_view
 from runner.server.users import ROLES, may_approve
-from runner.server.views import deploy_rows, duration_text
+from runner.server.views import deploy_rows, duration_text, size_text
 from runner.store import builds as q
 from runner.store.branches import branch_history
 
@@ -46,6 +47,7 @@ def make_templates(web_dir: Path = WEB_DIR) -> jinja2.Environment:
                              autoescape=jinja2.select_autoescape(["html", "svg"]), undefined=jinja2.StrictUndefined)
     env.filters["duration"] = duration_text
     env.filters["when"] = _when
+    env.filters["size"] = size_text
     env.filters["safe_log"] = lambda html: Markup(html)  # already escaped by ansi.to_html
     return env
 
@@ -106,9 +108,10 @@ async def build_page(request: web.Request) -> web.Response:
     _name_steps(detail, part)
     rendered = (detail.build.rendered or "").splitlines()
     tests = await request.app[STORE].aread(lambda c: tests_view(c, detail))
+    artifacts = await artifact_rows(request.app[STORE], build_id)
     user = request.app[AUTH].page_user(request)
     return _render(request, "build.html", b=detail.build, detail=detail, live=live, part=part,
-                   graph=pipeline_graph(detail), rendered=rendered, tests=tests,
+                   graph=pipeline_graph(detail), rendered=rendered, tests=tests, artifacts=artifacts,
                    diagnostics=detail.build.diagnostics, approvals=detail.approvals,
                    may_decide=lambda a: may_approve(user, a.approvers))
 

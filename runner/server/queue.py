@@ -170,8 +170,8 @@ class BuildQueue:
             status = await run_build(
                 self.store, self.config.settings, build_id, workspace, backend=self.backend, sinks=(live,),
                 secrets={} if fork else dict(repo.secrets), trusted=repo.trusted and not fork,
-                allow_deploy=not fork, cancel=cancel, limiter=self._limiter, resume=resume, suspend=suspend,
-                users=frozenset(self.config.users),
+                allow_deploy=not fork, fork=fork, cancel=cancel, limiter=self._limiter, resume=resume,
+                suspend=suspend, users=frozenset(self.config.users),
             )
         except asyncio.CancelledError:
             status = "cancelled"

@@ -9,7 +9,17 @@ from typing import Any
 from runner.store import builds as q
 from runner.store.db import Store
 
-__all__ = ["build_json", "log_text", "deploy_rows", "duration_text"]
+__all__ = ["build_json", "log_text", "deploy_rows", "duration_text", "size_text"]
+
+
+def size_text(n: int) -> str:
+    """Bytes for people: 512 B, 3.4 KiB, 1.2 GiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
 
 
 def duration_text(seconds: float | None) -> str:

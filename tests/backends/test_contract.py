@@ -7,6 +7,8 @@ backends run the shell text, the fake one plays the script. The assertions are t
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
 import time
 import uuid
 
@@ -17,6 +19,7 @@ from runner.backends.docker import DockerBackend
 from runner.backends.fake import FakeBackend, FakeStep
 from runner.backends.local import LocalBackend
 from runner.deploy.workspace import read_text
+from runner.backends.files import WorkspacePathError
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
@@ -29,6 +32,9 @@ READ = "cat shared.txt"
 LONG = "echo $$ > long.pid; echo started; sleep 31; echo never"
 CHECK = "if kill -0 $(cat long.pid) 2>/dev/null; then echo alive; else echo gone; fi"
 SLEEP = "sleep 1"
+PRODUCE = ("mkdir -p dist/sub && printf 'bin\\000ary' > dist/a.bin && echo nested > dist/sub/b.txt"
+           " && echo other > other.txt && chmod 755 dist/a.bin")
+CONSUME = "cat dist/a.bin dist/sub/b.txt; test -x dist/a.bin && echo executable; test -e other.txt || echo no-other"
 
 
 def _fake_script(backend: FakeBackend) -> dict[str, FakeStep]:
@@ -36,7 +42,14 @@ def _fake_script(backend: FakeBackend) -> dict[str, FakeStep]:
         run.workspace["shared.txt"] = "shared-by-jobs\n"
         return []
 
+    def produce(run):
+        run.workspace.update({"dist/a.bin": "bin\0ary", "dist/sub/b.txt": "nested\n", "other.txt": "other\n"})
+        return []
+
     return {
+        PRODUCE: FakeStep(output=produce),
+        CONSUME: FakeStep(output=lambda run: [(run.workspace["dist/a.bin"] + run.workspace["dist/sub/b.txt"]).encode(),
+                                              b"executable\n", b"no-other\n" if "other.txt" not in run.workspace else b""]),
         ORDER: FakeStep(output=[b"one\ntw", b"o\nthree\n", b"four"], exit=3),
         ENV: FakeStep(output=lambda run: [f"{run.env['GREETING']} {run.env['WHO']}\n".encode(),
                                           run.workspace["marker.txt"].encode()]),
@@ -62,6 +75,23 @@ def backend(request, instance):
         yield docker
         asyncio.run(docker.sweep(keep=[]))  # nothing of this test's instance may survive it
         docker.close()
+
+
+def _real(request, instance):
+    if request.param == "local":
+        return LocalBackend(grace=1.0)
+    request.getfixturevalue("docker_client")
+    return DockerBackend(Settings(instance=instance), grace=1.0)
+
+
+@pytest.fixture(params=["local", "docker"])
+def real_backend(request, instance):
+    """The backends with a real file system (the fake one keeps text in a dict: no symlinks)."""
+    backend = _real(request, instance)
+    yield backend
+    if backend.name == "docker":
+        asyncio.run(backend.sweep(keep=[]))
+        backend.close()
 
 
 @pytest.fixture
@@ -196,3 +226,72 @@ async def test_jobs_run_concurrently(backend, build):
         await asyncio.gather(*(backend.stop_job(h) for h in handles))
     finally:
         await backend.teardown(build)
+
+
+async def test_files_go_out_of_one_build_and_into_another(backend, build, tmp_path, instance):
+    """``export_files`` keeps what the globs select (a directory: all under it), byte for byte, with
+    the executable bit; ``import_files`` puts it into another build's workspace before its steps."""
+    archive = tmp_path / "out.tar"
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, job())
+        assert (await run_step(backend, handle, PRODUCE))[1].code == 0
+        assert await backend.export_files(handle, ["dist/", "missing/*.txt"], archive) == 2
+        await backend.stop_job(handle)
+    finally:
+        await backend.teardown(build)
+    with tarfile.open(archive) as tar:
+        assert sorted(m.name for m in tar.getmembers()) == ["dist/a.bin", "dist/sub/b.txt"]
+        assert tar.extractfile("dist/a.bin").read() == b"bin\0ary"
+    source = tmp_path / "second"
+    source.mkdir()
+    second = BuildRef(id="c" + uuid.uuid4().hex[:10], source=source, instance=instance)
+    await backend.setup(second)
+    try:
+        handle = await backend.start_job(second, job())
+        await backend.import_files(handle, archive)
+        out, exit = await run_step(backend, handle, CONSUME)
+        assert (out, exit.code) == (b"bin\0arynested\nexecutable\nno-other\n", 0)
+        await backend.stop_job(handle)
+    finally:
+        await backend.teardown(second)
+
+
+@pytest.mark.parametrize("link, globs", [("/etc", ["dist/"]), ("../../../etc", ["dist/"]),
+                                         ("/etc", ["dist/etc/*"])], ids=["absolute", "climbing", "as-prefix"])
+async def test_a_symlink_out_of_the_workspace_is_refused(real_backend, build, tmp_path, link, globs):
+    backend = real_backend
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, job())
+        run = f"mkdir -p dist && echo ok > dist/ok.txt && ln -s {link} dist/etc"
+        assert (await run_step(backend, handle, run))[1].code == 0
+        with pytest.raises(WorkspacePathError, match="dist/etc"):
+            await backend.export_files(handle, globs, tmp_path / "out.tar")
+        # A symlink that stays inside is kept as a symlink; one named by a glob's fixed part is followed.
+        assert (await run_step(backend, handle, "rm dist/etc; ln -s ok.txt dist/same; ln -s dist alias"))[1].code == 0
+        assert await backend.export_files(handle, ["dist/", "alias/ok.txt"], tmp_path / "in.tar") == 3
+        with tarfile.open(tmp_path / "in.tar") as tar:
+            assert tar.getmember("dist/same").linkname == "ok.txt"
+            assert tar.extractfile("alias/ok.txt").read() == b"ok\n"
+        await backend.stop_job(handle)
+    finally:
+        await backend.teardown(build)
+
+
+async def test_an_archive_that_leaves_the_workspace_is_not_unpacked(backend, build, tmp_path):
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(bad, "w") as tar:
+        for name in ("fine.txt", "../escaped.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"bad"))
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, job())
+        with pytest.raises(WorkspacePathError, match="escaped"):
+            await backend.import_files(handle, bad)
+        await backend.stop_job(handle)
+    finally:
+        await backend.teardown(build)
+    assert not (tmp_path / "escaped.txt").exists() and not (build.source.parent / "escaped.txt").exists()

@@ -1,0 +1,103 @@
+"""Caches between builds: gzip-compressed tars under ``data_dir/caches/``, rows in the store.
+
+A cache lives in a namespace: the repository's, or, for a build from a fork, the repository's fork
+namespace, so a fork never writes an archive that a trusted build restores. Its key is the plan's
+literal key, or ``prefix-`` plus a hash of the named files at the build's commit. Saving evicts the
+least recently used archives until every cache fits under ``limit`` bytes. Every method blocks (file
+I/O, the store): call it in a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+from runner.plan import Cache
+from runner.store import caches as sql
+from runner.store.caches import CacheRow
+from runner.store.db import Store
+
+__all__ = ["Caches", "cache_key", "namespace"]
+
+_FILE_KEY_CHARS = 16
+
+
+def namespace(repo: str, fork: bool) -> str:
+    return f"{repo}#fork" if fork else repo
+
+
+def cache_key(cache: Cache, checkout: Path) -> str:
+    """The cache's key: its literal key, or ``prefix-`` + a hash of ``files`` in the checkout (a
+    missing file hashes as missing, so adding it later changes the key)."""
+    if cache.key is not None:
+        return cache.key
+    digest = hashlib.sha256()
+    root = checkout.resolve()
+    for rel in sorted(cache.files):
+        path = (root / rel).resolve()
+        digest.update(rel.encode() + b"\0")
+        if (path == root or root in path.parents) and path.is_file():
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        else:
+            digest.update(b"missing")
+    short = digest.hexdigest()[:_FILE_KEY_CHARS]
+    return f"{cache.prefix}-{short}" if cache.prefix else short
+
+
+class Caches:
+    def __init__(self, store: Store, limit: int) -> None:
+        self.store, self.limit = store, limit
+        self.root = store.data_dir / "caches"
+
+    def find(self, ns: str, keys: list[str]) -> tuple[str, Path] | None:
+        """The first of ``keys`` with an archive in ``ns``, marked used now; None when none has one."""
+        conn = self.store.read()
+        for key in keys:
+            row = sql.get(conn, ns, key)
+            if row is not None and (self.root / row.file).is_file():
+                self.store.write(lambda c: sql.touch(c, ns, key, time.time()))
+                return key, self.root / row.file
+        return None
+
+    def save(self, ns: str, key: str, archive: Path) -> int:
+        """Compress the tar ``archive`` as the cache ``key`` of ``ns``, then evict past the limit;
+        return its compressed size. ValueError when it alone is over the limit."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        stem = hashlib.sha256(ns.encode() + b"\0" + key.encode()).hexdigest()[:24]
+        name = f"{stem}-{uuid.uuid4().hex[:8]}.tar.gz"  # a new file: a restore may still read the old one
+        target = self.root / name
+        with open(archive, "rb") as src, open(target, "wb") as out:
+            # Level 1: dependency caches are mostly compressed already; speed matters more than bytes.
+            packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+            while chunk := src.read(1 << 20):
+                out.write(packer.compress(chunk))
+            out.write(packer.flush())
+        size = target.stat().st_size
+        if self.limit and size > self.limit:
+            target.unlink()
+            raise ValueError(f"cache {key!r} is {size} bytes compressed, over the cache limit of {self.limit} bytes; "
+                             "cache fewer paths, or raise cache_limit (CONVEYOR_CACHE_LIMIT)")
+        now = time.time()
+        row = CacheRow(ns, key, name, size, now, now)
+
+        def record(conn) -> list[str]:
+            old = sql.put(conn, row)
+            evicted = sql.evict(conn, self.limit) if self.limit else []
+            return [old] * (old is not None) + [r.file for r in evicted]
+
+        for gone in self.store.write(record):
+            (self.root / gone).unlink(missing_ok=True)
+        return size
+
+    def remove(self, ns: str | None, key: str | None) -> list[CacheRow]:
+        rows = self.store.write(lambda c: sql.remove(c, ns, key))
+        for row in rows:
+            (self.root / row.file).unlink(missing_ok=True)
+        return rows
+
+    def list(self, ns: str | None = None) -> list[CacheRow]:
+        return sql.list_caches(self.store.read(), ns)
+

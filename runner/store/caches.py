@@ -1,0 +1,62 @@
+"""The queries of caches: one archive per namespace and key, used-at times for LRU eviction."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+__all__ = ["CacheRow", "get", "touch", "put", "evict", "list_caches", "remove"]
+
+
+@dataclass(frozen=True)
+class CacheRow:
+    namespace: str
+    key: str
+    file: str
+    size: int
+    created: float
+    used: float
+
+
+def get(conn: sqlite3.Connection, namespace: str, key: str) -> CacheRow | None:
+    row = conn.execute("SELECT * FROM caches WHERE namespace = ? AND key = ?", (namespace, key)).fetchone()
+    return CacheRow(**dict(row)) if row else None
+
+
+def touch(conn: sqlite3.Connection, namespace: str, key: str, now: float) -> None:
+    conn.execute("UPDATE caches SET used = ? WHERE namespace = ? AND key = ?", (now, namespace, key))
+
+
+def put(conn: sqlite3.Connection, row: CacheRow) -> str | None:
+    """Record ``row``; return the file of the archive it replaces (to delete), if any."""
+    old = get(conn, row.namespace, row.key)
+    conn.execute("INSERT OR REPLACE INTO caches (namespace, key, file, size, created, used) VALUES (?, ?, ?, ?, ?, ?)",
+                 (row.namespace, row.key, row.file, row.size, row.created, row.used))
+    return old.file if old and old.file != row.file else None
+
+
+def evict(conn: sqlite3.Connection, limit: int) -> list[CacheRow]:
+    """Remove the least recently used rows until the total is at most ``limit``; return them."""
+    total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM caches").fetchone()[0]
+    gone = []
+    for row in conn.execute("SELECT * FROM caches ORDER BY used, created").fetchall():
+        if total <= limit:
+            break
+        conn.execute("DELETE FROM caches WHERE namespace = ? AND key = ?", (row["namespace"], row["key"]))
+        total -= row["size"]
+        gone.append(CacheRow(**dict(row)))
+    return gone
+
+
+def list_caches(conn: sqlite3.Connection, namespace: str | None = None) -> list[CacheRow]:
+    sql, args = "SELECT * FROM caches", []
+    if namespace is not None:
+        sql, args = sql + " WHERE namespace = ?", [namespace]
+    return [CacheRow(**dict(r)) for r in conn.execute(sql + " ORDER BY used DESC", args)]
+
+
+def remove(conn: sqlite3.Connection, namespace: str | None, key: str | None) -> list[CacheRow]:
+    """Delete the rows of ``namespace`` (all when None) with ``key`` (all when None); return them."""
+    rows = [r for r in list_caches(conn, namespace) if key is None or r.key == key]
+    conn.executemany("DELETE FROM caches WHERE namespace = ? AND key = ?", [(r.namespace, r.key) for r in rows])
+    return rows

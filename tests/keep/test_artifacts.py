@@ -1,0 +1,124 @@
+"""Artifacts for real: kept from a job's container through the engine API, put into the workspace
+of the job that needs them, listed and downloaded byte for byte through the server's API (ranges
+too) and `conveyor artifacts`, refused for a symlink out and past the size cap, expired by retention."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+from runner.keep import Artifacts
+from runner.retention import Retention, collect
+from runner.store import artifacts as sql
+from tests.conftest import ROOT
+
+PIPELINE = """\
+image: conveyor-test/busybox:1
+stages:
+  - name: build
+    jobs:
+      - name: compile
+        steps: ["mkdir -p dist && head -c 300000 /dev/urandom > dist/app.bin && echo '<b>hi</b>' > dist/page.html",
+                "sha256sum dist/app.bin | cut -d' ' -f1 > expected.txt", "echo temp > dist/skip.tmp"]
+        artifacts: {paths: ["dist/*.bin", "dist/*.html", expected.txt], expire_in: 1h}
+  - name: test
+    jobs:
+      - name: spoil
+        needs: [compile]
+        steps: ["echo spoiled > dist/app.bin"]
+      - name: use
+        needs: [spoil, compile]
+        steps: ["test \\"$(sha256sum dist/app.bin | cut -d' ' -f1)\\" = \\"$(cat expected.txt)\\" && echo restored-intact"]
+"""
+
+
+async def test_artifacts_reach_the_job_that_needs_them_and_download_byte_identical(builds, tmp_path):
+    b = await builds(PIPELINE)
+    build = await b.run()
+    assert build.status == "success", build.reason
+    assert "restored-intact" in await b.log(build.id)
+
+    client = b.client
+    listing = await (await client.get(f"/api/builds/{build.id}/artifacts")).json()
+    paths = {a["path"]: a for a in listing["artifacts"]}
+    assert sorted(paths) == ["dist/app.bin", "dist/page.html", "expected.txt"]
+    assert paths["dist/app.bin"]["size"] == 300000 and listing["limit"] == 1024**3
+
+    blob = Artifacts(b.store, 0).blob(build.uid, paths["dist/app.bin"]["sha256"])
+    original = blob.read_bytes()
+    assert hashlib.sha256(original).hexdigest() == paths["dist/app.bin"]["sha256"]
+    assert (await client.get(f"/api/builds/{build.id}/artifacts/expected.txt")).status == 200
+    expected = (await (await client.get(f"/api/builds/{build.id}/artifacts/expected.txt")).text()).strip()
+    assert expected == paths["dist/app.bin"]["sha256"]  # what the job computed inside its container
+
+    whole = await client.get(paths["dist/app.bin"]["url"])
+    assert whole.status == 200 and await whole.read() == original
+    assert whole.headers["Content-Type"] == "application/octet-stream"
+    assert whole.headers["Content-Disposition"].startswith('attachment; filename="app.bin"')
+    part = await client.get(f"/api/builds/{build.id}/artifacts/dist/app.bin", headers={"Range": "bytes=1000-1999"})
+    assert part.status == 206 and await part.read() == original[1000:2000]
+    assert part.headers["Content-Range"] == "bytes 1000-1999/300000"
+    html = await client.get(f"/api/builds/{build.id}/artifacts/dist/page.html")
+    assert html.headers["Content-Type"] == "text/html" and "attachment" in html.headers["Content-Disposition"]
+    missing = await client.get(f"/api/builds/{build.id}/artifacts/dist/skip.tmp")
+    assert missing.status == 404 and "lists what it kept" in await missing.text()
+
+    page = await (await client.get(f"/builds/{build.id}")).text()
+    assert "dist/app.bin" in page and "293.0 KiB" in page and f"/api/builds/{build.id}/artifacts/dist/app.bin" in page
+
+    out = tmp_path / "download"
+    env = dict(os.environ, CONVEYOR_DATA_DIR=str(b.settings.data_dir), PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "runner", "artifacts", f"id:{build.id}", "--download", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (out / "dist/app.bin").read_bytes() == original
+    listed = subprocess.run([sys.executable, "-m", "runner", "artifacts", f"id:{build.id}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert "dist/app.bin    compile  293.0 KiB" in listed.stdout
+
+    # Retention's expiry pass, an hour and a bit later: the blob goes, the row says expired.
+    report = collect(b.store, lambda repo: Retention(days=None, keep_last=0), build.created + 3700)
+    assert report.expired == 3 and not blob.exists()
+    gone = await client.get(paths["dist/app.bin"]["url"])
+    assert gone.status == 410 and "expired" in await gone.text()
+    assert "expired" in await (await client.get(f"/builds/{build.id}")).text()
+
+
+async def test_a_symlink_out_of_the_workspace_fails_the_job_and_keeps_nothing(builds):
+    b = await builds("""\
+image: conveyor-test/busybox:1
+stages:
+  - name: build
+    jobs:
+      - name: leak
+        steps: ["mkdir -p dist && echo ok > dist/ok.txt && ln -s /etc/shadow dist/shadow"]
+        artifacts: {paths: [dist/]}
+""")
+    build = await b.run()
+    assert build.status == "failure"
+    assert "artifacts refused" in build.reason and "dist/shadow is a symlink to /etc/shadow" in build.reason
+    assert await b.store.aread(lambda c: sql.for_build(c, build.id)) == []
+
+
+async def test_artifacts_past_the_build_cap_fail_with_what_to_do(builds):
+    b = await builds("""\
+image: conveyor-test/busybox:1
+stages:
+  - name: build
+    jobs:
+      - name: small
+        steps: ["head -c 60000 /dev/zero > small.bin"]
+        artifacts: {paths: [small.bin]}
+      - name: big
+        needs: [small]
+        steps: ["head -c 60000 /dev/zero > big.bin"]
+        artifacts: {paths: [big.bin]}
+""", artifact_limit="100K")
+    build = await b.run()
+    assert build.status == "failure"
+    assert "job 'big' would keep 58.6 KiB of artifacts on top of 58.6 KiB other jobs kept, over the build's " \
+           "limit of 100.0 KiB" in build.reason and "artifact_limit" in build.reason
+    kept = await b.store.aread(lambda c: sql.for_build(c, build.id))
+    assert [a.path for a in kept] == ["small.bin"]
