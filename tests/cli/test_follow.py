@@ -21,7 +21,9 @@ def test_logs_follow_prints_everything_and_stops_when_the_build_ends(git_repo, t
         "      - echo last\n"
     )})
     data = tmp_path / "data"
-    env = dict(os.environ, CONVEYOR_INSTANCE=instance)
+    # PYTHONPATH: `logs -f` runs in the repository, so without it the child would import whichever
+    # Conveyor is installed rather than this checkout's.
+    env = dict(os.environ, CONVEYOR_INSTANCE=instance, PYTHONPATH=str(ROOT))
     run = subprocess.Popen([sys.executable, "-m", "runner", "run", str(repo), "--backend", "local",
                             "--data-dir", str(data)], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
