@@ -22,7 +22,7 @@ from runner import plugins
 from runner.approval import ApprovalAction, Ask
 from runner.backends.base import Backend, BuildRef
 from runner.context import Changes, Context
-from runner.errors import ConfigError, ContextError, TemplateError
+from runner.errors import ConfigError, ContextError, DeployError, TemplateError
 from runner.executor.actions import ActionContext, ActionResult
 from runner.executor.events import BuildFinished, Event, FanoutSink
 from runner.plan import Plan, Stage
@@ -192,7 +192,8 @@ async def _changes(store, build: q.BuildRow, source: Path) -> Changes:
 
 async def _run(store, settings, build: q.BuildRow, source: Path, *, changes,
                **options) -> tuple[str, str | None, tuple[str, ...]]:
-    from runner.dsl import load_pipeline
+    from runner.deploy.config import lint_environments
+    from runner.dsl import LintOptions, load_pipeline
 
     try:
         if changes is None:
@@ -203,8 +204,10 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes,
             params=build.params, build_number=build.number, changes=changes,
         )
         file = source / build.pipeline if build.pipeline else None
-        loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"])
-    except (ContextError, TemplateError) as exc:
+        lint = LintOptions(environments=await asyncio.to_thread(lint_environments, settings))
+        loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"],
+                                         options=lint)
+    except (ContextError, TemplateError, DeployError) as exc:
         return "config_error", str(exc), ()
     except ConfigError as exc:
         await store.awrite(lambda c: q.store_pipeline(

@@ -46,6 +46,9 @@ class Settings:
     log_cap: int = 4 * 1024 * 1024  # bytes per step
     resource_ttl: float = 6 * 3600.0  # seconds until a leftover container/volume/network may be swept
     targets_file: Path | None = None  # named deploy targets (YAML); None: <data_dir>/targets.yml
+    # The server configuration's `registry:` and `environments:` as written (checked by
+    # runner.deploy.config, which reads them over the targets file's); None: only the targets file.
+    deploy: dict | None = field(default=None, hash=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:

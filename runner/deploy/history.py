@@ -23,7 +23,8 @@ from typing import Any
 from runner.store.db import Store
 
 __all__ = ["Deploy", "STATUSES", "claim", "update", "finish", "deployed_by_build", "heartbeat", "get", "list_deploys", "last_good_before",
-           "latest", "batch_rows", "service_lock", "mark_dead_in_flight", "HEARTBEAT", "STALE"]
+           "latest", "live", "in_environment", "batch_rows", "service_lock", "mark_dead_in_flight", "HEARTBEAT",
+           "STALE"]
 
 STATUSES = ("deploying", "succeeded", "rolled_back", "failed", "unknown")
 HEARTBEAT = 5.0
@@ -132,6 +133,20 @@ async def latest(store: Store, target: str, service: str) -> Deploy | None:
     return await store.aread(lambda c: _row(c.execute(
         "SELECT * FROM deploys WHERE target = ? AND service = ? AND status != 'deploying' ORDER BY id DESC LIMIT 1",
         (target, service)).fetchone()))
+
+
+async def live(store: Store, target: str, service: str) -> Deploy | None:
+    """The deploy whose spec the service runs, as far as the history knows: its newest succeeded
+    deploy or rollback (a later failed one put that back, or never replaced it)."""
+    return await store.aread(lambda c: _row(c.execute(
+        "SELECT * FROM deploys WHERE target = ? AND service = ? AND status = 'succeeded' AND spec_after IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1", (target, service)).fetchone()))
+
+
+def in_environment(conn: sqlite3.Connection, environment: str, target: str) -> list[Deploy]:
+    """Blocking: every deploy to ``environment`` on ``target``, newest first."""
+    return [_row(r) for r in conn.execute("SELECT * FROM deploys WHERE environment = ? AND target = ? "
+                                          "ORDER BY id DESC", (environment, target)).fetchall()]
 
 
 async def last_good_before(store: Store, target: str, service: str, before_id: int) -> Deploy | None:

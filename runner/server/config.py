@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from runner.errors import ConveyorError
+from runner.deploy.config import parse_environments, parse_registry
+from runner.errors import ConveyorError, DeployError
 from runner.retention import Retention, RetentionConfigError, parse_retention
 from runner.scm.webhooks import PROVIDERS
 from runner.server.schedules import Schedule, ScheduleConfigError, parse_schedules
@@ -132,7 +133,8 @@ def _secret(where: str, data: dict, key: str, environ: dict[str, str]) -> str | 
 _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_env", "trusted", "branches",
               "cancel_superseded", "secrets", "status", "schedules", "retention"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
-             "instance", "paused", "repos", "targets_file", "workspace_limit", "retention"}
+             "instance", "paused", "repos", "targets_file", "workspace_limit", "retention", "registry",
+             "environments"}
 
 
 def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention: Retention) -> RepoConfig:
@@ -198,10 +200,17 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
         workspace_limit = parse_size(data["workspace_limit"], "workspace_limit") if "workspace_limit" in data else None
     except ValueError as exc:
         raise ServerConfigError(str(exc)) from None
+    deploy = {k: data[k] for k in ("registry", "environments") if data.get(k) is not None}
+    try:  # checked now, so a wrong key stops the server at start-up, not a deploy hours later
+        parse_environments("the server configuration", deploy.get("environments"))
+        if "registry" in deploy:
+            parse_registry("the server configuration", deploy["registry"])
+    except DeployError as exc:
+        raise ServerConfigError(str(exc)) from None
     settings = Settings.from_env(
         env, data_dir=(base / Path(data_dir).expanduser()) if data_dir else None, instance=data.get("instance"),
         targets_file=(base / Path(targets_file).expanduser()) if targets_file else None,
-        workspace_limit=workspace_limit,
+        workspace_limit=workspace_limit, deploy=deploy or None,
     )
     try:
         retention = parse_retention("configuration", data.get("retention"))
