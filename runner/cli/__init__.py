@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "runner.cli.approve_cmd",  # approve
     "runner.cli.image_cmds",  # images bootstrap
     "runner.cli.deploy_cmds",  # deploys, rollback
+    "runner.cli.promote_cmd",  # promote, environments
     "runner.cli.serve_cmd",  # serve
     "runner.cli.gc_cmd",  # gc
 )

@@ -10,7 +10,7 @@ import logging
 from aiohttp import web
 
 from runner.clock import Clock, SystemClock
-from runner.server import api, approvals, hooks, pages, schedule_routes
+from runner.server import api, approvals, environments, hooks, pages, schedule_routes
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.ids import parse_id
@@ -90,6 +90,7 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     approvals.add_routes(app)
     pages.add_routes(app)
     schedule_routes.add_routes(app)
+    environments.add_routes(app)
     app.router.add_get("/builds/{id}/events", _events)
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
