@@ -50,27 +50,4 @@ def prov(instance):
     return Provenance(repo="web", build_number=1, commit_sha="abc1234", trigger="test", instance=instance)
 
 
-@pytest.fixture(scope="session")
-def registries(tmp_path_factory):
-    """The two local registries (no auth, basic auth) as ``.ci/run`` started them, or started here
-    by the same script when the tests run on their own. A missing ``docker-registry`` fails."""
-    import os
-    import signal
-    from pathlib import Path
-
-    from registry_helpers import Registries
-
-    started: list[int] = []
-    if not os.environ.get("CONVEYOR_TEST_REGISTRY"):
-        folder = tmp_path_factory.mktemp("registries")
-        script = Path(__file__).resolve().parents[2] / ".ci" / "registry"
-        out = subprocess.run(["bash", str(script), str(folder)], capture_output=True, text=True)
-        assert out.returncode == 0, f"could not start the test registries: {out.stderr}"
-        for line in out.stdout.splitlines():
-            key, _, value = line.removeprefix("export ").partition("=")
-            os.environ[key] = value
-        started = [int(p.read_text()) for p in folder.glob("*.pid")]
-    yield Registries(os.environ["CONVEYOR_TEST_REGISTRY"], os.environ["CONVEYOR_TEST_REGISTRY_AUTH"],
-                     os.environ["CONVEYOR_TEST_REGISTRY_USER"], os.environ["CONVEYOR_TEST_REGISTRY_PASSWORD"])
-    for pid in started:
-        os.kill(pid, signal.SIGTERM)
+from registry_helpers import registries  # noqa: E402,F401 - the fixture, shared with tests/server

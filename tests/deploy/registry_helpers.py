@@ -1,11 +1,15 @@
-"""Helpers of the registry and promotion tests (the ``registries`` fixture is in conftest.py)."""
+"""Helpers of the registry and promotion tests, and the ``registries`` fixture (tests/deploy and
+tests/server import it)."""
 
 from __future__ import annotations
 
-import io
+import os
+import signal
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 
@@ -23,9 +27,21 @@ def write_targets(path: Path, data: dict) -> Path:
     return path
 
 
-def make_image(client, tag: str, text: str, instance: str) -> str:
-    """A small local image whose /version holds ``text`` (so each test's bytes differ); its id."""
-    dockerfile = f"FROM conveyor-test/busybox:1\nRUN echo {text} > /version\n"
-    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False, rm=True,
-                                   labels={"io.conveyor.image.instance": instance})
-    return image.id
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory):
+    """The two local registries (no auth, basic auth) as ``.ci/run`` started them, or started here
+    by the same script when the tests run on their own. A missing ``docker-registry`` fails."""
+    started: list[int] = []
+    if not os.environ.get("CONVEYOR_TEST_REGISTRY"):
+        folder = tmp_path_factory.mktemp("registries")
+        script = Path(__file__).resolve().parents[2] / ".ci" / "registry"
+        out = subprocess.run(["bash", str(script), str(folder)], capture_output=True, text=True)
+        assert out.returncode == 0, f"could not start the test registries: {out.stderr}"
+        for line in out.stdout.splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            os.environ[key] = value
+        started = [int(p.read_text()) for p in folder.glob("*.pid")]
+    yield Registries(os.environ["CONVEYOR_TEST_REGISTRY"], os.environ["CONVEYOR_TEST_REGISTRY_AUTH"],
+                     os.environ["CONVEYOR_TEST_REGISTRY_USER"], os.environ["CONVEYOR_TEST_REGISTRY_PASSWORD"])
+    for pid in started:
+        os.kill(pid, signal.SIGTERM)
