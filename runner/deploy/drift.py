@@ -11,7 +11,7 @@ normalised before comparing: empty and zero values are left out, and the default
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from runner.deploy import history

@@ -141,7 +141,11 @@ async def test_an_unreachable_registry_fails_the_build_and_the_deploy_clearly(do
         assert await history.latest(store, "default", name) is None  # nothing recorded, nothing changed
         assert not docker_client.services.list(filters={"name": name})
     finally:
-        docker_client.images.remove(f"{repo}:3", force=True)
+        for ref in (f"{repo}:3", f"{nowhere}/{repo}:3"):  # tagged into the registry before the push failed
+            try:
+                docker_client.images.remove(ref, force=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
 
 async def test_push_true_without_a_registry_says_where_to_configure_one(settings, store, instance, web_repo,

@@ -51,7 +51,7 @@ async def test_the_page_promotes_the_live_digest_and_marks_drift(server, docker_
 
         assert (await client.post("/login", data={"token": TOKEN}, allow_redirects=False)).status == 303
         page = await (await client.get("/environments")).text()
-        assert f'action="/api/environments/production/promote"' in page and pinned.digest[:19] in page
+        assert 'action="/api/environments/production/promote"' in page and pinned.digest[:19] in page
         csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         answer = await client.post("/api/environments/production/promote", allow_redirects=False,
                                    data={"csrf": csrf, "service": base, "from": "staging"})
@@ -75,4 +75,7 @@ async def test_the_page_promotes_the_live_digest_and_marks_drift(server, docker_
         assert "drifted" in page and "Mode.Replicated.Replicas: 1 -&gt; 2" in page
     finally:
         remove_instance(docker_client, instance)
-        docker_client.images.remove(f"{registries.open}/conveyor-test/{instance}:1", force=False)
+        try:  # the tag only: busybox itself stays
+            docker_client.images.remove(f"{registries.open}/conveyor-test/{instance}:1")
+        except Exception:  # noqa: BLE001 - never tagged (the push failed)
+            pass
