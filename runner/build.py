@@ -23,7 +23,7 @@ from runner import plugins
 from runner.approval import ApprovalAction, Ask
 from runner.backends.base import Backend, BuildRef
 from runner.context import Changes, Context
-from runner.errors import ConfigError, ContextError, TemplateError
+from runner.errors import ConfigError, ContextError, DeployError, TemplateError
 from runner.executor.actions import ActionContext, ActionResult
 from runner.executor.events import BuildFinished, Event, FanoutSink
 from runner.plan import Plan, Stage
@@ -199,6 +199,7 @@ async def _changes(store, build: q.BuildRow, source: Path) -> Changes:
 
 async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, users: frozenset[str],
                **options) -> tuple[str, str | None, tuple[str, ...]]:
+    from runner.deploy.config import lint_environments
     from runner.dsl import LintOptions, load_pipeline
 
     try:
@@ -210,9 +211,10 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, use
             params=build.params, build_number=build.number, changes=changes,
         )
         file = source / build.pipeline if build.pipeline else None
+        lint = LintOptions(users=users, environments=await asyncio.to_thread(lint_environments, settings))
         loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"],
-                                         options=LintOptions(users=users))
-    except (ContextError, TemplateError) as exc:
+                                         options=lint)
+    except (ContextError, TemplateError, DeployError) as exc:
         return "config_error", str(exc), ()
     except ConfigError as exc:
         await store.awrite(lambda c: q.store_pipeline(

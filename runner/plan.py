@@ -202,6 +202,7 @@ class BuildSpec:
     args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     timeout: float | None = None
+    push: bool | None = None  # None: push when a registry is configured; the digest pins deploys
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,7 @@ class DeploySpec:
     stack: str | None = None
     compose: str | None = None  # path of the Compose file inside the workspace
     endpoint_mode: str | None = None  # "vip" or "dnsrr"
+    environment: str | None = None  # a configured environment: its target, branches, approvers, settings
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,9 @@ class Settings:
     cache_limit: int = 5 * 1024**3  # bytes all caches may take in the data directory (LRU eviction)
     resource_ttl: float = 6 * 3600.0  # seconds until a leftover container/volume/network may be swept
     targets_file: Path | None = None  # named deploy targets (YAML); None: <data_dir>/targets.yml
+    # The server configuration's `registry:` and `environments:` as written (checked by
+    # runner.deploy.config, which reads them over the targets file's); None: only the targets file.
+    deploy: dict | None = field(default=None, hash=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:

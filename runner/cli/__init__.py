@@ -22,6 +22,7 @@ _COMMANDS = {
     "images": "runner.cli.image_cmds",
     "deploys": "runner.cli.deploy_cmds", "rollback": "runner.cli.deploy_cmds",
     "deploy": "runner.cli.deploy_dry_run",
+    "promote": "runner.cli.promote_cmd", "environments": "runner.cli.promote_cmd",
     "serve": "runner.cli.serve_cmd", "hash-password": "runner.cli.users_cmds",
     "gc": "runner.cli.gc_cmd",
     "backup": "runner.cli.backup_cmds", "restore": "runner.cli.backup_cmds",

@@ -1,4 +1,4 @@
-"""`conveyor deploys [SERVICE]` and `conveyor rollback SERVICE [--to ID] [--stack]`.
+"""`conveyor deploys [SERVICE] [--drift]` and `conveyor rollback SERVICE [--to ID] [--stack]`.
 
 `rollback` is the rollback stage by hand: the same function, the same history row, the same wait
 for convergence. Exit codes: 0 converged, 1 the rollback did not converge, 2 nothing to roll back
@@ -55,14 +55,21 @@ def register(group: click.Group) -> None:
     @click.argument("service", required=False)
     @click.option("--limit", default=30, show_default=True, help="How many rows, newest first.")
     @click.option("--json", "as_json", is_flag=True, help="Rows as JSON (specs included).")
+    @click.option("--drift", is_flag=True, help="Compare each service's live spec with its last recorded deploy "
+                                                "and name what differs (exit 1 when something drifted).")
+    @click.option("--target", default=None, help="With --drift: only this target (default: every target).")
     @data_dir_option
-    def deploys(service: str | None, limit: int, as_json: bool, data_dir: Path | None) -> None:
+    def deploys(service: str | None, limit: int, as_json: bool, drift: bool, target: str | None,
+                data_dir: Path | None) -> None:
         """Show the deploy history (of SERVICE or of a stack, when given)."""
         from runner.deploy.history import list_deploys
 
         settings = Settings.from_env(data_dir=data_dir)
         with Store(settings.data_dir) as store:
             asyncio.run(settle_crashed_deploys(store, settings))  # a crashed deploy shows as `unknown`
+            if drift:
+                _drift(settings, store, service, target, as_json)
+                return
             rows = list_deploys(store, service, limit)
         if as_json:
             click.echo(json.dumps(rows, indent=2))
@@ -115,3 +122,23 @@ async def _rollback(settings: Settings, store: Store, name: str, to: int | None,
     finally:
         swarm.close()
     return all(o.ok for o in outcomes)
+
+
+def _drift(settings: Settings, store: Store, service: str | None, target: str | None, as_json: bool) -> None:
+    from runner.deploy.drift import drift_report
+
+    try:
+        found = asyncio.run(drift_report(settings, store, service, target))
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps([d.to_json() for d in found], indent=2))
+    for d in [] if as_json else found:
+        where = d.service + (f" ({d.target})" if d.target != "default" else "")
+        if not d.drifted:
+            click.echo(f"{where}: as recorded (deploy #{d.deploy_id})")
+            continue
+        click.echo(f"{where}: DRIFTED from deploy #{d.deploy_id}" + (f": {d.note}" if d.note else ""))
+        for line in d.differences:
+            click.echo(f"  {line}")
+    sys.exit(1 if any(d.drifted for d in found) else 0)

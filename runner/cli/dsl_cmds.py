@@ -79,6 +79,23 @@ def _context_options(fn):
     return fn
 
 
+def _lint_options():
+    """The environments of the targets file (the data dir's, or CONVEYOR_TARGETS_FILE), when there is
+    one, so `environment:` and its approval gate are checked as `conveyor run` will check them."""
+    from runner.deploy.config import lint_environments, read_targets_file
+    from runner.dsl import LintOptions
+    from runner.errors import DeployError
+    from runner.settings import Settings
+
+    settings = Settings.from_env()
+    try:
+        if not read_targets_file(settings)[1]:
+            return LintOptions()
+        return LintOptions(environments=lint_environments(settings))
+    except DeployError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command()
 @click.argument("target", type=click.Path(path_type=Path), default=".", required=False)
 @_context_options
@@ -89,9 +106,10 @@ def lint(target, branch, tag, event, params, build_number, trusted, as_json):
 
     repo, files = _files(target)
     ctx = _context(repo, branch, tag, event, params, build_number)
+    options = _lint_options()
     found = []
     for file in files:
-        found.extend(load_pipeline(repo, ctx, file=file, trusted=trusted).diagnostics)
+        found.extend(load_pipeline(repo, ctx, file=file, trusted=trusted, options=options).diagnostics)
     errors = sum(d.severity == "error" for d in found)
     if as_json:
         click.echo(json.dumps([d.to_dict() for d in found], indent=2))

@@ -7,13 +7,17 @@ deploy, or a converged rollback.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from runner.backends.docker_blocking import labels_for
 from runner.deploy import history
 from runner.deploy.client import open_target
 from runner.deploy.compose_source import render_compose, stack_from_workspace
+from runner.deploy.config import load_deploy_config
+from runner.deploy.environments import check_branch, for_environment
 from runner.deploy.image_build import build_image
+from runner.deploy.registry import push
 from runner.deploy.rollback import rollback_service
 from runner.deploy.service import deploy_service
 from runner.deploy.stack import deploy_stack, rollback_stack
@@ -61,9 +65,16 @@ async def build_action(settings: Settings, stage: Stage, ctx: ActionContext) -> 
         labels = {IMAGE_BUILD: ctx.build.id, IMAGE_INSTANCE: ctx.build.instance, IMAGE_REPO: repo}
         image_id = await build_image(swarm.client, spec, source, volume, ctx.log, labels,
                                      _helper_labels(settings, ctx))
+        ctx.log(f"built {spec.tag} ({image_id[:19]})")
+        registry = swarm.target.registry
+        if spec.push and registry is None:
+            return ActionResult("failure", "push: true, but no registry is configured: add `registry: {url: ...}` "
+                                           "to the targets file or the server configuration")
+        if registry is not None and spec.push is not False:
+            pinned = await swarm.call(push, swarm.client, image_id, spec.tag, registry, ctx.log)
+            ctx.log(f"deploys of {spec.tag} will run {pinned.ref}")
     finally:
         swarm.close()
-    ctx.log(f"built {spec.tag} ({image_id[:19]})")
     return ActionResult("success")
 
 
@@ -102,7 +113,12 @@ async def _engine(settings: Settings):
 async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: ActionContext) -> ActionResult:
     from runner.deploy import provenance
 
-    spec = stage.deploy
+    spec, prov = stage.deploy, provenance(ctx)
+    if spec.environment:
+        env = load_deploy_config(settings).environment(spec.environment)
+        check_branch(env, ctx.plan.env.get("CI_COMMIT_BRANCH"), ctx.plan.env.get("CI_COMMIT_TAG"))
+        spec, prov = for_environment(spec, env), dataclasses.replace(prov, environment=env.name)
+        ctx.log(f"deploying to environment {env.name} (target {env.target})")
     swarm = await open_target(settings, spec.target)
     try:
         if spec.stack:
@@ -110,12 +126,12 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
             compose = await swarm.call(stack_from_workspace, swarm, ctx, spec, source, volume,
                                        _helper_labels(settings, ctx))
             outcomes = await deploy_stack(swarm, store, compose, spec.timeout, spec.verify,
-                                          ctx.log, provenance(ctx), stage.image)
+                                          ctx.log, prov, stage.image)
             bad = [o for o in outcomes if not o.ok]
             if bad:
                 return ActionResult("failure", f"stack {spec.stack} {bad[0].status}: {bad[0].reason}")
             return ActionResult("success")
-        outcome = await deploy_service(swarm, store, spec, ctx.log, provenance(ctx), stage.image)
+        outcome = await deploy_service(swarm, store, spec, ctx.log, prov, stage.image)
         if outcome.ok:
             return ActionResult("success")
         return ActionResult("failure", f"deploy #{outcome.deploy_id} {outcome.status}: {outcome.reason}")

@@ -7,8 +7,10 @@ socket). More targets are named in a YAML file (``Settings.targets_file``, defau
     production:
       url: tcp://10.0.0.5:2376
       tls: {ca: /etc/conveyor/prod/ca.pem, cert: /etc/conveyor/prod/cert.pem, key: /etc/conveyor/prod/key.pem}
+      registry: {url: registry.internal:5000, username_env: REG_USER, password_env: REG_PASSWORD}
 
-and picked with ``deploy: {target: production}``. Every target must be a swarm manager.
+and picked with ``deploy: {target: production}`` (or through an environment). Every target must be
+a swarm manager. The file's ``registry:`` and ``environments:`` keys are read by ``config.py``.
 
 Every docker-py call is blocking; the deploy code calls them only through ``Swarm.call`` (one
 ``asyncio.to_thread`` seam), never from the event loop directly.
@@ -24,8 +26,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
-import yaml
 
+from runner.deploy.config import RESERVED, Registry, load_deploy_config, read_targets_file
 from runner.errors import DeployError, NotASwarm
 from runner.settings import Settings
 
@@ -40,6 +42,7 @@ class Target:
     name: str
     url: str | None = None  # None: docker-py's default (DOCKER_HOST or the local socket)
     tls: dict[str, str] = field(default_factory=dict)  # ca, cert, key: paths of PEM files
+    registry: Registry | None = None  # where its images are pulled from and pinned by digest
 
     def client(self) -> docker.DockerClient:
         if self.url is None:
@@ -59,24 +62,20 @@ class Target:
 
 def load_targets(settings: Settings) -> dict[str, Target]:
     """The default target plus every named one from the targets file (when it exists)."""
-    targets = {DEFAULT_TARGET: Target(DEFAULT_TARGET, settings.docker_host)}
-    path = getattr(settings, "targets_file", None) or Path(settings.data_dir) / "targets.yml"
-    path = Path(path)
-    if not path.is_file():
-        return targets
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise DeployError(f"{path}: not valid YAML ({exc}); fix the targets file") from exc
-    if not isinstance(data, dict):
-        raise DeployError(f"{path}: expected a mapping of target names to {{url, tls}}")
+    config = load_deploy_config(settings)
+    targets = {DEFAULT_TARGET: Target(DEFAULT_TARGET, settings.docker_host,
+                                      registry=config.registry_for(DEFAULT_TARGET))}
+    path, data = read_targets_file(settings)
     for name, entry in data.items():
+        if name in RESERVED:
+            continue
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
             raise DeployError(f"{path}: target {name!r} needs a `url` (e.g. tcp://host:2376)")
         tls = entry.get("tls") or {}
         if not isinstance(tls, dict):
             raise DeployError(f"{path}: target {name!r}: `tls` must be a mapping of ca, cert, key")
-        targets[str(name)] = Target(str(name), entry["url"], {str(k): str(v) for k, v in tls.items()})
+        targets[str(name)] = Target(str(name), entry["url"], {str(k): str(v) for k, v in tls.items()},
+                                    config.registry_for(str(name)))
     return targets
 
 

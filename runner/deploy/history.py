@@ -23,7 +23,8 @@ from typing import Any
 from runner.store.db import Store
 
 __all__ = ["Deploy", "STATUSES", "claim", "update", "finish", "deployed_by_build", "heartbeat", "get", "list_deploys", "last_good_before",
-           "latest", "batch_rows", "service_lock", "mark_dead_in_flight", "HEARTBEAT", "STALE"]
+           "latest", "live", "in_environment", "build_ref", "services_on", "targets", "batch_rows", "service_lock", "mark_dead_in_flight", "HEARTBEAT",
+           "STALE"]
 
 STATUSES = ("deploying", "succeeded", "rolled_back", "failed", "unknown")
 HEARTBEAT = 5.0
@@ -132,6 +133,40 @@ async def latest(store: Store, target: str, service: str) -> Deploy | None:
     return await store.aread(lambda c: _row(c.execute(
         "SELECT * FROM deploys WHERE target = ? AND service = ? AND status != 'deploying' ORDER BY id DESC LIMIT 1",
         (target, service)).fetchone()))
+
+
+async def live(store: Store, target: str, service: str) -> Deploy | None:
+    """The deploy whose spec the service runs, as far as the history knows: its newest succeeded
+    deploy or rollback (a later failed one put that back, or never replaced it)."""
+    return await store.aread(lambda c: _row(c.execute(
+        "SELECT * FROM deploys WHERE target = ? AND service = ? AND status = 'succeeded' AND spec_after IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1", (target, service)).fetchone()))
+
+
+def in_environment(conn: sqlite3.Connection, environment: str, target: str) -> list[Deploy]:
+    """Blocking: every deploy to ``environment`` on ``target``, newest first."""
+    return [_row(r) for r in conn.execute("SELECT * FROM deploys WHERE environment = ? AND target = ? "
+                                          "ORDER BY id DESC", (environment, target)).fetchall()]
+
+
+async def services_on(store: Store, target: str) -> list[str]:
+    """The services of ``target`` with a succeeded deploy or rollback, by name."""
+    return await store.aread(lambda c: [r[0] for r in c.execute(
+        "SELECT DISTINCT service FROM deploys WHERE target = ? AND status = 'succeeded' ORDER BY service",
+        (target,)).fetchall()])
+
+
+async def targets(store: Store) -> list[str]:
+    """Every target the history has deploys on."""
+    return await store.aread(lambda c: [r[0] for r in c.execute(
+        "SELECT DISTINCT target FROM deploys ORDER BY target").fetchall()])
+
+
+async def build_ref(store: Store, build_uid: str | None) -> tuple[str | None, str | None]:
+    """The branch and tag of the build that made a deploy ((None, None) for a deploy by hand)."""
+    row = await store.aread(lambda c: c.execute("SELECT branch, tag FROM builds WHERE uid = ?",
+                                                (build_uid,)).fetchone()) if build_uid else None
+    return (row[0], row[1]) if row else (None, None)
 
 
 async def last_good_before(store: Store, target: str, service: str, before_id: int) -> Deploy | None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from runner.deploy import history
 from runner.deploy.client import Swarm
+from runner.deploy.registry import logged_in
 from runner.deploy.service import DeployOutcome, Provenance, image_id, live_service
 from runner.deploy.spec import apply_spec, with_deploy_label
 from runner.deploy.watch import watch_service
@@ -73,7 +74,10 @@ async def rollback_service(swarm: Swarm, store: Store, service: str, log: Callab
     async with history.service_lock(target, service):
         deploy_id = await history.claim(store, {"service": service, "target": target, "kind": "rollback",
                                                 "rollback_of": chosen["id"], "image": chosen["image"],
-                                                "stack": chosen["stack"], **prov.fields()}, log)
+                                                "stack": chosen["stack"], **prov.fields(),
+                                                # it runs what that deploy ran, where it ran
+                                                "digest": chosen.get("digest"),
+                                                "environment": chosen.get("environment")}, log)
         beat = asyncio.create_task(history.heartbeat(store, [deploy_id]))
         try:
             return await _apply(swarm, store, service, chosen, deploy_id, log, timeout)
@@ -93,6 +97,7 @@ async def _apply(swarm: Swarm, store: Store, service: str, chosen: history.Deplo
         log(f"warning: {img} now names image {img_id[:19]}, not {chosen['image_id'][:19]} as at deploy "
             f"#{chosen['id']}; the tag was moved, so this is not exactly the old version")
     current = await swarm.call(live_service, swarm, service)
+    await swarm.call(logged_in, swarm.client, swarm.target.registry)  # nodes may pull it again
     after = with_deploy_label(chosen["spec_after"], deploy_id)
     await history.update(store, deploy_id, spec_before=current["Spec"] if current else None, spec_after=after,
                          image_id=img_id)

@@ -22,6 +22,7 @@ import docker
 
 from runner.deploy import history
 from runner.deploy.client import Swarm
+from runner.deploy.registry import logged_in, pin
 from runner.deploy.spec import LABEL_INSTANCE, apply_spec, service_spec, warnings_for, with_deploy_label
 from runner.deploy.verify import run_verify
 from runner.deploy.watch import WatchResult, watch_service
@@ -48,10 +49,13 @@ class Provenance:
     trigger: str = "cli"
     instance: str = "default"
     extra: dict = field(default_factory=dict)
+    environment: str | None = None  # the environment deployed to (docs/deploy.md)
+    promoted_from: int | None = None  # a promotion: the source environment's deploy
 
     def fields(self) -> dict:
         return {"repo": self.repo, "build_uid": self.build_uid, "build_number": self.build_number,
-                "commit_sha": self.commit_sha, "trigger": self.trigger}
+                "commit_sha": self.commit_sha, "trigger": self.trigger, "environment": self.environment,
+                "promoted_from": self.promoted_from}
 
 
 @dataclass(frozen=True)
@@ -154,10 +158,16 @@ async def deploy_service(swarm: Swarm, store: Store, spec: DeploySpec, log: Call
     for warning in warnings_for(spec):
         log(f"warning: {warning}")
     labels = {LABEL_INSTANCE: prov.instance}
-    desired = service_spec(spec, name, spec.image, labels)
+    # Pinned before anything is recorded: an unreachable registry or a missing image fails here.
+    pinned = await swarm.call(pin, swarm.client, spec.image, swarm.target.registry)
+    if pinned is not None and pinned.ref != spec.image:
+        log(f"{spec.image} is {pinned.ref}: every node runs exactly that")
+    await swarm.call(logged_in, swarm.client, swarm.target.registry)
+    desired = service_spec(spec, name, pinned.ref if pinned else spec.image, labels)
     async with history.service_lock(target, name):
         deploy_id = await history.claim(store, {"service": name, "target": target, "kind": "deploy",
-                                                "image": spec.image, **prov.fields()}, log)
+                                                "image": spec.image, "digest": pinned.digest if pinned else None,
+                                                **prov.fields()}, log)
         beat = asyncio.create_task(history.heartbeat(store, [deploy_id]))
         try:
             return await _deploy_claimed(swarm, store, spec, desired, deploy_id, log, labels, default_image)

@@ -73,7 +73,7 @@ class _Compiler:
             b = raw["build"]
             spec = BuildSpec(tag=b["tag"], context=b.get("context", "."), dockerfile=b.get("dockerfile", "Dockerfile"),
                              args=dict(b.get("args", {})), target=b.get("target"),
-                             timeout=b.get("timeout", raw.get("timeout")))
+                             timeout=b.get("timeout", raw.get("timeout")), push=b.get("push"))
             return Stage(kind="build", build=spec, **common)
         if "deploy" in raw:
             return Stage(kind="deploy", deploy=self.deploy(raw["deploy"], image), **common)
@@ -109,7 +109,7 @@ class _Compiler:
             healthcheck=hc, cpus=res.get("cpus"), memory=res.get("memory"), labels=dict(d.get("labels", {})),
             update=UpdateConfig(**update), rollback=UpdateConfig(**rollback), verify=verify, target=d.get("target"),
             timeout=d.get("timeout", 300.0), stack=d.get("stack"), compose=d.get("compose"),
-            endpoint_mode=d.get("endpoint_mode"),
+            endpoint_mode=d.get("endpoint_mode"), environment=d.get("environment"),
         )
 
     def post(self) -> Post:

@@ -12,7 +12,7 @@ from runner.dsl.yamlload import YMap, YNode, YScalar
 
 __all__ = ["image_has_tag", "warn_untagged_image", "refuse_untrusted_job", "warn_short_monitor",
            "healthcheck_window", "warn_stage_never_or_wrongly_runs", "warn_list_item_folded_into_step",
-           "check_job_depth", "check_stage_services", "DOCKER_SOCKETS"]
+           "check_job_depth", "check_stage_services", "check_environments", "DOCKER_SOCKETS"]
 
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 # Both ways to trust a repository, so the user can act on the message wherever they met it.
@@ -126,3 +126,30 @@ def check_stage_services(value: dict, node: YMap, cx: Cx, path: str, label: str)
                 axes = job["matrix"]["axes"] if job.get("matrix") else None
                 check_axis_refs(service[key], axes, service["__node__"].get(key), cx, f"{path}.services.{name}.{key}",
                                 f"'{key}' of service '{name}' in {label} (beside job '{job['name']}')")
+
+
+def check_environments(value: dict, cx: Cx) -> None:
+    """A deploy's ``environment`` is a configured one, and an environment with approvers is only
+    deployed to after an ``approval`` stage (the gate people sign off at). Only when the runner
+    told the linter its environments (``LintOptions.environments``)."""
+    from runner.dsl.model import did_you_mean
+
+    known = cx.options.environments
+    if known is None:
+        return
+    approvers = dict(known)
+    gated = False
+    for i, stage in enumerate(value["stages"]):
+        if "approval" in stage:
+            gated = True
+        name = (stage.get("deploy") or {}).get("environment")
+        if name is None:
+            continue
+        node = stage["deploy"]["__node__"].get("environment")
+        path = f".stages[{i}].deploy.environment"
+        if name not in approvers:
+            cx.error(node, "unknown-environment", f"environment '{name}' is not configured (known: "
+                     f"{', '.join(sorted(approvers)) or 'none'}){did_you_mean(name, approvers)}", path)
+        elif approvers[name] and not gated:
+            cx.error(node, "needs-approval", f"stage '{stage['name']}' deploys to '{name}', which needs an approval "
+                     f"(approvers: {', '.join(approvers[name])}): add a stage with `approval:` before it", path)

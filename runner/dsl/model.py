@@ -36,6 +36,9 @@ class LintOptions:
     backend: str = "docker"  # "swarm" places jobs by node label; docker and local cannot
     runner_labels: frozenset[str] = frozenset()  # labels this runner declares (runs_on may use them)
     users: frozenset[str] = frozenset()  # configured user names, valid approvers besides ROLES
+    # The configured deploy environments as (name, approvers) pairs; None: not known here, so a
+    # deploy's `environment` is checked when it runs instead.
+    environments: tuple[tuple[str, tuple[str, ...]], ...] | None = None
 
 
 @dataclass

@@ -15,8 +15,8 @@ from runner.dsl.values import Bool, Command, Duration, Enum, Int, Memory, Num, S
 from runner.dsl.depth import allow_failure, approval, check_runs_on, runs_on, services
 from runner.dsl.graph import check_needs
 from runner.dsl.keep import artifacts, cache, reports
-from runner.dsl.lint import (check_job_depth, check_stage_services, refuse_untrusted_job, warn_short_monitor,
-                             warn_stage_never_or_wrongly_runs, warn_untagged_image)
+from runner.dsl.lint import (check_environments, check_job_depth, check_stage_services, refuse_untrusted_job,
+                             warn_short_monitor, warn_stage_never_or_wrongly_runs, warn_untagged_image)
 from runner.dsl.matrix import MatrixSpec
 from runner.dsl.yamlload import YMap, YNode, YScalar
 
@@ -118,6 +118,7 @@ _job = Obj("job", {
 _build = Obj("build", {
     "tag": Field(_Image(warn=False), required=True), "context": Field(Str()), "dockerfile": Field(Str()),
     "args": Field(MapOf(what="build argument name")), "target": Field(Str()), "timeout": Field(Duration()),
+    "push": Field(Bool()),
 })
 
 _update = Obj("update", {
@@ -148,6 +149,8 @@ _deploy = Obj("deploy", {
     }, validate=lambda v, n, cx, p, label: _exactly_one(v, n, cx, p, label, ("http", "command")))),
     "target": Field(Str()), "timeout": Field(Duration()), "stack": Field(Str(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*\Z")),
     "compose": Field(Str()), "endpoint_mode": Field(Enum("vip", "dnsrr")),
+    "environment": Field(Str(r"^[a-z0-9][a-z0-9_-]{0,40}\Z", ": environment names are lower-case letters, digits, "
+                                                          "'-' and '_'")),
 }, validate=lambda v, n, cx, p, label: _check_deploy(v, n, cx, p, label))
 
 _rollback = Obj("rollback", {
@@ -292,6 +295,7 @@ def check_pipeline(root: YNode | None, cx: Cx) -> dict | None:
         return None
     before = len(cx.diags.items)
     check_needs(value, cx)
+    check_environments(value, cx)
     if cx.diags.has_errors and len(cx.diags.items) > before:
         return None
     return value

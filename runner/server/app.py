@@ -12,7 +12,7 @@ from aiohttp import web
 from runner.clock import Clock, SystemClock
 from runner.errors import BuildNotFound
 from runner.notify import Notifications
-from runner.server import api, approvals, artifact_routes, audit, hooks, login, metrics, pages, reports, run_form, schedule_routes
+from runner.server import api, approvals, artifact_routes, audit, environments, hooks, login, metrics, pages, reports, run_form, schedule_routes
 from runner.server.auth import Auth
 from runner.server.config import ServerConfig
 from runner.server.ids import parse_id
@@ -101,6 +101,7 @@ def make_app(config: ServerConfig, *, backend=None, store: Store | None = None,
     metrics.add_routes(app)
     reports.add_routes(app)
     run_form.add_routes(app)
+    environments.add_routes(app)
     app.router.add_get("/builds/{id}/events", _events)
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)

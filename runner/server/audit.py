@@ -21,7 +21,7 @@ from runner.store.rows import BuildRow
 
 __all__ = ["record", "add_routes", "ACTIONS"]
 
-ACTIONS = ("run", "cancel", "rerun", "approve", "reject", "rollback", "run_schedule", "login_failed")
+ACTIONS = ("run", "cancel", "rerun", "approve", "reject", "rollback", "promote", "run_schedule", "login_failed")
 PAGE = 50
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from runner import plugins
-from runner.errors import ConveyorError
+from runner.deploy.config import parse_environments, parse_registry
+from runner.errors import ConveyorError, DeployError
 from runner.notify import NotifyConfigError, NotifyRule, parse_rules
 from runner.retention import Retention, RetentionConfigError, parse_retention
 from runner.scm.webhooks import PROVIDERS
@@ -149,7 +150,8 @@ _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_
               "cancel_superseded", "secrets", "status", "schedules", "retention", "notify", "visibility"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
              "instance", "paused", "repos", "targets_file", "workspace_limit", "retention", "metrics_allow",
-             "users", "visibility", "session_secret", "session_secret_env", "artifact_limit", "cache_limit"}
+             "users", "visibility", "session_secret", "session_secret_env", "artifact_limit", "cache_limit",
+             "registry", "environments"}
 
 
 def _visibility(where: str, value: Any) -> str:
@@ -236,10 +238,17 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
         sizes = {k: parse_size(data[k], k) for k in ("workspace_limit", "artifact_limit", "cache_limit") if k in data}
     except ValueError as exc:
         raise ServerConfigError(str(exc)) from None
+    deploy = {k: data[k] for k in ("registry", "environments") if data.get(k) is not None}
+    try:  # checked now, so a wrong key stops the server at start-up, not a deploy hours later
+        parse_environments("the server configuration", deploy.get("environments"))
+        if "registry" in deploy:
+            parse_registry("the server configuration", deploy["registry"])
+    except DeployError as exc:
+        raise ServerConfigError(str(exc)) from None
     settings = Settings.from_env(
         env, data_dir=(base / Path(data_dir).expanduser()) if data_dir else None, instance=data.get("instance"),
         targets_file=(base / Path(targets_file).expanduser()) if targets_file else None,
-        **sizes,
+        **sizes, deploy=deploy or None,
     )
     try:
         retention = parse_retention("configuration", data.get("retention"))

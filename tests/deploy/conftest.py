@@ -48,3 +48,6 @@ def store(settings):
 @pytest.fixture
 def prov(instance):
     return Provenance(repo="web", build_number=1, commit_sha="abc1234", trigger="test", instance=instance)
+
+
+from registry_helpers import registries  # noqa: E402,F401 - the fixture, shared with tests/server

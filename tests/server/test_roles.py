@@ -17,6 +17,7 @@ NEEDS = {
     ("POST", "/api/builds/{id}/approvals"): "deployer",
     ("POST", "/api/services/{name}/rollback"): "deployer",
     ("POST", "/api/schedules/{repo}/{name}/run"): "developer",
+    ("POST", "/api/environments/{name}/promote"): "deployer",
     ("POST", "/logout"): "viewer",
 }
 # Changes not made by a user, and what guards them instead.
@@ -31,6 +32,7 @@ BODIES = {
     "/api/builds": {"repo": "acme/web"},
     "/api/builds/{id}/approvals": {"decision": "approve"},
     "/api/services/{name}/rollback": {},
+    "/api/environments/{name}/promote": {"service": "web", "from": "staging"},
 }
 
 
