@@ -194,6 +194,15 @@ class UpdateConfig:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Swarm placement of a service's tasks. Empty: any node, Swarm's default spread."""
+
+    constraints: tuple[str, ...] = ()  # e.g. "node.labels.zone==a", "node.role!=manager"
+    preferences: tuple[str, ...] = ()  # spread descriptors, in order, e.g. "node.labels.zone"
+    max_replicas_per_node: int = 0  # 0: no limit
+
+
+@dataclass(frozen=True)
 class Verify:
     """A check after convergence: an HTTP status fetched by the runner, or a command run in a
     container attached to the service's network. Exactly one of http / command is set."""
@@ -228,6 +237,7 @@ class DeploySpec:
     stack: str | None = None
     compose: str | None = None  # path of the Compose file inside the workspace
     endpoint_mode: str | None = None  # "vip" or "dnsrr"
+    placement: Placement = field(default_factory=Placement)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ STAGE_KINDS = ("steps", "jobs", "build", "deploy", "rollback", "approval")
 MAX_JOBS = 500  # each job carries its full env in the plan; this bounds the plan's size
 _NAME = r"^[^\x00-\x1f\x7f]{1,100}\Z"
 _NAME_HINT = ": names are 1 to 100 printable characters"
+_CONSTRAINT = r"^[A-Za-z0-9_.-]+ *(==|!=) *[^\s=!]+\Z"
 _PORT = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp|sctp))?\Z")
 
 
@@ -146,6 +147,14 @@ _deploy = Obj("deploy", {
     }, validate=lambda v, n, cx, p, label: _exactly_one(v, n, cx, p, label, ("http", "command")))),
     "target": Field(Str()), "timeout": Field(Duration()), "stack": Field(Str(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*\Z")),
     "compose": Field(Str()), "endpoint_mode": Field(Enum("vip", "dnsrr")),
+    "placement": Field(Obj("placement", {
+        # Compose's shape: constraints as Swarm expressions, preferences as `- spread: DESCRIPTOR`.
+        "constraints": Field(ListOf(Str(_CONSTRAINT, ": write e.g. 'node.labels.zone==a' or "
+                                    "'node.role!=manager'"), single=True, what="constraint")),
+        "preferences": Field(ListOf(Obj("preference", {"spread": Field(Str(r"^\S+\Z"), required=True)}),
+                                    what="preference")),
+        "max_replicas_per_node": Field(Int(0, 1000)),
+    })),
 }, validate=lambda v, n, cx, p, label: _check_deploy(v, n, cx, p, label))
 
 _rollback = Obj("rollback", {
