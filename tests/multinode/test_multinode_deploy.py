@@ -87,3 +87,80 @@ async def test_spread_over_three_nodes_rolling_update_and_rollback_without_a_fai
         ("deploy", "rolled_back"), ("deploy", "succeeded"), ("deploy", "succeeded")]
     assert rows[0]["commit_sha"] == sha3 and rows[1]["commit_sha"] == sha2 and rows[0]["target"] == "bed"
     assert "Swarm rolled the update back" in rows[0]["reason"], rows[0]["reason"]
+
+
+def _wait_running(client, name: str, count: int, within: float = 30.0) -> list[str]:
+    """The nodes running the service's tasks once there are ``count`` (or at the deadline)."""
+    deadline = time.monotonic() + within
+    while len(nodes := _nodes_running(client, name)) != count and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return nodes
+
+
+def _wait_node(client, hostname: str, state: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        nodes = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in client.nodes.list()}
+        if nodes.get(hostname) == state:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"node {hostname} not {state} within {within:g}s: {nodes}")
+
+
+async def _wait_updating(client, name: str, within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            status = (await asyncio.to_thread(client.api.inspect_service, name)).get("UpdateStatus") or {}
+        except docker.errors.NotFound:
+            status = {}
+        if status.get("State") == "updating":
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the update of {name} never started")
+
+
+async def test_a_node_failing_after_and_during_a_deploy(world, bed, tmp_path):
+    settings, store, client, name, port = world
+    urls = [f"http://{n.ip}:{port}/" for n in bed.nodes]
+    repo, n3 = tmp_path / "repo", bed.nodes[2]
+    assert await run(store, settings, repo, commit(repo, pipeline(name, port, "v1"), "v1"), settings.instance) == "success"
+    wait_all(urls, "v1")
+
+    # After the deploy: n3's engine dies. The other nodes keep serving; Swarm cannot place the third
+    # task (one per node), and the deploy's history is untouched. When n3 comes back, Swarm puts it there.
+    probe = SpreadProbe(urls)
+    try:
+        bed.fail_node(n3)
+        await asyncio.to_thread(_wait_node, client, n3.hostname, "down")
+        await asyncio.sleep(3)
+        assert await asyncio.to_thread(_nodes_running, client, name) == ["cvbn1", "cvbn2"]
+        assert _rows(store, name) == [("deploy", "succeeded")]
+        await asyncio.to_thread(bed.restart_node, n3)
+        assert [b.split()[0] for b in await asyncio.to_thread(wait_all, urls, "v1")] == ["v1"] * 3
+        assert await asyncio.to_thread(_wait_running, client, name, 3) == ["cvbn1", "cvbn2", "cvbn3"]
+    finally:
+        probe.stop()
+    assert probe.failed == 0 and probe.refused[urls[2]] > 0, probe.summary()
+
+    # During a deploy: n3 dies once the update started and stays down. Three replicas, one per node,
+    # on two nodes cannot converge: the build fails and the row says so, it is never `succeeded`.
+    probe = SpreadProbe(urls)
+    try:
+        sha2 = commit(repo, pipeline(name, port, "v2", timeout=40), "v2")
+        build = asyncio.create_task(run(store, settings, repo, sha2, settings.instance))
+        await _wait_updating(client, name)
+        bed.fail_node(n3)
+        assert await build == "failure"
+        rows = history.list_deploys(store, name)
+        assert [(r["kind"], r["status"]) for r in rows][1:] == [("deploy", "succeeded")]
+        assert rows[0]["status"] in ("failed", "rolled_back") and rows[0]["commit_sha"] == sha2, rows[0]
+        assert "cvbn3 down" in rows[0]["reason"], rows[0]["reason"]  # the watcher names the cause
+        print(f"\nthe deploy during the node failure: {rows[0]['status']}: {rows[0]['reason']}")
+        # n3 back: Swarm converges on the spec Conveyor left, the one from before the deploy.
+        await asyncio.to_thread(bed.restart_node, n3)
+        assert [b.split()[0] for b in await asyncio.to_thread(wait_all, urls, "v1", 90)] == ["v1"] * 3
+    finally:
+        probe.stop()
+    assert probe.failed == 0, probe.summary()
+    assert not [r for r in history.list_deploys(store, name) if r["status"] == "deploying"]
