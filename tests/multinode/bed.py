@@ -23,7 +23,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,12 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bed_host import BedError, ip, kill_engine, kill_matching, mounts_under, netns_list, rmdir
+
 IMAGES = ("conveyor-test/busybox:1",)
 LOCK = Path("/tmp/conveyor-bed.lock")
-
-
-class BedError(RuntimeError):
-    """The bed could not be brought up; the message says what failed and where its log is."""
 
 
 @dataclass(frozen=True)
@@ -113,21 +110,21 @@ class Bed:
 
     def _network(self) -> None:
         sw = self.switch
-        _ip("netns", "add", sw)
-        _ip("-n", sw, "link", "set", "lo", "up")
-        _ip("-n", sw, "link", "add", "br0", "type", "bridge")
-        _ip("-n", sw, "link", "set", "br0", "up")
-        _ip("link", "add", self.uplink, "type", "veth", "peer", "name", "up0", "netns", sw)
-        _ip("addr", "add", f"{self.net}.1/24", "dev", self.uplink)
-        _ip("link", "set", self.uplink, "up")
-        _ip("-n", sw, "link", "set", "up0", "master", "br0", "up")
+        ip("netns", "add", sw)
+        ip("-n", sw, "link", "set", "lo", "up")
+        ip("-n", sw, "link", "add", "br0", "type", "bridge")
+        ip("-n", sw, "link", "set", "br0", "up")
+        ip("link", "add", self.uplink, "type", "veth", "peer", "name", "up0", "netns", sw)
+        ip("addr", "add", f"{self.net}.1/24", "dev", self.uplink)
+        ip("link", "set", self.uplink, "up")
+        ip("-n", sw, "link", "set", "up0", "master", "br0", "up")
         for node in self.nodes:
-            _ip("netns", "add", node.netns)
-            _ip("-n", node.netns, "link", "set", "lo", "up")
-            _ip("-n", sw, "link", "add", node.name, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
-            _ip("-n", sw, "link", "set", node.name, "master", "br0", "up")
-            _ip("-n", node.netns, "addr", "add", f"{node.ip}/24", "dev", "eth0")
-            _ip("-n", node.netns, "link", "set", "eth0", "up")
+            ip("netns", "add", node.netns)
+            ip("-n", node.netns, "link", "set", "lo", "up")
+            ip("-n", sw, "link", "add", node.name, "type", "veth", "peer", "name", "eth0", "netns", node.netns)
+            ip("-n", sw, "link", "set", node.name, "master", "br0", "up")
+            ip("-n", node.netns, "addr", "add", f"{node.ip}/24", "dev", "eth0")
+            ip("-n", node.netns, "link", "set", "eth0", "up")
             # No default route on purpose: nothing a test starts can leave the private segment.
 
     def _start_dockerd(self, node: Node) -> None:
@@ -135,7 +132,7 @@ class Bed:
         for driver in ("overlay2", "fuse-overlayfs", "vfs"):  # the first the host's filesystem allows
             if self._launch_dockerd(node, driver):
                 return
-            _kill_matching(f"{node.dir}/")
+            kill_matching(f"{node.dir}/")
             shutil.rmtree(node.dir / "data", ignore_errors=True)
             shutil.rmtree(node.dir / "exec", ignore_errors=True)
         raise BedError(f"{node.name}: dockerd did not start with any storage driver; see {node.dir}/dockerd.log")
@@ -234,15 +231,15 @@ class Bed:
         dirs = sorted(self.root.glob("n*")) if self.root.is_dir() else []
         nodes = [Node(int(d.name[1:]), "", d, self.prefix) for d in dirs if d.name[1:].isdigit()]
         self._parallel(lambda n: self._kill_node(n, grace=3.0), nodes)
-        for mount in sorted(_mounts_under(f"{self.root}/"), reverse=True):  # deepest first
+        for mount in sorted(mounts_under(f"{self.root}/"), reverse=True):  # deepest first
             subprocess.run(["umount", "-l", mount], capture_output=True)
         for cg in Path("/sys/fs/cgroup").glob(f"*/{self.prefix}bed-n*"):
             for d in sorted((p for p in cg.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                _rmdir(d)
-            _rmdir(cg)
-        for ns in _netns_list():
+                rmdir(d)
+            rmdir(cg)
+        for ns in netns_list():
             if ns == self.switch or (ns.startswith(f"{self.prefix}n") and ns[len(self.prefix) + 1:].isdigit()):
-                _ip("netns", "del", ns)  # deleting a namespace deletes the veths in it
+                ip("netns", "del", ns)  # deleting a namespace deletes the veths in it
         subprocess.run(["ip", "link", "del", self.uplink], capture_output=True)
         if self.root.exists():
             shutil.rmtree(self.root, ignore_errors=True)
@@ -258,22 +255,11 @@ class Bed:
             self._lock_fd = None
 
     def _kill_node(self, node: Node, grace: float) -> None:
-        pid = _read_int(node.dir / "docker.pid")
-        if pid and _alive(pid):
-            os.kill(pid, signal.SIGTERM if grace else signal.SIGKILL)
-            deadline = time.monotonic() + grace
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
         launcher = self._procs.pop(node.index, None)
-        if launcher is not None:
+        kill_engine(node.dir, node.cgroup, grace)
+        if launcher is not None:  # reap it
             launcher.kill()
             launcher.wait()
-        _kill_matching(f"{node.dir}/")  # this node's containerd and shims (their args name its paths)
-        for procs in Path("/sys/fs/cgroup").glob(f"pids/{node.cgroup}/**/cgroup.procs"):
-            for p in procs.read_text().split():  # the node's containers, orphaned by a killed dockerd
-                _signal(int(p), signal.SIGKILL)
 
     # ---- helpers
 
@@ -293,68 +279,6 @@ class Bed:
         if items:
             with ThreadPoolExecutor(len(items)) as pool:
                 list(pool.map(fn, items))
-
-
-def _ip(*args: str) -> None:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BedError(f"ip {' '.join(args)} failed: {proc.stderr.strip()} (the bed needs root and iproute2)")
-
-
-def _netns_list() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
-
-
-def _mounts_under(prefix: str) -> list[str]:
-    with open("/proc/mounts") as f:
-        return [m for m in (line.split()[1] for line in f) if m.startswith(prefix)]
-
-
-def _kill_matching(needle: str) -> None:
-    """SIGKILL processes whose command line names ``needle`` (a node's private directory)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if needle in args:
-            _signal(int(proc.name), signal.SIGKILL)
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _rmdir(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
 
 
 def main(argv: list[str]) -> int:
