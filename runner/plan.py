@@ -235,6 +235,15 @@ class UpdateConfig:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Swarm placement of a service's tasks. Empty: any node, Swarm's default spread."""
+
+    constraints: tuple[str, ...] = ()  # e.g. "node.labels.zone==a", "node.role!=manager"
+    preferences: tuple[str, ...] = ()  # spread descriptors, in order, e.g. "node.labels.zone"
+    max_replicas_per_node: int = 0  # 0: no limit
+
+
+@dataclass(frozen=True)
 class Verify:
     """A check after convergence: an HTTP status fetched by the runner, or a command run in a
     container attached to the service's network. Exactly one of http / command is set."""
@@ -270,6 +279,7 @@ class DeploySpec:
     compose: str | None = None  # path of the Compose file inside the workspace
     endpoint_mode: str | None = None  # "vip" or "dnsrr"
     environment: str | None = None  # a configured environment: its target, branches, approvers, settings
+    placement: Placement = field(default_factory=Placement)
 
 
 @dataclass(frozen=True)

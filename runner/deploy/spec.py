@@ -14,7 +14,7 @@ from typing import Any
 import docker
 
 from runner.errors import DeployError
-from runner.plan import DeploySpec, UpdateConfig
+from runner.plan import DeploySpec, Placement, UpdateConfig
 
 __all__ = ["LABEL_MANAGED", "LABEL_DEPLOY", "LABEL_INSTANCE", "LABEL_STACK", "service_spec", "apply_spec",
            "task_key", "with_deploy_label", "warnings_for"]
@@ -71,6 +71,9 @@ def service_spec(spec: DeploySpec, name: str, image: str, labels: dict[str, str]
     }
     if limits:
         task["Resources"] = {"Limits": limits}
+    placement = _placement(spec.placement)
+    if placement:
+        task["Placement"] = placement
     if spec.networks:
         task["Networks"] = [{"Target": n} for n in spec.networks]
     endpoint: dict[str, Any] = {"Mode": spec.endpoint_mode or "vip"}
@@ -91,6 +94,18 @@ def service_spec(spec: DeploySpec, name: str, image: str, labels: dict[str, str]
         "RollbackConfig": _update_config(spec.rollback, rollback=True),
         "EndpointSpec": endpoint,
     }
+
+
+def _placement(p: Placement) -> dict[str, Any]:
+    """Swarm's Placement; empty when nothing is asked, so a spec without it stays as it was."""
+    out: dict[str, Any] = {}
+    if p.constraints:
+        out["Constraints"] = list(p.constraints)
+    if p.preferences:
+        out["Preferences"] = [{"Spread": {"SpreadDescriptor": d}} for d in p.preferences]
+    if p.max_replicas_per_node:
+        out["MaxReplicas"] = p.max_replicas_per_node
+    return out
 
 
 def with_deploy_label(spec: dict[str, Any], deploy_id: int) -> dict[str, Any]:

@@ -156,6 +156,13 @@ def _rolled_back_task(service: dict, tasks: list[dict], since: float) -> str | N
     return f"update failed (a task of the new spec ended {t['Status']['State']}" + (f": {detail})" if detail else ")")
 
 
+def _nodes_down(swarm: Swarm) -> list[str]:
+    """Blocking: hostnames of the swarm's nodes that are not ready (a dead engine, a lost host), so a
+    deploy that cannot be placed says why; on a multi-node swarm that is the usual cause."""
+    return sorted(n["Description"]["Hostname"] for n in swarm.api.nodes()
+                  if n["Status"]["State"] != "ready" and n["Spec"].get("Availability") == "active")
+
+
 def _describe(tasks: list[dict]) -> dict[str, str]:
     return {t["ID"]: f"{t['Status']['State']}" + (f" ({t['Status']['Err']})" if t["Status"].get("Err") else "")
             for t in tasks}
@@ -191,9 +198,12 @@ async def watch_service(swarm: Swarm, name: str, timeout: float, log: Callable[[
         result = assess(service, tasks, started, since, stale)
         blocked = stuck_task(tasks, pending_since, time.monotonic()) if result is None else None
         if blocked:
+            down = await swarm.call(_nodes_down, swarm)
+            advice = (f"node(s) {', '.join(down)} down: the swarm lacks a node for this task; bring them back "
+                      "or lower the replicas" if down else "on a single node use order: stop-first with host-mode ports")
             result = WatchResult("failed", f"a task cannot be placed for {PENDING_GRACE:g}s: {blocked} (update "
-                                           f"state: {state or 'none'}); on a single node use order: stop-first "
-                                           "with host-mode ports", service["Version"]["Index"], stuck=True)
+                                           f"state: {state or 'none'}); {advice}", service["Version"]["Index"],
+                                 stuck=True)
         if result is not None:
             if result.outcome == "rolled_back" and not why:  # rollback_started fell between two looks
                 why = _rolled_back_task(service, tasks, since)
@@ -201,6 +211,7 @@ async def watch_service(swarm: Swarm, name: str, timeout: float, log: Callable[[
                 result = WatchResult("rolled_back", f"Swarm rolled the update back: {why}", result.version)
             return result
         if time.monotonic() - started > timeout:
-            return WatchResult("timeout", f"not converged after {timeout:g}s (update state: {state or 'none'})",
-                               service["Version"]["Index"])
+            down = await swarm.call(_nodes_down, swarm)
+            return WatchResult("timeout", f"not converged after {timeout:g}s (update state: {state or 'none'})"
+                               + (f"; node(s) {', '.join(down)} down" if down else ""), service["Version"]["Index"])
         await asyncio.sleep(POLL)

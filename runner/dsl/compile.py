@@ -17,8 +17,8 @@ from runner.dsl.filters import changes_decision, glob_match, matches, skip_reaso
 from runner.dsl.jobs import JobCompiler
 from runner.dsl.lint import healthcheck_window
 from runner.dsl.model import Cx
-from runner.plan import (ApprovalSpec, BuildSpec, DeploySpec, Healthcheck, Plan, Port, Post, RollbackSpec,
-                         Stage, UpdateConfig, Verify, When)
+from runner.plan import (ApprovalSpec, BuildSpec, DeploySpec, Healthcheck, Placement, Plan, Port, Post,
+                         RollbackSpec, Stage, UpdateConfig, Verify, When)
 
 __all__ = ["compile_plan", "glob_match", "matches", "trigger_decision", "skip_reason", "DEFAULT_EVENTS"]
 
@@ -103,13 +103,17 @@ class _Compiler:
         if isinstance(command, str):
             command = shlex.split(command)
         res = d.get("resources", {})
+        place = d.get("placement") or {}
+        placement = Placement(constraints=tuple(c.replace(" ", "") for c in place.get("constraints", ())),
+                              preferences=tuple(p["spread"] for p in place.get("preferences", ())),
+                              max_replicas_per_node=place.get("max_replicas_per_node", 0))
         return DeploySpec(
             service=d.get("service"), image=d.get("image"), replicas=d.get("replicas", 1), env=dict(d.get("env", {})),
             command=tuple(command) if command is not None else None, ports=ports, networks=tuple(d.get("networks", ())),
             healthcheck=hc, cpus=res.get("cpus"), memory=res.get("memory"), labels=dict(d.get("labels", {})),
             update=UpdateConfig(**update), rollback=UpdateConfig(**rollback), verify=verify, target=d.get("target"),
             timeout=d.get("timeout", 300.0), stack=d.get("stack"), compose=d.get("compose"),
-            endpoint_mode=d.get("endpoint_mode"), environment=d.get("environment"),
+            endpoint_mode=d.get("endpoint_mode"), environment=d.get("environment"), placement=placement,
         )
 
     def post(self) -> Post:

@@ -26,6 +26,7 @@ STAGE_KINDS = ("steps", "jobs", "build", "deploy", "rollback", "approval")
 MAX_JOBS = 500  # each job carries its full env in the plan; this bounds the plan's size
 _NAME = r"^[^\x00-\x1f\x7f]{1,100}\Z"
 _NAME_HINT = ": names are 1 to 100 printable characters"
+_CONSTRAINT = r"^[A-Za-z0-9_.-]+ *(==|!=) *[^\s=!]+\Z"
 _PORT = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp|sctp))?\Z")
 
 
@@ -151,6 +152,14 @@ _deploy = Obj("deploy", {
     "compose": Field(Str()), "endpoint_mode": Field(Enum("vip", "dnsrr")),
     "environment": Field(Str(r"^[a-z0-9][a-z0-9_-]{0,40}\Z", ": environment names are lower-case letters, digits, "
                                                           "'-' and '_'")),
+    "placement": Field(Obj("placement", {
+        # Compose's shape: constraints as Swarm expressions, preferences as `- spread: DESCRIPTOR`.
+        "constraints": Field(ListOf(Str(_CONSTRAINT, ": write e.g. 'node.labels.zone==a' or "
+                                    "'node.role!=manager'"), single=True, what="constraint")),
+        "preferences": Field(ListOf(Obj("preference", {"spread": Field(Str(r"^\S+\Z"), required=True)}),
+                                    what="preference")),
+        "max_replicas_per_node": Field(Int(0, 1000)),
+    })),
 }, validate=lambda v, n, cx, p, label: _check_deploy(v, n, cx, p, label))
 
 _rollback = Obj("rollback", {

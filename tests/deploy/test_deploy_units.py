@@ -10,7 +10,7 @@ from runner.cli.deploy_cmds import deploys_table
 from runner.deploy.spec import service_spec, task_key, warnings_for, with_deploy_label
 from runner.deploy.watch import assess, stuck_task
 from runner.errors import DeployError
-from runner.plan import DeploySpec, Healthcheck, Port, UpdateConfig
+from runner.plan import DeploySpec, Healthcheck, Placement, Port, UpdateConfig
 
 
 def test_service_spec_has_every_setting_and_safe_defaults():
@@ -83,3 +83,12 @@ def test_deploys_table():
     assert lines[0].split()[:4] == ["ID", "SERVICE", "KIND", "STATUS"]
     assert "rollback to #1" in lines[1] and "web#4" in lines[1] and "abcdef12 " in lines[1] and "2.5s" in lines[1]
     assert lines[2] == "#3: because"
+
+
+def test_placement_maps_onto_the_task_template_and_is_absent_when_not_asked():
+    placed = DeploySpec(service="web", image="web:1", replicas=3, placement=Placement(
+        constraints=("node.labels.zone==a",), preferences=("node.labels.bed",), max_replicas_per_node=1))
+    assert service_spec(placed, "web", "web:1")["TaskTemplate"]["Placement"] == {
+        "Constraints": ["node.labels.zone==a"], "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.bed"}}],
+        "MaxReplicas": 1}
+    assert "Placement" not in service_spec(DeploySpec(service="web", image="web:1"), "web", "web:1")["TaskTemplate"]

@@ -219,3 +219,30 @@ def test_params_outside_choices_or_undeclared_are_errors(tmp_path):
 def test_absent_values_render_empty_not_none(tmp_path):
     text = HEAD + "stages:\n  - name: t\n    steps: [\"echo tag={{ git.tag }}\"]\n"
     assert plan_of(tmp_path, text, branch="main").stages[0].jobs[0].steps[0].run == "echo tag="
+
+
+PLACED = HEAD + """stages:
+  - name: ship
+    deploy:
+      service: web
+      image: web:1
+      placement:
+        constraints: ["node.labels.zone == a", "node.role!=manager"]
+        preferences: [{spread: node.labels.rack}, {spread: node.labels.bed}]
+        max_replicas_per_node: 1
+"""
+
+
+def test_deploy_placement_compiles_and_defaults_to_anywhere(tmp_path):
+    placed = plan_of(tmp_path, PLACED).stages[0].deploy.placement
+    assert placed.constraints == ("node.labels.zone==a", "node.role!=manager")
+    assert placed.preferences == ("node.labels.rack", "node.labels.bed")
+    assert placed.max_replicas_per_node == 1
+    plain = plan_of(tmp_path, PLACED.split("      placement:")[0]).stages[0].deploy.placement
+    assert (plain.constraints, plain.preferences, plain.max_replicas_per_node) == ((), (), 0)
+
+
+def test_a_constraint_that_is_not_an_expression_says_how_to_write_one(tmp_path):
+    loaded = load_pipeline(tmp_path, Context.build(sha="d" * 40), text=PLACED.replace("node.role!=manager", "worker"))
+    errors = [str(d) for d in loaded.diagnostics if d.severity == "error"]
+    assert len(errors) == 1 and "'worker'" in errors[0] and "node.labels.zone==a" in errors[0], errors
