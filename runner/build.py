@@ -211,7 +211,7 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, use
         )
         file = source / build.pipeline if build.pipeline else None
         loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"],
-                                         options=LintOptions(users=users))
+                                         options=LintOptions(users=users, backend=options["backend"].name))
     except (ContextError, TemplateError) as exc:
         return "config_error", str(exc), ()
     except ConfigError as exc:
