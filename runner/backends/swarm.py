@@ -58,6 +58,7 @@ __all__ = ["SwarmBackend"]
 
 log = logging.getLogger("conveyor.swarm")
 POLL = 1.0  # seconds between looks at the task while its log is quiet
+QUIET = 0.25  # seconds of a quiet log after which a held-back newline is the step's own (swarm_driver.py)
 LOG_LAG = 10.0  # seconds the log may trail a task that has ended before the step counts as lost
 
 
@@ -208,12 +209,16 @@ class SwarmBackend(Backend):
                         return
                     yield StepExit(event.code)
                     return
+            held = run.reader.buf == b"\n"
             try:
-                chunk = await asyncio.wait_for(run.pump.get(), POLL)
+                chunk = await asyncio.wait_for(run.pump.get(), QUIET if held else POLL)
             except TimeoutError:
                 chunk = b""
             if chunk:
                 run.events.extend(e for e in run.reader.feed(chunk) if not isinstance(e, Begin))
+                continue
+            if held:
+                run.events.extend(run.reader.release_newline())
                 continue
             task = await self._call(sb.task_state, run.service)
             lost = _lost(task)

@@ -132,6 +132,16 @@ class FrameReader:
             pass
         return []
 
+    def release_newline(self) -> list[Output]:
+        """The newline held back at the end of the stream (it may be the one before a marker) as
+        output, for a stream that has been quiet a while: a line shows when it is printed, not when
+        the step ends. The cost: a step that ends with an unterminated line and then stays quiet
+        gets a newline after it (line-based logs look the same)."""
+        if self.buf != b"\n" or self.step is None:
+            return []
+        self.buf = b""
+        return [Output(b"\n")]
+
     def _output(self, data: bytes, events: list) -> None:
         if data and self.step is not None:
             events.append(Output(data))
