@@ -211,7 +211,8 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, use
             params=build.params, build_number=build.number, changes=changes,
         )
         file = source / build.pipeline if build.pipeline else None
-        lint = LintOptions(users=users, environments=await asyncio.to_thread(lint_environments, settings))
+        lint = LintOptions(users=users, backend=options["backend"].name,
+                           environments=await asyncio.to_thread(lint_environments, settings))
         loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"],
                                          options=lint)
     except (ContextError, TemplateError, DeployError) as exc:

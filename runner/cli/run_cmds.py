@@ -98,8 +98,9 @@ def _pipeline(directory: Path, pipeline_file: Path | None) -> str | None:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="A pipeline parameter; repeatable.")
 @click.option("--file", "pipeline_file", type=click.Path(dir_okay=False, path_type=Path),
               help="The pipeline file (default .conveyor.yml), relative to DIRECTORY.")
-@click.option("--backend", "backend_name", type=click.Choice(["docker", "local"]), default="docker",
-              show_default=True, help="Where jobs run: ephemeral containers, or host processes (explicit opt-in).")
+@click.option("--backend", "backend_name", type=click.Choice(["docker", "swarm", "local"]), default="docker",
+              show_default=True, help="Where jobs run: ephemeral containers, one-shot services on the swarm whose "
+              "manager DOCKER_HOST names, or host processes (explicit opt-in).")
 @click.option("--secret", "secret_names", multiple=True, metavar="NAME",
               help="Pass the environment variable NAME to steps as a secret, masked in every log; repeatable.")
 @click.option("--changes-from", "changes_from", metavar="REF",

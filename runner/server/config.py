@@ -62,6 +62,7 @@ class RepoConfig:
     retention: Retention | None = None  # None: the server's
     notify: tuple[NotifyRule, ...] = ()  # who hears how builds end (docs/server.md, Notifications)
     visibility: str = "public"  # private: reading its builds needs a signed-in user (docs/server.md, "Users")
+    backend: str | None = None  # where its jobs run; None: the server's (docs/server.md, "Backends")
 
     @property
     def source(self) -> str:
@@ -147,7 +148,8 @@ def _secret(where: str, data: dict, key: str, environ: dict[str, str]) -> str | 
 
 
 _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_env", "trusted", "branches",
-              "cancel_superseded", "secrets", "status", "schedules", "retention", "notify", "visibility"}
+              "cancel_superseded", "secrets", "status", "schedules", "retention", "notify", "visibility",
+              "backend"}
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
              "instance", "paused", "repos", "targets_file", "workspace_limit", "retention", "metrics_allow",
              "users", "visibility", "session_secret", "session_secret_env", "artifact_limit", "cache_limit",
@@ -210,7 +212,18 @@ def _repo(index: int, data: Any, base: Path, environ: dict[str, str], retention:
         ),
         schedules=schedules, retention=own_retention, notify=notify,
         visibility=_visibility(where, data.get("visibility", visibility)),
+        backend=_backend(where, data["backend"]) if "backend" in data else None,
     )
+
+
+SERVER_BACKENDS = ("docker", "swarm", "local")
+
+
+def _backend(where: str, value: Any) -> str:
+    if value not in SERVER_BACKENDS:
+        raise ServerConfigError(f"{where}: backend {value!r} is not one of {', '.join(SERVER_BACKENDS)} "
+                                "(swarm: jobs as Swarm services, DOCKER_HOST naming a manager; docs/backends.md)")
+    return value
 
 
 def _networks(value: Any) -> tuple:
@@ -283,7 +296,7 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
     values = dict(
         settings=settings, host=str(overrides.pop("host", None) or data.get("host", "127.0.0.1")), port=port,
         url=data.get("url"), admin_token=admin_token, concurrency=concurrency,
-        backend=str(data.get("backend", "docker")), paused=bool(data.get("paused", False)), repos=repos,
+        backend=_backend("configuration", data.get("backend", "docker")), paused=bool(data.get("paused", False)), repos=repos,
         retention=retention, users=users, visibility=visibility, session_secret=session_secret,
     )
     if "metrics_allow" in data:

@@ -53,6 +53,18 @@ class BuildQueue:
         self._sweep_task: asyncio.Task | None = None
         self._limiter = asyncio.Semaphore(config.settings.concurrency)
         self._superseding = {name: r.cancel_superseded for name, r in config.repos.items()}
+        self._backends: dict[str, object] = {}  # repositories' own backends (`backend:` per repo), made once
+
+    def backend_for(self, repo) -> object:
+        """The backend of ``repo``: its own ``backend:`` when it names one other than the server's."""
+        name = repo.backend
+        if name is None or name == getattr(self.backend, "name", None):
+            return self.backend
+        if name not in self._backends:
+            from runner.backends import get_backend
+
+            self._backends[name] = get_backend(name, self.config.settings)
+        return self._backends[name]
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -155,7 +167,7 @@ class BuildQueue:
                                                 f"{sha[:12]}; commit one to build this repository")
                     return
                 if resume:  # what the dead server left of this build (workspace volume, network)
-                    sweep = getattr(self.backend, "sweep_build", None)
+                    sweep = getattr(self.backend_for(repo), "sweep_build", None)
                     if sweep is not None:
                         await sweep(build.uid)
                 await mirror.checkout(sha, workspace)
@@ -168,7 +180,7 @@ class BuildQueue:
                 status = await self._finish(build_id, "cancelled", "cancelled before it started")
                 return
             status = await run_build(
-                self.store, self.config.settings, build_id, workspace, backend=self.backend, sinks=(live,),
+                self.store, self.config.settings, build_id, workspace, backend=self.backend_for(repo), sinks=(live,),
                 secrets={} if fork else dict(repo.secrets), trusted=repo.trusted and not fork,
                 allow_deploy=not fork, fork=fork, cancel=cancel, limiter=self._limiter, resume=resume,
                 suspend=suspend, users=frozenset(self.config.users),

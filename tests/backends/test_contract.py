@@ -18,6 +18,7 @@ from runner.backends.base import BuildRef, StepExit
 from runner.backends.docker import DockerBackend
 from runner.backends.fake import FakeBackend, FakeStep
 from runner.backends.local import LocalBackend
+from runner.backends.swarm import SwarmBackend
 from runner.deploy.workspace import read_text
 from runner.backends.files import WorkspacePathError
 from runner.errors import BackendError
@@ -61,37 +62,36 @@ def _fake_script(backend: FakeBackend) -> dict[str, FakeStep]:
     }
 
 
-@pytest.fixture(params=["fake", "local", "docker"])
+# swarm: one-shot services on the engine's swarm (a single node here; tests/multinode for more).
+# Tests that create services hold /tmp/conveyor-swarm.lock (docs/backends.md, "Testing").
+@pytest.fixture(params=["fake", "local", "docker", pytest.param("swarm", marks=pytest.mark.swarm)])
 def backend(request, instance):
     if request.param == "fake":
         fake = FakeBackend()
         fake.script = _fake_script(fake)
         yield fake
-    elif request.param == "local":
-        yield LocalBackend(grace=1.0)
     else:
-        request.getfixturevalue("docker_client")
-        docker = DockerBackend(Settings(instance=instance), grace=1.0)
-        yield docker
-        asyncio.run(docker.sweep(keep=[]))  # nothing of this test's instance may survive it
-        docker.close()
+        yield from _real(request, instance)
 
 
 def _real(request, instance):
     if request.param == "local":
-        return LocalBackend(grace=1.0)
+        yield LocalBackend(grace=1.0)
+        return
     request.getfixturevalue("docker_client")
-    return DockerBackend(Settings(instance=instance), grace=1.0)
+    if request.param == "docker":
+        backend = DockerBackend(Settings(instance=instance), grace=1.0)
+    else:  # jobs reserve what they may use: small ones, so three fit on this machine's one node at once
+        backend = SwarmBackend(Settings(instance=instance, job_cpus=0.5, job_memory=256 * 1024**2), grace=1.0)
+    yield backend
+    assert asyncio.run(backend.sweep(keep=[])) == 0, "teardown left something of the build behind"
+    backend.close()
 
 
-@pytest.fixture(params=["local", "docker"])
+@pytest.fixture(params=["local", "docker", pytest.param("swarm", marks=pytest.mark.swarm)])
 def real_backend(request, instance):
     """The backends with a real file system (the fake one keeps text in a dict: no symlinks)."""
-    backend = _real(request, instance)
-    yield backend
-    if backend.name == "docker":
-        asyncio.run(backend.sweep(keep=[]))
-        backend.close()
+    yield from _real(request, instance)
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ async def test_env_and_workspace_as_working_directory(backend, build):
         handle = await backend.start_job(build, job())
         out, exit = await run_step(backend, handle, ENV, {"GREETING": "hello", "WHO": "conveyor"})
         assert out.decode() == "hello conveyor\nfrom the checkout\n" and exit.code == 0
-        if backend.name == "docker":
+        if backend.name in ("docker", "swarm"):
             out, _ = await run_step(backend, handle, "pwd")
             assert out.decode().strip() == "/workspace"
         await backend.stop_job(handle)
@@ -197,7 +197,7 @@ async def test_stop_and_teardown_are_idempotent_and_safe_after_failed_start(back
     await backend.teardown(build)
 
 
-async def test_closing_a_step_early_stops_its_processes(backend, build):
+async def test_closing_a_step_early_stops_its_processes(backend, build, request):
     await backend.setup(build)
     try:
         handle = await backend.start_job(build, job())
@@ -207,8 +207,12 @@ async def test_closing_a_step_early_stops_its_processes(backend, build):
         began = time.monotonic()
         await steps.aclose()
         assert time.monotonic() - began < 4.0, "aclose must return promptly"
-        out, _ = await run_step(backend, handle, CHECK)
-        assert out == b"gone\n"
+        if backend.name == "swarm":  # each run of steps is a container of its own: none may be left
+            client = request.getfixturevalue("docker_client")
+            assert client.containers.list(all=True, filters={"label": f"io.conveyor.build={build.id}"}) == []
+        else:
+            out, _ = await run_step(backend, handle, CHECK)
+            assert out == b"gone\n"
         await backend.stop_job(handle)
     finally:
         await backend.teardown(build)
@@ -222,7 +226,9 @@ async def test_jobs_run_concurrently(backend, build):
         results = await asyncio.gather(*(run_step(backend, h, SLEEP) for h in handles))
         elapsed = time.monotonic() - began
         assert [exit.code for _, exit in results] == [0, 0, 0]
-        assert elapsed < 2.0, f"three 1 s steps in parallel took {elapsed:.2f}s"
+        # A swarm job's first step also starts its service (~0.5 s): still under the 3 s of a queue.
+        bound = 3.0 if backend.name == "swarm" else 2.0
+        assert elapsed < bound, f"three 1 s steps in parallel took {elapsed:.2f}s"
         await asyncio.gather(*(backend.stop_job(h) for h in handles))
     finally:
         await backend.teardown(build)
