@@ -44,10 +44,11 @@ class _Unit:
     status: str | None = None  # set once finished
     reason: str | None = None
     allowed: bool = False
+    stage_name: str = ""  # an action stage's name (approval, build, deploy, rollback)
 
     @property
     def name(self) -> str:
-        return self.job.name if self.job else ""
+        return self.job.name if self.job else self.stage_name
 
     @property
     def ok(self) -> bool:
@@ -61,13 +62,18 @@ class _Graph:
         self.units: list[_Unit] = []
         self.by_stage: list[list[_Unit]] = []
         for i, stage in enumerate(plan.stages):
-            units = [_Unit(i, job) for job in stage.jobs] if stage.kind == "jobs" else [_Unit(i, None)]
+            units = ([_Unit(i, job) for job in stage.jobs] if stage.kind == "jobs"
+                     else [_Unit(i, None, stage_name=stage.name)])
             self.by_stage.append(units)
             self.units += units
         named = {u.name: u for u in reversed(self.units) if u.job}  # lint made every needed name unique
         for u in self.units:
             if u.job is not None and u.job.needs is not None:
                 u.by_order, u.deps = False, [named[n] for n in u.job.needs if n in named]
+                # An approval gates everything after it, `needs` or not: a job placed after the
+                # question never runs before the answer (nor while the build shows `waiting`).
+                u.deps += [g for i, st in enumerate(plan.stages[:u.stage]) if st.kind == "approval"
+                           for g in self.by_stage[i]]
         for i, stage in enumerate(plan.stages):
             if stage.name in finished:  # a resumed build: this stage ran before its approval
                 for u in self.by_stage[i]:
@@ -90,11 +96,12 @@ class _Graph:
             bad = next((v for units in self.by_stage[:u.stage] for v in units if not v.ok), None)
             failed = "an earlier stage failed"
         else:
-            skipped = next((d for d in u.deps if d.status == "skipped"), None)
+            skipped = next((d for d in u.deps if d.status == "skipped" and d.job), None)
             if skipped:
                 return f"needed job {skipped.name!r} was skipped"
             bad = next((d for d in u.deps if not d.ok), None)
-            failed = f"needed job {bad.name!r} {_SAID.get(bad.status, bad.status)}" if bad else ""
+            what = f"needed job {bad.name!r}" if bad and bad.job else f"stage {bad.name!r}" if bad else ""
+            failed = f"{what} {_SAID.get(bad.status, bad.status)}" if bad else ""
         wanted = (u.job.when if u.job and u.job.when else stage.when).status
         so_far = "failure" if bad else "success"
         if "always" in wanted or so_far in wanted:

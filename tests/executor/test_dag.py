@@ -154,3 +154,34 @@ async def test_a_skipped_need_skips_the_job_that_needs_it(build):
     assert status == "success"
     assert done["publish"][:2] == ("skipped", "needed job 'docs' was skipped")
     assert done["other"][0] == "success"
+
+
+async def test_a_job_with_needs_after_an_approval_waits_for_the_answer_and_a_reject_skips_it(build):
+    answered: list[str] = []
+
+    def approval(verdict):
+        async def decide(stage, ctx):
+            from asyncio import sleep
+
+            from runner.executor.actions import ActionResult
+
+            await sleep(0.3)  # the person thinks; nothing after the question may run meanwhile
+            answered.append(verdict)
+            return ActionResult(verdict, None if verdict == "success" else "rejected by ana")
+        return decide
+
+    stages = [
+        Stage("compile", "jobs", jobs=(job("compile"),)),
+        Stage("approve", "approval"),
+        Stage("ship", "jobs", jobs=(job("publish", needs=("compile",)),)),
+    ]
+    status, sink = await go(stages, build, SLOW, actions={"approval": approval("success")})
+    assert status == "success" and answered == ["success"]
+    started = [e for e in sink.events if isinstance(e, ev.JobStarted) and e.job == "publish"]
+    approved = next(i for i, e in enumerate(sink.events) if isinstance(e, ev.StageFinished) and e.stage == "approve")
+    assert sink.events.index(started[0]) > approved  # publish started only after the answer
+
+    status, sink = await go(stages, build, SLOW, actions={"approval": approval("failure")})
+    assert status == "failure"
+    assert sink.finished()["publish"][0] == "skipped" and "approve" in sink.finished()["publish"][1]
+    assert not [e for e in sink.events if isinstance(e, ev.JobStarted) and e.job == "publish"]
