@@ -15,7 +15,8 @@ from runner.deploy import history
 from runner.deploy.client import open_target
 from runner.deploy.compose_source import render_compose, stack_from_workspace
 from runner.deploy.config import load_deploy_config
-from runner.deploy.environments import check_branch, for_environment
+from runner.deploy.environments import check_approved, check_branch, for_environment
+from runner.store import approvals
 from runner.deploy.image_build import build_image
 from runner.deploy.registry import push
 from runner.deploy.rollback import rollback_service
@@ -117,6 +118,7 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
     if spec.environment:
         env = load_deploy_config(settings).environment(spec.environment)
         check_branch(env, ctx.plan.env.get("CI_COMMIT_BRANCH"), ctx.plan.env.get("CI_COMMIT_TAG"))
+        check_approved(env, await store.aread(lambda c: approvals.of_build_uid(c, ctx.build.id)))
         spec, prov = for_environment(spec, env), dataclasses.replace(prov, environment=env.name)
         ctx.log(f"deploying to environment {env.name} (target {env.target})")
     swarm = await open_target(settings, spec.target)

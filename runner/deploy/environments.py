@@ -18,7 +18,7 @@ from runner.errors import DeployError
 from runner.plan import DeploySpec
 from runner.store.db import Store
 
-__all__ = ["LABEL_ENVIRONMENT", "for_environment", "check_branch", "adjust_recorded", "live_in", "overview"]
+__all__ = ["LABEL_ENVIRONMENT", "for_environment", "check_branch", "check_approved", "adjust_recorded", "live_in", "overview"]
 
 LABEL_ENVIRONMENT = "io.conveyor.environment"
 
@@ -39,6 +39,22 @@ def check_branch(env: Environment, branch: str | None, tag: str | None) -> None:
     this = f"branch {branch}" if branch else f"tag {tag}" if tag else "no branch"
     raise DeployError(f"environment {env.name!r} takes deploys only from branch(es) {', '.join(env.branches)}; this "
                       f"build is of {this}: deploy there from an allowed branch, or promote a deploy that came from one")
+
+
+def check_approved(env: Environment, approvals) -> None:
+    """An environment with ``approvers`` takes a deploy only from a build in which an ``approval``
+    stage that those approvers alone could answer was approved (``approvals``: the build's rows).
+    Lint asks for such a stage; this is what holds at run time, when the stage was skipped by a
+    filter, rejected, or asked others."""
+    if not env.approvers:
+        return
+    wanted = set(env.approvers)
+    for a in approvals:
+        if a.decision == "approved" and a.approvers and set(a.approvers) <= wanted:
+            return
+    raise DeployError(f"environment {env.name!r} needs an approval by {', '.join(env.approvers)} before its deploy, "
+                      "and this build has none approved: add an `approval` stage with those approvers before the "
+                      "deploy (or promote a deploy that was approved)")
 
 
 def _env_list(env: list[str] | None, drop: dict[str, str], add: dict[str, str]) -> list[str]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from runner.errors import NotWaiting
 
-__all__ = ["Approval", "DECISIONS", "ask", "get", "decide", "settle", "resume_running", "of_build", "claim_waiting",
+__all__ = ["Approval", "DECISIONS", "ask", "get", "decide", "settle", "resume_running", "of_build", "of_build_uid", "claim_waiting",
            "waiting_server_builds", "waiting_among"]
 
 # approved/rejected come from a person; timed_out and not_asked (no terminal to ask on) from Conveyor.
@@ -78,6 +78,12 @@ def get(conn: sqlite3.Connection, build_id: int, stage: str) -> Approval:
 def of_build(conn: sqlite3.Connection, build_id: int) -> tuple[Approval, ...]:
     return tuple(Approval.from_row(r) for r in conn.execute(
         f"SELECT {_COLUMNS} FROM approvals WHERE build_id = ? ORDER BY id", (build_id,)))
+
+
+def of_build_uid(conn: sqlite3.Connection, uid: str) -> tuple[Approval, ...]:
+    """The approvals of the build whose uid (``BuildRef.id``) is ``uid``."""
+    row = conn.execute("SELECT id FROM builds WHERE uid = ?", (uid,)).fetchone()
+    return of_build(conn, row[0]) if row else ()
 
 
 def decide(conn: sqlite3.Connection, build_id: int, decision: str, by: str, comment: str | None,

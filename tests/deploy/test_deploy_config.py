@@ -9,7 +9,7 @@ from registry_helpers import write_targets
 from runner.deploy.client import load_targets
 from runner.deploy.config import Environment, load_deploy_config
 from runner.deploy.drift import differences
-from runner.deploy.environments import adjust_recorded, check_branch, for_environment
+from runner.deploy.environments import adjust_recorded, check_approved, check_branch, for_environment
 from runner.deploy.registry import split_ref
 from runner.errors import DeployError
 from runner.plan import DeploySpec
@@ -104,3 +104,20 @@ def test_drift_names_each_differing_field_and_ignores_what_the_engine_fills_in()
     assert differences(recorded, recorded) == []
     assert differences(recorded, live) == ["Mode.Replicated.Replicas: 1 -> 3",
                                            "TaskTemplate.ContainerSpec.Env: +HOTFIX=1"]
+
+
+def test_an_environment_with_approvers_takes_only_a_build_its_approvers_approved():
+    from runner.store.approvals import Approval
+
+    def row(decision, approvers):
+        return Approval(1, 1, "approve", "", tuple(approvers), 0.0, None, decision, "ana", 1.0, None)
+
+    prod = Environment("production", approvers=("release-managers", "ana"))
+    check_approved(Environment("staging"), [])  # no approvers: nothing to check
+    check_approved(prod, [row("approved", ["ana"])])
+    check_approved(prod, [row("rejected", ["ana"]), row("approved", ["release-managers"])])
+    for rows in ([], [row("rejected", ["ana"])], [row("timed_out", ["ana"])],
+                 [row("approved", [])],              # anyone could answer it
+                 [row("approved", ["ana", "bob"])]):  # bob is no approver of production
+        with pytest.raises(DeployError, match="needs an approval by release-managers, ana"):
+            check_approved(prod, rows)
