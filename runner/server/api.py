@@ -124,7 +124,7 @@ async def create_build(request: web.Request) -> web.Response:
     for value in (branch, tag):
         if value is not None and (not isinstance(value, str) or not re.fullmatch(r"[\w./-]{1,200}", value)):
             return web.json_response({"error": f"{value!r} is not a branch or tag name"}, status=400)
-    if sha is not None and not re.fullmatch(r"[0-9a-f]{40}", str(sha)):
+    if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{40}", sha)):
         return web.json_response({"error": "sha must be a full 40-hex commit id"}, status=400)
     ref = f"refs/tags/{tag}" if tag else f"refs/heads/{branch}" if branch else None
     build_id = await request.app[QUEUE].submit(BuildOrder(

@@ -286,7 +286,8 @@ def _order_of(build: q.BuildRow, facts, **changes) -> BuildOrder:
     fields = dict(
         repo=facts["config_repo"] if facts else build.repo, event=build.event, trigger=build.trigger,
         ref=build.ref, branch=build.branch, tag=build.tag, sha=build.sha, message=build.message,
-        author=build.author, params=build.params, pipeline=build.pipeline,
+        author=build.author, params=build.params, pipeline=build.pipeline, repo_url=build.repo_url,
+        before=build.before, target_branch=build.target_branch,  # so `when.changes` sees the same files
         fork=bool(facts["fork"]) if facts else False, pr_number=facts["pr_number"] if facts else None,
         rerun_of=facts["rerun_of"] if facts else None,
     )

@@ -60,3 +60,12 @@ async def test_rollback_with_a_bad_deploy_id_or_target_is_400(server, body, says
     answer = await client.post("/api/services/web/rollback", json=body, headers=AUTH)
     assert answer.status == 400, await answer.text()
     assert says in (await answer.json())["error"]
+
+
+@pytest.mark.parametrize("sha", [int("1" * 40), ["a" * 40], "A" * 40, "a" * 39])
+async def test_a_manual_build_with_a_sha_that_is_not_40_hex_characters_is_400(server, git_repo, sha):
+    repo = git_repo({".conveyor.yml": "stages: [{name: s, steps: [echo]}]\n"})
+    client = await server([{"name": "acme/web", "provider": "github", "path": str(repo)}], admin_token=TOKEN,
+                          start_queue=False)
+    answer = await client.post("/api/builds", json={"repo": "acme/web", "sha": sha}, headers=AUTH)
+    assert answer.status == 400 and "40-hex" in (await answer.json())["error"]
