@@ -52,8 +52,9 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             now = self.clock.now()
-            wake = min(next_slot(s, now) for s in self.schedules)
+            wake = now + RETRY
             try:
+                wake = min(next_slot(s, now) for s in self.schedules)
                 await self.fire_due()
             except Exception:  # noqa: BLE001 - one bad pass must not end the schedules
                 # Soon, not at the next slot: the slot due now is still owed (a locked store, ...).

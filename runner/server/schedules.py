@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -120,8 +121,15 @@ def _one(repo: str, index: int, item: Any) -> Schedule:
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleConfigError(f"{where} field timezone: {zone!r} is not a known time zone; use an IANA "
                                   "name such as UTC or Europe/Paris") from None
-    return Schedule(repo=repo, name=name, cron=cron.strip(), branch=branch,
-                    params={str(k): _text(v) for k, v in params.items()}, timezone=str(zone))
+    schedule = Schedule(repo=repo, name=name, cron=cron.strip(), branch=branch,
+                        params={str(k): _text(v) for k, v in params.items()}, timezone=str(zone))
+    try:  # "0 0 30 2 *" is valid cron that never comes: refuse it now, not in the scheduler's loop
+        now = time.time()
+        next_slot(schedule, now), latest_slot(schedule, now)
+    except Exception:  # noqa: BLE001 - croniter's errors for a date that does not exist
+        raise ScheduleConfigError(f"{where} field cron: {cron!r} never fires (no such date); "
+                                  "check the day of the month against the month") from None
+    return schedule
 
 
 def _text(value: Any) -> str:

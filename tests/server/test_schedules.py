@@ -227,6 +227,7 @@ BAD = [
     ({"name": "n", "cron": "61 3 * * *"}, "repo 'acme/web' schedule 'n' field cron: '61 3 * * *' is not a cron"),
     ({"name": "n", "cron": "0 3 * * * 5"}, "schedule 'n' field cron"),
     ({"name": "n", "cron": 3}, "schedule 'n' field cron: 3 is not"),
+    ({"name": "n", "cron": "0 0 30 2 *"}, "schedule 'n' field cron: '0 0 30 2 *' never fires"),
     ({"name": "n", "cron": "@daily", "timezone": "Mars/Olympus"},
      "schedule 'n' field timezone: 'Mars/Olympus' is not a known time zone"),
     ({"name": "n", "cron": "@daily", "branch": "a b"}, "schedule 'n' field branch: 'a b' is not a branch name"),
