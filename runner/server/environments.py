@@ -40,9 +40,11 @@ async def environments_view(request: web.Request) -> dict:
         config = await asyncio.to_thread(load_deploy_config, settings)
     except ConveyorError as exc:
         return {"environments": [], "services": [], "error": str(exc)}
-    services = await overview(store, config.environments)
+    auth = request.app[AUTH]
+    services = _readable(await overview(store, config.environments), lambda repo: auth.can_read(request, repo))
     drifts = {}
-    for target in sorted({env.target for env in config.environments.values()}):
+    # Asking every target's swarm is for signed-in users: an anonymous page view must not cost that.
+    for target in sorted({env.target for env in config.environments.values()}) if auth.identify(request) else ():
         for d in await drift_report(settings, store, None, target):
             drifts[(d.target, d.service)] = d.to_json()
     for entry in services:
@@ -52,6 +54,21 @@ async def environments_view(request: web.Request) -> dict:
     envs = [{"name": e.name, "target": e.target, "url": e.url, "approvers": list(e.approvers),
              "branches": list(e.branches), "suffix": e.suffix} for e in config.environments.values()]
     return {"environments": envs, "services": services}
+
+
+def _readable(services: list[dict], can_read) -> list[dict]:
+    """What a reader may see: a private repository's deploys (and a service only they made) leave."""
+    out = []
+    for entry in services:
+        cells = {}
+        for name, cell in entry["environments"].items():
+            deploys = [d for d in cell["deploys"] if can_read(d.get("repo"))]
+            live = cell["live"] if cell["live"] and can_read(cell["live"].get("repo")) else None
+            if deploys or live:
+                cells[name] = {**cell, "deploys": deploys, "live": live}
+        if cells:
+            out.append({**entry, "environments": cells})
+    return out
 
 
 async def list_environments(request: web.Request) -> web.Response:

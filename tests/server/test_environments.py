@@ -35,9 +35,13 @@ async def test_the_page_promotes_the_live_digest_and_marks_drift(server, docker_
                                                  instance=instance, environment="staging"))
         assert staged.ok, lines
 
+        # Anonymous readers see what runs where, but the swarm is not asked about drift for them.
         listing = await (await client.get("/api/environments")).json()
         [entry] = [s for s in listing["services"] if s["service"] == base]
         assert entry["environments"]["staging"]["live"]["digest"] == pinned.digest
+        assert entry["environments"]["staging"]["drift"] is None
+        listing = await (await client.get("/api/environments", headers={"Authorization": f"Bearer {TOKEN}"})).json()
+        [entry] = [s for s in listing["services"] if s["service"] == base]
         assert entry["environments"]["staging"]["drift"]["drifted"] is False
         assert "production" not in entry["environments"]
 
@@ -79,3 +83,19 @@ async def test_the_page_promotes_the_live_digest_and_marks_drift(server, docker_
             docker_client.images.remove(f"{registries.open}/conveyor-test/{instance}:1")
         except Exception:  # noqa: BLE001 - never tagged (the push failed)
             pass
+
+
+def test_a_private_repositorys_deploys_leave_the_environments_view_of_those_who_may_not_read_it():
+    from runner.server.environments import _readable
+
+    def deploy(repo):
+        return {"id": 1, "repo": repo, "digest": "sha256:1"}
+
+    services = [{"service": "web", "environments": {
+                    "staging": {"service": "web-staging", "live": deploy("public"), "deploys": [deploy("public")]},
+                    "production": {"service": "web", "live": deploy("secret"), "deploys": [deploy("secret")]}}},
+                {"service": "vault", "environments": {
+                    "production": {"service": "vault", "live": deploy("secret"), "deploys": [deploy("secret")]}}}]
+    seen = _readable(services, lambda repo: repo != "secret")
+    assert [s["service"] for s in seen] == ["web"] and list(seen[0]["environments"]) == ["staging"]
+    assert _readable(services, lambda repo: True) == services
