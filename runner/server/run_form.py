@@ -58,11 +58,16 @@ async def run_page(request: web.Request) -> web.Response:
     repos = sorted(r for r in request.app[CONFIG].repos if request.app[AUTH].can_read(request, r))
     repo = request.query.get("repo") or (repos[0] if repos else "")
     branch = request.query.get("branch") or "main"
-    found = await branch_params(request, repo, branch) if repo else None
+    # Reading the params fetches from the forge: only for those who may run a build, so anonymous
+    # page views cannot make the server fetch (and hold the mirror) over and over.
+    user = request.app[AUTH].identify(request)
+    may_run = user is not None and user.has("developer")
+    found = await branch_params(request, repo, branch) if repo and may_run else None
     return render(request, "run.html", repos=repos, repo=repo, branch=branch, found=found)
 
 
 async def params_api(request: web.Request) -> web.Response:
+    await request.app[AUTH].require(request, "developer")  # it fetches from the forge (see run_page)
     found = await branch_params(request, request.match_info["repo"], request.query.get("branch") or "main")
     return web.json_response(found)
 

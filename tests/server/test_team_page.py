@@ -10,6 +10,7 @@ import os
 import pytest
 
 from runner.backends.local import LocalBackend
+from runner.server.keys import CONFIG
 from tests.server.conftest import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -148,3 +149,14 @@ async def test_run_form_log_tools_branches_and_phone(server, git_repo):
             assert csp_errors == []
         finally:
             await browser.close()
+
+
+async def test_an_anonymous_reader_sees_the_run_page_without_making_the_server_fetch(server, git_repo):
+    repo = git_repo({".conveyor.yml": PIPELINE})
+    client = await server([{"name": "acme/web", "provider": "github", "path": str(repo)}], admin_token=TOKEN,
+                          start_queue=False)
+    page = await client.get("/run?repo=acme/web&branch=main")
+    assert page.status == 200 and "Log in" in await page.text()
+    assert (await client.get("/api/repos/acme/web/params")).status == 401
+    data_dir = client.app[CONFIG].settings.data_dir
+    assert not (data_dir / "mirrors").exists() or not any((data_dir / "mirrors").iterdir())  # nothing fetched
