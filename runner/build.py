@@ -268,7 +268,7 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
             log_cap=settings.log_cap, cancel=cancel,
             action_context={"number": build.number, "commit": build.sha, "trigger": build.trigger},
             limiter=limiter, finished=finished or {},
-            files=_build_files(store, settings, build, source, fork, on_reports),
+            files=_build_files(store, settings, build, source, fork, on_reports, secrets),
         )
     finally:
         # Keep the output seen so far, and wait until every queued row is written, so a reader
@@ -278,9 +278,10 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
     return status, outcome.reason, outcome.warnings
 
 
-def _build_files(store: Store, settings: Settings, build: q.BuildRow, source: Path, fork: bool, on_reports):
+def _build_files(store: Store, settings: Settings, build: q.BuildRow, source: Path, fork: bool, on_reports,
+                 secrets: dict[str, str]):
     """Where the build's artifacts, caches and test reports go (runner/keep, runner/reports), as the
-    executor's ``files``."""
+    executor's ``files``. Reports are shown like logs, so secrets are masked in them as in logs."""
     from runner.keep import Artifacts, BuildFiles, Caches
     from runner.keep.caches import namespace
 
@@ -288,8 +289,16 @@ def _build_files(store: Store, settings: Settings, build: q.BuildRow, source: Pa
         from runner.reports import ingest_reports
 
         on_reports = functools.partial(ingest_reports, store)
+    if secrets:
+        from runner.reports import masked
+
+        on_reports = functools.partial(_masked_reports, on_reports, tuple(secrets.values()), masked)
     return BuildFiles(Artifacts(store, settings.artifact_limit), Caches(store, settings.cache_limit), build.id,
                       build.uid, namespace(build.repo, fork), source, on_reports)
+
+
+def _masked_reports(on_reports, secrets, masked, build_id, job, files):
+    return on_reports(build_id, job, masked(files, secrets))
 
 
 def _relative(path: Path, source: Path) -> str:

@@ -18,7 +18,7 @@ from runner.reports.junit import ReportError, TestCase, parse_junit
 from runner.store import reports as q
 from runner.store.db import Store
 
-__all__ = ["ReportSummary", "ReportFile", "ingest_reports", "aingest_reports", "parse_files"]
+__all__ = ["ReportSummary", "ReportFile", "ingest_reports", "aingest_reports", "parse_files", "masked"]
 
 MAX_FILE_NAME = 1000
 
@@ -64,6 +64,23 @@ def parse_files(files: Mapping[str, bytes]) -> list[tuple[str, list[TestCase], s
 
 def _summary(build_id: int, job: str, parsed) -> ReportSummary:
     return ReportSummary(build_id, job, tuple(ReportFile(f, q.Totals.of(c), p) for f, c, p in parsed))
+
+
+def masked(files: Mapping[str, bytes], secrets) -> dict[str, bytes]:
+    """``files`` with every secret value replaced by the log's mask, as written and as XML escapes it
+    (a report's messages and captured output are shown like the log, which masks them)."""
+    from xml.sax.saxutils import escape
+
+    from runner.executor.logs import MASK
+
+    values = {v for s in secrets if s for v in (s, *(p for p in s.splitlines() if p.strip()))}  # as the log
+    forms = {f for v in values for f in (v, escape(v, {'"': "&quot;", "'": "&apos;"}))}
+    out = {}
+    for path, data in files.items():
+        for form in sorted(forms, key=len, reverse=True):  # the longest first: one may contain another
+            data = data.replace(form.encode(), MASK.encode())
+        out[path] = data
+    return out
 
 
 def ingest_reports(store: Store, build_id: int, job: str, files: Mapping[str, bytes]) -> ReportSummary:

@@ -168,3 +168,16 @@ def test_a_file_past_the_cap_is_refused_before_parsing():
 ])
 def test_malformed_files_are_a_clear_error_naming_the_file(data, says):
     assert says in refused(data, "reports/bad.xml")
+
+
+def test_secrets_are_masked_in_reports_as_in_logs_also_where_xml_escapes_them():
+    from runner.reports import masked
+    from runner.reports.junit import parse_junit
+
+    xml = (b'<testsuite name="s"><testcase classname="c" name="t"><failure message="token s3&amp;cr&lt;t">'
+           b'got s3&amp;cr&lt;t</failure><system-out>key line1\nline2 ok</system-out></testcase></testsuite>')
+    files = masked({"r.xml": xml}, ["s3&cr<t", "line1\nline2"])
+    [case] = parse_junit("r.xml", files["r.xml"])
+    text = f"{case.message} {case.detail} {case.stdout}"
+    assert "s3&cr<t" not in text and "line1" not in text and "line2" not in text
+    assert text.count("********") >= 3
