@@ -261,7 +261,8 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
     rows = StoreSink(store, build.id, plan, resumed_after=resumed_after)
     sink = FanoutSink(_UnlessSuspended(rows, suspend), outcome, *sinks, *plugins.event_sinks(build, settings))
     ref = BuildRef(id=build.uid, source=source, instance=build.instance,
-                   labels={"io.conveyor.repo": build.repo, "io.conveyor.number": str(build.number)})
+                   labels={"io.conveyor.repo": build.repo, "io.conveyor.number": str(build.number)},
+                   lifetime=_lifetime(plan, settings))
     try:
         status = await run_plan(
             plan, ref, backend, sink, actions=actions, secrets=secrets, concurrency=settings.concurrency,
@@ -295,6 +296,15 @@ def _build_files(store: Store, settings: Settings, build: q.BuildRow, source: Pa
         on_reports = functools.partial(_masked_reports, on_reports, tuple(secrets.values()), masked)
     return BuildFiles(Artifacts(store, settings.artifact_limit), Caches(store, settings.cache_limit), build.id,
                       build.uid, namespace(build.repo, fork), source, on_reports)
+
+
+def _lifetime(plan: Plan, settings: Settings) -> float | None:
+    """How long the build's resources may have to live when it waits for approvals: the build's
+    own limit plus every approval's timeout (30 days for one without), so no sweep takes them."""
+    waits = [s.approval.timeout or 30 * 86400 for s in plan.stages if s.kind == "approval" and s.approval]
+    if not waits:
+        return None
+    return (plan.timeout or settings.resource_ttl) + sum(waits)
 
 
 def _masked_reports(on_reports, secrets, masked, build_id, job, files):

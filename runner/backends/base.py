@@ -77,6 +77,10 @@ class BuildRef:
     source: Path  # the checkout to copy into the workspace
     instance: str = "default"  # which runner owns the resources (labels, sweeps)
     labels: dict[str, str] = field(default_factory=dict)  # extra labels (repo, build number)
+    # How long the build's resources may have to live, at least (seconds); None: the runner's
+    # resource_ttl. A build that waits for an approval outlives that, and the sweeps of other
+    # runs must not take its workspace meanwhile.
+    lifetime: float | None = None
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ class DockerBackend(Backend):
     async def setup(self, build: BuildRef) -> None:
         if build.id in self._builds:
             return
-        labels = labels_for(build.id, build.instance, self.settings.resource_ttl, build.labels.items())
+        labels = labels_for(build.id, build.instance, max(self.settings.resource_ttl, build.lifetime or 0),
+                            build.labels.items())
         state = _Build(build, labels, volume=f"conveyor-{build.id}-ws", network=f"conveyor-{build.id}",
                        guard=docker_guard(self.engine, self.settings.workspace_limit))
         self._builds[build.id] = state

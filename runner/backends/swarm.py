@@ -125,7 +125,8 @@ class SwarmBackend(Backend):
         if build.id in self._builds:
             return
         await self.available()
-        labels = labels_for(build.id, build.instance, self.settings.resource_ttl, build.labels.items())
+        labels = labels_for(build.id, build.instance, max(self.settings.resource_ttl, build.lifetime or 0),
+                            build.labels.items())
         state = _Build(build, labels, volume=f"conveyor-{build.id}-ws")
         self._builds[build.id] = state
         engine = self.engine

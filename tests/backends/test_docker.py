@@ -257,3 +257,19 @@ async def test_sweeps_never_touch_what_only_looks_like_a_job_resource(docker_cli
         backend.close()
         for c in (inherited, task):
             c.remove(force=True)
+
+
+async def test_a_build_that_may_wait_long_keeps_its_workspace_past_the_runners_ttl(build, docker_client, instance):
+    import dataclasses
+
+    short = Settings(instance=instance, resource_ttl=1.0)  # resources "expire" after a second
+    mine, another_run = DockerBackend(short), DockerBackend(short)
+    waiting = dataclasses.replace(build, lifetime=3600.0)  # it may wait an hour for an approval
+    await mine.setup(waiting)
+    try:
+        await asyncio.sleep(1.5)
+        await another_run.sweep()  # what a `conveyor run` of the same instance does at its start
+        docker_client.volumes.get(f"conveyor-{build.id}-ws")  # the waiting build's workspace is still there
+        assert docker_client.networks.list(names=[f"conveyor-{build.id}"])
+    finally:
+        await mine.teardown(waiting)
