@@ -289,6 +289,7 @@ class RollbackSpec:
     to: int | None = None  # a deploy id from the history; None: the last good deploy before the current
     target: str | None = None
     timeout: float = 300.0
+    environment: str | None = None  # the environment the deploy went to: its target and service name
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,10 @@ async def rollback_action(settings: Settings, store: Store, stage: Stage, ctx: A
     from runner.deploy import provenance
 
     spec = stage.rollback
+    if spec.environment:  # where the deploy to that environment went, under the name it has there
+        env = load_deploy_config(settings).environment(spec.environment)
+        spec = dataclasses.replace(spec, target=env.target,
+                                   service=env.service(spec.service) if spec.service else None)
     swarm = await open_target(settings, spec.target)
     try:
         name = spec.stack or spec.service

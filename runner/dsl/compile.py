@@ -79,7 +79,7 @@ class _Compiler:
             return Stage(kind="deploy", deploy=self.deploy(raw["deploy"], image), **common)
         r = raw["rollback"]
         spec = RollbackSpec(service=r.get("service"), stack=r.get("stack"), to=r.get("to"), target=r.get("target"),
-                            timeout=r.get("timeout", 300.0))
+                            timeout=r.get("timeout", 300.0), environment=r.get("environment"))
         return Stage(kind="rollback", rollback=spec, **common)
 
     def deploy(self, d: dict, image: str | None) -> DeploySpec:

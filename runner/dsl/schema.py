@@ -128,6 +128,7 @@ _update = Obj("update", {
     "max_failure_ratio": Field(Num(0.0, 1.0)),
 })
 
+_ENVIRONMENT = Str(r"^[a-z0-9][a-z0-9_-]{0,40}\Z", ": environment names are lower-case letters, digits, '-' and '_'")
 _deploy = Obj("deploy", {
     "service": Field(Str(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}\Z", ": use letters, digits, '-', '_' and '.'")),
     "image": Field(_image), "replicas": Field(Int(0, 1000)), "env": Field(_env),
@@ -150,8 +151,7 @@ _deploy = Obj("deploy", {
     }, validate=lambda v, n, cx, p, label: _exactly_one(v, n, cx, p, label, ("http", "command")))),
     "target": Field(Str()), "timeout": Field(Duration()), "stack": Field(Str(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*\Z")),
     "compose": Field(Str()), "endpoint_mode": Field(Enum("vip", "dnsrr")),
-    "environment": Field(Str(r"^[a-z0-9][a-z0-9_-]{0,40}\Z", ": environment names are lower-case letters, digits, "
-                                                          "'-' and '_'")),
+    "environment": Field(_ENVIRONMENT),
     "placement": Field(Obj("placement", {
         # Compose's shape: constraints as Swarm expressions, preferences as `- spread: DESCRIPTOR`.
         "constraints": Field(ListOf(Str(_CONSTRAINT, ": write e.g. 'node.labels.zone==a' or "
@@ -164,7 +164,7 @@ _deploy = Obj("deploy", {
 
 _rollback = Obj("rollback", {
     "service": Field(Str()), "stack": Field(Str()), "to": Field(Int(1)), "target": Field(Str()),
-    "timeout": Field(Duration()),
+    "timeout": Field(Duration()), "environment": Field(_ENVIRONMENT),
 }, validate=lambda v, n, cx, p, label: _exactly_one(v, n, cx, p, label, ("service", "stack")))
 
 

@@ -67,3 +67,11 @@ def test_an_unknown_environment_is_an_error_with_a_suggestion_only_when_the_envi
 def test_environment_names_are_checked_by_the_schema():
     text = "stages:\n  - name: d\n    deploy: {service: web, image: 'web:1', environment: 'Prod Env'}\n"
     assert any("environment names are lower-case" in e[3] for e in _errors(_load(text)))
+
+
+def test_a_rollback_names_the_environment_its_deploy_went_to():
+    loaded = _load(PIPELINE % GATE + "  - name: undo\n    when: {status: failure}\n"
+                   "    rollback: {service: web, environment: production}\n", options=ENVS)
+    assert loaded.ok, loaded.diagnostics
+    undo = loaded.plan.stages[-1]
+    assert (undo.rollback.service, undo.rollback.environment) == ("web", "production")
