@@ -113,3 +113,20 @@ async def test_a_session_survives_a_restart_and_ends_when_the_password_changes(s
                for u in USERS]
     later = await server([], users=changed, env=ENV)
     assert (await later.get("/api/audit", headers=jar)).status == 401
+
+
+async def test_every_read_route_that_names_a_build_hides_a_private_one_from_anonymous_readers(server, git_repo):
+    """Taken from the router, so a new route that forgets the read check fails here."""
+    import re
+
+    client, open_id, closed_id = await two_repos(server, git_repo)
+    routes = sorted({r.resource.canonical for r in client.server.app.router.routes()
+                     if r.method == "GET" and "{id}" in r.resource.canonical})
+    assert len(routes) >= 8, routes  # builds, log, tests, artifacts, page, events, log parts, ...
+    for route in routes:
+        url = re.sub(r"\{\w+\}", "x", route.replace("{id}", str(closed_id)))
+        answer = await client.get(url)
+        assert answer.status == 404, (route, answer.status)
+        assert "secret-sauce" not in await answer.text()
+        assert (await client.get(url, headers=bearer("viewer"))).status != 404 or "{path}" in route \
+            or "log-part" in route, route  # a viewer reads it (an artifact or log part named "x" is missing)
