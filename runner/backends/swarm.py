@@ -223,7 +223,7 @@ class SwarmBackend(Backend):
             task = await self._call(sb.task_state, run.service)
             lost = _lost(task)
             if lost is not None:
-                yield StepExit(-1, reason=lost)
+                yield lost
                 return
             if chunk is None or (task is not None and task.state in sb.ENDED):
                 ended_at = ended_at or time.monotonic()
@@ -393,14 +393,16 @@ def _expects(run: _Run, step: Step, env: dict[str, str]) -> bool:
     return nxt.run == step.run and nxt.env == env
 
 
-def _lost(task: sb.TaskState | None) -> str | None:
-    """Why the step is lost with its task (its node went down, the task failed to start), or None."""
+def _lost(task: sb.TaskState | None) -> StepExit | None:
+    """The end of a step lost with its task (its node went down: interrupted, not the step's
+    fault; the task failed to start), or None."""
     if task is None or task.node is None:
         return None
     if not task.node.ready:
-        return f"interrupted: node {task.node.hostname} went down while the step ran"
+        return StepExit(-1, reason=f"interrupted: node {task.node.hostname} went down while the step ran",
+                        interrupted=True)
     if task.state in ("failed", "rejected") and task.error:
-        return f"the job's task failed on node {task.node.hostname}: {task.error}"
+        return StepExit(-1, reason=f"the job's task failed on node {task.node.hostname}: {task.error}")
     return None
 
 
