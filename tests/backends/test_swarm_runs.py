@@ -103,3 +103,32 @@ def test_ctrl_c_removes_every_service_secret_and_volume(docker_client, git_repo,
     assert leftovers(docker_client, instance) == []
     build, detail = _last(tmp_path / "data")
     assert build.status == "cancelled" and {j.status for j in detail.jobs} == {"cancelled"}
+
+
+def test_kill_9_mid_step_then_conveyor_builds_sweeps_the_services_and_secrets(docker_client, git_repo, tmp_path,
+                                                                               instance):
+    """A SIGKILLed `conveyor run --backend swarm` cleans nothing up; the recovery of the next command
+    (on a swarm manager) removes the build's service, its driver secret, task container and volume."""
+    repo = git_repo(files={".conveyor.yml": SLOW})
+    data = tmp_path / "data"
+    env = dict(os.environ, CONVEYOR_INSTANCE=instance)
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(repo), "--backend", "swarm",
+                             "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            if "[a] started" in line:
+                break
+            assert time.monotonic() < deadline, "the step never started"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    left = leftovers(docker_client, instance)
+    assert any(n.endswith("-r1") for n in left) and any(n.endswith("-driver") for n in left), left
+    result = CliRunner().invoke(cli, ["builds", "--data-dir", str(data)], env={"CONVEYOR_INSTANCE": instance})
+    assert result.exit_code == 0 and "interrupted" in result.stdout, result.output
+    assert leftovers(docker_client, instance) == []
+    build, detail = _last(data)
+    assert build.status == "interrupted" and f"pid {proc.pid}" in build.reason
+    assert {j.status for j in detail.jobs} == {"interrupted"}
