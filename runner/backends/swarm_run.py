@@ -65,13 +65,16 @@ class Place:
 def service_template(place: Place, job: Job, volume: str, name: str, secret: str, labels: dict[str, str],
                      pids: int, grace: float) -> Any:
     """The task of run ``name``: the driver (secret ``secret``) as its command, the job's checkout
-    secrets away from home or the build's ``volume`` at home, the shell's few capabilities, the
-    job's CPUs and memory as limits and reservations, and no restart (a task that ends stays ended)."""
+    secrets away from home or the build's ``volume`` at home, ``CONVEYOR_NODE`` (the node's hostname),
+    the shell's few capabilities, the job's CPUs and memory as limits and reservations, and no
+    restart (a task that ends stays ended)."""
     secrets = [dtypes.SecretReference(secret, f"{name}-driver", mode=0o400)]
     secrets += [dtypes.SecretReference(sid, sname, mode=0o400) for sid, sname in zip(place.seed_ids, place.seed)]
     mounts = [dtypes.Mount(job.workdir, volume, type="volume")] if place.home else []
     spec = dtypes.ContainerSpec(
         job.image, command=["sh", f"/run/secrets/{name}-driver"], labels=labels, mounts=mounts, secrets=secrets,
+        # Which machine ran the job (as Jenkins' NODE_NAME): Swarm fills the template in on the node.
+        env={"CONVEYOR_NODE": "{{.Node.Hostname}}"},
         hostname=_slug(job.name)[:63], stop_grace_period=int(grace * 1e9),
         cap_drop=["ALL"], cap_add=list(SHELL_CAPS))
     nano, memory = place.nano_cpus, place.memory

@@ -28,7 +28,7 @@ stages:
     jobs:
       - name: write
         steps:
-          - echo "made by $(hostname)" > made.txt; echo wrote
+          - echo "made by $(hostname)" > made.txt; echo wrote; echo "on node $CONVEYOR_NODE"
           - printf 'no newline'
   - name: use
     jobs:
@@ -74,6 +74,7 @@ def test_a_build_through_conveyor_run_backend_swarm(docker_client, git_repo, tmp
     # Output of the second job is what the first wrote in the shared workspace; a marker-looking
     # line a step prints is output, not the end of the step: the real exit status (4) wins.
     assert "[write] wrote" in out and "[write] no newline" in out
+    assert f"[write] on node {docker_client.info()['Name']}" in out  # CONVEYOR_NODE: the node's hostname
     assert "[read] made by write" in out and "[read] @@conveyor:0:end 0 0" in out
     build, detail = _last(data)
     assert build.status == "failure"
