@@ -46,7 +46,11 @@ def build_sweeper(settings: Settings) -> Callable[[str], Awaitable[int]]:
     from runner.backends.swarm import SwarmBackend
 
     swarm = SwarmBackend(settings)
-    if swarm_blocking.is_manager(swarm.engine):
-        return swarm.sweep_build
+    try:
+        if swarm_blocking.is_manager(swarm.engine):
+            return swarm.sweep_build
+    except BaseException:  # no engine answers: the caller says so; this client goes
+        swarm.close()
+        raise
     swarm.close()
     return get_backend("docker", settings).sweep_build

@@ -17,12 +17,13 @@ through the manager, never from a worker's engine. Where a job runs:
 
 A job's steps are known when it starts, but their env (the secrets) comes with the first
 ``exec_step``: that call starts the service with the step and every later step of the job (a *run*,
-swarm_run.py), and each ``exec_step`` consumes its step's frames. A step the run did not plan as next (a retry, a
-step outside the plan) ends the run and starts a new one at that step; on the workspace node it sees
-the files earlier steps left, away from it a fresh checkout. A step stopped early (timeout, cancel,
-close), a node that goes down (the step ends ``interrupted``, naming the node) and ``stop_job``
-remove the service, which stops its task; ``teardown`` removes every service, secret, volume and
-helper container of the build (by the ``io.conveyor.job-resource`` label, as the Docker sweeps).
+swarm_run.py), and each ``exec_step`` consumes its step's frames. A step the run did not plan as
+next (a retry, a step outside the plan) ends the run and starts a new one at that step; on the
+workspace node it sees the files earlier steps left, away from it a fresh checkout. A step stopped
+early (timeout, cancel, close), a node that goes down (the step ends ``interrupted``, naming the
+node) and ``stop_job`` remove the service, which stops its task; ``teardown`` removes every
+service, secret, volume and helper container of the build (by the ``io.conveyor.job-resource``
+label, as the Docker sweeps).
 
 Resources: ``Settings.job_cpus``/``job_memory`` are both the task's limits and its reservations, so
 the scheduler never puts more jobs on a node than it can hold and queues the rest (pending tasks).
@@ -122,7 +123,7 @@ class SwarmBackend(Backend):
         home, constraints = placement(nodes, self._home, job.runs_on)
         s = self.settings
         place = Place(name, home, constraints, nano_cpus=min(int(s.job_cpus * 1e9), max(n.nano_cpus for n in nodes)),
-                       memory=min(int(s.job_memory), max(n.memory for n in nodes)))
+                      memory=min(int(s.job_memory), max(n.memory for n in nodes)))
         if not home:
             if state.seed is None:
                 state.seed = await asyncio.to_thread(sb.seed_chunks, build.source)
@@ -176,9 +177,10 @@ class SwarmBackend(Backend):
         secret = await self._call(sb.create_secret, f"{name}-driver", script, state.labels)
         labels = dict(state.labels, **{"io.conveyor.job": job.name})
         try:
-            template = service_template(place, job, state.volume, name, secret, labels, self.settings.job_pids, self.grace)
-            service = await self._call(sb.create_service, name, template,
-                                       dtypes.ServiceMode("replicated-job", concurrency=1, replicas=1), labels)
+            template = service_template(place, job, state.volume, name, secret, labels, self.settings.job_pids,
+                                        self.grace)
+            mode = dtypes.ServiceMode("replicated-job", concurrency=1, replicas=1)
+            service = await self._call(sb.create_service, name, template, mode, labels)
         except BaseException:
             await self._call(sb.remove_secret, secret)
             raise
