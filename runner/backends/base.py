@@ -21,8 +21,10 @@ Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
 
 - ``exec_step`` is an async iterator: it yields ``bytes`` chunks of the step's combined
   stdout/stderr in order (chunk borders are arbitrary, not lines), and ends with exactly one
-  ``StepExit``. The step runs ``sh -e -c <step.run>`` with ``env`` (the job's env merged with the
-  step's) in the job's working directory (the build workspace, ``job.workdir``).
+  ``StepExit``. A step whose place died under it (not the step's fault: a Swarm node went down)
+  ends with ``StepExit(interrupted=True)`` and a reason naming the place. The step runs
+  ``sh -e -c <step.run>`` with ``env`` (the job's env merged with the step's) in the job's working
+  directory (the build workspace, ``job.workdir``).
 - If the consumer stops early (``aclose()``, or the task is cancelled, as on a step timeout), the
   step's processes are stopped: SIGTERM, then SIGKILL after ``grace`` seconds. ``exec_step`` returns
   promptly after that; it never leaves a step running.
@@ -105,6 +107,9 @@ class StepExit:
     code: int  # the exit status; 128+N after signal N; -1 when unknown
     oom_killed: bool = False
     reason: str | None = None  # a backend's own explanation, e.g. "container vanished"
+    # The step's place went away under it (a Swarm node died), so its code says nothing about the
+    # step: the job ends ``interrupted``, not ``failure``, and ``retry`` runs the step again.
+    interrupted: bool = False
 
 
 class Backend(abc.ABC):

@@ -47,6 +47,7 @@ class FakeStep:
     delay: float = 0.0  # seconds before the exit (after the output)
     chunk_delay: float = 0.0  # seconds between two output chunks
     oom: bool = False
+    interrupted: int | Sequence[int] = ()  # attempts (1, 2, ...) that end interrupted, as by a dying node
 
 
 @dataclass
@@ -121,6 +122,10 @@ class FakeBackend(Backend):
             exits = [entry.exit] if isinstance(entry.exit, int) else list(entry.exit)
             code = exits[min(attempt, len(exits)) - 1]
             finished = True
+            lost = entry.interrupted if not isinstance(entry.interrupted, int) else (entry.interrupted,)
+            if attempt in lost:
+                yield StepExit(-1, reason="interrupted: node fake-1 went down while the step ran", interrupted=True)
+                return
             yield StepExit(137 if entry.oom else code, oom_killed=entry.oom,
                            reason="out of memory" if entry.oom else None)
         finally:

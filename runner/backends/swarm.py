@@ -16,13 +16,14 @@ through the manager, never from a worker's engine. Where a job runs:
   earlier jobs, and keeps none for later ones: artifacts and caches are refused for it, saying so.
 
 A job's steps are known when it starts, but their env (the secrets) comes with the first
-``exec_step``: that call starts the service with the step and every later step of the job (a *run*),
-and each ``exec_step`` consumes its step's frames. A step the run did not plan as next (a retry, a
-step outside the plan) ends the run and starts a new one at that step; on the workspace node it sees
-the files earlier steps left, away from it a fresh checkout. A step stopped early (timeout, cancel,
-close), a node that goes down (the step ends ``interrupted``, naming the node) and ``stop_job``
-remove the service, which stops its task; ``teardown`` removes every service, secret, volume and
-helper container of the build (by the ``io.conveyor.job-resource`` label, as the Docker sweeps).
+``exec_step``: that call starts the service with the step and every later step of the job (a *run*,
+swarm_run.py), and each ``exec_step`` consumes its step's frames. A step the run did not plan as
+next (a retry, a step outside the plan) ends the run and starts a new one at that step; on the
+workspace node it sees the files earlier steps left, away from it a fresh checkout. A step stopped
+early (timeout, cancel, close), a node that goes down (the step ends ``interrupted``, naming the
+node) and ``stop_job`` remove the service, which stops its task; ``teardown`` removes every
+service, secret, volume and helper container of the build (by the ``io.conveyor.job-resource``
+label, as the Docker sweeps).
 
 Resources: ``Settings.job_cpus``/``job_memory`` are both the task's limits and its reservations, so
 the scheduler never puts more jobs on a node than it can hold and queues the rest (pending tasks).
@@ -32,12 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +43,12 @@ from docker import types as dtypes
 
 from runner.backends import swarm_blocking as sb
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
-from runner.backends.docker import SHELL_CAPS, _slug
+from runner.backends.docker import _slug
 from runner.backends.docker_blocking import LABEL_BUILD, LABEL_INSTANCE, DockerEngine, expired, job_resource, labels_for
 from runner.backends.pump import OutputPump, uncancelled
-from runner.backends.swarm_driver import Begin, End, FrameReader, Output, PlannedStep, driver_script, new_nonce
+from runner.backends.swarm_driver import FrameReader, driver_script, new_nonce
 from runner.backends.swarm_placement import placement
+from runner.backends.swarm_run import Place, Run, expects, plan_steps, service_template, step_frames
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
@@ -57,9 +56,6 @@ from runner.settings import Settings
 __all__ = ["SwarmBackend"]
 
 log = logging.getLogger("conveyor.swarm")
-POLL = 1.0  # seconds between looks at the task while its log is quiet
-QUIET = 0.25  # seconds of a quiet log after which a held-back newline is the step's own (swarm_driver.py)
-LOG_LAG = 10.0  # seconds the log may trail a task that has ended before the step counts as lost
 
 
 @dataclass
@@ -69,35 +65,6 @@ class _Build:
     volume: str
     jobs: int = 0
     seed: list[bytes] | None = None  # the checkout in secret-sized gzip chunks, made when first needed
-
-
-@dataclass
-class _Run:
-    """One service: a stretch of the job's steps, from the one that started it to the end."""
-
-    service: str  # id
-    secret: str  # id of its driver's secret
-    planned: list[PlannedStep]
-    reader: FrameReader
-    pump: OutputPump
-    follower: asyncio.Future
-    consumed: int = 0  # planned steps exec_step has taken
-    events: deque = field(default_factory=deque)
-    over: bool = False  # the driver is done (last step ended, or one failed)
-
-
-@dataclass
-class _Place:
-    name: str  # the job's services are called <name>-r<k>
-    home: bool  # on the workspace node, with the build's volume
-    constraints: list[str]
-    nano_cpus: int  # limit and reservation, at most what the biggest node has (else it never runs)
-    memory: int
-    seed: list[str] = field(default_factory=list)  # names of its checkout secrets (away from home)
-    seed_ids: list[str] = field(default_factory=list)
-    runs: itertools.count = field(default_factory=lambda: itertools.count(1))
-    run: _Run | None = None
-    stopped: bool = False
 
 
 class SwarmBackend(Backend):
@@ -156,15 +123,15 @@ class SwarmBackend(Backend):
         nodes = await self._call(sb.nodes)
         home, constraints = placement(nodes, self._home, job.runs_on)
         s = self.settings
-        place = _Place(name, home, constraints, nano_cpus=min(int(s.job_cpus * 1e9), max(n.nano_cpus for n in nodes)),
-                       memory=min(int(s.job_memory), max(n.memory for n in nodes)))
+        place = Place(name, home, constraints, nano_cpus=min(int(s.job_cpus * 1e9), max(n.nano_cpus for n in nodes)),
+                      memory=min(int(s.job_memory), max(n.memory for n in nodes)))
         if not home:
             if state.seed is None:
                 state.seed = await asyncio.to_thread(sb.seed_chunks, build.source)
             await uncancelled(self._seed(place, state))
         return JobHandle(build, job, data=place)
 
-    async def _seed(self, place: _Place, state: _Build) -> None:
+    async def _seed(self, place: Place, state: _Build) -> None:
         for i, chunk in enumerate(state.seed):
             secret = f"{place.name}-src{i}"
             place.seed_ids.append(await self._call(sb.create_secret, secret, chunk, state.labels))
@@ -174,18 +141,18 @@ class SwarmBackend(Backend):
         return self._exec_step(handle, step, env)
 
     async def _exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
-        place: _Place | None = handle.data
+        place: Place | None = handle.data
         if place is None or place.stopped:
             raise BackendError(f"job {handle.job.name!r} is not started (or already stopped)")
         run = place.run
-        if run is None or not _expects(run, step, env):
+        if run is None or not expects(run, step, env):
             await uncancelled(self._end_run(place))
             run = place.run = await uncancelled(self._start_run(handle, place, step, env))
         index = run.consumed
         run.consumed += 1
         finished = False
         try:
-            async for item in self._frames(run, index):
+            async for item in step_frames(run, index, self._task_state):
                 if isinstance(item, StepExit):
                     finished = True
                     if item.code != 0 or run.consumed == len(run.planned):
@@ -196,47 +163,12 @@ class SwarmBackend(Backend):
             if not finished:  # stopped early, or the node went: nothing of this run may go on
                 await uncancelled(self._end_run(place))
 
-    async def _frames(self, run: _Run, index: int) -> AsyncIterator[bytes | StepExit]:
-        """The output of the run's step ``index``, then its StepExit (also when the task is lost)."""
-        ended_at: float | None = None
-        while True:
-            while run.events:
-                event = run.events.popleft()
-                if isinstance(event, Output):
-                    yield event.data
-                elif isinstance(event, End):
-                    if event.index == -1:
-                        yield StepExit(-1, reason="the job's task could not unpack the checkout")
-                        return
-                    yield StepExit(event.code)
-                    return
-            held = run.reader.buf == b"\n"
-            try:
-                chunk = await asyncio.wait_for(run.pump.get(), QUIET if held else POLL)
-            except TimeoutError:
-                chunk = b""
-            if chunk:
-                run.events.extend(e for e in run.reader.feed(chunk) if not isinstance(e, Begin))
-                continue
-            if held:
-                run.events.extend(run.reader.release_newline())
-                continue
-            task = await self._call(sb.task_state, run.service)
-            lost = _lost(task)
-            if lost is not None:
-                yield StepExit(-1, reason=lost)
-                return
-            if chunk is None or (task is not None and task.state in sb.ENDED):
-                ended_at = ended_at or time.monotonic()
-                if time.monotonic() - ended_at > LOG_LAG or chunk is None and task is None:
-                    yield StepExit(-1, reason=_ended_without_exit(task))
-                    return
-                if chunk is None:
-                    await asyncio.sleep(POLL)
+    async def _task_state(self, service: str) -> sb.TaskState | None:
+        return await self._call(sb.task_state, service)
 
-    async def _start_run(self, handle: JobHandle, place: _Place, step: Step, env: dict[str, str]) -> _Run:
+    async def _start_run(self, handle: JobHandle, place: Place, step: Step, env: dict[str, str]) -> Run:
         job, state = handle.job, self._builds[handle.build.id]
-        planned = _plan(job, step, env)
+        planned = plan_steps(job, step, env)
         nonce = new_nonce()
         name = f"{place.name}-r{next(place.runs)}"
         script = driver_script(nonce, job.workdir, planned, place.seed).encode()
@@ -246,31 +178,18 @@ class SwarmBackend(Backend):
         secret = await self._call(sb.create_secret, f"{name}-driver", script, state.labels)
         labels = dict(state.labels, **{"io.conveyor.job": job.name})
         try:
-            service = await self._call(sb.create_service, name, self._template(place, job, state, name, secret, labels),
-                                       dtypes.ServiceMode("replicated-job", concurrency=1, replicas=1), labels)
+            template = service_template(place, job, state.volume, name, secret, labels, self.settings.job_pids,
+                                        self.grace)
+            mode = dtypes.ServiceMode("replicated-job", concurrency=1, replicas=1)
+            service = await self._call(sb.create_service, name, template, mode, labels)
         except BaseException:
             await self._call(sb.remove_secret, secret)
             raise
         pump = OutputPump(asyncio.get_running_loop())
         follower = asyncio.ensure_future(self._call(sb.follow_logs, service, pump.push, self._streams))
-        return _Run(service, secret, planned, FrameReader(nonce), pump, follower)
+        return Run(service, secret, planned, FrameReader(nonce), pump, follower)
 
-    def _template(self, place: _Place, job: Job, state: _Build, name: str, secret: str, labels: dict) -> Any:
-        s = self.settings
-        secrets = [dtypes.SecretReference(secret, f"{name}-driver", mode=0o400)]
-        secrets += [dtypes.SecretReference(sid, sname, mode=0o400) for sid, sname in zip(place.seed_ids, place.seed)]
-        mounts = [dtypes.Mount(job.workdir, state.volume, type="volume")] if place.home else []
-        spec = dtypes.ContainerSpec(
-            job.image, command=["sh", f"/run/secrets/{name}-driver"], labels=labels, mounts=mounts, secrets=secrets,
-            hostname=_slug(job.name)[:63], stop_grace_period=int(self.grace * 1e9),
-            cap_drop=["ALL"], cap_add=list(SHELL_CAPS))
-        nano, memory = place.nano_cpus, place.memory
-        resources = dtypes.Resources(cpu_limit=nano, mem_limit=memory, cpu_reservation=nano, mem_reservation=memory)
-        resources["Limits"]["Pids"] = s.job_pids
-        return dtypes.TaskTemplate(spec, resources=resources, restart_policy=dtypes.RestartPolicy(condition="none"),
-                                   placement=dtypes.Placement(constraints=place.constraints))
-
-    async def _end_run(self, place: _Place) -> None:
+    async def _end_run(self, place: Place) -> None:
         """Remove the current run's service (its task stops) and secret, and its container on the
         workspace node (after its grace to stop), so no step of it still writes there."""
         run, place.run = place.run, None
@@ -284,7 +203,7 @@ class SwarmBackend(Backend):
         await self._call(sb.remove_secret, run.secret)
         await asyncio.wait([run.follower], timeout=5.0)
 
-    def _close_stream(self, run: _Run) -> None:
+    def _close_stream(self, run: Run) -> None:
         stream = self._streams.pop(run.service, None)
         if stream is not None:
             with contextlib.suppress(Exception):
@@ -311,7 +230,7 @@ class SwarmBackend(Backend):
                          f"{handle.data.name}-files", put)
 
     def _volume_of(self, handle: JobHandle, what: str) -> str:
-        place: _Place | None = handle.data
+        place: Place | None = handle.data
         state = self._builds.get(handle.build.id)
         if place is None or place.stopped or state is None:
             raise BackendError(f"job {handle.job.name!r} is not started: files move between start_job and stop_job")
@@ -322,7 +241,7 @@ class SwarmBackend(Backend):
         return state.volume
 
     async def stop_job(self, handle: JobHandle) -> None:
-        place: _Place | None = handle.data
+        place: Place | None = handle.data
         if place is None or place.stopped:
             return
         place.stopped = True
@@ -373,40 +292,3 @@ def _refuse_what_swarm_cannot_run(job: Job) -> None:
     if job.privileged or job.volumes:
         raise BackendError(f"job {job.name!r} asks for privileged or host volumes, which Swarm services cannot "
                            "have; run this repository with backend: docker")
-
-
-def _plan(job: Job, step: Step, env: dict[str, str]) -> list[PlannedStep]:
-    """``step`` with ``env``, then the job's later steps with the env the executor will give them:
-    theirs plus what ``env`` adds beyond the job's and the step's own (the build's secrets)."""
-    own = {**job.env, **step.env}
-    extra = {k: v for k, v in env.items() if own.get(k) != v}
-    planned = [PlannedStep(0, step.run, dict(env))]
-    later = next((i + 1 for i, s in enumerate(job.steps) if s == step), len(job.steps))
-    for i, s in enumerate(job.steps[later:], start=1):
-        planned.append(PlannedStep(i, s.run, {**job.env, **s.env, **extra}))
-    return planned
-
-
-def _expects(run: _Run, step: Step, env: dict[str, str]) -> bool:
-    if run.over or run.consumed >= len(run.planned):
-        return False
-    nxt = run.planned[run.consumed]
-    return nxt.run == step.run and nxt.env == env
-
-
-def _lost(task: sb.TaskState | None) -> str | None:
-    """Why the step is lost with its task (its node went down, the task failed to start), or None."""
-    if task is None or task.node is None:
-        return None
-    if not task.node.ready:
-        return f"interrupted: node {task.node.hostname} went down while the step ran"
-    if task.state in ("failed", "rejected") and task.error:
-        return f"the job's task failed on node {task.node.hostname}: {task.error}"
-    return None
-
-
-def _ended_without_exit(task: sb.TaskState | None) -> str:
-    if task is None:
-        return "the job's service is gone (removed outside Conveyor?) before the step reported its exit"
-    where = f" on node {task.node.hostname}" if task.node else ""
-    return f"the job's task ended ({task.state}{where}) before the step reported its exit"

@@ -25,7 +25,7 @@ from runner.backends.docker_blocking import (FILLER_IMAGE, LABEL_JOB_RESOURCE, D
                                              job_resource)
 from runner.errors import BackendError, BackendUnavailable
 
-__all__ = ["Node", "TaskState", "manager_node", "nodes", "create_secret", "create_service", "follow_logs",
+__all__ = ["Node", "TaskState", "is_manager", "manager_node", "nodes", "create_secret", "create_service", "follow_logs",
            "task_state", "remove_service", "remove_secret", "remove_task_containers", "remove_swarm_resources",
            "seed_chunks", "with_workspace_container", "SECRET_LIMIT"]
 
@@ -66,6 +66,13 @@ def manager_node(engine: DockerEngine) -> str:
                                  "and followed through a manager; point DOCKER_HOST at one (`docker node ls` "
                                  "there lists them), or promote this node with `docker node promote`")
     return swarm["NodeID"]
+
+
+def is_manager(engine: DockerEngine) -> bool:
+    """Is the engine a manager of an active swarm (so it lists services and secrets)? Raises
+    BackendUnavailable when no engine answers."""
+    swarm = engine._blocking_ping().get("Swarm") or {}
+    return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
 
 
 def nodes(engine: DockerEngine) -> list[Node]:

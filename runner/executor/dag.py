@@ -26,13 +26,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from runner.executor.events import JobFinished, StageFinished, StageStarted
-from runner.executor.job import BuildContext, describe_error, run_job, uncancelled
+from runner.executor.job import BuildContext, describe_error, run_job, uncancelled, worst_status
 from runner.plan import Job, Plan, Stage
 
 __all__ = ["run_graph"]
 
 _OK = ("success", "skipped")
-_SAID = {"failure": "failed", "timed_out": "timed out", "cancelled": "was cancelled"}
+_SAID = {"failure": "failed", "timed_out": "timed out", "cancelled": "was cancelled", "interrupted": "was interrupted"}
 
 
 @dataclass(eq=False)
@@ -142,7 +142,7 @@ class _Graph:
         bad = [v for v in units if not v.ok]
         if not bad:
             return {"status": "success", "reason": None}
-        status = "timed_out" if any(v.status == "timed_out" for v in bad) else "failure"
+        status = worst_status([v.status for v in bad])
         v = bad[0]
         return {"status": status, "reason": f"job {v.name!r}: {v.reason}" if v.reason else f"job {v.name!r} failed"}
 

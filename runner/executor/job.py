@@ -22,7 +22,7 @@ from runner.executor.events import (EventSink, JobFinished, JobStarted, StepFini
 from runner.executor.logs import SecretMasker, StepLog
 from runner.plan import Job, Step
 
-__all__ = ["BuildContext", "describe_error", "failure_allowed", "run_job", "uncancelled"]
+__all__ = ["BuildContext", "describe_error", "failure_allowed", "run_job", "uncancelled", "worst_status"]
 
 log = logging.getLogger("conveyor.executor")
 
@@ -70,6 +70,17 @@ def failure_allowed(job: Job, status: str, exit_code: int | None) -> bool:
     if not rule.exit_codes:
         return True
     return status == "failure" and exit_code in rule.exit_codes
+
+
+def worst_status(statuses: list[str]) -> str:
+    """The status of a stage (or post block) from its jobs that did not pass: a timeout wins, then a
+    failure; only when every one of them was interrupted (a node died) is the stage ``interrupted``,
+    since then nothing is known against the code."""
+    if "timed_out" in statuses:
+        return "timed_out"
+    if statuses and all(s == "interrupted" for s in statuses):
+        return "interrupted"
+    return "failure"
 
 
 async def run_job(ctx: BuildContext, stage: str, job: Job) -> tuple[str, str | None, bool]:
@@ -153,7 +164,8 @@ async def _after_steps(ctx: BuildContext, job: Job, handle: JobHandle, status: s
 
 async def _run_step(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, index: int, step: Step,
                     job_deadline: float | None) -> tuple[str, str | None, int | None]:
-    """Run a step, again after a failure while ``step.retry`` allows (never after a timeout)."""
+    """Run a step, again after a failure or an interruption (its node died) while ``step.retry``
+    allows (never after a timeout)."""
     attempt = 0
     while True:
         attempt += 1
@@ -161,7 +173,7 @@ async def _run_step(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, 
         status, code, reason = await _attempt(ctx, stage, job, handle, index, step, attempt, job_deadline)
         ctx.emit(StepFinished, stage=stage, job=job.name, step=index, status=status, exit_code=code,
                  attempt=attempt, reason=reason)
-        if status == "failure" and attempt <= step.retry:
+        if status in ("failure", "interrupted") and attempt <= step.retry:
             continue
         if status != "success" and reason is not None:
             reason = f"step {step.name!r}: {reason}"
@@ -211,6 +223,8 @@ async def _attempt(ctx: BuildContext, stage: str, job: Job, handle: JobHandle, i
         return status, None, reason
     if result is None:
         return "failure", None, "the backend ended the step without an exit status"
+    if result.interrupted:
+        return "interrupted", None, result.reason or "interrupted: the step's place went away"
     if result.code == 0:
         return "success", 0, (f"output capped at {ctx.log_cap} bytes" if out.capped else None)
     if result.oom_killed:

@@ -29,7 +29,7 @@ from runner.executor.dag import run_graph
 from runner.executor.files import JobFiles, NoFiles
 from runner.executor.events import (BuildFinished, BuildStarted, EventSink, JobFinished, JobStarted,
                                     StageFinished, StageStarted, StepFinished, StepOutput, StepStarted)
-from runner.executor.job import BuildContext, describe_error, run_job, uncancelled
+from runner.executor.job import BuildContext, describe_error, run_job, uncancelled, worst_status
 from runner.plan import Job, Plan, Stage
 
 __all__ = ["run_plan"]
@@ -164,7 +164,7 @@ class _PlanRun:
         if not bad:
             status, reason = "success", None
         else:
-            status = "timed_out" if any(st == "timed_out" for _, st, _ in bad) else "failure"
+            status = worst_status([st for _, st, _ in bad])
             job, _, why = bad[0]
             reason = f"job {job.name!r}: {why}" if why else f"job {job.name!r} failed"
         ctx.emit(StageFinished, stage=stage, status=status, reason=reason)

@@ -29,7 +29,8 @@ __all__ = ["BuildFiles", "REPORTS_LIMIT"]
 
 log = logging.getLogger("conveyor.keep")
 REPORTS_LIMIT = 64 * 1024 * 1024  # bytes of report files read per job: a report is text, not a dump
-_WHEN = {"on_success": ("success",), "on_failure": ("failure", "timed_out"), "always": ("success", "failure", "timed_out")}
+_WHEN = {"on_success": ("success",), "on_failure": ("failure", "timed_out", "interrupted"),
+         "always": ("success", "failure", "timed_out", "interrupted")}
 
 OnReports = Callable[[int, str, Mapping[str, bytes]], None]  # (build id, job, {path: contents}); blocking
 

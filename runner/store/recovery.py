@@ -9,9 +9,11 @@ or ``waiting`` build made by ``conveyor run`` whose process died is stale too; t
 and waiting builds are the server's (it resumes a waiting build after a restart).
 
 Containers, the volume and the network of a stale build are removed through the Docker backend's
-``sweep_build``, which matches job resources only (never a Swarm task of an image the build made:
-a service it deployed keeps running); when the engine is down the build is still marked, and the
-backend's own sweep of expired resources removes them later.
+``sweep_build``; when the engine is a swarm manager, through the Swarm backend's, which first removes
+the build's job services (``backend: swarm``) and their secrets (runner/backends ``build_sweeper``).
+Both match job resources only (never a service the build deployed: it keeps running); when the
+engine is down the build is still marked, and the backend's own sweep of expired resources removes
+them later.
 """
 
 from __future__ import annotations
@@ -91,10 +93,9 @@ def _is_stale(build: BuildRow) -> bool:
 
 
 def _default_sweeper(settings: Settings) -> Callable[[str], object]:
-    from runner.backends import get_backend  # lazy: most commands never need the engine
+    from runner.backends import build_sweeper  # lazy: most commands never need the engine
 
-    backend = get_backend("docker", settings)
-    return backend.sweep_build
+    return build_sweeper(settings)
 
 
 def _sweep(uid: str, sweeper: Callable[[str], object]) -> None:

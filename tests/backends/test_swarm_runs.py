@@ -28,7 +28,7 @@ stages:
     jobs:
       - name: write
         steps:
-          - echo "made by $(hostname)" > made.txt; echo wrote
+          - echo "made by $(hostname)" > made.txt; echo wrote; echo "on node $CONVEYOR_NODE"
           - printf 'no newline'
   - name: use
     jobs:
@@ -74,6 +74,7 @@ def test_a_build_through_conveyor_run_backend_swarm(docker_client, git_repo, tmp
     # Output of the second job is what the first wrote in the shared workspace; a marker-looking
     # line a step prints is output, not the end of the step: the real exit status (4) wins.
     assert "[write] wrote" in out and "[write] no newline" in out
+    assert f"[write] on node {docker_client.info()['Name']}" in out  # CONVEYOR_NODE: the node's hostname
     assert "[read] made by write" in out and "[read] @@conveyor:0:end 0 0" in out
     build, detail = _last(data)
     assert build.status == "failure"
@@ -103,3 +104,32 @@ def test_ctrl_c_removes_every_service_secret_and_volume(docker_client, git_repo,
     assert leftovers(docker_client, instance) == []
     build, detail = _last(tmp_path / "data")
     assert build.status == "cancelled" and {j.status for j in detail.jobs} == {"cancelled"}
+
+
+def test_kill_9_mid_step_then_conveyor_builds_sweeps_the_services_and_secrets(docker_client, git_repo, tmp_path,
+                                                                               instance):
+    """A SIGKILLed `conveyor run --backend swarm` cleans nothing up; the recovery of the next command
+    (on a swarm manager) removes the build's service, its driver secret, task container and volume."""
+    repo = git_repo(files={".conveyor.yml": SLOW})
+    data = tmp_path / "data"
+    env = dict(os.environ, CONVEYOR_INSTANCE=instance)
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(repo), "--backend", "swarm",
+                             "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        for line in proc.stdout:
+            if "[a] started" in line:
+                break
+            assert time.monotonic() < deadline, "the step never started"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    left = leftovers(docker_client, instance)
+    assert any(n.endswith("-r1") for n in left) and any(n.endswith("-driver") for n in left), left
+    result = CliRunner().invoke(cli, ["builds", "--data-dir", str(data)], env={"CONVEYOR_INSTANCE": instance})
+    assert result.exit_code == 0 and "interrupted" in result.stdout, result.output
+    assert leftovers(docker_client, instance) == []
+    build, detail = _last(data)
+    assert build.status == "interrupted" and f"pid {proc.pid}" in build.reason
+    assert {j.status for j in detail.jobs} == {"interrupted"}

@@ -240,3 +240,38 @@ async def test_step_env_merges_job_step_and_secrets(build):
     j = Job("a", "img", (Step("env", "env", env={"B": "step", "C": "step"}),), env={"A": "job", "B": "job", "CI": "true"})
     await run(Plan("p", stages=(stage("s", j),)), build, backend, secrets={"C": "secret"})
     assert seen == {"A": "job", "B": "step", "C": "secret", "CI": "true"}
+
+
+async def test_a_step_whose_node_died_makes_the_job_interrupted_not_failed(build):
+    """StepExit(interrupted=True): the job and the build are `interrupted`, the node named; a stage
+    with a real failure beside it stays a failure (the code is known bad)."""
+    backend = FakeBackend(script={"lost": FakeStep(output=[b"half\n"], interrupted=1)})
+    plan = Plan("p", stages=(stage("s", job("a", "lost", "after")), stage("next", job("b", "never"))))
+    status, sink = await run(plan, build, backend)
+    assert sink.status(ev.StepFinished, job="a") == ["interrupted"]
+    assert sink.of(ev.StepFinished, job="a")[0].exit_code is None
+    assert sink.status(ev.JobFinished, job="a") == ["interrupted"]
+    assert "node fake-1 went down" in sink.of(ev.JobFinished, job="a")[0].reason
+    assert [c[2] for c in backend.calls if c[0] == "exec_step"] == ["lost"]  # "after" never ran
+    assert sink.status(ev.StageFinished) == ["interrupted", "skipped"]
+    assert status == "interrupted" and "node fake-1" in sink.events[-1].reason
+    assert ("stop_job", "a") in backend.calls and backend.calls[-1] == ("teardown", "b1")
+
+    both = FakeBackend(script={"lost": FakeStep(interrupted=1), "bad": FakeStep(exit=3)})
+    status, sink = await run(Plan("p", stages=(stage("s", job("a", "lost"), job("b", "bad")),)), build, both)
+    assert status == "failure" and sorted(sink.status(ev.JobFinished)) == ["failure", "interrupted"]
+
+
+async def test_retry_runs_an_interrupted_step_again(build):
+    """retry covers an interruption, and a failure after one: attempt 1 interrupted, 2 fails, 3 passes."""
+    backend = FakeBackend(script={"flaky": FakeStep(output=[b"try\n"], exit=[0, 1, 0], interrupted=(1,))})
+    plan = Plan("p", stages=(stage("s", job("a", Step("flaky", "flaky", retry=2), "next")),))
+    status, sink = await run(plan, build, backend)
+    assert [(e.attempt, e.status) for e in sink.of(ev.StepFinished, step=0)] == [
+        (1, "interrupted"), (2, "failure"), (3, "success")]
+    assert sink.status(ev.JobFinished, job="a") == ["success"] and status == "success"
+    assert [c[2] for c in backend.calls if c[0] == "exec_step"] == ["flaky", "flaky", "flaky", "next"]
+
+    gave_up = FakeBackend(script={"lost": FakeStep(interrupted=(1, 2))})
+    status, sink = await run(Plan("p", stages=(stage("s", job("a", Step("lost", "lost", retry=1))),)), build, gave_up)
+    assert sink.status(ev.StepFinished) == ["interrupted", "interrupted"] and status == "interrupted"
