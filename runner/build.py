@@ -262,7 +262,8 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
     sink = FanoutSink(_UnlessSuspended(rows, suspend), outcome, *sinks, *plugins.event_sinks(build, settings))
     ref = BuildRef(id=build.uid, source=source, instance=build.instance,
                    labels={"io.conveyor.repo": build.repo, "io.conveyor.number": str(build.number)},
-                   lifetime=_lifetime(plan, settings))
+                   lifetime=_lifetime(plan, settings),
+                   images=tuple(dict.fromkeys(job.image for job in plan.jobs())))
     try:
         status = await run_plan(
             plan, ref, backend, sink, actions=actions, secrets=secrets, concurrency=settings.concurrency,

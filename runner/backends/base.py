@@ -83,6 +83,10 @@ class BuildRef:
     # resource_ttl. A build that waits for an approval outlives that, and the sweeps of other
     # runs must not take its workspace meanwhile.
     lifetime: float | None = None
+    # A hint: the images the plan's jobs use. A backend may check them while ``setup`` makes the
+    # workspace, so the first jobs do not each wait for the check; ``start_job`` still answers for
+    # its own image (a missing one fails that job, never ``setup``).
+    images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

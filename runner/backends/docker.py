@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -82,6 +83,8 @@ class DockerBackend(Backend):
         self.engine = engine or DockerEngine(self.settings.docker_host)
         self._builds: dict[str, _Build] = {}
         self._images_ok: set[str] = set()
+        # The image check in flight, per image: jobs starting together share it instead of N checks.
+        self._image_checks: dict[str, asyncio.Future[None]] = {}
         self._streams: dict[str, Any] = {}  # exec id -> its output stream, to close a stuck one
         self._cpus: float | None = None
 
@@ -101,6 +104,8 @@ class DockerBackend(Backend):
                        guard=docker_guard(self.engine, self.settings.workspace_limit))
         self._builds[build.id] = state
         engine = self.engine
+        for image in build.images:  # checked beside the workspace fill; start_job awaits (and reports) it
+            self._check_image(image)
 
         async def workspace() -> None:
             await engine.call(engine._blocking_create_volume, state.volume, job_resource(labels, state.volume))
@@ -158,7 +163,22 @@ class DockerBackend(Backend):
 
     async def _ensure_image(self, image: str) -> None:
         if image not in self._images_ok:
-            await self.engine.call(self.engine._blocking_ensure_image, image)
+            # Shielded: one waiter cancelled must not cancel the check the others share.
+            await asyncio.shield(self._check_image(image))
+
+    def _check_image(self, image: str) -> asyncio.Future[None]:
+        """The check of ``image`` in flight, started if none is: jobs starting together share one."""
+        check = self._image_checks.get(image)
+        if check is None:
+            check = self._image_checks[image] = asyncio.ensure_future(
+                self.engine.call(self.engine._blocking_ensure_image, image))
+            check.add_done_callback(functools.partial(self._image_checked, image))
+        return check
+
+    def _image_checked(self, image: str, check: asyncio.Future[None]) -> None:
+        # Only a check that passed is kept: after a failure the next job asks again (it may be loaded since).
+        self._image_checks.pop(image, None)
+        if not check.cancelled() and check.exception() is None:
             self._images_ok.add(image)
 
     async def _create_and_start(self, create: dict, host: dict) -> str:

@@ -109,10 +109,11 @@ class DockerEngine:
                                "check `docker volume ls` and the engine's disk space") from None
 
     def _blocking_create_network(self, name: str, labels: dict[str, str]) -> None:
-        try:
-            if not self.api.networks(names=[name]):
-                self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+        try:  # no lookup first: one round trip, and "already exists" (a setup run twice) is success
+            self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
         except derrors.APIError as exc:
+            if exc.status_code == 409 and "already exists" in str(exc):
+                return
             raise BackendError(f"could not create the build's network {name} ({_short(exc)}); the engine may be "
                                "out of address pools: remove unused networks with `docker network ls`") from None
 
@@ -132,17 +133,17 @@ class DockerEngine:
 
     def _blocking_fill_volume(self, volume: str, source: Path, labels: dict[str, str]) -> None:
         """Copy ``source`` into ``volume`` through a container that is created and never started."""
-        api = self.api
-        try:
-            api.inspect_image(FILLER_IMAGE)
-        except derrors.ImageNotFound:
-            repo, tag = FILLER_IMAGE.rsplit(":", 1)
-            api.import_image_from_data(_EMPTY_TAR, repository=repo, tag=tag)
         name = f"{volume}-fill"
         create = dict(image=FILLER_IMAGE, command=["fill"], name=name, network_disabled=True,
                       labels=job_resource(labels, name))
+        host = dict(binds=[f"{volume}:/workspace:rw"])
         try:
-            self._blocking_create_container(create, dict(binds=[f"{volume}:/workspace:rw"]), source, "/workspace")
+            try:  # the filler image is there but once per engine: import it only when the create says so
+                self._blocking_create_container(create, host, source, "/workspace")
+            except derrors.ImageNotFound:
+                repo, tag = FILLER_IMAGE.rsplit(":", 1)
+                self.api.import_image_from_data(_EMPTY_TAR, repository=repo, tag=tag)
+                self._blocking_create_container(create, host, source, "/workspace")
         except derrors.APIError as exc:
             raise BackendError(f"could not fill the build's workspace volume {volume} ({_short(exc)}); "
                                "check the engine's disk space") from None
