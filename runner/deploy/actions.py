@@ -7,6 +7,7 @@ deploy, or a converged rollback.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 
@@ -103,11 +104,9 @@ def _tag_owned_elsewhere(client, tag: str, repo: str) -> str | None:
 
 async def _engine(settings: Settings):
     """The default target's engine, swarm or not: an image build needs no swarm."""
-    import asyncio
-
     from runner.deploy.client import Swarm, load_targets
 
-    target = load_targets(settings)["default"]
+    target = (await asyncio.to_thread(load_targets, settings))["default"]
     return Swarm(target, await asyncio.to_thread(target.client))
 
 
@@ -116,7 +115,7 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
 
     spec, prov = stage.deploy, provenance(ctx)
     if spec.environment:
-        env = load_deploy_config(settings).environment(spec.environment)
+        env = (await asyncio.to_thread(load_deploy_config, settings)).environment(spec.environment)
         check_branch(env, ctx.plan.env.get("CI_COMMIT_BRANCH"), ctx.plan.env.get("CI_COMMIT_TAG"))
         check_approved(env, await store.aread(lambda c: approvals.of_build_uid(c, ctx.build.id)))
         spec, prov = for_environment(spec, env), dataclasses.replace(prov, environment=env.name)
@@ -146,7 +145,7 @@ async def rollback_action(settings: Settings, store: Store, stage: Stage, ctx: A
 
     spec = stage.rollback
     if spec.environment:  # where the deploy to that environment went, under the name it has there
-        env = load_deploy_config(settings).environment(spec.environment)
+        env = (await asyncio.to_thread(load_deploy_config, settings)).environment(spec.environment)
         spec = dataclasses.replace(spec, target=env.target,
                                    service=env.service(spec.service) if spec.service else None)
     swarm = await open_target(settings, spec.target)

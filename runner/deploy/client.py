@@ -111,7 +111,7 @@ class Swarm:
 
 async def open_target(settings: Settings, name: str | None) -> Swarm:
     """Connect to the named target (None: the default) and make sure it is a swarm manager."""
-    targets = load_targets(settings)
+    targets = await asyncio.to_thread(load_targets, settings)  # reads the targets file
     key = name or DEFAULT_TARGET
     if key not in targets:
         known = ", ".join(sorted(targets))
