@@ -27,7 +27,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.deploy.client import Swarm, Target  # noqa: E402
+from runner.engine import Engine, Target  # noqa: E402
 from runner.deploy.compose import parse_compose  # noqa: E402
 from runner.deploy.service import Provenance  # noqa: E402
 from runner.deploy.stack import deploy_stack  # noqa: E402
@@ -43,7 +43,7 @@ SERVICE = """  s{i}:
 COMPOSE = "services:\n" + "".join(SERVICE.format(i=i) for i in range(5))
 
 
-async def conveyor_round(swarm: Swarm, store: Store, stack: str, version: str, prov: Provenance) -> float:
+async def conveyor_round(swarm: Engine, store: Store, stack: str, version: str, prov: Provenance) -> float:
     start = time.perf_counter()
     compose = parse_compose(COMPOSE, stack, env={"VERSION": version})
     outcomes = await deploy_stack(swarm, store, compose, 120, None, lambda _l: None, prov)
@@ -51,7 +51,7 @@ async def conveyor_round(swarm: Swarm, store: Store, stack: str, version: str, p
     return time.perf_counter() - start
 
 
-async def stack_deploy_round(swarm: Swarm, stack: str, version: str, file: Path) -> float:
+async def stack_deploy_round(swarm: Engine, stack: str, version: str, file: Path) -> float:
     names = [f"{stack}_s{i}" for i in range(5)]
     stale = {n: _status(swarm, n) for n in names}
     start = time.perf_counter()
@@ -63,7 +63,7 @@ async def stack_deploy_round(swarm: Swarm, stack: str, version: str, file: Path)
     return time.perf_counter() - start
 
 
-def _status(swarm: Swarm, name: str):
+def _status(swarm: Engine, name: str):
     try:
         return swarm.api.inspect_service(name).get("UpdateStatus")
     except docker.errors.NotFound:
@@ -90,7 +90,7 @@ def cleanup(client: docker.DockerClient, prefix: str) -> None:
 async def main(rounds: int) -> None:
     prefix = f"cvbench-{uuid.uuid4().hex[:6]}"
     client = docker.from_env()
-    swarm = Swarm(Target("default"), client)
+    swarm = Engine(Target("default"), client)
     ours, theirs = f"{prefix}cv", f"{prefix}sd"
     prov = Provenance(repo="bench", trigger="bench", instance=prefix)
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "data") as store:

@@ -32,7 +32,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.deploy.client import Swarm, Target  # noqa: E402
+from runner.engine import Engine, Target  # noqa: E402
 from runner.deploy.service import Provenance, deploy_service  # noqa: E402
 from runner.plan import DeploySpec, Healthcheck, UpdateConfig  # noqa: E402
 from runner.store.db import Store  # noqa: E402
@@ -131,7 +131,7 @@ def build_then_after(client, name: str, net: str, inst: str, tmp: Path, after: f
     print("  " + report(f"the {after:g} s after the build ended", *count(client, ended, ended + after), after))
 
 
-async def zero_downtime(swarm: Swarm, store: Store, inst: str, net: str, prov: Provenance, tmp: Path) -> None:
+async def zero_downtime(swarm: Engine, store: Store, inst: str, net: str, prov: Provenance, tmp: Path) -> None:
     name = f"{inst}-zd"
     lines: list[str] = []
     assert (await deploy_service(swarm, store, spec(name, net, "v1"), lines.append, prov)).ok, lines
@@ -158,7 +158,7 @@ def cli_update(name: str, version: str) -> float:
     return time.perf_counter() - start
 
 
-async def timing(swarm: Swarm, store: Store, inst: str, net: str, prov: Provenance, rounds: int) -> None:
+async def timing(swarm: Engine, store: Store, inst: str, net: str, prov: Provenance, rounds: int) -> None:
     ours_name, cli_name = f"{inst}-ours", f"{inst}-cli"
     for name in (ours_name, cli_name):
         assert (await deploy_service(swarm, store, spec(name, net, "v0"), lambda line: None, prov)).ok
@@ -184,7 +184,7 @@ async def main() -> None:
     client = docker.from_env()
     if client.info()["Swarm"]["LocalNodeState"] != "active":
         sys.exit("the engine is not in a swarm: run `docker swarm init --advertise-addr 127.0.0.1`")
-    swarm = Swarm(Target("default"), client)
+    swarm = Engine(Target("default"), client)
     net = client.networks.create(f"{inst}-net", driver="overlay", attachable=True,
                                  labels={"io.conveyor.instance": inst})
     prov = Provenance(trigger="bench", instance=inst)

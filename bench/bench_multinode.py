@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "multinode")]
 
 from bed import Bed  # noqa: E402
 
-from runner.deploy.client import open_target  # noqa: E402
+from runner.engine import open_target  # noqa: E402
 from runner.deploy.service import Provenance, deploy_service  # noqa: E402
 from runner.plan import DeploySpec, Placement, Port, UpdateConfig  # noqa: E402
 from runner.settings import Settings  # noqa: E402

@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runner.deploy.client import Swarm, load_targets  # noqa: E402
+from runner.engine import Engine, load_targets  # noqa: E402
 from runner.deploy.promote import plan_promotion, promote  # noqa: E402
 from runner.deploy.registry import push  # noqa: E402
 from runner.deploy.service import Provenance, deploy_service  # noqa: E402
@@ -64,7 +64,7 @@ async def main(rounds: int) -> None:
     settings = Settings(data_dir=work / "data", instance=name)
     store = Store(settings.data_dir)
     target = load_targets(settings)["default"]
-    swarm = Swarm(target, client)
+    swarm = Engine(target, client)
     base = client.images.get("conveyor-test/busybox:1")
     tags = [f"conveyor-test/{name}:a", f"conveyor-test/{name}:b"]
     try:

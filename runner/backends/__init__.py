@@ -3,29 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit
 from runner.errors import BackendError
 from runner.settings import Settings
+
+if TYPE_CHECKING:
+    from runner.engine.engine import Engine
 
 __all__ = ["Backend", "BuildRef", "JobHandle", "StepExit", "BACKENDS", "build_sweeper", "get_backend"]
 
 BACKENDS = ("docker", "swarm", "local", "fake")
 
 
-def get_backend(name: str, settings: Settings | None = None) -> Backend:
+def get_backend(name: str, settings: Settings | None = None, engine: Engine | None = None) -> Backend:
     """The backend called ``name``: "docker" (the default), "swarm" (one-shot Swarm services on the
     swarm whose manager DOCKER_HOST names), "local" (host processes, isolates nothing) or "fake"
-    (scripted, for tests)."""
+    (scripted, for tests). The first two run on ``engine`` (default: ``default_engine(settings)``,
+    runner/engine/engine.py), which the backend closes with itself."""
     settings = settings or Settings()
+    if name in ("docker", "swarm"):
+        from runner.engine.engine import default_engine
+
+        engine = engine or default_engine(settings)
     if name == "docker":
         from runner.backends.docker import DockerBackend
 
-        return DockerBackend(settings)
+        return DockerBackend(settings, engine=engine)
     if name == "swarm":
         from runner.backends.swarm import SwarmBackend
 
-        return SwarmBackend(settings)
+        return SwarmBackend(settings, engine=engine)
     if name == "local":
         from runner.backends.local import LocalBackend
 
@@ -43,14 +52,12 @@ def build_sweeper(settings: Settings) -> Callable[[str], Awaitable[int]]:
     then its containers, volumes and networks), elsewhere the Docker backend's. Both match by the
     build's labels, so a build that left nothing costs a few list calls. Blocking (one ``info``)."""
     from runner.backends import swarm_blocking
-    from runner.backends.swarm import SwarmBackend
+    from runner.engine.engine import default_engine
 
-    swarm = SwarmBackend(settings)
+    engine = default_engine(settings)
     try:
-        if swarm_blocking.is_manager(swarm.engine):
-            return swarm.sweep_build
+        manager = swarm_blocking.is_manager(engine)
     except BaseException:  # no engine answers: the caller says so; this client goes
-        swarm.close()
+        engine.close()
         raise
-    swarm.close()
-    return get_backend("docker", settings).sweep_build
+    return get_backend("swarm" if manager else "docker", settings, engine).sweep_build

@@ -95,7 +95,9 @@ def _parse_du(text: str) -> int | None:
 
 
 def docker_guard(engine, limit: int) -> WorkspaceGuard:
-    """A guard measuring through ``engine`` (a DockerEngine) in one of the attached containers."""
+    """A guard measuring through ``engine`` (runner/engine) in one of the attached containers."""
+    from runner.backends.docker_blocking import signal_steps  # not for the local backend: no docker-py
+
     guard: WorkspaceGuard
 
     def blocking_du(cid: str, workdir: str) -> int | None:
@@ -110,7 +112,7 @@ def docker_guard(engine, limit: int) -> WorkspaceGuard:
         return None
 
     async def stop() -> None:
-        await asyncio.gather(*(engine.call(engine._blocking_signal_steps, cid, "KILL")
+        await asyncio.gather(*(engine.call(signal_steps, engine, cid, "KILL")
                                for cid in list(guard.attached)), return_exceptions=True)
 
     guard = WorkspaceGuard(limit, measure, stop)

@@ -1,6 +1,7 @@
 """The Docker backend (the default): one ephemeral container per job, its steps run with ``exec``.
 
-Per build: a workspace volume ``conveyor-<build>-ws`` and a bridge network ``conveyor-<build>``.
+Per build: a workspace volume ``conveyor-<build>-ws`` and a bridge network ``conveyor-<build>``
+(runner/engine/workspace.py names, makes and fills them).
 Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 sleeps and reaps orphans; each step is an exec of
 ``sh -e -c <run>`` with the step's env in the job's working directory, where the workspace volume is
 mounted. ``setup`` fills the volume from the checkout with ``put_archive`` into a container that is
@@ -12,11 +13,12 @@ but the few a shell needs, run with ``no-new-privileges``, pids/memory/CPU limit
 Docker socket and no host network; the workspace's size is watched against ``Settings.workspace_limit``
 (runner/backends/disk_guard.py). Everything carries the labels ``io.conveyor.build``,
 ``io.conveyor.instance``, ``io.conveyor.expires`` and ``io.conveyor.job-resource`` (the resource's own
-name); ``sweep`` and ``sweep_build`` remove only what carries the last one (see docker_blocking.py).
+name); ``sweep`` and ``sweep_build`` remove only what carries the last one (runner/engine/sweeps.py).
 
 A step is stopped (timeout, cancel, early close) by signalling every process of its container except
 PID 1 (``kill -TERM -1`` in a second exec; ``-KILL`` after ``grace``). Every docker-py call crosses
-into threads through ``DockerEngine.call`` (runner/backends/docker_blocking.py), the one seam.
+into threads through ``Engine.call`` (runner/engine/engine.py), the one seam; the blocking calls of a
+job are in docker_blocking.py, the engine-level ones in runner/engine/.
 """
 
 from __future__ import annotations
@@ -35,9 +37,13 @@ from typing import Any
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
 from runner.backends.disk_guard import WorkspaceGuard, docker_guard
 from runner.backends.pump import OutputPump, uncancelled
-from runner.backends.docker_blocking import (LABEL_BUILD, LABEL_INSTANCE, DockerEngine, expired, job_resource,
-                                             labels_for)
+from runner.backends import docker_blocking as blocking
 from runner.backends.services import Sidecars
+from runner.engine.containers import create_container, ensure_image, remove_container, start_container
+from runner.engine.engine import Engine, default_engine
+from runner.engine.labels import LABEL_BUILD, LABEL_INSTANCE, expired, job_resource, labels_for
+from runner.engine.sweeps import remove_job_resources
+from runner.engine.workspace import create_network, create_volume, fill_volume, network_name, volume_name
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
@@ -77,10 +83,10 @@ class _Container:
 class DockerBackend(Backend):
     name = "docker"
 
-    def __init__(self, settings: Settings | None = None, grace: float = 5.0, engine: DockerEngine | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, grace: float = 5.0, engine: Engine | None = None) -> None:
         self.settings = settings or Settings()
         self.grace = grace
-        self.engine = engine or DockerEngine(self.settings.docker_host)
+        self.engine = engine or default_engine(self.settings)
         self._builds: dict[str, _Build] = {}
         self._images_ok: set[str] = set()
         # The image check in flight, per image: jobs starting together share it instead of N checks.
@@ -92,7 +98,7 @@ class DockerBackend(Backend):
 
     async def available(self) -> None:
         if self._cpus is None:
-            info = await self.engine.call(self.engine._blocking_ping)
+            info = await self.engine.call(self.engine.ping)
             self._cpus = float(info.get("NCPU") or os.cpu_count() or 1)
 
     async def setup(self, build: BuildRef) -> None:
@@ -100,7 +106,7 @@ class DockerBackend(Backend):
             return
         labels = labels_for(build.id, build.instance, max(self.settings.resource_ttl, build.lifetime or 0),
                             build.labels.items())
-        state = _Build(build, labels, volume=f"conveyor-{build.id}-ws", network=f"conveyor-{build.id}",
+        state = _Build(build, labels, volume=volume_name(build.id), network=network_name(build.id),
                        guard=docker_guard(self.engine, self.settings.workspace_limit))
         self._builds[build.id] = state
         engine = self.engine
@@ -108,12 +114,12 @@ class DockerBackend(Backend):
             self._check_image(image)
 
         async def workspace() -> None:
-            await engine.call(engine._blocking_create_volume, state.volume, job_resource(labels, state.volume))
-            await engine.call(engine._blocking_fill_volume, state.volume, build.source, labels)
+            await engine.call(create_volume, engine, state.volume, job_resource(labels, state.volume))
+            await engine.call(fill_volume, engine, state.volume, build.source, labels)
 
         await uncancelled(asyncio.gather(
             workspace(),
-            engine.call(engine._blocking_create_network, state.network, job_resource(labels, state.network)),
+            engine.call(create_network, engine, state.network, job_resource(labels, state.network)),
         ))
 
     def workspace(self, build: BuildRef) -> Workspace:
@@ -171,7 +177,7 @@ class DockerBackend(Backend):
         check = self._image_checks.get(image)
         if check is None:
             check = self._image_checks[image] = asyncio.ensure_future(
-                self.engine.call(self.engine._blocking_ensure_image, image))
+                self.engine.call(ensure_image, self.engine, image))
             check.add_done_callback(functools.partial(self._image_checked, image))
         return check
 
@@ -182,8 +188,8 @@ class DockerBackend(Backend):
             self._images_ok.add(image)
 
     async def _create_and_start(self, create: dict, host: dict) -> str:
-        cid = await self.engine.call(self.engine._blocking_create_container, create, host)
-        await self.engine.call(self.engine._blocking_start_container, cid)
+        cid = await self.engine.call(create_container, self.engine, create, host)
+        await self.engine.call(start_container, self.engine, cid)
         return cid
 
     async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
@@ -195,12 +201,12 @@ class DockerBackend(Backend):
             yield StepExit(-1, reason=death.reason)
             return
         engine = self.engine
-        exec_id = await engine.call(engine._blocking_exec_create, container.id, [*MERGED_SHELL, step.run],
+        exec_id = await engine.call(blocking.exec_create, engine, container.id, [*MERGED_SHELL, step.run],
                                     env, handle.job.workdir)
         guard = self._builds[handle.build.id].guard if handle.build.id in self._builds else None
         stops = guard.stops if guard else 0
         pump = OutputPump(asyncio.get_running_loop())
-        reader = asyncio.ensure_future(engine.call(engine._blocking_exec_stream, exec_id, pump.push, self._streams))
+        reader = asyncio.ensure_future(engine.call(blocking.exec_stream, engine, exec_id, pump.push, self._streams))
         finished = False
         try:
             while (chunk := await pump.get()) is not None:
@@ -209,7 +215,7 @@ class DockerBackend(Backend):
             code = await self._exit_code(exec_id)
             oom = False
             if code == 137:  # SIGKILL: by the OOM killer if the container's count went up
-                kills = await engine.call(engine._blocking_oom_kills, container.id)
+                kills = await engine.call(blocking.oom_kills, engine, container.id)
                 oom, container.oom_kills = kills > container.oom_kills, kills
             finished = True
             reason = "out of memory" if oom else None
@@ -229,11 +235,11 @@ class DockerBackend(Backend):
 
     async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path) -> int:
         cid = self._container_id(handle)
-        return await self.engine.call(self.engine._blocking_export, cid, handle.job.workdir, list(globs), dest)
+        return await self.engine.call(blocking.export, self.engine, cid, handle.job.workdir, list(globs), dest)
 
     async def import_files(self, handle: JobHandle, archive: Path) -> None:
         cid = self._container_id(handle)
-        await self.engine.call(self.engine._blocking_import, cid, handle.job.workdir, archive)
+        await self.engine.call(blocking.import_, self.engine, cid, handle.job.workdir, archive)
 
     @staticmethod
     def _container_id(handle: JobHandle) -> str:
@@ -251,7 +257,7 @@ class DockerBackend(Backend):
             state = self._builds.get(handle.build.id)
             if state is not None:
                 state.guard.detach(cid)
-        remove = self.engine.call(self.engine._blocking_remove_container, cid) if cid is not None else None
+        remove = self.engine.call(remove_container, self.engine, cid) if cid is not None else None
         if container.services is not None:
             await container.services.remove(also=remove)
         elif remove is not None:
@@ -267,7 +273,7 @@ class DockerBackend(Backend):
 
     async def sweep_build(self, build_id: str) -> int:
         """Remove every container, network and volume of one build (say, one a `kill -9` left)."""
-        return await self.engine.call(self.engine._blocking_remove_job_resources, f"{LABEL_BUILD}={build_id}")
+        return await self.engine.call(remove_job_resources, self.engine, f"{LABEL_BUILD}={build_id}")
 
     async def sweep(self, keep: Iterable[str] | None = None) -> int:
         """Remove this instance's leftovers: resources of builds not running in this backend that are
@@ -282,7 +288,7 @@ class DockerBackend(Backend):
             return expired(labels) or (alive is not None and build not in alive)
 
         instance = self.settings.instance
-        return await self.engine.call(self.engine._blocking_remove_job_resources,
+        return await self.engine.call(remove_job_resources, self.engine,
                                       f"{LABEL_INSTANCE}={instance}", lambda l: not leftover(l))
 
     async def sweep_periodically(self, interval: float = 600.0, keep=None) -> None:
@@ -323,7 +329,7 @@ class DockerBackend(Backend):
         # The output can end a moment before the engine records the exit: ask again briefly.
         for attempt in range(50):
             try:
-                info = await self.engine.call(self.engine._blocking_exec_inspect, exec_id)
+                info = await self.engine.call(blocking.exec_inspect, self.engine, exec_id)
             except Exception:  # noqa: BLE001 - the exec went with its container
                 return -1
             if not info.get("Running") and info.get("ExitCode") is not None:
@@ -338,7 +344,7 @@ class DockerBackend(Backend):
         engine = self.engine
         if cid is not None:
             for sig, wait in (("TERM", self.grace), ("KILL", 5.0)):
-                await engine.call(engine._blocking_signal_steps, cid, sig)
+                await engine.call(blocking.signal_steps, engine, cid, sig)
                 done, _ = await asyncio.wait([reader], timeout=wait)
                 if done:
                     return

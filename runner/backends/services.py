@@ -17,7 +17,7 @@ runs as soon as it started, until ``ready.within``: ``ready.tcp`` is a connectio
 After that, one watcher thread per service waits for it to exit. A service that dies while the job
 runs fails the job: its steps are stopped (TERM, KILL after the grace) and the step reports the
 death with the service's last log lines (``death``). Every blocking call
-(runner/backends/services_blocking.py) crosses into threads through ``DockerEngine.call``.
+(runner/backends/services_blocking.py) crosses into threads through ``Engine.call``.
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.backends.docker_blocking import DockerEngine, job_resource
+from runner.backends.docker_blocking import signal_steps
 from runner.backends.pump import uncancelled
 from runner.backends.services_blocking import (TAIL, _blocking_accepts, _blocking_create, _blocking_create_network,
                                                _blocking_probe, _blocking_remove_network, _blocking_start,
                                                _blocking_state, _blocking_tail, _blocking_wait)
+from runner.engine.containers import remove_container
+from runner.engine.engine import Engine
+from runner.engine.labels import job_resource
 from runner.errors import ServiceError
 from runner.plan import Service
 
@@ -67,7 +70,7 @@ class Death:
 class Sidecars:
     """The services of one job on the Docker backend."""
 
-    def __init__(self, engine: DockerEngine, job_container: str, services: Sequence[Service],
+    def __init__(self, engine: Engine, job_container: str, services: Sequence[Service],
                  labels: dict[str, str], job_host: dict[str, Any], caps: Sequence[str],
                  ensure_image: Callable[[str], Awaitable[None]], grace: float) -> None:
         self.engine, self.services, self.grace = engine, tuple(services), grace
@@ -110,7 +113,7 @@ class Sidecars:
         self.stopping = True
         engine = self.engine
         ids, self.ids = list(self.ids.values()), {}
-        removals = [engine.call(engine._blocking_remove_container, cid) for cid in ids]
+        removals = [engine.call(remove_container, engine, cid) for cid in ids]
         results = await asyncio.gather(*removals, *([also] if also is not None else []), return_exceptions=True)
         await engine.call(_blocking_remove_network, engine, self.network)
         for watcher in self._watchers:
@@ -187,7 +190,7 @@ class Sidecars:
             for signal, pause in (("TERM", self.grace), ("KILL", 0.0)):
                 if self._job_cid is None or self.stopping:
                     return
-                await engine.call(engine._blocking_signal_steps, self._job_cid, signal)
+                await engine.call(signal_steps, engine, self._job_cid, signal)
                 await asyncio.sleep(pause)
         except Exception as exc:  # noqa: BLE001 - a watcher must not fail anything; the engine went away
             logger.warning("watching service %s of %s stopped: %s", name, self.network, exc)

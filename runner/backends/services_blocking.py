@@ -1,5 +1,5 @@
 """The blocking engine calls of services (runner/backends/services.py), run on the engine's threads
-by ``DockerEngine.call``, the backend's one seam; none of them is called from the event loop."""
+by ``Engine.call`` (runner/engine/engine.py), the one seam; none of them is called from the event loop."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from docker import errors as derrors
-
-from runner.backends.docker_blocking import DockerEngine
+from runner.engine import errors as derrors
+from runner.engine.engine import Engine
+from runner.engine.errors import short as _short
 from runner.errors import BackendError, ServiceError
 
 TAIL = 50  # log lines of a failed service shown in the job log
@@ -19,7 +19,7 @@ LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
 LOOPBACK = ("00000000000000000000000001000000",)  # ::1 as /proc/net/tcp6 writes it (127.x is "..7F")
 
 
-def _blocking_create_network(engine: DockerEngine, name: str, labels: dict[str, str]) -> None:
+def _blocking_create_network(engine: Engine, name: str, labels: dict[str, str]) -> None:
     try:
         engine.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
     except derrors.APIError as exc:
@@ -27,7 +27,7 @@ def _blocking_create_network(engine: DockerEngine, name: str, labels: dict[str, 
                            "be out of address pools: remove unused networks with `docker network ls`") from None
 
 
-def _blocking_remove_network(engine: DockerEngine, name: str) -> None:
+def _blocking_remove_network(engine: Engine, name: str) -> None:
     for attempt in range(5):
         try:
             engine.api.remove_network(name)
@@ -40,7 +40,7 @@ def _blocking_remove_network(engine: DockerEngine, name: str) -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
-def _blocking_create(engine: DockerEngine, create: dict[str, Any], host: dict[str, Any]) -> str:
+def _blocking_create(engine: Engine, create: dict[str, Any], host: dict[str, Any]) -> str:
     api = engine.api
     networking = api.create_networking_config(
         {net: api.create_endpoint_config(aliases=cfg["Aliases"]) for net, cfg in create.pop("networking_config").items()})
@@ -48,14 +48,14 @@ def _blocking_create(engine: DockerEngine, create: dict[str, Any], host: dict[st
                                 **create)["Id"]
 
 
-def _blocking_start(engine: DockerEngine, cid: str, name: str) -> None:
+def _blocking_start(engine: Engine, cid: str, name: str) -> None:
     try:
         engine.api.start(cid)
     except derrors.APIError as exc:
         raise ServiceError(f"service {name!r} could not start ({_short(exc)}); check its image and command") from None
 
 
-def _blocking_state(engine: DockerEngine, cid: str, network: str) -> dict[str, Any]:
+def _blocking_state(engine: Engine, cid: str, network: str) -> dict[str, Any]:
     """The container's state, with ``Address``: its IP address on ``network``."""
     try:
         attrs = engine.api.inspect_container(cid)
@@ -77,7 +77,7 @@ def _blocking_accepts(address: str, port: int) -> bool | None:
         return None
 
 
-def _blocking_probe(engine: DockerEngine, cid: str, tcp: int | None, cmd: str | None) -> tuple[bool, str]:
+def _blocking_probe(engine: Engine, cid: str, tcp: int | None, cmd: str | None) -> tuple[bool, str]:
     """One readiness probe inside the service: (ready?, what the failed probe said)."""
     api = engine.api
     argv = ["cat", "/proc/net/tcp", "/proc/net/tcp6"] if tcp is not None else ["sh", "-c", cmd]
@@ -106,7 +106,7 @@ def _listening(proc_net_tcp: str, port: int) -> bool:
     return False
 
 
-def _blocking_tail(engine: DockerEngine, cid: str) -> list[str]:
+def _blocking_tail(engine: Engine, cid: str) -> list[str]:
     try:
         text = engine.api.logs(cid, stdout=True, stderr=True, tail=TAIL).decode(errors="replace")
     except derrors.APIError:
@@ -114,7 +114,7 @@ def _blocking_tail(engine: DockerEngine, cid: str) -> list[str]:
     return text.splitlines()[-TAIL:]
 
 
-def _blocking_wait(engine: DockerEngine, cid: str, stopping: Callable[[], bool]) -> int | None:
+def _blocking_wait(engine: Engine, cid: str, stopping: Callable[[], bool]) -> int | None:
     """Block until the service's container stops: its exit code; None once it was removed, its job
     is stopping, or the engine is out of reach. Waits in short rounds, so no thread outlives its
     job (or its process) for long."""
@@ -129,8 +129,3 @@ def _blocking_wait(engine: DockerEngine, cid: str, stopping: Callable[[], bool])
             except Exception:  # noqa: BLE001 - removed, or the engine is out of reach
                 return None
     return None
-
-
-def _short(exc: Exception) -> str:
-    text = getattr(exc, "explanation", None) or str(exc)
-    return str(text).strip().splitlines()[0][:300] if text else type(exc).__name__

@@ -39,16 +39,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from docker import types as dtypes
-
+from runner.backends import docker_blocking as blocking
 from runner.backends import swarm_blocking as sb
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
 from runner.backends.docker import _slug
-from runner.backends.docker_blocking import LABEL_BUILD, LABEL_INSTANCE, DockerEngine, expired, job_resource, labels_for
 from runner.backends.pump import OutputPump, uncancelled
 from runner.backends.swarm_driver import FrameReader, driver_script, new_nonce
 from runner.backends.swarm_placement import placement
 from runner.backends.swarm_run import Place, Run, expects, plan_steps, service_template, step_frames
+from runner.engine import types as dtypes
+from runner.engine.containers import ensure_image
+from runner.engine.engine import Engine, default_engine
+from runner.engine.labels import LABEL_BUILD, LABEL_INSTANCE, expired, job_resource, labels_for
+from runner.engine.sweeps import remove_job_resources
+from runner.engine.workspace import create_volume, fill_volume, volume_name
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
@@ -70,10 +74,10 @@ class _Build:
 class SwarmBackend(Backend):
     name = "swarm"
 
-    def __init__(self, settings: Settings | None = None, grace: float = 5.0, engine: DockerEngine | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, grace: float = 5.0, engine: Engine | None = None) -> None:
         self.settings = settings or Settings()
         self.grace = grace
-        self.engine = engine or DockerEngine(self.settings.docker_host)
+        self.engine = engine or default_engine(self.settings)
         self._builds: dict[str, _Build] = {}
         self._home: str | None = None  # the manager's node: the workspace node of every build
         self._images_ok: set[str] = set()
@@ -94,13 +98,13 @@ class SwarmBackend(Backend):
         await self.available()
         labels = labels_for(build.id, build.instance, max(self.settings.resource_ttl, build.lifetime or 0),
                             build.labels.items())
-        state = _Build(build, labels, volume=f"conveyor-{build.id}-ws")
+        state = _Build(build, labels, volume=volume_name(build.id))
         self._builds[build.id] = state
         engine = self.engine
 
         async def workspace() -> None:
-            await engine.call(engine._blocking_create_volume, state.volume, job_resource(labels, state.volume))
-            await engine.call(engine._blocking_fill_volume, state.volume, build.source, labels)
+            await engine.call(create_volume, engine, state.volume, job_resource(labels, state.volume))
+            await engine.call(fill_volume, engine, state.volume, build.source, labels)
 
         await uncancelled(workspace())
 
@@ -116,7 +120,7 @@ class SwarmBackend(Backend):
             raise BackendError("start_job before setup: the executor must call setup(build) first")
         _refuse_what_swarm_cannot_run(job)
         if job.image not in self._images_ok:  # a clear error now for an image the manager lacks
-            await self.engine.call(self.engine._blocking_ensure_image, job.image)
+            await self.engine.call(ensure_image, self.engine, job.image)
             self._images_ok.add(job.image)
         state.jobs += 1
         name = f"conveyor-{build.id}-{_slug(job.name)[:24]}-{state.jobs}"
@@ -214,7 +218,7 @@ class SwarmBackend(Backend):
         engine, workdir = self.engine, handle.job.workdir
 
         def export(cid: str) -> int:
-            return engine._blocking_export(cid, workdir, list(globs), dest)
+            return blocking.export(engine, cid, workdir, list(globs), dest)
 
         return await self._call(sb.with_workspace_container, volume, workdir, self._builds[handle.build.id].labels,
                                 f"{handle.data.name}-files", export)
@@ -224,7 +228,7 @@ class SwarmBackend(Backend):
         engine, workdir = self.engine, handle.job.workdir
 
         def put(cid: str) -> None:
-            engine._blocking_import(cid, workdir, archive)
+            blocking.import_(engine, cid, workdir, archive)
 
         await self._call(sb.with_workspace_container, volume, workdir, self._builds[handle.build.id].labels,
                          f"{handle.data.name}-files", put)
@@ -259,7 +263,7 @@ class SwarmBackend(Backend):
         """Remove every service, secret, volume and helper container of one build."""
         selector = f"{LABEL_BUILD}={build_id}"
         removed = await self._call(sb.remove_swarm_resources, selector)
-        return removed + await self.engine.call(self.engine._blocking_remove_job_resources, selector)
+        return removed + await self._call(remove_job_resources, selector)
 
     async def sweep(self, keep: Iterable[str] | None = None) -> int:
         """This instance's leftovers: builds not running here that are expired or not in ``keep``."""
@@ -271,7 +275,7 @@ class SwarmBackend(Backend):
 
         selector = f"{LABEL_INSTANCE}={self.settings.instance}"
         removed = await self._call(sb.remove_swarm_resources, selector, kept)
-        return removed + await self.engine.call(self.engine._blocking_remove_job_resources, selector, kept)
+        return removed + await self._call(remove_job_resources, selector, kept)
 
     async def sweep_periodically(self, interval: float = 600.0, keep=None) -> None:
         while True:

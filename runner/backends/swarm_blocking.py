@@ -1,7 +1,7 @@
 """The Swarm backend's blocking engine calls: services, secrets, tasks, nodes and the log stream,
-all through the manager the runner talks to. Each is a plain function of a ``DockerEngine`` run with
-``engine.call(fn, engine, ...)``, so the Swarm backend crosses into threads at the Docker backend's
-one seam and shares its client (runner/backends/docker_blocking.py).
+all through the manager the runner talks to. Each is a plain function of an ``Engine`` run with
+``engine.call(fn, engine, ...)``, so the Swarm backend crosses into threads at the one seam
+(runner/engine/engine.py) and shares the engine's client.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docker import errors as derrors
-from docker.types.daemon import CancellableStream
-
-from runner.backends.docker_blocking import (FILLER_IMAGE, LABEL_JOB_RESOURCE, DockerEngine, _short,
-                                             job_resource)
+from runner.engine import errors as derrors
+from runner.engine.containers import create_container, remove_container
+from runner.engine.engine import Engine
+from runner.engine.errors import short as _short
+from runner.engine.labels import LABEL_JOB_RESOURCE, job_resource
+from runner.engine.types import CancellableStream
+from runner.engine.workspace import FILLER_IMAGE
 from runner.errors import BackendError, BackendUnavailable
 
 __all__ = ["Node", "TaskState", "is_manager", "manager_node", "nodes", "create_secret", "create_service", "follow_logs",
@@ -53,9 +55,9 @@ class TaskState:
     node: Node | None  # where it was placed, as the manager sees that node now
 
 
-def manager_node(engine: DockerEngine) -> str:
+def manager_node(engine: Engine) -> str:
     """The id of the engine's own node, or BackendUnavailable when it is no swarm manager."""
-    info = engine._blocking_ping()
+    info = engine.ping()
     swarm = info.get("Swarm") or {}
     where = engine.base_url or os.environ.get("DOCKER_HOST") or "the local socket"
     if swarm.get("LocalNodeState") != "active":
@@ -68,14 +70,14 @@ def manager_node(engine: DockerEngine) -> str:
     return swarm["NodeID"]
 
 
-def is_manager(engine: DockerEngine) -> bool:
+def is_manager(engine: Engine) -> bool:
     """Is the engine a manager of an active swarm (so it lists services and secrets)? Raises
     BackendUnavailable when no engine answers."""
-    swarm = engine._blocking_ping().get("Swarm") or {}
+    swarm = engine.ping().get("Swarm") or {}
     return swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable"))
 
 
-def nodes(engine: DockerEngine) -> list[Node]:
+def nodes(engine: Engine) -> list[Node]:
     return [_node(n) for n in engine.api.nodes()]
 
 
@@ -87,21 +89,21 @@ def _node(raw: dict) -> Node:
                 int(resources.get("NanoCPUs") or 0), int(resources.get("MemoryBytes") or 0))
 
 
-def create_secret(engine: DockerEngine, name: str, data: bytes, labels: dict[str, str]) -> str:
+def create_secret(engine: Engine, name: str, data: bytes, labels: dict[str, str]) -> str:
     try:
         return engine.api.create_secret(name, data, labels=job_resource(labels, name))["ID"]
     except derrors.APIError as exc:
         raise BackendError(f"could not create the Swarm secret {name} ({_short(exc)})") from None
 
 
-def create_service(engine: DockerEngine, name: str, template: Any, mode: Any, labels: dict[str, str]) -> str:
+def create_service(engine: Engine, name: str, template: Any, mode: Any, labels: dict[str, str]) -> str:
     try:
         return engine.api.create_service(template, name=name, labels=job_resource(labels, name), mode=mode)["ID"]
     except derrors.APIError as exc:
         raise BackendError(f"the manager refused the job's service {name} ({_short(exc)})") from None
 
 
-def follow_logs(engine: DockerEngine, service_id: str, push: Callable[[bytes | None], None],
+def follow_logs(engine: Engine, service_id: str, push: Callable[[bytes | None], None],
                 streams: dict[str, Any]) -> None:
     """Hand the service's log stream (followed, through the manager) to ``push`` until it ends or
     ``streams[service_id].close()`` is called; then ``push(None)``."""
@@ -121,7 +123,7 @@ def follow_logs(engine: DockerEngine, service_id: str, push: Callable[[bytes | N
         push(None)
 
 
-def task_state(engine: DockerEngine, service_id: str) -> TaskState | None:
+def task_state(engine: Engine, service_id: str) -> TaskState | None:
     """The state of the service's newest task, with its node; None while it has none."""
     try:
         tasks = engine.api.tasks(filters={"service": service_id})
@@ -140,14 +142,14 @@ def task_state(engine: DockerEngine, service_id: str) -> TaskState | None:
     return TaskState(status.get("State", "?"), node_id, status.get("Err") or None, node)
 
 
-def remove_service(engine: DockerEngine, service_id: str) -> None:
+def remove_service(engine: Engine, service_id: str) -> None:
     try:
         engine.api.remove_service(service_id)
     except derrors.NotFound:
         pass
 
 
-def remove_secret(engine: DockerEngine, secret_id: str) -> None:
+def remove_secret(engine: Engine, secret_id: str) -> None:
     for attempt in range(10):  # "in use" for a moment after its service went
         try:
             engine.api.remove_secret(secret_id)
@@ -160,7 +162,7 @@ def remove_secret(engine: DockerEngine, secret_id: str) -> None:
             time.sleep(0.1 * (attempt + 1))
 
 
-def remove_task_containers(engine: DockerEngine, service_id: str, grace: float) -> None:
+def remove_task_containers(engine: Engine, service_id: str, grace: float) -> None:
     """Stop (SIGTERM, SIGKILL after ``grace`` seconds) and remove the containers of a removed
     service's tasks on the manager's own node: its agent takes seconds to stop them and leaves
     exited ones behind, and they hold the workspace volume."""
@@ -169,10 +171,10 @@ def remove_task_containers(engine: DockerEngine, service_id: str, grace: float) 
         if c.get("State") == "running":
             with contextlib.suppress(derrors.APIError):
                 api.stop(c["Id"], timeout=max(1, math.ceil(grace)))
-        engine._blocking_remove_container(c["Id"])
+        remove_container(engine, c["Id"])
 
 
-def remove_swarm_resources(engine: DockerEngine, selector: str,
+def remove_swarm_resources(engine: Engine, selector: str,
                            keep: Callable[[dict[str, str]], bool] = lambda labels: False) -> int:
     """Remove the job services (waiting for their containers on the manager's node to go), then
     the secrets, whose labels match ``selector`` unless ``keep``; only those whose
@@ -216,15 +218,15 @@ def seed_chunks(source: Path) -> list[bytes]:
     return chunks
 
 
-def with_workspace_container(engine: DockerEngine, volume: str, workdir: str, labels: dict[str, str],
+def with_workspace_container(engine: Engine, volume: str, workdir: str, labels: dict[str, str],
                              name: str, fn: Callable[[str], Any]) -> Any:
     """Run ``fn(container id)`` on a container that mounts the workspace volume at ``workdir`` and is
     created, never started (the manager's own engine holds the volume; setup made the filler image),
     then remove it."""
     create = dict(image=FILLER_IMAGE, command=["files"], name=name, network_disabled=True,
                   labels=job_resource(labels, name))
-    cid = engine._blocking_create_container(create, dict(binds=[f"{volume}:{workdir}:rw"]))
+    cid = create_container(engine, create, dict(binds=[f"{volume}:{workdir}:rw"]))
     try:
         return fn(cid)
     finally:
-        engine._blocking_remove_container(cid)
+        remove_container(engine, cid)

@@ -15,13 +15,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from docker import types as dtypes
-
 from runner.backends import swarm_blocking as sb
 from runner.backends.base import StepExit
 from runner.backends.docker import SHELL_CAPS, _slug
 from runner.backends.pump import OutputPump
 from runner.backends.swarm_driver import Begin, End, FrameReader, Output, PlannedStep
+from runner.engine import types as dtypes
 from runner.plan import Job, Step
 
 __all__ = ["Place", "Run", "plan_steps", "expects", "service_template", "step_frames"]

@@ -107,7 +107,7 @@ def register(group: click.Group) -> None:
 
 async def _rollback(settings: Settings, store: Store, name: str, to: int | None, stack: bool,
                     target: str | None, timeout: float) -> bool:
-    from runner.deploy.client import open_target
+    from runner.engine import open_target
     from runner.deploy.rollback import rollback_service
     from runner.deploy.service import Provenance
     from runner.deploy.stack import rollback_stack

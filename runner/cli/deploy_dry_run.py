@@ -22,7 +22,7 @@ __all__ = ["register", "print_deploy_specs"]
 
 
 async def _open(settings, target: str | None):
-    from runner.deploy.client import open_target
+    from runner.engine import open_target
 
     try:
         return await open_target(settings, target)

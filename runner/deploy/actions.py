@@ -11,12 +11,13 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
-from runner.backends.docker_blocking import labels_for
 from runner.deploy import history
-from runner.deploy.client import open_target
 from runner.deploy.compose_source import render_compose, stack_from_workspace
 from runner.deploy.config import load_deploy_config
 from runner.deploy.environments import check_approved, check_branch, for_environment
+from runner.engine import errors as derrors
+from runner.engine import open_target
+from runner.engine.labels import IMAGE_BUILD, IMAGE_INSTANCE, IMAGE_REPO, OLD_IMAGE_REPO, labels_for
 from runner.store import approvals
 from runner.deploy.image_build import build_image
 from runner.deploy.registry import push
@@ -32,15 +33,6 @@ from runner.store.db import Store
 __all__ = ["build_action", "deploy_action", "rollback_action", "render_compose", "IMAGE_REPO", "IMAGE_BUILD",
            "IMAGE_INSTANCE"]
 
-# Provenance of an image a build stage made. Every container of the image inherits these labels (a
-# Swarm task too), so they are named apart from the labels of job resources, which the sweeps
-# remove (docs/backends.md): a deployed service must never look like a build's leftover.
-IMAGE_REPO = "io.conveyor.image.repo"
-IMAGE_BUILD = "io.conveyor.image.build"
-IMAGE_INSTANCE = "io.conveyor.image.instance"
-OLD_IMAGE_REPO = "io.conveyor.repo"  # what images built before the rename carry
-
-
 def _workspace(ctx: ActionContext) -> tuple[Path, str | None]:
     """The build's workspace as its backend named it: a host directory, and a volume (or None)."""
     return (ctx.workspace_dir or ctx.build.source), ctx.workspace_volume
@@ -55,7 +47,7 @@ def _helper_labels(settings: Settings, ctx: ActionContext) -> dict[str, str]:
 async def build_action(settings: Settings, stage: Stage, ctx: ActionContext) -> ActionResult:
     spec = stage.build
     repo = ctx.build.labels.get("io.conveyor.repo") or ""
-    swarm = await _engine(settings)
+    swarm = await open_target(settings, None, manager=False)  # the jobs' engine: it holds the workspace
     try:
         if not ctx.plan.trusted:
             taken = await swarm.call(_tag_owned_elsewhere, swarm.client, spec.tag, repo)
@@ -65,7 +57,7 @@ async def build_action(settings: Settings, stage: Stage, ctx: ActionContext) -> 
         where = "the workspace volume" if volume else "the workspace" if ctx.workspace_dir else "the checkout"
         ctx.log(f"building {spec.tag} from {where} (context {spec.context}, {spec.dockerfile})")
         labels = {IMAGE_BUILD: ctx.build.id, IMAGE_INSTANCE: ctx.build.instance, IMAGE_REPO: repo}
-        image_id = await build_image(swarm.client, spec, source, volume, ctx.log, labels,
+        image_id = await build_image(swarm, spec, source, volume, ctx.log, labels,
                                      _helper_labels(settings, ctx))
         ctx.log(f"built {spec.tag} ({image_id[:19]})")
         registry = swarm.target.registry
@@ -87,11 +79,9 @@ def _tag_owned_elsewhere(client, tag: str, repo: str) -> str | None:
     image (say ``conveyor-test/busybox:1``) that other repositories' builds, with their secrets and
     deploys, run next. A tag is this repository's when Conveyor built it for this repository (images
     built before the provenance labels were renamed carry the old name)."""
-    import docker
-
     try:
         labels = client.images.get(tag).labels or {}
-    except docker.errors.ImageNotFound:
+    except derrors.ImageNotFound:
         return None
     owner = labels.get(IMAGE_REPO, labels.get(OLD_IMAGE_REPO))
     if owner == repo:
@@ -100,14 +90,6 @@ def _tag_owned_elsewhere(client, tag: str, repo: str) -> str | None:
     return (f"build refused: the tag {tag} already exists and belongs to {whose}; an untrusted repository "
             f"may only overwrite tags its own builds made: pick another tag (e.g. {repo or 'myrepo'}/"
             f"{tag.rsplit('/', 1)[-1]}) or mark the repository trusted")
-
-
-async def _engine(settings: Settings):
-    """The default target's engine, swarm or not: an image build needs no swarm."""
-    from runner.deploy.client import Swarm, load_targets
-
-    target = (await asyncio.to_thread(load_targets, settings))["default"]
-    return Swarm(target, await asyncio.to_thread(target.client))
 
 
 async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: ActionContext) -> ActionResult:

@@ -21,8 +21,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import docker
-
+from runner.engine import APIClient
+from runner.engine import errors as derrors
 from runner.errors import DeployError
 
 __all__ = ["FileObject", "resolve_objects", "fill_refs", "referenced_ids", "remove_unused", "missing_objects"]
@@ -46,19 +46,19 @@ class FileObject:
         return hashlib.sha256((self.template_driver or "").encode() + b"\0" + (self.data or b"")).hexdigest()
 
 
-def _api(api: docker.APIClient, kind: str):
+def _api(api: APIClient, kind: str):
     return {"list": getattr(api, f"{kind}s"), "inspect": getattr(api, f"inspect_{kind}"),
             "create": getattr(api, f"create_{kind}"), "remove": getattr(api, f"remove_{kind}")}
 
 
-def _find(api: docker.APIClient, kind: str, name: str) -> dict | None:
+def _find(api: APIClient, kind: str, name: str) -> dict | None:
     try:
         return _api(api, kind)["inspect"](name)
-    except docker.errors.NotFound:
+    except derrors.NotFound:
         return None
 
 
-def _resolve_one(api: docker.APIClient, obj: FileObject, labels: dict[str, str], create: bool) -> tuple[str, str]:
+def _resolve_one(api: APIClient, obj: FileObject, labels: dict[str, str], create: bool) -> tuple[str, str]:
     calls = _api(api, obj.kind)
     if obj.data is None:
         found = _find(api, obj.kind, obj.name)
@@ -78,12 +78,12 @@ def _resolve_one(api: docker.APIClient, obj: FileObject, labels: dict[str, str],
         kwargs["templating"] = {"Name": obj.template_driver}
     try:
         created = calls["create"](name, obj.data, **kwargs)
-    except docker.errors.APIError as exc:
+    except derrors.APIError as exc:
         raise DeployError(f"the swarm refused {obj.kind} {name!r}: {exc.explanation or exc}") from exc
     return name, created["ID"]
 
 
-def resolve_objects(api: docker.APIClient, objects: list[FileObject], labels: dict[str, str],
+def resolve_objects(api: APIClient, objects: list[FileObject], labels: dict[str, str],
                     create: bool = True) -> dict[tuple[str, str], tuple[str, str]]:
     """Blocking: (kind, Compose key) -> (Swarm name, id), creating new versions when ``create``
     (a dry run does not: its ids read ``<created by the deploy>``)."""
@@ -113,7 +113,7 @@ def referenced_ids(specs: list[dict | None]) -> set[str]:
     return out - {None}
 
 
-def missing_objects(api: docker.APIClient, specs: list[dict | None]) -> list[str]:
+def missing_objects(api: APIClient, specs: list[dict | None]) -> list[str]:
     """Blocking: the secrets and configs the specs reference that no longer exist."""
     out = []
     for spec in specs:
@@ -125,7 +125,7 @@ def missing_objects(api: docker.APIClient, specs: list[dict | None]) -> list[str
     return sorted(set(out))
 
 
-def remove_unused(api: docker.APIClient, stack: str, keep: set[str]) -> list[str]:
+def remove_unused(api: APIClient, stack: str, keep: set[str]) -> list[str]:
     """Blocking: remove this stack's Conveyor-made versions whose ids are not in ``keep``; returns
     their names. One still in use (by a service outside Conveyor) is left alone."""
     removed = []
@@ -137,6 +137,6 @@ def remove_unused(api: docker.APIClient, stack: str, keep: set[str]) -> list[str
             try:
                 calls["remove"](obj["ID"])
                 removed.append(f"{kind} {obj['Spec']['Name']}")
-            except docker.errors.APIError:
+            except derrors.APIError:
                 continue  # in use or already gone
     return removed

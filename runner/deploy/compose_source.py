@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.deploy.client import Swarm
 from runner.deploy.compose import ComposeStack, parse_compose
 from runner.deploy.workspace import read_text
+from runner.engine import Engine
 from runner.errors import DeployError
 from runner.executor.actions import ActionContext
 from runner.plan import DeploySpec
@@ -32,7 +32,7 @@ def render_compose(text: str, env: dict[str, str], number: int | None, commit: s
     return out.text
 
 
-def stack_from_workspace(swarm: Swarm, ctx: ActionContext, spec: DeploySpec, source: Path, volume: str | None,
+def stack_from_workspace(swarm: Engine, ctx: ActionContext, spec: DeploySpec, source: Path, volume: str | None,
                          labels: dict[str, str]) -> ComposeStack:
     """Blocking: the stack of a deploy stage, read from the build's workspace as its backend named it
     (``source`` a directory, or ``volume``); ``labels`` go on the helper that copies files out of it."""

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.deploy import history
-from runner.deploy.client import Swarm
 from runner.deploy.service import live_service
+from runner.engine import Engine
 from runner.store.db import Store
 
 __all__ = ["Drift", "differences", "check_service", "check_all", "drift_report"]
@@ -87,7 +87,7 @@ def _compare(service: dict | None, row: history.Deploy) -> tuple[tuple[str, ...]
     return tuple(differences(row["spec_after"], service["Spec"])), note
 
 
-async def check_service(swarm: Swarm, store: Store, service: str) -> Drift:
+async def check_service(swarm: Engine, store: Store, service: str) -> Drift:
     target = swarm.target.name
     row = await history.live(store, target, service)
     if row is None:
@@ -97,7 +97,7 @@ async def check_service(swarm: Swarm, store: Store, service: str) -> Drift:
     return Drift(target, service, row["id"], row.get("environment"), diffs, note)
 
 
-async def check_all(swarm: Swarm, store: Store) -> list[Drift]:
+async def check_all(swarm: Engine, store: Store) -> list[Drift]:
     """Every service of the target that has a succeeded deploy in the history."""
     names = await history.services_on(store, swarm.target.name)
     return [await check_service(swarm, store, name) for name in names]
@@ -106,7 +106,7 @@ async def check_all(swarm: Swarm, store: Store) -> list[Drift]:
 async def drift_report(settings, store: Store, service: str | None = None, target: str | None = None) -> list[Drift]:
     """Drift of ``service`` (or every recorded service) on ``target`` (or every target with deploys).
     A target that cannot be reached is one entry saying so, not the end of the report."""
-    from runner.deploy.client import open_target
+    from runner.engine import open_target
     from runner.errors import DeployError
 
     targets = [target] if target else await history.targets(store)

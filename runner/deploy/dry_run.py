@@ -13,14 +13,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-
-from runner.deploy.client import Swarm
 from runner.deploy.compose import ComposeStack
 from runner.deploy.compose_objects import NOT_CREATED
 from runner.deploy.service import live_service
 from runner.deploy.spec import LABEL_DEPLOY, LABEL_INSTANCE, LABEL_STACK, service_spec
 from runner.deploy.stack_apply import bound_specs, prepare_stack
+from runner.engine import Engine
+from runner.engine import errors as derrors
 from runner.plan import DeploySpec
 
 __all__ = ["SpecPreview", "preview_service", "preview_stack", "diff_lines"]
@@ -33,7 +32,7 @@ class SpecPreview:
     live: dict | None  # the live service's Spec; None: the deploy would create it, or no swarm asked
 
 
-def _live(swarm: Swarm | None, name: str) -> dict | None:
+def _live(swarm: Engine | None, name: str) -> dict | None:
     if swarm is None:
         return None
     found = live_service(swarm, name)
@@ -45,7 +44,7 @@ def _live(swarm: Swarm | None, name: str) -> dict | None:
     for att in task.get("Networks") or ():  # the engine keeps ids; the deploy writes names
         try:
             att["Target"] = swarm.api.inspect_network(att["Target"])["Name"]
-        except docker.errors.NotFound:
+        except derrors.NotFound:
             pass
     # Defaults the engine fills in on its own: not a difference the deploy makes.
     if task.get("ForceUpdate") == 0:
@@ -57,13 +56,13 @@ def _live(swarm: Swarm | None, name: str) -> dict | None:
     return spec
 
 
-def preview_service(swarm: Swarm | None, spec: DeploySpec, instance: str) -> list[SpecPreview]:
+def preview_service(swarm: Engine | None, spec: DeploySpec, instance: str) -> list[SpecPreview]:
     """Blocking: the spec a single-service deploy would write."""
     desired = service_spec(spec, spec.service, spec.image, {LABEL_INSTANCE: instance})
     return [SpecPreview(spec.service, desired, _live(swarm, spec.service))]
 
 
-def preview_stack(swarm: Swarm | None, compose: ComposeStack, instance: str) -> list[SpecPreview]:
+def preview_stack(swarm: Engine | None, compose: ComposeStack, instance: str) -> list[SpecPreview]:
     """Blocking: the specs a stack deploy would write (secret/config names as the deploy would pick
     them when a swarm is given; the stack-deploy names otherwise)."""
     labels = {LABEL_INSTANCE: instance, LABEL_STACK: compose.stack}

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import docker
-
 from runner.deploy import history
-from runner.deploy.client import DEFAULT_TARGET, open_target
 from runner.deploy.service import Provenance, live_service
+from runner.engine import DEFAULT_TARGET, open_target
+from runner.engine import errors as derrors
 from runner.errors import ConveyorError, DeployError
 from runner.executor.actions import ActionContext, ActionResult, StageAction
 from runner.plan import Stage
@@ -55,7 +54,7 @@ async def reconcile_in_flight(store: Store, settings: Settings) -> list[tuple[in
     for row in await history.mark_dead_in_flight(store):
         try:
             swarm = await open_target(settings, None if row["target"] == DEFAULT_TARGET else row["target"])
-        except (DeployError, docker.errors.DockerException) as exc:
+        except (DeployError, derrors.DockerException) as exc:
             live = f"the target could not be asked ({exc})"
         else:
             try:

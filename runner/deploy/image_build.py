@@ -13,16 +13,16 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-import docker
-
 from runner.deploy.workspace import context_tar
+from runner.engine import DockerClient, Engine
+from runner.engine import errors as derrors
 from runner.errors import DeployError
 from runner.plan import BuildSpec
 
 __all__ = ["build_image"]
 
 
-def _stream(client: docker.DockerClient, spec: BuildSpec, context: bytes, labels: dict[str, str],
+def _stream(client: DockerClient, spec: BuildSpec, context: bytes, labels: dict[str, str],
             emit: Callable[[str], None]) -> str:
     """Blocking: run the build, emit each output line, return the image id (raise on failure)."""
     image_id = None
@@ -45,13 +45,14 @@ def _stream(client: docker.DockerClient, spec: BuildSpec, context: bytes, labels
     return image_id
 
 
-async def build_image(client: docker.DockerClient, spec: BuildSpec, source: Path, volume: str | None,
+async def build_image(engine: Engine, spec: BuildSpec, source: Path, volume: str | None,
                       log: Callable[[str], None], labels: dict[str, str] | None = None,
                       helper_labels: dict[str, str] | None = None) -> str:
     """Build ``spec`` from the workspace; lines go to ``log`` as they come. Returns the image id.
 
     ``labels`` go on the image (its provenance; every container of it inherits them), and
-    ``helper_labels`` on the container that copies the context out of a workspace volume."""
+    ``helper_labels`` on the container that copies the context out of a workspace volume. The
+    build runs on the engine's threads (``Engine.call``), like every other engine call."""
     if not spec.tag:
         raise DeployError("a build needs a `tag`, e.g. web:{{ git.short_sha }}")
     loop = asyncio.get_running_loop()
@@ -61,18 +62,19 @@ async def build_image(client: docker.DockerClient, spec: BuildSpec, source: Path
         loop.call_soon_threadsafe(queue.put_nowait, line)
 
     def work() -> str:
+        client = engine.client
         try:
             ctx = context_tar(client, source, volume, spec.context, helper_labels)
             emit(f"sending build context {spec.context} ({len(ctx) / 1024:.0f} KiB) to the engine")
             return _stream(client, spec, ctx, dict(labels or {}), emit)
-        except docker.errors.BuildError as exc:
+        except derrors.BuildError as exc:
             raise DeployError(f"image build failed: {exc}") from exc
-        except docker.errors.APIError as exc:
+        except derrors.APIError as exc:
             raise DeployError(f"image build failed: {exc.explanation or exc}") from exc
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    task = asyncio.ensure_future(asyncio.to_thread(work))
+    task = asyncio.ensure_future(engine.call(work))
 
     async def consume() -> str:
         while (line := await queue.get()) is not None:

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from runner.deploy import history
-from runner.deploy.client import open_target
 from runner.deploy.config import Environment, load_deploy_config
 from runner.deploy.environments import adjust_recorded, check_branch, live_in
 from runner.deploy.registry import logged_in
 from runner.deploy.service import MIN_REVERT_TIMEOUT, DeployOutcome, Provenance, live_service, revert
 from runner.deploy.spec import apply_spec, with_deploy_label
 from runner.deploy.watch import watch_service
+from runner.engine import open_target
 from runner.errors import DeployError
 from runner.settings import Settings
 from runner.store.db import Store

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import docker
-
 from runner.deploy.config import Registry
+from runner.engine import DockerClient
+from runner.engine import errors as derrors
 from runner.errors import DeployError
 
 __all__ = ["Pinned", "push", "pin", "split_ref", "logged_in", "registry_error"]
@@ -57,7 +57,7 @@ def registry_error(registry: Registry, message: str) -> DeployError:
     return DeployError(f"registry {registry.url}: {text} ({hint})")
 
 
-def _check_insecure(client: docker.DockerClient, registry: Registry) -> None:
+def _check_insecure(client: DockerClient, registry: Registry) -> None:
     """``insecure: true`` only works when the engine already allows HTTP to that registry."""
     if not registry.insecure:
         return
@@ -72,7 +72,7 @@ def _check_insecure(client: docker.DockerClient, registry: Registry) -> None:
                       "allow that: add it to insecure-registries in /etc/docker/daemon.json and restart dockerd")
 
 
-def push(client: docker.DockerClient, image_id: str, tag: str, registry: Registry,
+def push(client: DockerClient, image_id: str, tag: str, registry: Registry,
          emit: Callable[[str], None]) -> Pinned:
     """Tag ``image_id`` into the registry and push it; returns the pinned reference the push made."""
     _check_insecure(client, registry)
@@ -94,7 +94,7 @@ def push(client: docker.DockerClient, image_id: str, tag: str, registry: Registr
                 digest = item["aux"]["Digest"]
             elif item.get("status") and item.get("id") is None:
                 emit(item["status"])
-    except docker.errors.APIError as exc:
+    except derrors.APIError as exc:
         raise registry_error(registry, exc.explanation or str(exc)) from exc
     if digest is None:
         raise DeployError(f"registry {registry.url}: the push of {repository}:{version} ended without a digest")
@@ -102,7 +102,7 @@ def push(client: docker.DockerClient, image_id: str, tag: str, registry: Registr
     return Pinned(f"{repository}@{digest}", digest)
 
 
-def pin(client: docker.DockerClient, ref: str, registry: Registry | None) -> Pinned | None:
+def pin(client: DockerClient, ref: str, registry: Registry | None) -> Pinned | None:
     """The digest-pinned form of ``ref``: as written when it has one; else, with a registry, the repo
     digest a push left on the local image, or what the registry answers for the tag. None: no
     registry, so there is nothing to pin against."""
@@ -116,7 +116,7 @@ def pin(client: docker.DockerClient, ref: str, registry: Registry | None) -> Pin
     for name in (qualified, ref):
         try:
             local = client.images.get(name)
-        except docker.errors.ImageNotFound:
+        except derrors.ImageNotFound:
             continue
         # RepoDigests lists every repository the image was pushed to (or pulled from); only the
         # one of this registry is ours. Several pushes of other images to the same tag leave only
@@ -127,14 +127,14 @@ def pin(client: docker.DockerClient, ref: str, registry: Registry | None) -> Pin
     try:
         data = client.api.inspect_distribution(qualified, auth_config=registry.auth_config() if
                                                registry.owns(qualified) else None)
-    except docker.errors.APIError as exc:
+    except derrors.APIError as exc:
         raise registry_error(registry, f"cannot find {qualified}: {exc.explanation or exc}; push it first "
                                        "(a build stage pushes when a registry is configured)") from exc
     digest = data["Descriptor"]["digest"]
     return Pinned(f"{repository}@{digest}", digest)
 
 
-def logged_in(client: docker.DockerClient, registry: Registry | None) -> None:
+def logged_in(client: DockerClient, registry: Registry | None) -> None:
     """Give the client the registry's credentials in memory, so the engine's service create/update
     carries them to every node that pulls (``docker service create --with-registry-auth``).
     docker-py's ``login`` asks the engine to check them first; a refusal is the registry's message."""
@@ -145,5 +145,5 @@ def logged_in(client: docker.DockerClient, registry: Registry | None) -> None:
         return
     try:
         client.login(auth["username"], auth["password"], registry=registry.url, reauth=True)
-    except docker.errors.APIError as exc:
+    except derrors.APIError as exc:
         raise registry_error(registry, exc.explanation or str(exc)) from exc

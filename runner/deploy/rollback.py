@@ -13,11 +13,11 @@ import asyncio
 from collections.abc import Callable
 
 from runner.deploy import history
-from runner.deploy.client import Swarm
 from runner.deploy.registry import logged_in
 from runner.deploy.service import DeployOutcome, Provenance, image_id, live_service
 from runner.deploy.spec import apply_spec, with_deploy_label
 from runner.deploy.watch import watch_service
+from runner.engine import Engine
 from runner.errors import DeployError, NoDeployToRollBackTo
 from runner.store.db import Store
 
@@ -65,7 +65,7 @@ async def nothing_recorded(store: Store, kind: str, name: str, target: str) -> N
                                 "nothing to roll back to; deploy it first")
 
 
-async def rollback_service(swarm: Swarm, store: Store, service: str, log: Callable[[str], None],
+async def rollback_service(swarm: Engine, store: Store, service: str, log: Callable[[str], None],
                            prov: Provenance, to: int | None = None, timeout: float = 300.0) -> DeployOutcome:
     target = swarm.target.name
     chosen = await choose_target(store, target, service, to)
@@ -89,7 +89,7 @@ async def rollback_service(swarm: Swarm, store: Store, service: str, log: Callab
             beat.cancel()
 
 
-async def _apply(swarm: Swarm, store: Store, service: str, chosen: history.Deploy, deploy_id: int,
+async def _apply(swarm: Engine, store: Store, service: str, chosen: history.Deploy, deploy_id: int,
                  log: Callable[[str], None], timeout: float) -> DeployOutcome:
     img = chosen["image"]
     img_id = await swarm.call(image_id, swarm, img) if img else None

@@ -18,14 +18,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import docker
-
 from runner.deploy import history
-from runner.deploy.client import Swarm
 from runner.deploy.registry import logged_in, pin
 from runner.deploy.spec import LABEL_INSTANCE, apply_spec, service_spec, warnings_for, with_deploy_label
 from runner.deploy.verify import run_verify
 from runner.deploy.watch import WatchResult, watch_service
+from runner.engine import Engine
+from runner.engine import errors as derrors
 from runner.errors import DeployError
 from runner.plan import DeploySpec
 from runner.store.db import Store
@@ -69,35 +68,35 @@ class DeployOutcome:
         return self.status == "succeeded"
 
 
-def live_service(swarm: Swarm, name: str) -> dict | None:
+def live_service(swarm: Engine, name: str) -> dict | None:
     """Blocking: the service's inspect output, or None when there is none."""
     try:
         return swarm.api.inspect_service(name)
-    except docker.errors.NotFound:
+    except derrors.NotFound:
         return None
 
 
-def image_id(swarm: Swarm, ref: str) -> str | None:
+def image_id(swarm: Engine, ref: str) -> str | None:
     """Blocking: the id the reference has on the target's engine now (None: not there)."""
     try:
         return swarm.client.images.get(ref).id
-    except docker.errors.ImageNotFound:
+    except derrors.ImageNotFound:
         return None
 
 
-def ensure_networks(swarm: Swarm, names: list[str], labels: dict[str, str]) -> None:
+def ensure_networks(swarm: Engine, names: list[str], labels: dict[str, str]) -> None:
     """Blocking: create missing networks as attachable overlays (so verify commands can join them)."""
     for name in names:
         if swarm.client.networks.list(names=[name]):
             continue
         try:
             swarm.client.networks.create(name, driver="overlay", attachable=True, labels=labels)
-        except docker.errors.APIError as exc:
+        except derrors.APIError as exc:
             if exc.status_code != 409:  # created meanwhile by a concurrent deploy
                 raise DeployError(f"cannot create network {name!r}: {exc.explanation or exc}") from exc
 
 
-async def revert(swarm: Swarm, name: str, before: dict | None, timeout: float,
+async def revert(swarm: Engine, name: str, before: dict | None, timeout: float,
                  log: Callable[[str], None], stuck: bool = False) -> WatchResult:
     """Put the recorded spec ``before`` back (None: remove the service the deploy created) and wait.
     ``stuck``: the deploy's own watch found Swarm stuck placing a task (see ``_nothing_runs``)."""
@@ -118,7 +117,7 @@ async def revert(swarm: Swarm, name: str, before: dict | None, timeout: float,
     return await watch_service(swarm, name, timeout, log)
 
 
-async def _nothing_runs(swarm: Swarm, name: str, log: Callable[[str], None]) -> bool:
+async def _nothing_runs(swarm: Engine, name: str, log: Callable[[str], None]) -> bool:
     """Whether Swarm is stuck with nothing of the service running, so it may be re-created.
 
     Swarm's single-node deadlock (docs/deploy.md): a task that is meant to shut down stays pending
@@ -131,13 +130,13 @@ async def _nothing_runs(swarm: Swarm, name: str, log: Callable[[str], None]) -> 
     return True
 
 
-def _running_tasks(swarm: Swarm, name: str) -> int:
+def _running_tasks(swarm: Engine, name: str) -> int:
     """Blocking: how many tasks of the service run now."""
     tasks = swarm.api.tasks(filters={"service": name, "desired-state": "running"})
     return sum(1 for t in tasks if t["Status"]["State"] == "running")
 
 
-def _recreate(swarm: Swarm, name: str, spec: dict, wait: float = 30.0) -> None:
+def _recreate(swarm: Engine, name: str, spec: dict, wait: float = 30.0) -> None:
     """Blocking: remove the service, wait until its task containers are gone (they hold its host
     ports), and create it again with ``spec``."""
     current = live_service(swarm, name)
@@ -150,7 +149,7 @@ def _recreate(swarm: Swarm, name: str, spec: dict, wait: float = 30.0) -> None:
     apply_spec(swarm.api, copy.deepcopy(spec), None)
 
 
-async def deploy_service(swarm: Swarm, store: Store, spec: DeploySpec, log: Callable[[str], None],
+async def deploy_service(swarm: Engine, store: Store, spec: DeploySpec, log: Callable[[str], None],
                          prov: Provenance, default_image: str | None = None) -> DeployOutcome:
     if not spec.service or not spec.image:
         raise DeployError("a service deploy needs `service` and `image`")
@@ -180,7 +179,7 @@ async def deploy_service(swarm: Swarm, store: Store, spec: DeploySpec, log: Call
             beat.cancel()
 
 
-async def _deploy_claimed(swarm: Swarm, store: Store, spec: DeploySpec, desired: dict, deploy_id: int,
+async def _deploy_claimed(swarm: Engine, store: Store, spec: DeploySpec, desired: dict, deploy_id: int,
                           log: Callable[[str], None], labels: dict[str, str],
                           default_image: str | None) -> DeployOutcome:
     name = spec.service
@@ -202,7 +201,7 @@ async def _deploy_claimed(swarm: Swarm, store: Store, spec: DeploySpec, desired:
     return await _conclude(swarm, store, spec, deploy_id, before, result, log, default_image, labels)
 
 
-async def _conclude(swarm: Swarm, store: Store, spec: DeploySpec, deploy_id: int, before: dict | None,
+async def _conclude(swarm: Engine, store: Store, spec: DeploySpec, deploy_id: int, before: dict | None,
                     result: WatchResult, log: Callable[[str], None], default_image: str | None,
                     labels: dict[str, str]) -> DeployOutcome:
     name = spec.service

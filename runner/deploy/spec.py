@@ -11,8 +11,8 @@ import copy
 import json
 from typing import Any
 
-import docker
-
+from runner.engine import APIClient
+from runner.engine import errors as derrors
 from runner.errors import DeployError
 from runner.plan import DeploySpec, Placement, UpdateConfig
 
@@ -124,7 +124,7 @@ def task_key(task_template: dict[str, Any]) -> str:
     return json.dumps([t.get("ContainerSpec"), t.get("ForceUpdate", 0), t.get("Resources")], sort_keys=True)
 
 
-def apply_spec(api: docker.APIClient, spec: dict[str, Any], current: dict[str, Any] | None) -> int:
+def apply_spec(api: APIClient, spec: dict[str, Any], current: dict[str, Any] | None) -> int:
     """Blocking: create the service, or update ``current`` (its inspect output) to exactly ``spec``.
     Returns the service's version index after the write."""
     name = spec["Name"]
@@ -137,7 +137,7 @@ def apply_spec(api: docker.APIClient, spec: dict[str, Any], current: dict[str, A
         else:
             api.update_service(current["ID"], current["Version"]["Index"], name=name, **kwargs)
         return api.inspect_service(name)["Version"]["Index"]
-    except docker.errors.APIError as exc:
+    except derrors.APIError as exc:
         raise DeployError(f"the swarm refused service {name!r}: {exc.explanation or exc}") from exc
 
 

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable
 
 from runner.deploy import history
-from runner.deploy.client import Swarm
 from runner.deploy.compose import ComposeStack
 from runner.deploy.compose_objects import referenced_ids, remove_unused
 from runner.deploy.service import DeployOutcome, Provenance, image_id, live_service, revert
@@ -26,6 +25,7 @@ from runner.deploy.stack_apply import apply_and_watch, claim_all, prepare_stack
 from runner.deploy.stack_rollback import rollback_stack
 from runner.deploy.verify import run_verify
 from runner.deploy.watch import WatchResult
+from runner.engine import Engine
 from runner.plan import Verify
 from runner.store.db import Store
 
@@ -34,7 +34,7 @@ __all__ = ["deploy_stack", "rollback_stack"]
 Log = Callable[[str], None]
 
 
-async def deploy_stack(swarm: Swarm, store: Store, compose: ComposeStack, timeout: float, verify: Verify | None,
+async def deploy_stack(swarm: Engine, store: Store, compose: ComposeStack, timeout: float, verify: Verify | None,
                        log: Log, prov: Provenance, default_image: str | None = None) -> list[DeployOutcome]:
     target, batch, stack = swarm.target.name, uuid.uuid4().hex[:12], compose.stack
     labels = {LABEL_INSTANCE: prov.instance, LABEL_STACK: stack}
@@ -59,7 +59,7 @@ async def deploy_stack(swarm: Swarm, store: Store, compose: ComposeStack, timeou
             beat.cancel()
 
 
-async def _deploy_claimed(swarm: Swarm, store: Store, stack: str, specs: dict[str, dict], ids: dict[str, int],
+async def _deploy_claimed(swarm: Engine, store: Store, stack: str, specs: dict[str, dict], ids: dict[str, int],
                           labels: dict[str, str], timeout: float, verify: Verify | None, log: Log,
                           default_image: str | None) -> list[DeployOutcome]:
     async def record(name: str, spec: dict) -> dict | None:

@@ -8,15 +8,15 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import docker
-
 from runner.deploy import history
-from runner.deploy.client import Swarm
 from runner.deploy.compose import ComposeStack
 from runner.deploy.compose_objects import fill_refs, resolve_objects
 from runner.deploy.service import live_service
 from runner.deploy.spec import LABEL_INSTANCE, LABEL_MANAGED, apply_spec
 from runner.deploy.watch import WatchResult, watch_service
+from runner.engine import Engine
+from runner.engine import errors as derrors
+from runner.engine import types as dtypes
 from runner.errors import DeployError
 from runner.store.db import Store
 
@@ -36,7 +36,7 @@ async def claim_all(stack: contextlib.AsyncExitStack, store: Store, target: str,
     return ids
 
 
-async def apply_and_watch(swarm: Swarm, specs: dict[str, dict | None], timeout: float,
+async def apply_and_watch(swarm: Engine, specs: dict[str, dict | None], timeout: float,
                           log: Log) -> dict[str, WatchResult]:
     """Write every spec (None: remove the service) at once, then watch them all at once."""
 
@@ -55,11 +55,11 @@ async def apply_and_watch(swarm: Swarm, specs: dict[str, dict | None], timeout: 
     return dict(zip(names, results))
 
 
-def _networks(swarm: Swarm, compose: ComposeStack, labels: dict[str, str]) -> None:
+def _networks(swarm: Engine, compose: ComposeStack, labels: dict[str, str]) -> None:
     for name in compose.external_networks:
         try:
             net = swarm.api.inspect_network(name)
-        except docker.errors.NotFound as exc:
+        except derrors.NotFound as exc:
             raise DeployError(f"network {name!r} is declared external but does not exist; create a swarm-scoped "
                               f"network first (docker network create -d overlay {name})") from exc
         if net.get("Scope") != "swarm":
@@ -67,19 +67,19 @@ def _networks(swarm: Swarm, compose: ComposeStack, labels: dict[str, str]) -> No
     for name, opts in compose.networks.items():
         if swarm.client.networks.list(names=[name]):
             continue
-        ipam = docker.types.IPAMConfig(driver=opts["ipam"]["Driver"], pool_configs=[
-            docker.types.IPAMPool(subnet=c["Subnet"]) for c in opts["ipam"]["Config"]]) if opts["ipam"] else None
+        ipam = dtypes.IPAMConfig(driver=opts["ipam"]["Driver"], pool_configs=[
+            dtypes.IPAMPool(subnet=c["Subnet"]) for c in opts["ipam"]["Config"]]) if opts["ipam"] else None
         try:
             # Attachable whatever the file says: a stack's `verify` command joins the network.
             swarm.client.networks.create(name, driver=opts["driver"], options=opts["options"], ipam=ipam,
                                          internal=opts["internal"], attachable=True,
                                          labels={**opts["labels"], **labels}, scope="swarm")
-        except docker.errors.APIError as exc:
+        except derrors.APIError as exc:
             if exc.status_code != 409:  # created meanwhile by a concurrent deploy
                 raise DeployError(f"cannot create network {name!r}: {exc.explanation or exc}") from exc
 
 
-def prepare_stack(swarm: Swarm, compose: ComposeStack, labels: dict[str, str], create: bool = True) -> dict[str, dict]:
+def prepare_stack(swarm: Engine, compose: ComposeStack, labels: dict[str, str], create: bool = True) -> dict[str, dict]:
     """Blocking: networks created, secrets and configs created or found (new versions when the
     content changed), and the service specs with their references bound. ``create=False`` (a dry
     run) changes nothing on the swarm."""

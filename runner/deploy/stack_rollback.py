@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Callable
 
 from runner.deploy import history
-from runner.deploy.client import Swarm
 from runner.deploy.compose_objects import missing_objects
 from runner.deploy.rollback import nothing_recorded
 from runner.deploy.service import DeployOutcome, Provenance, live_service
 from runner.deploy.spec import LABEL_STACK, with_deploy_label
 from runner.deploy.stack_apply import apply_and_watch, claim_all
+from runner.engine import Engine
 from runner.errors import DeployError, NoDeployToRollBackTo
 from runner.store.db import Store
 
@@ -27,7 +27,7 @@ __all__ = ["rollback_stack"]
 Log = Callable[[str], None]
 
 
-async def rollback_stack(swarm: Swarm, store: Store, stack: str, log: Log, prov: Provenance,
+async def rollback_stack(swarm: Engine, store: Store, stack: str, log: Log, prov: Provenance,
                          to: int | None = None, timeout: float = 300.0) -> list[DeployOutcome]:
     """Put every service of the stack back to a recorded stack deploy (default: the last one that
     succeeded before the current one); services it did not have are removed."""

@@ -16,9 +16,8 @@ import uuid
 from collections.abc import Callable
 
 import aiohttp
-import docker
-
-from runner.deploy.client import Swarm
+from runner.engine import Engine
+from runner.engine import errors as derrors
 from runner.errors import DeployError
 from runner.plan import Verify
 
@@ -41,7 +40,7 @@ async def _http_once(url: str, status: int) -> str | None:
         return f"GET {url} failed: {exc.__class__.__name__} {exc}".strip()
 
 
-def _command_once(swarm: Swarm, image: str, command: str, network: str, labels: dict[str, str]) -> str | None:
+def _command_once(swarm: Engine, image: str, command: str, network: str, labels: dict[str, str]) -> str | None:
     """Blocking: run the command once in a container on ``network``; None when it exited 0."""
     name = f"conveyor-verify-{uuid.uuid4().hex[:10]}"
     container = swarm.client.containers.create(image, ["sh", "-c", command], name=name, labels=labels,
@@ -57,7 +56,7 @@ def _command_once(swarm: Swarm, image: str, command: str, network: str, labels: 
         container.remove(force=True)
 
 
-async def run_verify(swarm: Swarm, verify: Verify, networks: list[str], log: Callable[[str], None],
+async def run_verify(swarm: Engine, verify: Verify, networks: list[str], log: Callable[[str], None],
                      default_image: str | None = None, labels: dict[str, str] | None = None) -> str | None:
     """Retry the check until it passes (None) or ``verify.within`` runs out (the last failure)."""
     if verify.command is not None and not networks:
@@ -75,9 +74,9 @@ async def run_verify(swarm: Swarm, verify: Verify, networks: list[str], log: Cal
             try:
                 last = await swarm.call(_command_once, swarm, image, verify.command, networks[0],
                                         {"io.conveyor.managed": "1", **(labels or {})})
-            except docker.errors.ImageNotFound as exc:
+            except derrors.ImageNotFound as exc:
                 raise DeployError(f"verify image {image} is not on the target; build it there or set verify.image") from exc
-            except docker.errors.APIError as exc:
+            except derrors.APIError as exc:
                 raise DeployError(f"verify: cannot run the command container: {exc.explanation or exc}") from exc
         if last is None:
             log(f"verify passed (attempt {attempt})")

@@ -24,10 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import docker
-
-from runner.deploy.client import Swarm
 from runner.deploy.spec import task_key
+from runner.engine import Engine
+from runner.engine import errors as derrors
 
 __all__ = ["WatchResult", "watch_service", "POLL"]
 
@@ -49,10 +48,10 @@ class WatchResult:
         return self.outcome == "converged"
 
 
-def _snapshot(swarm: Swarm, name: str) -> tuple[dict | None, list[dict]]:
+def _snapshot(swarm: Engine, name: str) -> tuple[dict | None, list[dict]]:
     try:
         service = swarm.api.inspect_service(name)
-    except docker.errors.NotFound:
+    except derrors.NotFound:
         return None, []
     return service, swarm.api.tasks(filters={"service": service["ID"]})
 
@@ -156,7 +155,7 @@ def _rolled_back_task(service: dict, tasks: list[dict], since: float) -> str | N
     return f"update failed (a task of the new spec ended {t['Status']['State']}" + (f": {detail})" if detail else ")")
 
 
-def _nodes_down(swarm: Swarm) -> list[str]:
+def _nodes_down(swarm: Engine) -> list[str]:
     """Blocking: hostnames of the swarm's nodes that are not ready (a dead engine, a lost host), so a
     deploy that cannot be placed says why; on a multi-node swarm that is the usual cause."""
     return sorted(n["Description"]["Hostname"] for n in swarm.api.nodes()
@@ -168,7 +167,7 @@ def _describe(tasks: list[dict]) -> dict[str, str]:
             for t in tasks}
 
 
-async def watch_service(swarm: Swarm, name: str, timeout: float, log: Callable[[str], None],
+async def watch_service(swarm: Engine, name: str, timeout: float, log: Callable[[str], None],
                         since: float | None = None, stale: dict | None = None) -> WatchResult:
     """Poll ``name`` until converged, rolled back, paused, failed, or ``timeout`` seconds passed;
     log each task state change and each UpdateStatus change once."""

@@ -22,9 +22,9 @@ import tarfile
 import uuid
 from pathlib import Path
 
-import docker
-
-from runner.backends.docker_blocking import LABEL_BUILD, job_resource
+from runner.engine import DockerClient
+from runner.engine import errors as derrors
+from runner.engine.labels import LABEL_BUILD, job_resource
 from runner.errors import DeployError
 
 __all__ = ["context_tar", "read_text", "HELPER_IMAGE"]
@@ -40,7 +40,7 @@ def _clean(rel: str) -> str:
     return norm
 
 
-def _from_volume(client: docker.DockerClient, volume: str, rel: str, labels: dict[str, str]) -> bytes:
+def _from_volume(client: DockerClient, volume: str, rel: str, labels: dict[str, str]) -> bytes:
     name = f"conveyor-ctx-{uuid.uuid4().hex[:10]}"
     # Marked as a job resource when it carries the build's labels: a copy a crash cut short is swept.
     marks = job_resource(labels, name) if LABEL_BUILD in labels else labels
@@ -51,7 +51,7 @@ def _from_volume(client: docker.DockerClient, volume: str, rel: str, labels: dic
         path = MOUNT if rel == "." else f"{MOUNT}/{rel}"
         try:
             chunks, _stat = container.get_archive(path + "/.")
-        except docker.errors.NotFound as exc:
+        except derrors.NotFound as exc:
             raise DeployError(f"{rel} is not in the workspace; check the build's `context`") from exc
         return b"".join(chunks)
     finally:
@@ -73,7 +73,7 @@ def _from_dir(root: Path, rel: str) -> bytes:
     return buf.getvalue()
 
 
-def context_tar(client: docker.DockerClient, source: Path, volume: str | None, rel: str,
+def context_tar(client: DockerClient, source: Path, volume: str | None, rel: str,
                 labels: dict[str, str] | None = None) -> bytes:
     """Blocking: the directory ``rel`` of the workspace as an uncompressed tar."""
     rel = _clean(rel)
@@ -82,7 +82,7 @@ def context_tar(client: docker.DockerClient, source: Path, volume: str | None, r
     return _from_dir(Path(source), rel)
 
 
-def read_text(client: docker.DockerClient, source: Path, volume: str | None, rel: str,
+def read_text(client: DockerClient, source: Path, volume: str | None, rel: str,
               labels: dict[str, str] | None = None) -> str:
     """Blocking: one text file of the workspace."""
     rel = _clean(rel)

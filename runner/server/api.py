@@ -187,7 +187,7 @@ async def rollback(request: web.Request) -> web.Response:
     if target is not None and not (isinstance(target, str) and _NAME.fullmatch(target)):
         return web.json_response({"error": "`target` must be the name of a deploy target (a string from "
                                            "targets.yml); leave it out for the default target"}, status=400)
-    from runner.deploy.client import DEFAULT_TARGET, open_target
+    from runner.engine import DEFAULT_TARGET, open_target
     from runner.deploy.rollback import choose_target, rollback_service
     from runner.deploy.service import Provenance
 

@@ -215,9 +215,9 @@ async def test_an_engine_that_does_not_answer_is_reported_with_what_to_do(tmp_pa
 async def test_the_periodic_sweep_outlives_an_engine_that_does_not_answer(instance, tmp_path):
     # docker-py raises its own errors (not BackendError) when the engine is away; the server's
     # sweep task must keep trying, or leftovers of crashed builds are never removed.
-    from runner.backends.docker_blocking import DockerEngine
+    from runner.engine import Engine, Target
 
-    engine = DockerEngine(f"unix://{tmp_path}/no-engine.sock")
+    engine = Engine(Target("default", f"unix://{tmp_path}/no-engine.sock", from_env=True))
     backend = DockerBackend(Settings(instance=instance), engine=engine)
     tries = []
     sweeps = asyncio.create_task(backend.sweep_periodically(interval=0.05, keep=lambda: tries.append(1) or []))
@@ -235,7 +235,7 @@ async def test_sweeps_never_touch_what_only_looks_like_a_job_resource(docker_cli
     made) inherits them: it names another resource, or it is a Swarm task, so no sweep removes it."""
     import docker
 
-    from runner.backends.docker_blocking import LABEL_JOB_RESOURCE, labels_for
+    from runner.engine.labels import LABEL_JOB_RESOURCE, labels_for
 
     base = labels_for(build.id, instance, -1)  # expired already: the instance sweep wants it gone
     inherited = docker_client.containers.create(BUSYBOX, ["true"], name=f"{instance}-task-a",

@@ -102,7 +102,7 @@ async def test_each_job_reaches_its_own_service_by_name_with_the_job_defaults(ba
         assert service["Mounts"] == [] and not host.get("Binds")  # no workspace, no socket, no host volume
         labels = service["Config"]["Labels"]
         job_labels = docker_client.containers.get(one.data.id).attrs["Config"]["Labels"]
-        # The job's labels, with the sweep mark naming the service's own container (docker_blocking.py).
+        # The job's labels, with the sweep mark naming the service's own container (runner/engine/labels.py).
         assert labels == {**job_labels, LABEL_SERVICE: "db", "io.conveyor.job-resource": service["Name"].lstrip("/")}
         assert labels["io.conveyor.build"] == build.id and labels["io.conveyor.repo"] == "demo"
         networks = service["NetworkSettings"]["Networks"]

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from deploy_helpers import remove_instance
 
-from runner.deploy.client import Swarm, Target
+from runner.engine import Engine, Target
 from runner.deploy.service import Provenance
 from runner.settings import Settings
 from runner.store.db import Store
@@ -28,7 +28,7 @@ def swarm_engine(docker_client):
 
 @pytest.fixture
 def swarm(swarm_engine, instance):
-    s = Swarm(Target("default"), swarm_engine)
+    s = Engine(Target("default"), swarm_engine)
     yield s
     remove_instance(swarm_engine, instance)
 

@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 
 from runner.backends.base import BuildRef
-from runner.backends.docker_blocking import LABEL_JOB_RESOURCE
+from runner.engine.labels import LABEL_JOB_RESOURCE
 from runner.deploy import stage_actions
 from runner.deploy.actions import IMAGE_INSTANCE, IMAGE_REPO
-from runner.deploy.client import open_target
+from runner.engine import open_target
 from runner.errors import DeployError, NotASwarm
 from runner.executor.actions import ActionContext
 from runner.plan import BuildSpec, Plan, RollbackSpec, Stage

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from registry_helpers import write_targets
 
-from runner.deploy.client import load_targets
+from runner.engine import load_targets
 from runner.deploy.config import Environment, load_deploy_config
 from runner.deploy.drift import differences
 from runner.deploy.environments import adjust_recorded, check_approved, check_branch, for_environment

@@ -112,14 +112,14 @@ CRASH = """
 import asyncio, sys
 sys.path.insert(0, {tests!r})
 from deploy_helpers import web_spec
-from runner.deploy.client import Swarm, Target
+from runner.engine import Engine, Target
 from runner.deploy.service import deploy_service, Provenance
 from runner.store.db import Store
 import docker
 spec = web_spec({name!r}, "v2", timeout=120)
 import dataclasses
 spec = dataclasses.replace(spec, healthcheck=dataclasses.replace(spec.healthcheck, start_period=4.0, cmd="sleep 3; wget -q -O- http://127.0.0.1:8080/health"))
-asyncio.run(deploy_service(Swarm(Target("default"), docker.from_env()), Store({data!r}), spec, print,
+asyncio.run(deploy_service(Engine(Target("default"), docker.from_env()), Store({data!r}), spec, print,
                            Provenance(instance={instance!r})))
 """
 

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from deploy_helpers import Probe, free_port, remove_instance
-from runner.backends.docker_blocking import LABEL_JOB_RESOURCE
+from runner.engine.labels import LABEL_JOB_RESOURCE
 from tests.conftest import ROOT
 from tests.server import payloads as p
 from tests.server.test_crash import ServerProcess, push_body, wait_build

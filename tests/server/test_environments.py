@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from runner.deploy.client import Swarm, Target
+from runner.engine import Engine, Target
 from runner.deploy.config import Registry
 from runner.deploy.registry import push
 from runner.deploy.service import Provenance, deploy_service
@@ -27,7 +27,7 @@ async def test_the_page_promotes_the_live_digest_and_marks_drift(server, docker_
     store = client.server.app[STORE]
     base, lines = f"{instance}-api", []
     image = docker_client.images.get("conveyor-test/busybox:1")
-    swarm = Swarm(Target("default", registry=registry), docker_client)
+    swarm = Engine(Target("default", registry=registry), docker_client)
     try:
         pinned = push(docker_client, image.id, f"conveyor-test/{instance}:1", registry, lines.append)
         staged = await deploy_service(swarm, store, web_spec(f"{base}-staging", "v1", image=pinned.ref), lines.append,
