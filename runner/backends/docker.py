@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import os
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -41,16 +40,14 @@ from runner.backends import docker_blocking as blocking
 from runner.backends.services import Sidecars
 from runner.engine.containers import create_container, ensure_image, remove_container, start_container
 from runner.engine.engine import Engine, default_engine
-from runner.engine.labels import LABEL_BUILD, LABEL_INSTANCE, expired, job_resource, labels_for
-from runner.engine.sweeps import remove_job_resources
+from runner.engine.labels import LABEL_BUILD, LABEL_INSTANCE, job_resource, labels_for
+from runner.engine.sweeps import kept_by, remove_job_resources, sweep_periodically
 from runner.engine.workspace import create_network, create_volume, fill_volume, network_name, volume_name
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
 
 __all__ = ["DockerBackend", "SHELL_CAPS"]
-
-log = logging.getLogger("conveyor.docker")
 
 # What a shell and ordinary build tools need as root inside a container; everything else is dropped.
 SHELL_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE")
@@ -278,27 +275,12 @@ class DockerBackend(Backend):
     async def sweep(self, keep: Iterable[str] | None = None) -> int:
         """Remove this instance's leftovers: resources of builds not running in this backend that are
         expired, or, when ``keep`` (the builds alive elsewhere) is given, not in it."""
-        live = set(self._builds)
-        alive = None if keep is None else set(keep)
-
-        def leftover(labels: dict[str, str]) -> bool:
-            build = labels.get(LABEL_BUILD, "")
-            if build in live:
-                return False
-            return expired(labels) or (alive is not None and build not in alive)
-
-        instance = self.settings.instance
-        return await self.engine.call(remove_job_resources, self.engine,
-                                      f"{LABEL_INSTANCE}={instance}", lambda l: not leftover(l))
+        return await self.engine.call(remove_job_resources, self.engine, f"{LABEL_INSTANCE}={self.settings.instance}",
+                                      kept_by(self._builds, keep))
 
     async def sweep_periodically(self, interval: float = 600.0, keep=None) -> None:
         """Sweep now and every ``interval`` seconds (``keep``: a callable giving the live build ids)."""
-        while True:
-            try:
-                await self.sweep(keep() if keep else None)
-            except Exception as exc:  # noqa: BLE001 - an engine away for a while must not end the sweeps for good
-                log.warning("sweeping leftovers failed (%s); trying again in %g s", exc, interval)
-            await asyncio.sleep(interval)
+        await sweep_periodically(self.sweep, interval, keep)
 
     def close(self) -> None:
         self.engine.close()

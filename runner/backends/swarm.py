@@ -50,8 +50,8 @@ from runner.backends.swarm_run import Place, Run, expects, plan_steps, service_t
 from runner.engine import types as dtypes
 from runner.engine.containers import ensure_image
 from runner.engine.engine import Engine, default_engine
-from runner.engine.labels import LABEL_BUILD, LABEL_INSTANCE, expired, job_resource, labels_for
-from runner.engine.sweeps import remove_job_resources
+from runner.engine.labels import LABEL_BUILD, LABEL_INSTANCE, job_resource, labels_for
+from runner.engine.sweeps import kept_by, remove_job_resources, sweep_periodically
 from runner.engine.workspace import create_volume, fill_volume, volume_name
 from runner.errors import BackendError
 from runner.plan import Job, Step
@@ -267,23 +267,12 @@ class SwarmBackend(Backend):
 
     async def sweep(self, keep: Iterable[str] | None = None) -> int:
         """This instance's leftovers: builds not running here that are expired or not in ``keep``."""
-        live, alive = set(self._builds), None if keep is None else set(keep)
-
-        def kept(labels: dict[str, str]) -> bool:
-            build = labels.get(LABEL_BUILD, "")
-            return build in live or not (expired(labels) or (alive is not None and build not in alive))
-
-        selector = f"{LABEL_INSTANCE}={self.settings.instance}"
+        kept, selector = kept_by(self._builds, keep), f"{LABEL_INSTANCE}={self.settings.instance}"
         removed = await self._call(sb.remove_swarm_resources, selector, kept)
         return removed + await self._call(remove_job_resources, selector, kept)
 
     async def sweep_periodically(self, interval: float = 600.0, keep=None) -> None:
-        while True:
-            try:
-                await self.sweep(keep() if keep else None)
-            except Exception as exc:  # noqa: BLE001 - a manager away for a while must not end the sweeps
-                log.warning("sweeping leftovers failed (%s); trying again in %g s", exc, interval)
-            await asyncio.sleep(interval)
+        await sweep_periodically(self.sweep, interval, keep)
 
     def close(self) -> None:
         self.engine.close()
