@@ -38,13 +38,14 @@ DEPLOY_TIMEOUT = 120  # the same for a deploy's (a registry push or pull may be 
 
 class Engine:
     """One target's engine: ``client`` (docker-py's high-level client), ``api`` (its low-level one)
-    and ``call``, the only way to run them from the event loop."""
+    and ``call``, the only way to run them from the event loop. A ``client`` passed in stays its
+    maker's to close; the one the engine makes is closed with it."""
 
     def __init__(self, target: Target | None = None, client: docker.DockerClient | None = None, *,
                  threads: int = THREADS, timeout: float = DEPLOY_TIMEOUT) -> None:
         self.target = target or Target(DEFAULT_TARGET)
         self.threads, self.timeout = threads, timeout
-        self._client = client
+        self._client, self._owns_client = client, client is None
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="conveyor-docker")
 
@@ -120,7 +121,7 @@ class Engine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._client is not None:
+        if self._client is not None and self._owns_client:
             self._client.close()
 
 

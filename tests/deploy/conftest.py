@@ -30,6 +30,7 @@ def swarm_engine(docker_client):
 def swarm(swarm_engine, instance):
     s = Engine(Target("default"), swarm_engine)
     yield s
+    s.close()  # its threads; the session's client stays open
     remove_instance(swarm_engine, instance)
 
 
