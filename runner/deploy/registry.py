@@ -1,6 +1,6 @@
 """Ship: push a built image to a registry, and pin a deploy's image to the digest the registry holds.
 
-Every call is blocking (run it through ``Swarm.call``). Credentials go to the engine with the one
+Every call is blocking (run it through ``Engine.call``). Credentials go to the engine with the one
 API call that needs them (docker-py ``auth_config=``, or, for a service create/update, the client's
 in-memory login of ``logged_in``); nothing is written to ``~/.docker/config.json`` or anywhere else.
 
