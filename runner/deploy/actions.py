@@ -125,7 +125,7 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
         if spec.stack:
             source, volume = _workspace(ctx)
             compose = await swarm.call(stack_from_workspace, swarm, ctx, spec, source, volume,
-                                       _helper_labels(settings, ctx))
+                                       _helper_labels(settings, ctx), stage.env)
             outcomes = await deploy_stack(swarm, store, compose, spec.timeout, spec.verify,
                                           ctx.log, prov, stage.image)
             bad = [o for o in outcomes if not o.ok]
