@@ -6,7 +6,10 @@ same production service, alternating, in one run. Each operation really changes 
 plain deploy moves production to digest B, the promotion moves it back to digest A (live in
 staging), so both wait for one rolling update of the same size. Goal: promotion <= 1.1x.
 
-    python bench/bench_promote.py [--rounds N]
+    python bench/bench_promote.py [--rounds N] [--stack]
+
+``--stack`` does the same with a 5-service Compose stack (``plan_stack_promotion`` + ``promote_stack``
+against ``deploy_stack`` of the same digests).
 
 Needs `docker-registry` (apt-get install docker-registry); it starts one on a free port of
 127.0.0.1 through `.ci/registry`. Everything it makes is named ``cvbench-<random>`` and removed.
@@ -49,7 +52,53 @@ def spec(name: str, image: str, env: dict[str, str]) -> DeploySpec:
         update=UpdateConfig(order="start-first", monitor=1.0), timeout=120.0)
 
 
-async def main(rounds: int) -> None:
+STACK_SERVICE = """  s{i}:
+    image: "{image}"
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
+    deploy: {{update_config: {{monitor: 1s, order: start-first}}}}
+"""
+
+
+def stack_compose(stack: str, image: str):
+    from runner.deploy.compose import parse_compose
+
+    return parse_compose("services:\n" + "".join(STACK_SERVICE.format(i=i, image=image) for i in range(5)), stack)
+
+
+async def stack_bench(settings: Settings, store: Store, swarm: Engine, name: str, a, b, rounds: int) -> None:
+    """A 5-service stack: promotion staging -> production (digest A) against a plain stack deploy of
+    production with digest B, alternating, so each is one real image change of five services."""
+    from runner.deploy.stack import deploy_stack
+    from runner.deploy.stack_promote import plan_stack_promotion, promote_stack
+
+    def prov(env: str) -> Provenance:
+        return Provenance(trigger="bench", instance=name, environment=env)
+
+    staged = await deploy_stack(swarm, store, stack_compose(f"{name}-staging", a.ref), 120, None, lambda _: None,
+                                prov("staging"))
+    assert all(o.ok for o in staged), staged
+    first = await deploy_stack(swarm, store, stack_compose(name, b.ref), 120, None, lambda _: None, prov("production"))
+    assert all(o.ok for o in first), first
+    plain, promoted = [], []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        plan = await plan_stack_promotion(settings, store, name, "staging", "production")
+        outcomes = await promote_stack(settings, store, plan, lambda _: None, "bench")
+        promoted.append(time.perf_counter() - began)
+        assert all(o.ok for o in outcomes), outcomes
+        began = time.perf_counter()
+        outcomes = await deploy_stack(swarm, store, stack_compose(name, b.ref), 120, None, lambda _: None,
+                                      prov("production"))
+        plain.append(time.perf_counter() - began)
+        assert all(o.ok for o in outcomes), outcomes
+    p, d = statistics.median(promoted), statistics.median(plain)
+    print(f"rounds: {rounds} (each: one stack promotion A and one plain stack deploy B of production's 5 services)")
+    print(f"plain stack deploy of digests: median {d:.2f}s  (min {min(plain):.2f}s, max {max(plain):.2f}s)")
+    print(f"stack promotion staging->prod: median {p:.2f}s  (min {min(promoted):.2f}s, max {max(promoted):.2f}s)")
+    print(f"ratio stack promotion / plain stack deploy: {p / d:.2f}x (goal <= 1.1x)")
+
+
+async def main(rounds: int, stack_mode: bool = False) -> None:
     client = docker.from_env()
     name = f"cvbench-{uuid.uuid4().hex[:6]}"
     work = Path(tempfile.mkdtemp(prefix=name))
@@ -75,6 +124,9 @@ async def main(rounds: int) -> None:
         a = push(client, base.id, tags[0], target.registry, lambda _: None)
         b = push(client, other.id, tags[1], target.registry, lambda _: None)
         prov = Provenance(trigger="bench", instance=name)
+        if stack_mode:
+            await stack_bench(settings, store, swarm, name, a, b, rounds)
+            return
         staged = await deploy_service(swarm, store, spec(f"{name}-staging", a.ref, {"APP_ENV": "staging"}),
                                       lambda _: None, Provenance(trigger="bench", instance=name, environment="staging"))
         assert staged.ok, staged
@@ -101,6 +153,12 @@ async def main(rounds: int) -> None:
     finally:
         for svc in client.services.list(filters={"name": name}):
             svc.remove()
+        time.sleep(2)  # their tasks hold the stacks' networks
+        for net in client.networks.list(filters={"label": f"io.conveyor.instance={name}"}):
+            try:
+                net.remove()
+            except docker.errors.APIError:
+                pass
         store.close()
         for pid in (work / "registry").glob("*.pid"):
             os.kill(int(pid.read_text()), signal.SIGTERM)
@@ -115,4 +173,6 @@ async def main(rounds: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
-    asyncio.run(main(parser.parse_args().rounds))
+    parser.add_argument("--stack", action="store_true", help="Promote a 5-service stack instead of one service.")
+    args = parser.parse_args()
+    asyncio.run(main(args.rounds, args.stack))

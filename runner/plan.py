@@ -61,8 +61,10 @@ __all__ = [
     "PlanFormatError",
 ]
 
-PLAN_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # 2 added pipeline depth; a version-1 plan reads as one without it
+PLAN_VERSION = 3
+# 2 added pipeline depth; 3 added the build's ``params`` and a stage's own ``env`` (the Compose file
+# of a stack deploy is rendered with both). An older plan reads as one without them.
+READABLE_VERSIONS = (1, 2, 3)
 
 # Statuses of DSL.md. A stage's `when.status` lists the build statuses (so far) it runs under.
 STATUSES = (
@@ -311,6 +313,7 @@ class Stage:
     when: When = field(default_factory=When)
     skip_reason: str | None = None  # set at compile time when a branch/tag/event filter excludes it
     image: str | None = None  # default image for build/deploy helpers (verify command etc.)
+    env: dict[str, str] = field(default_factory=dict)  # the stage's own `env:` (its jobs carry it merged)
 
 
 @dataclass(frozen=True)
@@ -329,6 +332,7 @@ class Plan:
     timeout: float | None = None  # the whole build
     trusted: bool = False
     source: str = ".conveyor.yml"  # the pipeline file this came from, relative to the repo
+    params: dict[str, str] = field(default_factory=dict)  # the build's params, declared defaults filled in
     version: int = PLAN_VERSION
 
     def jobs(self) -> typing.Iterator[Job]:

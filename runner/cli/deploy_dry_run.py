@@ -31,14 +31,14 @@ async def _open(settings, target: str | None):
         return None
 
 
-def _previews(stage_spec, repo: Path, env: dict, trusted: bool, settings):
+def _previews(stage_spec, repo: Path, env: dict, trusted: bool, settings, params: dict | None = None):
     from runner.deploy.compose_source import stack_from_dir
     from runner.deploy.dry_run import preview_service, preview_stack
 
     swarm = asyncio.run(_open(settings, stage_spec.target))
     try:
         if stage_spec.stack:
-            compose = stack_from_dir(repo, stage_spec.compose, stage_spec.stack, env, trusted)
+            compose = stack_from_dir(repo, stage_spec.compose, stage_spec.stack, env, trusted, params)
             for warning in compose.warnings:
                 click.echo(f"warning: {warning}", err=True)
             return preview_stack(swarm, compose, settings.instance)
@@ -70,7 +70,7 @@ def print_deploy_specs(plan, repo: Path, settings, stage: str | None = None, as_
         raise click.UsageError(f"no deploy stage{' named ' + stage if stage else ''} in the pipeline")
     previews = []
     for s in stages:
-        previews += _previews(s.deploy, repo, plan.env, plan.trusted, settings)
+        previews += _previews(s.deploy, repo, {**plan.env, **s.env}, plan.trusted, settings, plan.params)
     _show(previews, as_json)
 
 

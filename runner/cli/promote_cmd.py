@@ -1,4 +1,4 @@
-"""`conveyor promote SERVICE --from ENV --to ENV` and `conveyor environments`.
+"""`conveyor promote SERVICE --from ENV --to ENV` (`--stack`: NAME is a stack) and `conveyor environments`.
 
 `promote` is the API's and the page's promotion from a shell: the same function, the same history
 row (with `cli:<user>` as who promoted). Exit codes: 0 converged, 1 it did not, 2 nothing was
@@ -29,27 +29,30 @@ def register(group: click.Group) -> None:
     @click.argument("service")
     @click.option("--from", "source", required=True, help="The environment whose live digest is promoted.")
     @click.option("--to", "dest", required=True, help="The environment to deploy it to.")
+    @click.option("--stack", "is_stack", is_flag=True, help="SERVICE names a stack: promote all its services.")
     @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for convergence.")
     @data_dir_option
-    def promote(service: str, source: str, dest: str, timeout: float, data_dir: Path | None) -> None:
-        """Deploy exactly the image digest live in one environment to another (no rebuild)."""
+    def promote(service: str, source: str, dest: str, is_stack: bool, timeout: float, data_dir: Path | None) -> None:
+        """Deploy exactly the image digest(s) live in one environment to another (no rebuild)."""
         from runner.deploy.promote import plan_promotion, promote as run_promotion
+        from runner.deploy.stack_promote import plan_stack_promotion, promote_stack
 
         settings = Settings.from_env(data_dir=data_dir)
+        planner, runner = (plan_stack_promotion, promote_stack) if is_stack else (plan_promotion, run_promotion)
         with Store(settings.data_dir) as store:
             asyncio.run(settle_crashed_deploys(store, settings))
             try:
-                plan = asyncio.run(plan_promotion(settings, store, service, source, dest))
+                plan = asyncio.run(planner(settings, store, service, source, dest))
             except ConveyorError as exc:
                 click.echo(f"error: {exc}", err=True)
                 sys.exit(2)
             try:
-                outcome = asyncio.run(run_promotion(settings, store, plan, click.echo, f"cli:{getpass.getuser()}",
-                                                    timeout))
+                outcome = asyncio.run(runner(settings, store, plan, click.echo, f"cli:{getpass.getuser()}", timeout))
             except ConveyorError as exc:
                 click.echo(f"error: {exc}", err=True)
                 sys.exit(1)
-        sys.exit(0 if outcome.ok else 1)
+        ok = all(o.ok for o in outcome) if is_stack else outcome.ok
+        sys.exit(0 if ok else 1)
 
     @group.command("environments")
     @click.option("--json", "as_json", is_flag=True, help="As JSON (what GET /api/environments answers).")

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from pathlib import Path
 
 from runner.deploy import history
 from runner.deploy.compose_source import render_compose, stack_from_workspace
 from runner.deploy.config import load_deploy_config
-from runner.deploy.environments import check_approved, check_branch, for_environment
+from runner.deploy.environments import adjust_stack_spec, check_approved, check_branch, for_environment
 from runner.engine import errors as derrors
 from runner.engine import open_target
 from runner.engine.labels import IMAGE_BUILD, IMAGE_INSTANCE, IMAGE_REPO, OLD_IMAGE_REPO, labels_for
 from runner.store import approvals
 from runner.deploy.image_build import build_image
-from runner.deploy.registry import push
+from runner.deploy.registry import push, remember_push
 from runner.deploy.rollback import rollback_service
 from runner.deploy.service import deploy_service
 from runner.deploy.stack import deploy_stack, rollback_stack
@@ -66,6 +67,7 @@ async def build_action(settings: Settings, stage: Stage, ctx: ActionContext) -> 
                                            "to the targets file or the server configuration")
         if registry is not None and spec.push is not False:
             pinned = await swarm.call(push, swarm.client, image_id, spec.tag, registry, ctx.log)
+            remember_push(ctx.build.id, spec.tag, pinned, registry)
             ctx.log(f"deploys of {spec.tag} will run {pinned.ref}")
     finally:
         swarm.close()
@@ -95,7 +97,7 @@ def _tag_owned_elsewhere(client, tag: str, repo: str) -> str | None:
 async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: ActionContext) -> ActionResult:
     from runner.deploy import provenance
 
-    spec, prov = stage.deploy, provenance(ctx)
+    spec, prov, env = stage.deploy, provenance(ctx), None
     if spec.environment:
         env = (await asyncio.to_thread(load_deploy_config, settings)).environment(spec.environment)
         check_branch(env, ctx.plan.env.get("CI_COMMIT_BRANCH"), ctx.plan.env.get("CI_COMMIT_TAG"))
@@ -107,9 +109,9 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
         if spec.stack:
             source, volume = _workspace(ctx)
             compose = await swarm.call(stack_from_workspace, swarm, ctx, spec, source, volume,
-                                       _helper_labels(settings, ctx))
-            outcomes = await deploy_stack(swarm, store, compose, spec.timeout, spec.verify,
-                                          ctx.log, prov, stage.image)
+                                       _helper_labels(settings, ctx), stage.env)
+            outcomes = await deploy_stack(swarm, store, compose, spec.timeout, spec.verify, ctx.log, prov,
+                                          stage.image, functools.partial(adjust_stack_spec, env=env) if env else None)
             bad = [o for o in outcomes if not o.ok]
             if bad:
                 return ActionResult("failure", f"stack {spec.stack} {bad[0].status}: {bad[0].reason}")
@@ -129,7 +131,8 @@ async def rollback_action(settings: Settings, store: Store, stage: Stage, ctx: A
     if spec.environment:  # where the deploy to that environment went, under the name it has there
         env = (await asyncio.to_thread(load_deploy_config, settings)).environment(spec.environment)
         spec = dataclasses.replace(spec, target=env.target,
-                                   service=env.service(spec.service) if spec.service else None)
+                                   service=env.service(spec.service) if spec.service else None,
+                                   stack=env.service(spec.stack) if spec.stack else None)
     swarm = await open_target(settings, spec.target)
     try:
         name = spec.stack or spec.service

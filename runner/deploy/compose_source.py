@@ -17,15 +17,16 @@ __all__ = ["render_compose", "stack_from_workspace", "stack_from_dir"]
 
 
 def render_compose(text: str, env: dict[str, str], number: int | None, commit: str | None, repo: Path,
-                   name: str) -> str:
-    """Blocking: the Compose file through the pipeline's sandboxed Jinja (``git``, ``build``, ``env``)."""
+                   name: str, params: dict[str, str] | None = None) -> str:
+    """Blocking: the Compose file through the pipeline's sandboxed Jinja (``git``, ``build``, ``env``
+    and ``params``; ``env`` is the pipeline's env with the deploy stage's own on top)."""
     from runner.dsl.template import render, template_roots
 
     sha = env.get("CI_COMMIT_SHA") or commit or ""
     variables = {"git": {"sha": sha, "short_sha": env.get("CI_COMMIT_SHORT_SHA") or sha[:8],
                          "branch": env.get("CI_COMMIT_BRANCH"), "tag": env.get("CI_COMMIT_TAG"),
                          "ref": env.get("CI_COMMIT_REF")},
-                 "build": {"number": number}, "env": dict(env)}
+                 "build": {"number": number}, "env": dict(env), "params": dict(params or {})}
     out = render(text, variables, template_roots(repo), name=name)
     if out.text is None:
         raise DeployError(f"{out.file or name}:{out.line or '?'}: {out.error}")
@@ -33,24 +34,27 @@ def render_compose(text: str, env: dict[str, str], number: int | None, commit: s
 
 
 def stack_from_workspace(swarm: Engine, ctx: ActionContext, spec: DeploySpec, source: Path, volume: str | None,
-                         labels: dict[str, str]) -> ComposeStack:
+                         labels: dict[str, str], stage_env: dict[str, str] | None = None) -> ComposeStack:
     """Blocking: the stack of a deploy stage, read from the build's workspace as its backend named it
-    (``source`` a directory, or ``volume``); ``labels`` go on the helper that copies files out of it."""
+    (``source`` a directory, or ``volume``); ``labels`` go on the helper that copies files out of it.
+    ``stage_env`` (the stage's own ``env:``) overrides the pipeline's for Jinja and ``${VAR}``."""
     if not spec.compose:
         raise DeployError("a stack deploy needs `compose: FILE` (the Compose file in the workspace)")
 
     def read(rel: str) -> str:
         return read_text(swarm.client, source, volume, rel, labels)
 
-    text = render_compose(read(spec.compose), ctx.plan.env, ctx.number, ctx.commit, source, spec.compose)
-    return parse_compose(text, spec.stack, spec.compose, read=read, env=ctx.plan.env, trusted=ctx.plan.trusted)
+    env = {**ctx.plan.env, **(stage_env or {})}
+    text = render_compose(read(spec.compose), env, ctx.number, ctx.commit, source, spec.compose, ctx.plan.params)
+    return parse_compose(text, spec.stack, spec.compose, read=read, env=env, trusted=ctx.plan.trusted)
 
 
-def stack_from_dir(root: Path, compose: str, stack: str, env: dict[str, str], trusted: bool) -> ComposeStack:
+def stack_from_dir(root: Path, compose: str, stack: str, env: dict[str, str], trusted: bool,
+                   params: dict[str, str] | None = None) -> ComposeStack:
     """The stack of a Compose file in a checkout on this machine (``conveyor deploy --dry-run``)."""
 
     def read(rel: str) -> str:
         return read_text(None, root, None, rel)
 
-    text = render_compose(read(compose), env, None, None, root, compose)
+    text = render_compose(read(compose), env, None, None, root, compose, params)
     return parse_compose(text, stack, compose, read=read, env=env, trusted=trusted)

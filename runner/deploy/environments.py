@@ -3,7 +3,9 @@ and what is live in each environment now (the environments page, ``GET /api/envi
 
 An environment names a target and adjusts what is deployed there by its own settings only: the
 service name gets the environment's ``suffix`` (so staging and production may share one swarm),
-every service gets the environment's ``env`` variables, and the label below names it.
+every service gets the environment's ``env`` variables, and the label below names it. A stack's
+*stack name* gets the suffix (``shop`` -> ``shop-staging``), so its services, networks, volumes,
+secrets and configs (all named ``<stack>_<name>``) are apart from another environment's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from runner.errors import DeployError
 from runner.plan import DeploySpec
 from runner.store.db import Store
 
-__all__ = ["LABEL_ENVIRONMENT", "for_environment", "check_branch", "check_approved", "adjust_recorded", "live_in", "overview"]
+__all__ = ["LABEL_ENVIRONMENT", "for_environment", "adjust_stack_spec", "check_branch", "check_approved", "adjust_recorded", "live_in", "overview"]
 
 LABEL_ENVIRONMENT = "io.conveyor.environment"
 
@@ -30,7 +32,20 @@ def for_environment(spec: DeploySpec, env: Environment) -> DeploySpec:
                           f"{env.target!r}: drop `target:` (the environment decides it)")
     return dataclasses.replace(
         spec, service=env.service(spec.service) if spec.service else None, env={**spec.env, **env.env},
+        stack=env.service(spec.stack) if spec.stack else None,  # the same suffix rule as a service's name
         target=env.target, labels={**spec.labels, LABEL_ENVIRONMENT: env.name})
+
+
+def adjust_stack_spec(spec: dict[str, Any], env: Environment) -> dict[str, Any]:
+    """A stack service's spec as it runs in ``env``: the environment's variables and its label added
+    (the name already carries the suffix, through the stack name)."""
+    out = copy.deepcopy(spec)
+    out["Labels"] = {**(out.get("Labels") or {}), LABEL_ENVIRONMENT: env.name}
+    container = out["TaskTemplate"]["ContainerSpec"]
+    if env.env:
+        container["Env"] = _env_list(container.get("Env"), {}, env.env)
+    container["Labels"] = {**(container.get("Labels") or {}), LABEL_ENVIRONMENT: env.name}
+    return out
 
 
 def check_branch(env: Environment, branch: str | None, tag: str | None) -> None:
@@ -89,16 +104,26 @@ def _brief(row: dict) -> dict[str, Any]:
                                     "trigger", "started", "finished", "reason", "promoted_from", "rollback_of")}
 
 
+def _base_name(env: Environment, row: dict) -> tuple[str, str | None]:
+    """A deployed service's name without its environment's suffix, and its stack's (None: not a
+    stack): ``web-staging`` -> ``web``; ``shop-staging_web`` of stack ``shop-staging`` -> ``shop_web``, ``shop``."""
+    stack = row.get("stack")
+    if stack and row["service"].startswith(stack + "_"):
+        base = env.base(stack)
+        return base + row["service"][len(stack):], base
+    return env.base(row["service"]), None
+
+
 async def overview(store: Store, environments: dict[str, Environment], last: int = 5) -> list[dict[str, Any]]:
     """Per service and environment: what is live there (digest, commit, build, when, by whom) and the
-    last deploys. Services are named without their environment's suffix."""
+    last deploys. Services are named without their environment's suffix; a stack's carry ``stack``."""
 
     def read(conn) -> list[dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for env in environments.values():
             for row in history.in_environment(conn, env.name, env.target):
-                base = env.base(row["service"])
-                cell = out.setdefault(base, {"service": base, "environments": {}})["environments"].setdefault(
+                base, stack = _base_name(env, row)
+                cell = out.setdefault(base, {"service": base, "stack": stack, "environments": {}})["environments"].setdefault(
                     env.name, {"service": row["service"], "live": None, "deploys": []})
                 if len(cell["deploys"]) < last:
                     cell["deploys"].append(_brief(row))

@@ -10,6 +10,8 @@ push with, so every node of the swarm pulls exactly the same bytes whatever happ
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,7 +20,15 @@ from runner.engine import DockerClient
 from runner.engine import errors as derrors
 from runner.errors import DeployError
 
-__all__ = ["Pinned", "push", "pin", "split_ref", "logged_in", "registry_error"]
+__all__ = ["Pinned", "push", "pin", "pin_for_build", "remember_push", "split_ref", "logged_in", "registry_error"]
+
+# What each build's `build` stages pushed, by (build uid, tag as written and as qualified): a deploy
+# later in the same build pins exactly the digest its push answered with, even on a target whose
+# engine does not have the image or that names no registry of its own. A build's stages run in one
+# process; the newest few hundred pushes are kept.
+_PUSHES: OrderedDict[tuple[str, str], tuple[Pinned, Registry]] = OrderedDict()
+_PUSHES_LOCK = threading.Lock()
+_MAX_PUSHES = 512
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,26 @@ def pin(client: DockerClient, ref: str, registry: Registry | None) -> Pinned | N
                                        "(a build stage pushes when a registry is configured)") from exc
     digest = data["Descriptor"]["digest"]
     return Pinned(f"{repository}@{digest}", digest)
+
+
+def remember_push(build_uid: str, tag: str, pinned: Pinned, registry: Registry) -> None:
+    with _PUSHES_LOCK:
+        for key in {tag, registry.qualify(tag)}:
+            _PUSHES[(build_uid, key)] = (pinned, registry)
+            _PUSHES.move_to_end((build_uid, key))
+        while len(_PUSHES) > _MAX_PUSHES:
+            _PUSHES.popitem(last=False)
+
+
+def pin_for_build(client: DockerClient, ref: str, registry: Registry | None,
+                  build_uid: str | None) -> tuple[Pinned | None, Registry | None]:
+    """Blocking: ``pin`` that first takes what this build pushed for ``ref``; returns the pinned
+    reference and the registry its pulls need credentials for (None, None: nothing to pin against)."""
+    with _PUSHES_LOCK:
+        recorded = _PUSHES.get((build_uid, ref)) if build_uid and "@" not in ref else None
+    if recorded is not None:
+        return recorded
+    return pin(client, ref, registry), registry
 
 
 def logged_in(client: DockerClient, registry: Registry | None) -> None:

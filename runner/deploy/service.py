@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runner.deploy import history
-from runner.deploy.registry import logged_in, pin
+from runner.deploy.registry import logged_in, pin_for_build
 from runner.deploy.spec import LABEL_INSTANCE, apply_spec, service_spec, warnings_for, with_deploy_label
 from runner.deploy.verify import run_verify
 from runner.deploy.watch import WatchResult, watch_service
@@ -158,10 +158,11 @@ async def deploy_service(swarm: Engine, store: Store, spec: DeploySpec, log: Cal
         log(f"warning: {warning}")
     labels = {LABEL_INSTANCE: prov.instance}
     # Pinned before anything is recorded: an unreachable registry or a missing image fails here.
-    pinned = await swarm.call(pin, swarm.client, spec.image, swarm.target.registry)
+    pinned, registry = await swarm.call(pin_for_build, swarm.client, spec.image, swarm.target.registry,
+                                        prov.build_uid)
     if pinned is not None and pinned.ref != spec.image:
         log(f"{spec.image} is {pinned.ref}: every node runs exactly that")
-    await swarm.call(logged_in, swarm.client, swarm.target.registry)
+    await swarm.call(logged_in, swarm.client, registry)
     desired = service_spec(spec, name, pinned.ref if pinned else spec.image, labels)
     async with history.service_lock(target, name):
         deploy_id = await history.claim(store, {"service": name, "target": target, "kind": "deploy",

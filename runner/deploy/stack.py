@@ -18,7 +18,9 @@ from collections.abc import Callable
 
 from runner.deploy import history
 from runner.deploy.compose import ComposeStack
+from runner.deploy.compose_service import IMAGE_LABEL
 from runner.deploy.compose_objects import referenced_ids, remove_unused
+from runner.deploy.registry import Pinned, Registry, logged_in, pin_for_build
 from runner.deploy.service import DeployOutcome, Provenance, image_id, live_service, revert
 from runner.deploy.spec import LABEL_INSTANCE, LABEL_STACK, with_deploy_label
 from runner.deploy.stack_apply import apply_and_watch, claim_all, prepare_stack
@@ -29,22 +31,61 @@ from runner.engine import Engine
 from runner.plan import Verify
 from runner.store.db import Store
 
-__all__ = ["deploy_stack", "rollback_stack"]
+__all__ = ["deploy_stack", "deploy_specs", "rollback_stack", "pin_images"]
 
 Log = Callable[[str], None]
 
 
+def pin_images(swarm: Engine, images: list[str], build_uid: str | None) -> tuple[dict[str, Pinned], list[Registry]]:
+    """Blocking: each distinct image of the stack pinned to ``name@sha256:...`` (what this build
+    pushed, else what the target's registry answers), and the registries whose credentials the
+    service writes must carry. An image that cannot be pinned fails the deploy before anything changes."""
+    pins: dict[str, Pinned] = {}
+    registries: list[Registry] = []
+    for image in sorted(set(images)):
+        pinned, registry = pin_for_build(swarm.client, image, swarm.target.registry, build_uid)
+        if pinned is not None:
+            pins[image] = pinned
+        if registry is not None and registry not in registries:
+            registries.append(registry)
+    return pins, registries
+
+
 async def deploy_stack(swarm: Engine, store: Store, compose: ComposeStack, timeout: float, verify: Verify | None,
-                       log: Log, prov: Provenance, default_image: str | None = None) -> list[DeployOutcome]:
-    target, batch, stack = swarm.target.name, uuid.uuid4().hex[:12], compose.stack
+                       log: Log, prov: Provenance, default_image: str | None = None,
+                       adjust: Callable[[dict], dict] | None = None) -> list[DeployOutcome]:
+    """``adjust``: what an environment changes in each service spec (environments.adjust_stack_spec)."""
+    stack = compose.stack
     labels = {LABEL_INSTANCE: prov.instance, LABEL_STACK: stack}
     for warning in compose.warnings:
         log(f"warning: {warning}")
+    images = {n: s["TaskTemplate"]["ContainerSpec"]["Image"] for n, s in compose.services.items()}
+    # Pinned before anything is created or recorded: an unreachable registry or a missing image fails here.
+    pins, registries = await swarm.call(pin_images, swarm, list(images.values()), prov.build_uid)
+    for image, pinned in sorted(pins.items()):
+        if pinned.ref != image:
+            log(f"{image} is {pinned.ref}: every node runs exactly that")
+    for registry in registries:  # service writes carry the login to the nodes (--with-registry-auth)
+        await swarm.call(logged_in, swarm.client, registry)
     specs = await swarm.call(prepare_stack, swarm, compose, labels)
+    for name, spec in specs.items():
+        if images[name] in pins:
+            spec["TaskTemplate"]["ContainerSpec"]["Image"] = pins[images[name]].ref
+        if adjust is not None:
+            specs[name] = adjust(spec)
+    per = {n: {"image": images[n], "digest": pins[images[n]].digest if images[n] in pins else None} for n in specs}
+    return await deploy_specs(swarm, store, stack, specs, {"kind": "deploy", "stack": stack, **prov.fields()}, per,
+                              labels, timeout, verify, log, default_image)
+
+
+async def deploy_specs(swarm: Engine, store: Store, stack: str, specs: dict[str, dict], fields: dict,
+                       per: dict[str, dict], labels: dict[str, str], timeout: float, verify: Verify | None, log: Log,
+                       default_image: str | None = None) -> list[DeployOutcome]:
+    """Claim every service (one batch of rows: ``fields``, and ``per`` service), then write, watch and
+    record them all or put them all back. A stack deploy and a stack promotion both end here."""
+    target = swarm.target.name
     async with contextlib.AsyncExitStack() as locks:
-        per = {n: {"image": s["TaskTemplate"]["ContainerSpec"]["Image"]} for n, s in specs.items()}
-        ids = await claim_all(locks, store, target, list(specs),
-                              {"kind": "deploy", "stack": stack, "batch": batch, **prov.fields()}, log, per)
+        ids = await claim_all(locks, store, target, list(specs), {**fields, "batch": uuid.uuid4().hex[:12]}, log, per)
         beat = asyncio.create_task(history.heartbeat(store, list(ids.values())))
         try:
             return await _deploy_claimed(swarm, store, stack, specs, ids, labels, timeout, verify, log, default_image)
@@ -64,7 +105,9 @@ async def _deploy_claimed(swarm: Engine, store: Store, stack: str, specs: dict[s
                           default_image: str | None) -> list[DeployOutcome]:
     async def record(name: str, spec: dict) -> dict | None:
         current = await swarm.call(live_service, swarm, name)
-        image = await swarm.call(image_id, swarm, spec["TaskTemplate"]["ContainerSpec"]["Image"])
+        # The image as the file names it (the spec may hold its pinned form): its id on the engine.
+        written = (spec.get("Labels") or {}).get(IMAGE_LABEL) or spec["TaskTemplate"]["ContainerSpec"]["Image"]
+        image = await swarm.call(image_id, swarm, written)
         await history.update(store, ids[name], spec_before=current["Spec"] if current else None,
                              spec_after=with_deploy_label(spec, ids[name]), image_id=image)
         return current["Spec"] if current else None

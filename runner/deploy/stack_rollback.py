@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from runner.deploy import history
 from runner.deploy.compose_objects import missing_objects
+from runner.deploy.registry import logged_in
 from runner.deploy.rollback import nothing_recorded
 from runner.deploy.service import DeployOutcome, Provenance, live_service
 from runner.deploy.spec import LABEL_STACK, with_deploy_label
@@ -64,8 +65,9 @@ async def rollback_stack(swarm: Engine, store: Store, stack: str, log: Log, prov
     by_name = {r["service"]: r for r in chosen}
     batch = uuid.uuid4().hex[:12]
     async with contextlib.AsyncExitStack() as locks:
-        per = {n: {"rollback_of": by_name[n]["id"] if n in by_name else None,
-                   "image": by_name[n]["image"] if n in by_name else None} for n in names}
+        # A rollback keeps the digest and environment of what it restores (docs/deploy.md).
+        per = {n: {"rollback_of": by_name[n]["id"], "image": by_name[n]["image"], "digest": by_name[n]["digest"],
+                   "environment": by_name[n]["environment"]} if n in by_name else {} for n in names}
         ids = await claim_all(locks, store, target, names,
                                {"kind": "rollback", "stack": stack, "batch": batch, **prov.fields()}, log, per)
         specs = {n: with_deploy_label(by_name[n]["spec_after"], ids[n]) if n in by_name else None for n in names}
@@ -73,6 +75,7 @@ async def rollback_stack(swarm: Engine, store: Store, stack: str, log: Log, prov
             current = await swarm.call(live_service, swarm, n)
             await history.update(store, ids[n], spec_before=current["Spec"] if current else None, spec_after=specs[n])
         log(f"rolling stack {stack} back to the deploy of #{min(by_name[n]['id'] for n in by_name)}")
+        await swarm.call(logged_in, swarm.client, swarm.target.registry)  # nodes may pull it again
         try:
             results = await apply_and_watch(swarm, specs, timeout, log)
         except DeployError as exc:

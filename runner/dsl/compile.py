@@ -56,7 +56,7 @@ class _Compiler:
         if skip is None:
             skip, decision = changes_decision(when, self.ctx)
         common = dict(name=name, when=When(status=("always",) if "always" in status else status),
-                      skip_reason=skip, image=image)
+                      skip_reason=skip, image=image, env=dict(raw.get("env", {})))
         if "steps" in raw:
             job = {k: v for k, v in raw.items() if k not in ("when", "services")}
             jobs = self.jobs.compile(job, raw, env, image, decision)
@@ -138,7 +138,14 @@ def compile_plan(value: dict, ctx: Context, cx: Cx, *, source: str = ".conveyor.
     if cx.diags.has_errors:
         return None
     return Plan(name=value.get("name") or ctx.repo_name, stages=stages, post=post, env=c.env,
-                timeout=value.get("timeout"), trusted=trusted, source=source)
+                timeout=value.get("timeout"), trusted=trusted, source=source, params=_params(value, ctx))
+
+
+def _params(value: dict, ctx: Context) -> dict[str, str]:
+    """The build's params as Jinja saw them: the declared defaults, then what was given."""
+    declared = value.get("params") or {}
+    defaults = {k: spec["default"] for k, spec in declared.items() if isinstance(spec.get("default"), str)}
+    return {**defaults, **ctx.params}
 
 
 def _check_params(value: dict, ctx: Context, cx: Cx) -> None:

@@ -1,5 +1,6 @@
 """Environments over HTTP: ``GET /api/environments``, the ``/environments`` page, and promotion
-(``POST /api/environments/{name}/promote`` with ``{"service", "from"}``; ``name`` is where to).
+(``POST /api/environments/{name}/promote`` with ``{"service", "from"}``, or ``{"stack", "from"}`` for
+every service of a stack; ``name`` is where to).
 
 Reading is open. A promotion is authenticated like every mutation (the admin token, or the page's
 session with its CSRF token). Everything that can refuse it (unknown environment, nothing live in
@@ -83,41 +84,48 @@ async def environments_page(request: web.Request) -> web.Response:
 async def promote(request: web.Request) -> web.Response:
     from runner.deploy.config import load_deploy_config
     from runner.deploy.promote import plan_promotion, promote as run_promotion
+    from runner.deploy.stack_promote import plan_stack_promotion, promote_stack
 
     user = await request.app[AUTH].require(request, "deployer")
     who = user.name
     dest = request.match_info["name"]
     data = await request.post() if _from_page(request) else await _json_body(request)
-    service, source = data.get("service"), data.get("from")
-    for key, value in (("service", service), ("from", source)):
+    stack = data.get("stack")
+    service, source = stack or data.get("service"), data.get("from")
+    for key, value in (("stack" if stack else "service", service), ("from", source)):
         if not (isinstance(value, str) and _NAME.fullmatch(value)):
             return web.json_response({"error": f"`{key}` must be a name, e.g. {{\"service\": \"web\", \"from\": "
-                                               "\"staging\"}"}, status=400)
+                                               "\"staging\"} (or \"stack\": \"shop\")"}, status=400)
     settings, store = request.app[CONFIG].settings, request.app[STORE]
+    planner, runner = (plan_stack_promotion, promote_stack) if stack else (plan_promotion, run_promotion)
     try:
-        plan = await plan_promotion(settings, store, service, source, dest)
+        plan = await planner(settings, store, service, source, dest)
         env = (await asyncio.to_thread(load_deploy_config, settings)).environment(dest)
     except ConveyorError as exc:
         return _answer(request, 409, "/environments", error=str(exc))
     if env.approvers and not may_approve(user, env.approvers):  # as for an approval stage
         raise web.HTTPForbidden(text=f"promoting to {dest} is for {', '.join(env.approvers)}; "
                                      f"{user.name} is not one of them\n")
-    await audit.record(request, user, "promote", what=f"{service} {source} -> {dest}",
-                       detail={"service": service, "from": source, "to": dest, "digest": plan.row["digest"]})
+    digests = {r["service"]: r["digest"] for r in plan.rows} if stack else None
+    await audit.record(request, user, "promote", what=f"{'stack ' if stack else ''}{service} {source} -> {dest}",
+                       detail={"stack" if stack else "service": service, "from": source, "to": dest,
+                               "digest": plan.row["digest"], **({"digests": digests} if stack else {})})
 
     async def run() -> None:
         lines: list[str] = []
         try:
-            outcome = await run_promotion(settings, store, plan, lines.append, f"api:{who}")
-            log.info("promotion of %s to %s: %s %s", service, dest, outcome.status, outcome.reason or "")
+            outcome = await runner(settings, store, plan, lines.append, f"api:{who}")
+            for o in outcome if stack else [outcome]:
+                log.info("promotion of %s to %s: #%s %s %s", service, dest, o.deploy_id, o.status, o.reason or "")
         except Exception as exc:  # noqa: BLE001 - recorded in the history by the deploy code
             log.warning("promotion of %s to %s failed: %s", service, dest, exc)
 
     task = asyncio.create_task(run(), name=f"promote-{service}-{dest}")
     request.app[BACKGROUND].add(task)
     task.add_done_callback(request.app[BACKGROUND].discard)
-    return _answer(request, 202, "/environments", service=service, to=dest, **{"from": source},
-                   deploy=plan.row["id"], digest=plan.row["digest"], started=True)
+    extra = {"stack": service, "deploys": [r["id"] for r in plan.rows], "digests": digests} if stack else {
+        "service": service, "deploy": plan.row["id"], "digest": plan.row["digest"]}
+    return _answer(request, 202, "/environments", to=dest, **{"from": source}, **extra, started=True)
 
 
 def add_routes(app: web.Application) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from runner.engine import Engine, Target
-from runner.deploy.config import Registry
+from runner.deploy.config import Environment, Registry
 from runner.deploy.registry import push
 from runner.deploy.service import Provenance, deploy_service
 from runner.server.keys import STORE
@@ -99,3 +99,67 @@ def test_a_private_repositorys_deploys_leave_the_environments_view_of_those_who_
     seen = _readable(services, lambda repo: repo != "secret")
     assert [s["service"] for s in seen] == ["web"] and list(seen[0]["environments"]) == ["staging"]
     assert _readable(services, lambda repo: True) == services
+
+
+async def test_the_api_and_page_promote_a_stack_with_its_digests(server, docker_client, instance, registries):
+    from runner.deploy.compose import parse_compose
+    from runner.deploy.environments import adjust_stack_spec
+    from runner.deploy.stack import deploy_stack
+
+    registry = Registry(registries.open)
+    client = await server(admin_token=TOKEN, registry={"url": registries.open}, environments={
+        "staging": {"suffix": "-staging"}, "production": {"env": {"APP_ENV": "production"}}})
+    store = client.server.app[STORE]
+    staging_env = Environment("staging", suffix="-staging")
+    base, lines = f"{instance}-shop", []
+    image = docker_client.images.get("conveyor-test/busybox:1")
+    swarm = Engine(Target("default", registry=registry), docker_client)
+    try:
+        pinned = push(docker_client, image.id, f"conveyor-test/{instance}:1", registry, lines.append)
+        text = ("services:\n" + "".join(
+            f"  {s}:\n    image: conveyor-test/{instance}:1\n"
+            "    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]\n" for s in ("api", "db")))
+        outcomes = await deploy_stack(swarm, store, parse_compose(text, f"{base}-staging"), 120, None, lines.append,
+                                      Provenance(repo="web", build_number=4, commit_sha="c0ffee2", trigger="test",
+                                                 instance=instance, environment="staging"),
+                                      adjust=lambda spec: adjust_stack_spec(spec, staging_env))
+        assert all(o.ok for o in outcomes), lines
+        assert docker_client.api.inspect_service(f"{base}-staging_api")["Spec"]["TaskTemplate"]["ContainerSpec"][
+            "Image"] == pinned.ref
+
+        listing = await (await client.get("/api/environments")).json()
+        entry = {s["service"]: s for s in listing["services"]}[f"{base}_api"]
+        assert entry["stack"] == base and entry["environments"]["staging"]["live"]["digest"] == pinned.digest
+
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        nothing = await client.post("/api/environments/production/promote", json={"stack": "nope", "from": "staging"},
+                                    headers=auth)
+        assert nothing.status == 409 and "nothing of stack 'nope' is live in 'staging'" in (await nothing.json())["error"]
+
+        assert (await client.post("/login", data={"token": TOKEN}, allow_redirects=False)).status == 303
+        page = await (await client.get("/environments")).text()
+        assert f'name="stack" value="{base}"' in page and f"Promote stack {base} to production" in page
+        answer = await client.post("/api/environments/production/promote", json={"stack": base, "from": "staging"},
+                                   headers=auth)
+        assert answer.status == 202, await answer.text()
+        body = await answer.json()
+        assert set(body["digests"].values()) == {pinned.digest}
+
+        async def promoted():
+            listing = await (await client.get("/api/environments")).json()
+            cells = [{s["service"]: s for s in listing["services"]}[f"{base}_{n}"]["environments"].get("production")
+                     for n in ("api", "db")]
+            return cells if all(c and c["live"] for c in cells) else None
+
+        for cell in await wait_for(promoted, timeout=90):
+            assert cell["live"]["digest"] == pinned.digest and cell["live"]["trigger"] == "api:admin"
+            assert cell["live"]["commit_sha"] == "c0ffee2"
+        spec = docker_client.api.inspect_service(f"{base}_db")["Spec"]
+        assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == pinned.ref
+        assert "APP_ENV=production" in spec["TaskTemplate"]["ContainerSpec"]["Env"]
+    finally:
+        remove_instance(docker_client, instance)
+        try:
+            docker_client.images.remove(f"{registries.open}/conveyor-test/{instance}:1")
+        except Exception:  # noqa: BLE001 - never tagged (the push failed)
+            pass
