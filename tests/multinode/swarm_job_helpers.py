@@ -97,12 +97,14 @@ def set_label(manager, hostname: str, key: str, value: str | None) -> None:
     node.update(spec)
 
 
-def leftovers(bed, instance: str) -> dict[str, list[str]]:
-    """Everything of this runner instance on every node of the bed: services and secrets (the
-    swarm's, through the manager), and each node's own containers, networks and volumes."""
+def leftovers(bed, instance: str, down=()) -> dict[str, list[str]]:
+    """Everything of this runner instance on every node of the bed but those ``down``: services and
+    secrets (the swarm's, through the manager), and each node's own containers, networks, volumes."""
     label = {"label": f"io.conveyor.instance={instance}"}
     found: dict[str, list[str]] = {}
     for node in bed.nodes:
+        if node in down:
+            continue
         c = client(node)
         try:
             names = [x.name for x in c.containers.list(all=True, filters=label)]
@@ -116,3 +118,23 @@ def leftovers(bed, instance: str) -> dict[str, list[str]]:
         if names:
             found[node.hostname] = sorted(names)
     return found
+
+
+def running(manager, instance: str) -> dict[str, str]:
+    """{job name: node hostname} of this instance's job tasks that run now (as the manager sees them)."""
+    hosts = {n.id: n.attrs["Description"]["Hostname"] for n in manager.nodes.list()}
+    found = {}
+    for service in manager.services.list(filters={"label": f"io.conveyor.instance={instance}"}):
+        job = service.attrs["Spec"]["Labels"].get("io.conveyor.job", service.name)
+        for task in service.tasks():
+            if task["Status"]["State"] == "running" and task.get("NodeID") in hosts:
+                found[job] = hosts[task["NodeID"]]
+    return found
+
+
+async def wait_running(manager, instance: str, jobs: set[str], within: float = 60.0) -> dict[str, str]:
+    deadline = time.monotonic() + within
+    while not jobs <= set(where := await asyncio.to_thread(running, manager, instance)):
+        assert time.monotonic() < deadline, f"not all of {sorted(jobs)} run: {where}"
+        await asyncio.sleep(0.2)
+    return where
