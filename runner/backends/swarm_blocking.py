@@ -170,6 +170,15 @@ def remove_task_containers(engine: DockerEngine, service_id: str, grace: float) 
             with contextlib.suppress(derrors.APIError):
                 api.stop(c["Id"], timeout=max(1, math.ceil(grace)))
         engine._blocking_remove_container(c["Id"])
+        # The node's agent removes it too: "already in progress" returns while it still holds the
+        # workspace volume, which the build's teardown then could not remove. Wait until it is gone.
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            try:
+                api.inspect_container(c["Id"])
+            except derrors.NotFound:
+                break
+            time.sleep(0.05)
 
 
 def wait_tasks_gone(engine: DockerEngine, service_id: str, name: str, within: float) -> None:
