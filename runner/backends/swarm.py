@@ -1,5 +1,5 @@
-"""The Swarm backend: each job runs as a one-shot Swarm service (``replicated-job``, one task) on
-the swarm whose manager the runner talks to (DOCKER_HOST, or the local engine), so Swarm's scheduler
+"""The Swarm backend: each job runs as a one-shot Swarm service (one replica, restart policy
+none: its task runs once) on the swarm whose manager the runner talks to (DOCKER_HOST, or the local engine), so Swarm's scheduler
 places and queues jobs over the nodes by their reservations and ``runs_on`` labels.
 
 Per build: the workspace volume ``conveyor-<build>-ws`` on the manager's own node (the *workspace
@@ -184,18 +184,22 @@ class SwarmBackend(Backend):
         try:
             template = service_template(place, job, state.volume, name, secret, labels, self.settings.job_pids,
                                         self.grace)
-            mode = dtypes.ServiceMode("replicated-job", concurrency=1, replicas=1)
+            # Not ``replicated-job``: before Docker 24 removing a job service neither stops nor removes
+            # its task (moby/moby#44312), so a cancelled job ran on in a worker. A replicated service
+            # whose task never restarts runs once too, and its removal stops the task on any node.
+            mode = dtypes.ServiceMode("replicated", replicas=1)
             service = await self._call(sb.create_service, name, template, mode, labels)
         except BaseException:
             await self._call(sb.remove_secret, secret)
             raise
         pump = OutputPump(asyncio.get_running_loop())
         follower = asyncio.ensure_future(self._call(sb.follow_logs, service, pump.push, self._streams))
-        return Run(service, secret, planned, FrameReader(nonce), pump, follower)
+        return Run(service, secret, planned, FrameReader(nonce), pump, follower, name=name)
 
     async def _end_run(self, place: Place) -> None:
         """Remove the current run's service (its task stops) and secret, and its container on the
-        workspace node (after its grace to stop), so no step of it still writes there."""
+        workspace node (after its grace to stop), so no step of it still writes there; away from
+        it, wait until the manager says the task is gone (its node's agent stopped and removed it)."""
         run, place.run = place.run, None
         if run is None:
             return
@@ -204,6 +208,8 @@ class SwarmBackend(Backend):
         await self._call(sb.remove_service, run.service)
         if place.home:
             await self._call(sb.remove_task_containers, run.service, self.grace)
+        else:
+            await self._call(sb.wait_tasks_gone, run.service, run.name, self.grace + 10.0)
         await self._call(sb.remove_secret, run.secret)
         await asyncio.wait([run.follower], timeout=5.0)
 

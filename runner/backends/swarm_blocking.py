@@ -28,7 +28,7 @@ from runner.engine.workspace import FILLER_IMAGE
 from runner.errors import BackendError, BackendUnavailable
 
 __all__ = ["Node", "TaskState", "is_manager", "manager_node", "nodes", "create_secret", "create_service", "follow_logs",
-           "task_state", "remove_service", "remove_secret", "remove_task_containers", "remove_swarm_resources",
+           "task_state", "remove_service", "remove_secret", "remove_task_containers", "wait_tasks_gone", "remove_swarm_resources",
            "seed_chunks", "with_workspace_container", "SECRET_LIMIT"]
 
 SECRET_LIMIT = 450 * 1024  # a Swarm secret holds at most 500 KiB; a chunk of the checkout stays under it
@@ -172,6 +172,29 @@ def remove_task_containers(engine: Engine, service_id: str, grace: float) -> Non
             with contextlib.suppress(derrors.APIError):
                 api.stop(c["Id"], timeout=max(1, math.ceil(grace)))
         remove_container(engine, c["Id"])
+        # The node's agent removes it too: "already in progress" returns while it still holds the
+        # workspace volume, which the build's teardown then could not remove. Wait until it is gone.
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            try:
+                api.inspect_container(c["Id"])
+            except derrors.NotFound:
+                break
+            time.sleep(0.05)
+
+
+def wait_tasks_gone(engine: Engine, service_id: str, name: str, within: float) -> None:
+    """Wait (at most ``within`` seconds) until the manager lists no task of the removed service on
+    a node that is up: the node's agent has stopped its container (TERM, KILL after the grace) and
+    removed it. A task on a node that is down stays listed until the node returns; not waited for."""
+    api = engine.api
+    up = {n.id for n in nodes(engine) if n.ready}
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        tasks = [t for t in api.tasks(filters={"name": name}) if t.get("ServiceID") == service_id]
+        if not any(t.get("NodeID") in up for t in tasks):
+            return
+        time.sleep(0.1)
 
 
 def remove_swarm_resources(engine: Engine, selector: str,

@@ -43,6 +43,7 @@ class Run:
     consumed: int = 0  # planned steps exec_step has taken
     events: deque = field(default_factory=deque)
     over: bool = False  # the driver is done (last step ended, or one failed)
+    name: str = ""  # the service's name (its tasks are still listed by it once it is removed)
 
 
 @dataclass

@@ -1,95 +1,88 @@
 """Jobs of `backend: swarm` on a real 3-node swarm (the bed of tests/multinode/bed.py), through
-Conveyor itself: `run_build` with the Swarm backend on the bed's manager.
+Conveyor itself: `run_build` with the Swarm backend on the bed's manager, then what a user reads
+afterwards (`conveyor show`, `conveyor logs`, the store).
 
-Six jobs in one stage: four without `runs_on` (they run on the workspace node, the manager) and two
-pinned by `runs_on: [bed=n3]` to the node labelled so. Each prints the node it ran on
-(`CONVEYOR_NODE`) and a file of the checkout (the pinned ones get it through Swarm secrets).
+Twelve jobs in one stage, spread over the nodes: four without `runs_on` (the workspace node, the
+manager n1), three pinned by `runs_on: [bed=n3]`, four with `runs_on: [pool]` (a label n2 and n3
+carry: Swarm's scheduler picks), and one pinned to n2 that fails with exit code 3. Each prints the
+node it ran on (`CONVEYOR_NODE`), something it computed, and a file of the checkout (the jobs away
+from n1 get it through Swarm secrets).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
-import docker
 import pytest
-from multinode_helpers import commit
+from swarm_job_helpers import cli, client, leftovers, node_label, repo_with, settings_for, start_build, wait_ready
 
-from runner.backends.swarm import SwarmBackend
-from runner.build import BuildRequest, create_build, run_build
-from runner.settings import Settings
 from runner.store import builds as q
 from runner.store.db import Store
 
 pytestmark = [pytest.mark.multinode]
 
-FREE = ("a1", "a2", "a3", "a4")
-PINNED = ("p1", "p2")
+FREE = ("f1", "f2", "f3", "f4")
+PINNED = ("p1", "p2", "p3")
+POOL = ("w1", "w2", "w3", "w4")
+RUNS_ON = {**{n: "" for n in FREE}, **{n: "bed=n3" for n in PINNED}, **{n: "pool" for n in POOL}, "bad": "bed=n2"}
 
 
 def _pipeline() -> str:
-    jobs = "".join(f"      - name: {name}\n"
-                   f"        steps: ['echo \"{name} ran on $CONVEYOR_NODE\"', 'cat hello.txt']\n"
-                   for name in FREE)
-    jobs += "".join(f"      - name: {name}\n"
-                    f"        runs_on: [bed=n3]\n"
-                    f"        steps: ['echo \"{name} ran on $CONVEYOR_NODE\"', 'cat hello.txt']\n"
-                    for name in PINNED)
+    jobs = ""
+    for i, (name, runs_on) in enumerate(RUNS_ON.items()):
+        last = "'echo failing here; exit 3'" if name == "bad" else "'cat hello.txt'"
+        jobs += (f"      - name: {name}\n"
+                 + (f"        runs_on: [{runs_on}]\n" if runs_on else "")
+                 + f"        steps: ['echo \"{name} ran on $CONVEYOR_NODE: $(({i} * {i}))\"', {last}]\n")
     return f"image: conveyor-test/busybox:1\nstages:\n  - name: spread\n    jobs:\n{jobs}"
 
 
-def _wait_ready(client, within: float = 60.0) -> None:
-    """Every node ready (an earlier test may have just restarted one)."""
-    deadline = time.monotonic() + within
-    while True:
-        states = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in client.nodes.list()}
-        if len(states) == 3 and set(states.values()) == {"ready"}:
-            return
-        assert time.monotonic() < deadline, f"the bed's nodes are not all ready: {states}"
-        time.sleep(0.5)
-
-
-def _leftovers(client, instance: str) -> list[str]:
-    label = {"label": f"io.conveyor.instance={instance}"}
-    found = [s.name for s in client.services.list(filters=label)]
-    found += [s.name for s in client.secrets.list(filters=label)]
-    found += [c.name for c in client.containers.list(all=True, filters=label)]
-    return found + [v.name for v in client.volumes.list(filters=label)]
-
-
-async def test_six_jobs_two_pinned_to_a_labelled_node(bed, tmp_path):
+async def test_twelve_jobs_spread_over_three_nodes(bed, tmp_path):
     instance = "mj" + uuid.uuid4().hex[:8]
     data = tmp_path / "data"
-    # Half a CPU a job: each node (2 CPUs here) takes 4 jobs at once; a little memory reserved each.
-    settings = Settings(data_dir=data, instance=instance, docker_host=bed.manager.docker_host,
-                        job_cpus=0.5, job_memory=64 * 1024**2, concurrency=6)
-    client = docker.DockerClient(base_url=bed.manager.docker_host, timeout=60)
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "hello.txt").write_text("hello from the checkout\n")
-    sha = commit(repo, _pipeline(), "six jobs")
+    settings = settings_for(bed, data, instance)
+    manager = client(bed.manager)
+    n1, n2, n3 = (n.hostname for n in bed.nodes)
+    sha = repo_with(tmp_path / "repo", _pipeline())
     store = Store(data)
     try:
-        _wait_ready(client)
-        build_id = await asyncio.to_thread(create_build, store, BuildRequest(
-            repo="spread-jobs", event="manual", branch="main", sha=sha), instance)
-        backend = SwarmBackend(settings)
-        try:
-            status = await asyncio.wait_for(run_build(store, settings, build_id, repo, backend=backend), 60)
-        finally:
-            backend.close()
+        wait_ready(manager)
+        with node_label(manager, n2, "pool"), node_label(manager, n3, "pool"):
+            build_id, build = await start_build(store, settings, tmp_path / "repo", sha)
+            status = await asyncio.wait_for(build, 120)
+        assert status == "failure"
         detail = q.get_detail(store.read(), build_id)
         jobs = {j.name: j for j in detail.jobs}
-        assert status == "success", {n: (j.status, j.reason) for n, j in jobs.items()}
-        assert sorted(jobs) == sorted(FREE + PINNED)
-        n1, n3 = bed.manager.hostname, bed.nodes[2].hostname
-        for name in FREE + PINNED:
-            assert jobs[name].status == "success" and [s.status for s in jobs[name].steps] == ["success"] * 2
+        assert sorted(jobs) == sorted(RUNS_ON), sorted(jobs)
+        placed = {}
+        for i, name in enumerate(RUNS_ON):
             text = "\n".join(c.text for c in q.build_logs(store.read(), build_id, job=name))
-            where = n3 if name in PINNED else n1  # pinned: the labelled node; else the workspace node
-            assert text.splitlines() == [f"{name} ran on {where}", "hello from the checkout"], (name, text)
-        assert _leftovers(client, instance) == []  # teardown removed every service, secret and volume
+            first, *rest = text.splitlines()
+            assert first.startswith(f"{name} ran on ") and first.endswith(f": {i * i}"), (name, text)
+            placed[name] = first.split()[3].rstrip(":")
+            if name == "bad":
+                assert rest == ["failing here"], text
+                assert jobs[name].status == "failure" and [s.exit_code for s in jobs[name].steps] == [0, 3]
+                assert "exit code 3" in jobs[name].reason
+            else:
+                assert rest == ["hello from the checkout"], (name, text)
+                assert jobs[name].status == "success", (name, jobs[name].reason)
+                assert [s.status for s in jobs[name].steps] == ["success"] * 2
+        assert {placed[n] for n in FREE} == {n1}  # the workspace node
+        assert {placed[n] for n in PINNED} == {n3} and placed["bad"] == n2
+        assert {placed[n] for n in POOL} <= {n2, n3}, placed  # the scheduler's pick among the labelled
+        assert leftovers(bed, instance) == {}  # teardown removed every service, secret, container, volume
     finally:
         store.close()
-        client.close()
+        manager.close()
+
+    # What a user reads afterwards, from another process.
+    shown = cli(bed, data, "show", f"id:{build_id}")
+    assert f"(id {build_id}): failure" in shown.splitlines()[0], shown
+    assert "  job bad: failure" in shown and "step 2 echo failing here; exit 3: failure exit 3" in shown, shown
+    assert sum(f"  job {n}: success" in shown for n in RUNS_ON) == 11, shown
+    logs = cli(bed, data, "logs", f"id:{build_id}")
+    for name in RUNS_ON:
+        assert f"[{name}] {name} ran on {placed[name]}: " in logs, logs
+    assert logs.count("] hello from the checkout") == 11 and "[bad] failing here" in logs, logs
