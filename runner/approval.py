@@ -51,7 +51,7 @@ class ApprovalAction:
     async def __call__(self, stage: Stage, ctx: ActionContext) -> ActionResult:
         spec = stage.approval or ApprovalSpec()
         approval = await self.store.awrite(lambda c: approvals.ask(
-            c, self.build_id, stage.name, spec.message, spec.approvers, time.time(), spec.timeout))
+            c, self.build_id, stage.name, spec.message, spec.approvers, time.time(), spec.timeout, ctx.warnings))
         if approval.pending:
             _announce(approval, ctx)
         approval = await self._wait(stage, approval)

@@ -152,7 +152,8 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
             lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
     if not claimed:  # cancelled or superseded while it waited: leave its final status as it is
         return (await store.aread(lambda c: q.get_build(c, build_id))).status
-    status, reason, warnings = "failure", None, ()
+    # A resumed build's warnings from before its approval stay, also when it ends by a cancel or a bug.
+    status, reason, warnings = "failure", None, tuple(build.warnings) if resume else ()
     suspend = suspend or asyncio.Event()
     options = dict(backend=backend, sinks=sinks, secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
                    cancel=cancel, limiter=limiter, ask=ask, suspend=suspend, fork=fork, on_reports=on_reports)
@@ -236,19 +237,21 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, use
 
 async def _resume(store, settings, build: q.BuildRow, source: Path,
                   **options) -> tuple[str, str | None, tuple[str, ...]]:
-    """Go on with a waiting build: its stored plan, the stages it finished left out."""
+    """Go on with a waiting build: its stored plan, the stages it finished left out, the warnings
+    they gave (stored when the approval began) kept."""
     plan = Plan.from_json(build.plan)
     finished, last_seq = await store.aread(lambda c: (q.finished_stages(c, build.id), q.last_log_seq(c, build.id)))
-    return await _execute(store, settings, build, plan, source, finished=finished, resumed_after=last_seq, **options)
+    return await _execute(store, settings, build, plan, source, finished=finished, resumed_after=last_seq,
+                          warnings=tuple(build.warnings), **options)
 
 
 async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path, *, backend, sinks, secrets,
                    trusted, allow_deploy, cancel, limiter, ask, suspend, fork, on_reports, finished=None,
-                   resumed_after=None) -> tuple[str, str | None, tuple[str, ...]]:
+                   resumed_after=None, warnings=()) -> tuple[str, str | None, tuple[str, ...]]:
     from runner.executor.run import run_plan
 
     if cancel is not None and cancel.is_set():
-        return "cancelled", "cancelled before it started", ()
+        return "cancelled", "cancelled before it started", tuple(warnings)
     actions = {}
     if any(stage.kind in _GUARDED_KINDS for stage in plan.stages):
         # Only then: the deploy side imports docker-py and aiohttp, a second of start-up on a slow
@@ -270,7 +273,7 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
             log_cap=settings.log_cap, cancel=cancel,
             action_context={"number": build.number, "commit": build.sha, "trigger": build.trigger},
             limiter=limiter, finished=finished or {},
-            files=_build_files(store, settings, build, source, fork, on_reports, secrets),
+            files=_build_files(store, settings, build, source, fork, on_reports, secrets), warnings=warnings,
         )
     finally:
         # Keep the output seen so far, and wait until every queued row is written, so a reader
