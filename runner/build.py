@@ -31,7 +31,7 @@ from runner.settings import Settings, new_build_id
 from runner.store import approvals
 from runner.store import builds as q
 from runner.store.db import Store
-from runner.store.recovery import this_host
+from runner.store.recovery import deploys_in_flight, this_host
 from runner.store.sink import StoreSink
 
 __all__ = ["BuildRequest", "insert_request", "create_build", "run_build"]
@@ -106,8 +106,7 @@ class _UnlessSuspended:
 
 
 async def _still_waiting(store: Store, build_id: int) -> bool:
-    row = await store.aread(lambda c: c.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone())
-    return row is not None and row[0] == "waiting"
+    return await store.aread(lambda c: q.status_of(c, build_id)) == "waiting"
 
 
 def _refused(kind: str):
@@ -334,9 +333,7 @@ async def settle_crashed_deploys(store: Store, settings: Settings) -> None:
     """Mark deploys that a dead runner left in flight ``unknown`` and compare them with the live
     service; never re-run them. Cheap when there are none (the usual case): the deploy side, and
     the engine, are only touched when a row is in flight."""
-    in_flight = await store.aread(
-        lambda c: c.execute("SELECT 1 FROM deploys WHERE status = 'deploying' LIMIT 1").fetchone())
-    if not in_flight:
+    if not await store.aread(deploys_in_flight):
         return
     from runner.deploy import reconcile_in_flight
 
