@@ -9,7 +9,7 @@ anywhere that writes there: the API and the page of a server, `conveyor approve`
 
 Nothing runs while a build waits: the jobs before the approval have stopped and removed their
 containers, and the stage itself is a few store reads a second. A server restarted meanwhile resumes
-the build (``runner.build.resume_build``); the action then finds its question, with the original
+the build (``runner.build.run_build(..., resume=True)``); the action then finds its question, with the original
 deadline, or the answer given while the server was down.
 """
 

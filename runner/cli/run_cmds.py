@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from runner.build_request import BuildRequest
 from runner.cli.progress import format_duration
 from runner.cli.source import check_data_dir, export_head, repo_root
 from runner.cli.stored import data_dir_option, open_or_exit, settings_of
@@ -113,7 +114,6 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     except (SourceError, ContextError) as exc:
         raise click.UsageError(str(exc)) from exc
     pipeline = _pipeline(directory, pipeline_file)
-    from runner.build import BuildRequest  # here: `builds`, `show` and `logs` never load the executing side
 
     request = BuildRequest(
         repo=ctx.repo_name, event=ctx.event, ref=ctx.git.ref, branch=ctx.git.branch, tag=ctx.git.tag,

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from runner.build import BuildRequest, insert_request
+from runner.build_request import BuildRequest, insert_request
 from runner.errors import StoreError
 from runner.scm.webhooks import Trigger
 from runner.store import deliveries, server_builds
