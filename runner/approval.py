@@ -9,7 +9,7 @@ anywhere that writes there: the API and the page of a server, `conveyor approve`
 
 Nothing runs while a build waits: the jobs before the approval have stopped and removed their
 containers, and the stage itself is a few store reads a second. A server restarted meanwhile resumes
-the build (``runner.build.resume_build``); the action then finds its question, with the original
+the build (``runner.build.run_build(..., resume=True)``); the action then finds its question, with the original
 deadline, or the answer given while the server was down.
 """
 
@@ -51,7 +51,7 @@ class ApprovalAction:
     async def __call__(self, stage: Stage, ctx: ActionContext) -> ActionResult:
         spec = stage.approval or ApprovalSpec()
         approval = await self.store.awrite(lambda c: approvals.ask(
-            c, self.build_id, stage.name, spec.message, spec.approvers, time.time(), spec.timeout))
+            c, self.build_id, stage.name, spec.message, spec.approvers, time.time(), spec.timeout, ctx.warnings))
         if approval.pending:
             _announce(approval, ctx)
         approval = await self._wait(stage, approval)

@@ -1,9 +1,10 @@
 """One build, start to end: the one code path of `conveyor run` and of the server.
 
 ``create_build`` records what was asked (a ``BuildRequest``) as a ``queued`` build with the next
-number of its repo; ``run_build`` runs it from a checkout: context, pipeline file, plan, executor,
-store. The server is this minus HTTP: it creates the build when a webhook arrives and calls
-``run_build`` when a worker is free.
+number of its repo (runner/build_request.py, re-exported here); ``run_build`` runs it from a
+checkout: context, pipeline file, plan, executor (with what runner/build_inputs.py gives it), store.
+The server is this minus HTTP: it creates the build when a webhook arrives and calls ``run_build``
+when a worker is free.
 
 ``run_build`` never loses what is stored and never leaves a build ``running`` when it returns: its
 final status is written in a ``finally``, also when the task is cancelled or something breaks.
@@ -12,74 +13,30 @@ final status is written in a ``finally``, also when the task is cancelled or som
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import plugins
-from runner.approval import ApprovalAction, Ask
+from runner.approval import Ask
 from runner.backends.base import Backend, BuildRef
+from runner.build_inputs import build_files, lifetime, stage_actions
+from runner.build_request import BuildRequest, create_build, insert_request
 from runner.context import Changes, Context
 from runner.errors import ConfigError, ContextError, DeployError, TemplateError
-from runner.executor.actions import ActionContext, ActionResult
 from runner.executor.events import BuildFinished, Event, FanoutSink
-from runner.plan import Plan, Stage
-from runner.settings import Settings, new_build_id
+from runner.plan import Plan
+from runner.settings import Settings
 from runner.store import approvals
 from runner.store import builds as q
 from runner.store.db import Store
-from runner.store.recovery import this_host
+from runner.store.recovery import deploys_in_flight, this_host
 from runner.store.sink import StoreSink
 
-__all__ = ["BuildRequest", "insert_request", "create_build", "run_build"]
+__all__ = ["BuildRequest", "insert_request", "create_build", "run_build", "settle_crashed_deploys"]
 
 log = logging.getLogger("conveyor.build")
-# Stages that change the runner's engine or the swarm. `build` too: an image a fork's pull request
-# tags could replace the one that trusted builds (with secrets) or the next deploy run.
-_GUARDED_KINDS = ("build", "deploy", "rollback")
-_DOING = {"build": "build images", "deploy": "deploy", "rollback": "roll back"}
-
-
-@dataclass(frozen=True)
-class BuildRequest:
-    """What to build: the trigger, as stored with the build (the context is made from it)."""
-
-    repo: str
-    event: str
-    ref: str | None = None
-    branch: str | None = None
-    tag: str | None = None
-    sha: str | None = None
-    message: str | None = None
-    author: str | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    trigger: str = "cli"
-    pipeline: str | None = None  # the pipeline file, relative to the checkout; None: the default
-    repo_url: str | None = None
-    before: str | None = None  # a push's previous head: `when.changes` compares before..sha
-    target_branch: str | None = None  # a pull request's base branch
-
-
-def insert_request(conn, request: BuildRequest, instance: str, **extra) -> tuple[int, int]:
-    """Insert ``request`` as a ``queued`` build numbered next in its repo, inside a write transaction
-    (the server's queue adds its own rows in the same one); return (id, number)."""
-    return q.insert_build(
-        conn, repo=request.repo, repo_url=request.repo_url, uid=new_build_id(), instance=instance,
-        event=request.event, ref=request.ref, branch=request.branch, tag=request.tag, sha=request.sha,
-        message=request.message, author=request.author, params=dict(request.params or {}),
-        trigger=request.trigger, pipeline=request.pipeline, status="queued", created=time.time(),
-        before=request.before, target_branch=request.target_branch, **extra,
-    )
-
-
-def create_build(store: Store, request: BuildRequest, instance: str) -> int:
-    """Record a ``queued`` build of this process (one write transaction); return its id."""
-    build_id, _number = store.write(
-        lambda conn: insert_request(conn, request, instance, pid=os.getpid(), host=this_host()))
-    return build_id
 
 
 class _Outcome:
@@ -106,19 +63,7 @@ class _UnlessSuspended:
 
 
 async def _still_waiting(store: Store, build_id: int) -> bool:
-    row = await store.aread(lambda c: c.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone())
-    return row is not None and row[0] == "waiting"
-
-
-def _refused(kind: str):
-    async def refuse(stage: Stage, ctx: ActionContext) -> ActionResult:
-        return ActionResult(
-            "failure",
-            f"{kind} refused: this build may not {_DOING[kind]} (a pull request from a fork, or deploys are "
-            "disabled for this trigger); run it from a trusted branch to deploy",
-        )
-
-    return refuse
+    return await store.aread(lambda c: q.status_of(c, build_id)) == "waiting"
 
 
 async def run_build(store: Store, settings: Settings, build_id: int, source: Path, *, backend: Backend,
@@ -152,7 +97,8 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
             lambda c: q.mark_running(c, build_id, pid=os.getpid(), host=this_host(), started=started))
     if not claimed:  # cancelled or superseded while it waited: leave its final status as it is
         return (await store.aread(lambda c: q.get_build(c, build_id))).status
-    status, reason, warnings = "failure", None, ()
+    # A resumed build's warnings from before its approval stay, also when it ends by a cancel or a bug.
+    status, reason, warnings = "failure", None, tuple(build.warnings) if resume else ()
     suspend = suspend or asyncio.Event()
     options = dict(backend=backend, sinks=sinks, secrets=secrets or {}, trusted=trusted, allow_deploy=allow_deploy,
                    cancel=cancel, limiter=limiter, ask=ask, suspend=suspend, fork=fork, on_reports=on_reports)
@@ -236,33 +182,28 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, use
 
 async def _resume(store, settings, build: q.BuildRow, source: Path,
                   **options) -> tuple[str, str | None, tuple[str, ...]]:
-    """Go on with a waiting build: its stored plan, the stages it finished left out."""
+    """Go on with a waiting build: its stored plan, the stages it finished left out, the warnings
+    they gave (stored when the approval began) kept."""
     plan = Plan.from_json(build.plan)
     finished, last_seq = await store.aread(lambda c: (q.finished_stages(c, build.id), q.last_log_seq(c, build.id)))
-    return await _execute(store, settings, build, plan, source, finished=finished, resumed_after=last_seq, **options)
+    return await _execute(store, settings, build, plan, source, finished=finished, resumed_after=last_seq,
+                          warnings=tuple(build.warnings), **options)
 
 
 async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path, *, backend, sinks, secrets,
                    trusted, allow_deploy, cancel, limiter, ask, suspend, fork, on_reports, finished=None,
-                   resumed_after=None) -> tuple[str, str | None, tuple[str, ...]]:
+                   resumed_after=None, warnings=()) -> tuple[str, str | None, tuple[str, ...]]:
     from runner.executor.run import run_plan
 
     if cancel is not None and cancel.is_set():
-        return "cancelled", "cancelled before it started", ()
-    actions = {}
-    if any(stage.kind in _GUARDED_KINDS for stage in plan.stages):
-        # Only then: the deploy side imports docker-py and aiohttp, a second of start-up on a slow
-        # disk, and importing must not stall the loop.
-        actions = await asyncio.to_thread(plugins.stage_actions, settings, store)
-    if not allow_deploy:
-        actions.update({kind: _refused(kind) for kind in _GUARDED_KINDS})
-    actions.setdefault("approval", ApprovalAction(store, build.id, ask))
+        return "cancelled", "cancelled before it started", tuple(warnings)
+    actions = await stage_actions(store, settings, build.id, plan, allow_deploy=allow_deploy, ask=ask)
     outcome = _Outcome()
     rows = StoreSink(store, build.id, plan, resumed_after=resumed_after)
     sink = FanoutSink(_UnlessSuspended(rows, suspend), outcome, *sinks, *plugins.event_sinks(build, settings))
     ref = BuildRef(id=build.uid, source=source, instance=build.instance,
                    labels={"io.conveyor.repo": build.repo, "io.conveyor.number": str(build.number)},
-                   lifetime=_lifetime(plan, settings),
+                   lifetime=lifetime(plan, settings),
                    images=tuple(dict.fromkeys(job.image for job in plan.jobs())))
     try:
         status = await run_plan(
@@ -270,7 +211,7 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
             log_cap=settings.log_cap, cancel=cancel,
             action_context={"number": build.number, "commit": build.sha, "trigger": build.trigger},
             limiter=limiter, finished=finished or {},
-            files=_build_files(store, settings, build, source, fork, on_reports, secrets),
+            files=build_files(store, settings, build, source, fork, on_reports, secrets), warnings=warnings,
         )
     finally:
         # Keep the output seen so far, and wait until every queued row is written, so a reader
@@ -278,38 +219,6 @@ async def _execute(store, settings, build: q.BuildRow, plan: Plan, source: Path,
         rows.flush()
         await asyncio.shield(asyncio.wrap_future(store.submit(lambda c: None)))
     return status, outcome.reason, outcome.warnings
-
-
-def _build_files(store: Store, settings: Settings, build: q.BuildRow, source: Path, fork: bool, on_reports,
-                 secrets: dict[str, str]):
-    """Where the build's artifacts, caches and test reports go (runner/keep, runner/reports), as the
-    executor's ``files``. Reports are shown like logs, so secrets are masked in them as in logs."""
-    from runner.keep import Artifacts, BuildFiles, Caches
-    from runner.keep.caches import namespace
-
-    if on_reports is None:  # called in a thread by the files hook: parse, then wait for the writer
-        from runner.reports import ingest_reports
-
-        on_reports = functools.partial(ingest_reports, store)
-    if secrets:
-        from runner.reports import masked
-
-        on_reports = functools.partial(_masked_reports, on_reports, tuple(secrets.values()), masked)
-    return BuildFiles(Artifacts(store, settings.artifact_limit), Caches(store, settings.cache_limit), build.id,
-                      build.uid, namespace(build.repo, fork), source, on_reports)
-
-
-def _lifetime(plan: Plan, settings: Settings) -> float | None:
-    """How long the build's resources may have to live when it waits for approvals: the build's
-    own limit plus every approval's timeout (30 days for one without), so no sweep takes them."""
-    waits = [s.approval.timeout or 30 * 86400 for s in plan.stages if s.kind == "approval" and s.approval]
-    if not waits:
-        return None
-    return (plan.timeout or settings.resource_ttl) + sum(waits)
-
-
-def _masked_reports(on_reports, secrets, masked, build_id, job, files):
-    return on_reports(build_id, job, masked(files, secrets))
 
 
 def _relative(path: Path, source: Path) -> str:
@@ -331,9 +240,7 @@ async def settle_crashed_deploys(store: Store, settings: Settings) -> None:
     """Mark deploys that a dead runner left in flight ``unknown`` and compare them with the live
     service; never re-run them. Cheap when there are none (the usual case): the deploy side, and
     the engine, are only touched when a row is in flight."""
-    in_flight = await store.aread(
-        lambda c: c.execute("SELECT 1 FROM deploys WHERE status = 'deploying' LIMIT 1").fetchone())
-    if not in_flight:
+    if not await store.aread(deploys_in_flight):
         return
     from runner.deploy import reconcile_in_flight
 

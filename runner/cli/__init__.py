@@ -16,8 +16,8 @@ from runner import __version__
 # Each command and the module that defines it (with `register(group)`), in help order.
 _COMMANDS = {
     "lint": "runner.cli.dsl_cmds", "render": "runner.cli.dsl_cmds", "plan": "runner.cli.dsl_cmds",
-    "run": "runner.cli.run_cmds", "builds": "runner.cli.run_cmds", "logs": "runner.cli.run_cmds",
-    "show": "runner.cli.run_cmds",
+    "run": "runner.cli.run_cmds", "builds": "runner.cli.history_cmds", "logs": "runner.cli.history_cmds",
+    "show": "runner.cli.history_cmds",
     "approve": "runner.cli.approve_cmd",
     "images": "runner.cli.image_cmds",
     "deploys": "runner.cli.deploy_cmds", "rollback": "runner.cli.deploy_cmds",

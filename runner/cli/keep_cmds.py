@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from runner.cli.run_cmds import BUILD_HELP, _find, _settings, _store, data_dir_option
+from runner.cli.stored import BUILD_HELP, data_dir_option, find_build, open_or_exit, settings_of
 from runner.keep import Artifacts, Caches
 from runner.server.views import size_text
 from runner.store import artifacts as sql
@@ -25,10 +25,10 @@ __all__ = ["register"]
 @data_dir_option
 def artifacts_command(build_ref, dest, by_job, data_dir) -> None:
     """List a build's artifacts (path, job, size), or copy them with --download."""
-    settings = _settings(data_dir)
-    store = _store(settings)
+    settings = settings_of(data_dir)
+    store = open_or_exit(settings)
     try:
-        build = _find(store, build_ref)
+        build = find_build(store, build_ref)
         rows = sql.for_build(store.read(), build.id)
         blobs = Artifacts(store, settings.artifact_limit)
         if not rows:
@@ -66,8 +66,8 @@ def cache_group() -> None:
 @data_dir_option
 def cache_ls(repo, data_dir) -> None:
     """List caches, most recently used first."""
-    settings = _settings(data_dir)
-    store = _store(settings)
+    settings = settings_of(data_dir)
+    store = open_or_exit(settings)
     try:
         rows = Caches(store, settings.cache_limit).list(repo)
     finally:
@@ -90,8 +90,8 @@ def cache_rm(repo, key, all_keys, data_dir) -> None:
     """Remove the cache KEY of REPO (REPO#fork for its forks'), or all of them with --all-keys."""
     if key is None and not all_keys:
         raise click.UsageError("name the KEY to remove (see `conveyor cache ls`), or pass --all-keys")
-    settings = _settings(data_dir)
-    store = _store(settings)
+    settings = settings_of(data_dir)
+    store = open_or_exit(settings)
     try:
         rows = Caches(store, settings.cache_limit).remove(repo, None if all_keys else key)
     finally:

@@ -1,4 +1,4 @@
-"""`conveyor run`, `builds`, `logs`, `show`: run a pipeline here and now, and read the history.
+"""`conveyor run`: run a pipeline here and now, and keep its history (read by runner/cli/history_cmds.py).
 
 `conveyor run` is the server's path minus HTTP: ``create_build`` then ``run_build``. Exit codes:
 0 success (or skipped: the file's `on:` excludes the event), 1 any other outcome, 2 a configuration
@@ -11,40 +11,18 @@ import asyncio
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from runner.cli.history import builds_table, log_lines, show_lines, tests_lines
+from runner.build_request import BuildRequest
 from runner.cli.progress import format_duration
 from runner.cli.source import check_data_dir, export_head, repo_root
-from runner.errors import ConveyorError, ContextError, SourceError, StoreError
-from runner.plan import STATUSES
-from runner.settings import Settings
+from runner.cli.stored import data_dir_option, open_or_exit, settings_of
+from runner.errors import ConveyorError, ContextError, SourceError
 from runner.store import builds as q
-from runner.store import reports as tests
-from runner.store.recovery import open_store
 
 __all__ = ["register"]
-
-SHOWN_FAILURES = 10  # `conveyor show` lists the first failed tests; the page and the API have them all
-BUILD_HELP = "BUILD is a number of the current repo (42), repo#number (web#42), id:ID, or last (the default)."
-data_dir_option = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Where builds are stored (default $CONVEYOR_DATA_DIR, else $XDG_DATA_HOME/conveyor).",
-)
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    return Settings.from_env(data_dir=data_dir)
-
-
-def _store(settings: Settings, *, recover: bool = True):
-    try:
-        return open_store(settings, recover=recover)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _params(values: tuple[str, ...]) -> dict[str, str]:
@@ -120,7 +98,7 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     the event), 1 failure, 2 configuration error, 130 after Ctrl-C.
     """
     directory = directory.resolve()
-    settings = _settings(data_dir)
+    settings = settings_of(data_dir)
     parsed, secrets = _params(params), _secrets(secret_names)
     root = repo_root(directory)
     try:
@@ -136,7 +114,6 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     except (SourceError, ContextError) as exc:
         raise click.UsageError(str(exc)) from exc
     pipeline = _pipeline(directory, pipeline_file)
-    from runner.build import BuildRequest  # here: `builds`, `show` and `logs` never load the executing side
 
     request = BuildRequest(
         repo=ctx.repo_name, event=ctx.event, ref=ctx.git.ref, branch=ctx.git.branch, tag=ctx.git.tag,
@@ -168,7 +145,7 @@ def _run(settings, request, source, backend_name, secrets, trusted, quiet, ask, 
     from runner.backends import get_backend
     from runner.build import create_build
 
-    store = _store(settings, recover=False)  # recovery runs next to the build (see _drive)
+    store = open_or_exit(settings, recover=False)  # recovery runs next to the build (see _drive)
     try:
         try:
             backend = get_backend(backend_name, settings)
@@ -245,94 +222,5 @@ async def _drive(store, settings, build_id, source, backend, secrets, trusted, q
     return signals > 0, status
 
 
-def _current_repo() -> str | None:
-    root = repo_root(Path.cwd())
-    return root.name if root else None
-
-
-def _find(store, build_ref: str | None):
-    try:
-        return q.find_build(store.read(), build_ref, _current_repo())
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-@click.command("builds")
-@click.option("--repo", help="Only this repository's builds.")
-@click.option("--status", type=click.Choice(STATUSES), help="Only builds with this status.")
-@click.option("-n", "--limit", default=20, show_default=True, help="How many builds, newest first.")
-@data_dir_option
-def builds_command(repo, status, limit, data_dir) -> None:
-    """List recent builds, newest first."""
-    store = _store(_settings(data_dir))
-    try:
-        rows = q.list_builds(store.read(), repo=repo, status=status, limit=limit)
-    finally:
-        store.close()
-    if not rows and (repo or status):
-        of = f" of {repo}" if repo else ""
-        click.echo(f"no {status + ' ' if status else ''}builds{of}; `conveyor builds` lists every build")
-        return
-    click.echo(builds_table(rows, color=sys.stdout.isatty()))
-
-
-@click.command("show", epilog=BUILD_HELP)
-@click.argument("build_ref", metavar="[BUILD]", required=False)
-@data_dir_option
-def show_command(build_ref, data_dir) -> None:
-    """Show a build: its stages, jobs and steps with statuses and durations, and its test results."""
-    store = _store(_settings(data_dir))
-    try:
-        build = _find(store, build_ref)
-        detail = q.get_detail(store.read(), build.id)
-        conn = store.read()
-        totals, reports = tests.build_totals(conn, build.id), tests.list_reports(conn, build.id)
-        failures = [c for c in tests.list_cases(conn, build.id, limit=SHOWN_FAILURES) if c.status in ("failed", "error")]
-    finally:
-        store.close()
-    color = sys.stdout.isatty()
-    for line in show_lines(detail, color=color):
-        click.echo(line)
-    for line in tests_lines(build, totals, reports, failures, color=color):
-        click.echo(line)
-
-
-@click.command("logs", epilog=BUILD_HELP)
-@click.argument("build_ref", metavar="[BUILD]", required=False)
-@click.option("--job", help="Only this job's output, without the [job] prefix.")
-@click.option("--stage", help="Only this stage's output.")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the build ends.")
-@data_dir_option
-def logs_command(build_ref, job, stage, follow, data_dir) -> None:
-    """Print the stored output of a build (or of one of its jobs)."""
-    store = _store(_settings(data_dir))
-    try:
-        build = _find(store, build_ref)
-        if job is not None and not follow:
-            names = {j.name for j in q.get_detail(store.read(), build.id).jobs}
-            if job not in names:
-                raise click.ClickException(
-                    f"build {build.label} has no job {job!r}; its jobs: {', '.join(sorted(names)) or 'none'}")
-        _print_logs(store, build.id, job, stage, follow)
-    finally:
-        store.close()
-
-
-def _print_logs(store, build_id: int, job, stage, follow: bool) -> None:
-    seen = 0
-    while True:
-        # Read the status first: output written before the build ended is then surely printed.
-        done = q.get_build(store.read(), build_id).status in q.FINISHED
-        for chunk in q.build_logs(store.read(), build_id, job=job, stage=stage, after=seen):
-            for text in log_lines([chunk], prefix=job is None):
-                sys.stdout.write(text)
-            seen = chunk.seq
-        sys.stdout.flush()
-        if not follow or done:
-            return
-        time.sleep(0.3)
-
-
 def register(group: click.Group) -> None:
-    for command in (run_command, builds_command, logs_command, show_command):
-        group.add_command(command)
+    group.add_command(run_command)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 
-from runner.dsl.lint import warn_list_item_folded_into_step
+from runner.dsl.lint import warn_list_item_folded_into_step, warn_untagged_image
 from runner.dsl.model import INVALID, Spec, describe, did_you_mean, short
 from runner.dsl.yamlload import YScalar
 
-__all__ = ["Str", "Command", "Int", "Num", "Bool", "Duration", "Memory", "Enum", "parse_duration"]
+__all__ = ["Str", "Image", "Command", "Int", "Num", "Bool", "Duration", "Memory", "Enum", "parse_duration"]
 
 
 class Str(Spec):
@@ -30,6 +30,21 @@ class Str(Spec):
             cx.error(node, "value", f"{where} is not valid ('{short(text)}'){self.hint}", path)
             return INVALID
         return text
+
+
+class Image(Str):
+    """An image reference: no spaces; one without a tag is a warning (``warn``), as builds may change
+    under it."""
+
+    def __init__(self, warn: bool = True) -> None:
+        super().__init__(r"^[^\s]+\Z", ": an image reference has no spaces")
+        self.warn = warn
+
+    def check(self, node, cx, path, where):
+        value = super().check(node, cx, path, where)
+        if value is not INVALID and self.warn:
+            warn_untagged_image(value, node, cx, path)
+        return value
 
 
 class Command(Spec):

@@ -10,17 +10,17 @@ Built from the parser's event stream (libyaml when present) rather than PyYAML's
 - scalars resolve by the YAML 1.2 core schema: only ``true``/``false`` are booleans, so ``on``,
   ``yes``, ``no`` stay strings, and mapping keys are always their source text.
 No Python object is ever constructed from a tag: unknown tags are errors.
+
+The nodes are ``runner.dsl.ynodes`` (re-exported here), the scalar rules ``runner.dsl.yscalars``.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass, field
-
 import yaml
 
 from runner.diagnostics import Diagnostics
+from runner.dsl.ynodes import YMap, YNode, YScalar, YSeq, to_py
+from runner.dsl.yscalars import CORE, MAX_INT_CHARS, long_number, resolve, tagged
 
 __all__ = ["YNode", "YScalar", "YMap", "YSeq", "load_yaml", "to_py", "MAX_BYTES", "MAX_DEPTH", "MAX_NODES"]
 
@@ -29,50 +29,6 @@ MAX_DEPTH = 64
 MAX_NODES = 100_000  # added by aliases (a scalar counts once per 256 characters); a pipeline needs few
 
 _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-_NULL = {"", "~", "null", "Null", "NULL"}
-_BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-_INT = re.compile(r"^[-+]?[0-9]+\Z")
-_INT_OCT = re.compile(r"^0o[0-7]+\Z")
-_INT_HEX = re.compile(r"^0x[0-9a-fA-F]+\Z")
-_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
-_INF = re.compile(r"^[-+]?\.(inf|Inf|INF)\Z")
-_NAN = re.compile(r"^\.(nan|NaN|NAN)\Z")
-_CORE = "tag:yaml.org,2002:"
-# Longer integers are refused: Python's int() raises beyond 4,300 digits and float() overflows past
-# about 10**308 (250 hex digits stay below it); no value in a pipeline needs more than a few dozen.
-MAX_INT_CHARS = 250
-
-
-@dataclass(eq=False)
-class YNode:
-    line: int
-    col: int
-    size: int = field(default=1, repr=False)  # nodes below and including this one, aliases expanded
-
-
-@dataclass(eq=False)
-class YScalar(YNode):
-    value: object = None  # str, int, float, bool or None
-    text: str = ""  # the scalar as written (keys use it)
-    quoted: bool = False
-    # A plain scalar written over several lines: (line, col, text) of each continuation line, whose
-    # line break YAML folded into a space (lint spots list items indented into the step above).
-    continued: tuple[tuple[int, int, str], ...] = ()
-
-
-@dataclass(eq=False)
-class YMap(YNode):
-    entries: dict[str, tuple[YScalar, YNode]] = field(default_factory=dict)
-
-    def get(self, key: str) -> YNode | None:
-        entry = self.entries.get(key)
-        return entry[1] if entry else None
-
-
-@dataclass(eq=False)
-class YSeq(YNode):
-    items: list[YNode] = field(default_factory=list)
 
 
 class _Stop(Exception):
@@ -215,36 +171,27 @@ class _Builder:
         if not quoted and event.end_mark.line > event.start_mark.line:
             node.continued = _continuation_lines(self.text, event.start_mark, event.end_mark)
         if tag in (None, "!") and event.implicit[0] and not quoted:
-            if len(text) > MAX_INT_CHARS and (_INT.match(text) or _INT_OCT.match(text) or _INT_HEX.match(text)):
+            if len(text) > MAX_INT_CHARS and long_number(text):  # the length first: the hot path
                 self.diags.error("too-large", f"a number of {len(text)} characters is too large (at most "
                                  f"{MAX_INT_CHARS}); quote it if it is text", line, col)
                 return node  # kept as its text, so the checks after this one cannot overflow either
-            node.value = _resolve(text)
+            node.value = resolve(text)
         elif tag not in (None, "!"):
             node.value = self._tagged(tag, text, event)
         return node
 
     def _tagged(self, tag: str, text: str, event) -> object:
-        kind = tag[len(_CORE):] if tag.startswith(_CORE) else None
+        kind = tag[len(CORE):] if tag.startswith(CORE) else None
         try:
-            if kind == "str":
-                return text
-            if kind == "int":
-                if len(text) > MAX_INT_CHARS:
-                    raise ValueError(text)
-                return int(text, 0)
-            if kind == "float":
-                return float(text)
-            if kind == "bool":
-                return _BOOL[text]
-            if kind == "null":
-                return None
-        except (ValueError, KeyError):
+            return tagged(kind, text)
+        except ValueError:
             self._stop("yaml-tag", f"'{text[:40]}' is not a valid !!{kind}", event)
-        self._stop("yaml-tag", f"unsupported tag '{_show_tag(tag)}'; pipeline files use plain YAML values only", event)
+        except LookupError:
+            self._stop("yaml-tag", f"unsupported tag '{_show_tag(tag)}'; pipeline files use plain YAML values only",
+                       event)
 
     def _check_tag(self, event, kind: str) -> None:
-        allowed = {"map": (None, "!", _CORE + "map"), "seq": (None, "!", _CORE + "seq")}[kind]
+        allowed = {"map": (None, "!", CORE + "map"), "seq": (None, "!", CORE + "seq")}[kind]
         if event.tag not in allowed:
             self._stop("yaml-tag", f"unsupported tag '{_show_tag(event.tag)}'; pipeline files use plain YAML values only", event)
 
@@ -284,35 +231,4 @@ def _char_at(text: str, line: int, col: int) -> str:
 
 
 def _show_tag(tag: str) -> str:
-    return "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
-
-
-def _resolve(text: str) -> object:
-    if text in _NULL:
-        return None
-    if text in _BOOL:
-        return _BOOL[text]
-    if _INT.match(text):
-        return int(text)
-    if _INT_OCT.match(text):
-        return int(text[2:], 8)
-    if _INT_HEX.match(text):
-        return int(text[2:], 16)
-    if _FLOAT.match(text) and any(c.isdigit() for c in text):
-        return float(text)
-    if _INF.match(text):
-        return -math.inf if text.startswith("-") else math.inf
-    if _NAN.match(text):
-        return math.nan
-    return text
-
-
-def to_py(node: YNode | None) -> object:
-    """Plain Python data (shares aliased subtrees; callers have already bounded the size)."""
-    if node is None:
-        return None
-    if isinstance(node, YScalar):
-        return node.value
-    if isinstance(node, YSeq):
-        return [to_py(n) for n in node.items]
-    return {k: to_py(v) for k, (_key, v) in node.entries.items()}
+    return "!!" + tag[len(CORE):] if tag.startswith(CORE) else tag

@@ -33,6 +33,9 @@ class ActionContext:
     # files earlier steps wrote are in the image. Neither set: the checkout, ``build.source``.
     workspace_volume: str | None = None
     workspace_dir: Path | None = None
+    # The build's warnings so far (allowed failures, caches not kept): an approval stage stores them
+    # while the build waits, so they are shown then and a build resumed by another process keeps them.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

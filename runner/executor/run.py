@@ -46,7 +46,8 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
                    action_context: dict | None = None,
                    limiter: asyncio.Semaphore | None = None,
                    finished: Mapping[str, str] = {},  # noqa: B006 - read only
-                   files: JobFiles | None = None) -> str:
+                   files: JobFiles | None = None,
+                   warnings: Sequence[str] = ()) -> str:
     """Run ``plan`` as ``build`` on ``backend``; return the build's final status.
 
     ``secrets`` reach every step as env vars and are masked in all output. ``limiter`` (shared
@@ -54,11 +55,13 @@ async def run_plan(plan: Plan, build: BuildRef, backend: Backend, sink: EventSin
     Setting ``cancel`` stops everything (status ``cancelled``); cancelling the task running this
     does the same and then re-raises ``CancelledError``. ``finished`` (stage name -> status) resumes
     a build: those stages ran before (up to an approval) and are not run again, but their statuses
-    count as if they had just run. ``files`` keeps the jobs' artifacts, caches and reports
-    (runner/executor/files.py); None keeps nothing.
+    count as if they had just run, and ``warnings`` are the ones those stages gave (they start the
+    build's list). ``files`` keeps the jobs' artifacts, caches and reports (runner/executor/files.py);
+    None keeps nothing.
     """
     limiter = limiter or asyncio.Semaphore(concurrency or os.cpu_count() or 2)
-    ctx = BuildContext(build, backend, sink, dict(secrets), log_cap, limiter, files=files or NoFiles())
+    ctx = BuildContext(build, backend, sink, dict(secrets), log_cap, limiter, files=files or NoFiles(),
+                       warnings=list(warnings))
     ctx.emit(BuildStarted)
     status, reason, external_cancel = "failure", None, False
     try:
@@ -193,7 +196,8 @@ class _PlanRun:
                     workspace = ctx.backend.workspace(ctx.build)  # its one owner names it
                     extra.update(workspace_volume=workspace.volume, workspace_dir=workspace.path)
                 action_ctx = ActionContext(build=ctx.build, plan=self.plan, status=so_far,
-                                           log=lambda line: emit_lines(out.feed(f"{line}\n")), **extra)
+                                           log=lambda line: emit_lines(out.feed(f"{line}\n")),
+                                           warnings=tuple(ctx.warnings), **extra)
                 result = await action(stage, action_ctx)
                 status, reason = result.status, result.reason
         except asyncio.CancelledError:

@@ -6,9 +6,14 @@ Order of work for one delivery, each step able to refuse it:
    the stream and reading stops as soon as it passes the cap (413), so a liar never fills memory.
 2. The signature is checked over those raw bytes against the secret of every repository configured
    for this provider (``?repo=NAME`` narrows it to one): no match and no repository without a secret
-   is a 401. Nothing is parsed before this.
+   is a 401 (a 404 when NAME is not configured). Nothing is parsed before this.
 3. JSON and the provider's shape (400 when malformed), then the repository it names: it must be one
    whose secret matched (401 when it is configured with another secret, 404 when it is unknown).
+
+A private repository must not show that it exists (docs/server.md, "Visibility"): to a caller who may
+not read it, one whose secret the delivery does not match answers exactly what a missing one answers
+(in 2 and in 3: a 404 with the same words). A delivery signed with its secret, or a signed-in viewer
+(a bearer token), gets the precise answers.
 4. Ping: 200. Deleted branches, closed pull requests, other events, filtered branches: 200 ignored.
 5. The delivery is committed to the inbox (unique per delivery id): 202; a redelivery: 200.
 """
@@ -26,7 +31,7 @@ from runner.errors import WebhookError
 from runner.scm import webhooks
 from runner.server.config import RepoConfig, ServerConfig
 from runner.server.inbox import record_delivery
-from runner.server.keys import CONFIG, QUEUE, STORE
+from runner.server.keys import AUTH, CONFIG, QUEUE, STORE
 
 __all__ = ["MAX_BODY", "add_routes"]
 
@@ -59,6 +64,21 @@ def _matches(repo: RepoConfig, full_name: str, urls: set[str]) -> bool:
     return repo.forge_name.lower() == full_name.lower() or (repo.url is not None and repo.url in urls)
 
 
+def _shown(request: web.Request, repo: RepoConfig) -> bool:
+    """Whether the caller may learn that ``repo`` exists: a public one, or a signed-in viewer asking.
+    A forge's own Authorization header (Gitea can send one) is no user: it only makes nothing shown."""
+    if repo.visibility == "public":
+        return True
+    user = request.app[AUTH].page_user(request)
+    return user is not None and user.has("viewer")
+
+
+def _not_configured(name: str) -> web.Response:
+    # The words of a missing repository, also for a private one the delivery is not signed for.
+    return _json(404, error=f"repository {name!r} is not configured on this server for this delivery: add it "
+                            "under repos:, or, when it is there, set the webhook secret on the forge to its secret")
+
+
 async def receive(request: web.Request, provider: str) -> web.Response:
     config: ServerConfig = request.app[CONFIG]
     body = await read_capped(request)
@@ -66,15 +86,18 @@ async def receive(request: web.Request, provider: str) -> web.Response:
     named = request.query.get("repo")
     if named is not None:
         candidates = [r for r in candidates if r.name == named]
-        if not candidates:
-            return _json(404, error=f"no {provider} repository named {named!r} is configured")
+
     def check() -> list[RepoConfig]:
+        if not candidates:  # hash as much for a missing name as for one configured: timing tells nothing
+            webhooks.verify(provider, "no repository", body, request.headers)
         return [r for r in candidates if r.secret and webhooks.verify(provider, r.secret, body, request.headers)]
 
     # Unauthenticated bytes hashed once per secret: a big body is hashed off the loop, like its JSON.
     signed = await asyncio.to_thread(check) if len(body) > _CHUNK else check()
     unsigned_ok = [r for r in candidates if not r.secret]
     if not signed and not unsigned_ok:
+        if named is not None and not any(_shown(request, r) for r in candidates):
+            return _not_configured(named)
         return _json(401, error="bad or missing signature: the webhook secret on the forge must match the "
                                 "repository's secret in the server configuration")
     try:
@@ -100,9 +123,10 @@ async def receive(request: web.Request, provider: str) -> web.Response:
         return _json(400, error=str(exc))
     repo = next((r for r in signed + unsigned_ok if _matches(r, full_name, urls)), None)
     if repo is None:
-        if any(_matches(r, full_name, urls) for r in config.repos.values() if r.provider == provider):
+        if any(_matches(r, full_name, urls) and _shown(request, r)
+               for r in config.repos.values() if r.provider == provider):
             return _json(401, error=f"the signature does not match the secret configured for {full_name}")
-        return _json(404, error=f"repository {full_name!r} is not configured on this server; add it under repos:")
+        return _not_configured(full_name)
     if isinstance(result, webhooks.Ignored):
         return _json(200, ignored=result.reason)
     if not repo.wants_branch(result.filter_branch):

@@ -6,7 +6,8 @@ and the caller learns whether it was the one. ``enqueue_pending`` turns pending 
 queued builds, each delivery and its build in one transaction, so a crash at any point leaves
 either a pending delivery (done again after restart) or a build (never both, never neither). A
 delivery that raises while being turned into a build (a row stored by an older server, say) is
-marked ``failed`` with the reason and the queue goes on with the rest.
+marked ``failed`` with the reason and the queue goes on with the rest. The rows themselves are
+``runner.store.deliveries`` and ``runner.store.server_builds``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from runner.build import BuildRequest, insert_request
+from runner.build_request import BuildRequest, insert_request
 from runner.errors import StoreError
 from runner.scm.webhooks import Trigger
+from runner.store import deliveries, server_builds
 from runner.store.builds import finish_build
 from runner.store.db import Store
+from runner.store.deliveries import list_deliveries, pending_count
+from runner.store.server_builds import cancel_queued
 
 __all__ = ["BuildOrder", "record_delivery", "enqueue_pending", "queue_build", "cancel_queued", "pending_count",
            "list_deliveries"]
@@ -41,54 +45,32 @@ class BuildOrder(BuildRequest):
 
 async def record_delivery(store: Store, provider: str, delivery: str, repo: str, trigger: Trigger) -> tuple[bool, int]:
     """Store one delivery; (True, id) when it is new, (False, id) for a redelivery."""
-
-    def insert(conn: sqlite3.Connection) -> tuple[bool, int]:
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO deliveries (provider, delivery, repo, event, trigger, received) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (provider, delivery, repo, trigger.kind, trigger.to_json(), time.time()),
-        )
-        if cur.rowcount:
-            return True, int(cur.lastrowid)
-        row = conn.execute("SELECT id FROM deliveries WHERE provider = ? AND delivery = ?", (provider, delivery)).fetchone()
-        return False, int(row[0])
-
-    return await store.awrite(insert)
+    return await store.awrite(lambda conn: deliveries.insert(
+        conn, provider, delivery, repo, trigger.kind, trigger.to_json(), time.time()))
 
 
 def queue_build(conn: sqlite3.Connection, order: BuildOrder, instance: str, cancel_superseded: bool = False) -> int:
     """Insert a queued build (inside a write transaction) and cancel what it supersedes."""
     build_id, number = insert_request(conn, order, instance)
-    conn.execute(
-        "INSERT INTO server_builds (build_id, config_repo, delivery_id, fork, pr_number, rerun_of) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (build_id, order.repo, order.delivery_id, int(order.fork), order.pr_number, order.rerun_of),
-    )
+    server_builds.add(conn, build_id, config_repo=order.repo, delivery_id=order.delivery_id, fork=order.fork,
+                      pr_number=order.pr_number, rerun_of=order.rerun_of)
     if cancel_superseded and order.event in ("push", "pull_request") and order.branch:
         # Only builds still waiting: a running build is left to finish (Woodpecker does the same).
-        older = conn.execute(
-            "SELECT b.id FROM builds b JOIN server_builds s ON s.build_id = b.id WHERE b.repo = ? AND "
-            "b.branch = ? AND b.event = ? AND b.status = 'queued' AND b.id < ?",
-            (order.repo, order.branch, order.event, build_id),
-        ).fetchall()
-        for (old_id,) in older:
+        for old_id in server_builds.superseded(conn, repo=order.repo, branch=order.branch, event=order.event,
+                                               before_id=build_id):
             finish_build(conn, old_id, "cancelled", f"superseded by {order.repo}#{number}")
     return build_id
 
 
 def enqueue_pending(store: Store, instance: str, superseding: dict[str, bool], known: set[str]) -> list[int]:
     """Turn every pending delivery into a queued build; return the new build ids (blocking)."""
-    pending = store.read().execute(
-        "SELECT id, repo, event, trigger FROM deliveries WHERE state = 'pending' ORDER BY id"
-    ).fetchall()
     made: list[int] = []
-    for row in pending:
+    for row in deliveries.pending(store.read()):
         def one(conn: sqlite3.Connection, row=row) -> int | None:
-            if conn.execute("SELECT state FROM deliveries WHERE id = ?", (row["id"],)).fetchone()[0] != "pending":
+            if deliveries.state_of(conn, row["id"]) != "pending":
                 return None  # someone else took it meanwhile
             if row["repo"] not in known:
-                conn.execute("UPDATE deliveries SET state = 'ignored', note = ? WHERE id = ?",
-                             (f"repository {row['repo']!r} is no longer configured", row["id"]))
+                deliveries.mark_ignored(conn, row["id"], f"repository {row['repo']!r} is no longer configured")
                 return None
             t = Trigger.from_json(row["trigger"])
             order = BuildOrder(
@@ -97,7 +79,7 @@ def enqueue_pending(store: Store, instance: str, superseding: dict[str, bool], k
                 delivery_id=row["id"], before=t.before, target_branch=t.target_branch,
             )
             build_id = queue_build(conn, order, instance, superseding.get(row["repo"], False))
-            conn.execute("UPDATE deliveries SET state = 'queued', build_id = ? WHERE id = ?", (build_id, row["id"]))
+            deliveries.mark_queued(conn, row["id"], build_id)
             return build_id
 
         try:
@@ -107,35 +89,8 @@ def enqueue_pending(store: Store, instance: str, superseding: dict[str, bool], k
         except Exception as exc:  # noqa: BLE001 - one bad row must never stop the queue
             log.exception("delivery %s could not be turned into a build", row["id"])
             reason = f"could not be turned into a build: {type(exc).__name__}: {exc}"[:1000]
-            store.write(lambda conn, row=row: conn.execute(
-                "UPDATE deliveries SET state = 'failed', note = ? WHERE id = ? AND state = 'pending'",
-                (reason, row["id"])))
+            store.write(lambda conn, row=row: deliveries.mark_failed(conn, row["id"], reason))
             continue
         if build_id is not None:
             made.append(build_id)
     return made
-
-
-def list_deliveries(conn: sqlite3.Connection, state: str | None = None, limit: int = 50) -> list[dict]:
-    """Newest first: what came in, what became of it (``queued`` with its build, ``ignored`` or
-    ``failed`` with the reason)."""
-    sql = "SELECT id, provider, delivery, repo, event, state, build_id, note, received FROM deliveries"
-    params: list = []
-    if state:
-        sql += " WHERE state = ?"
-        params.append(state)
-    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
-    return [dict(row) for row in rows]
-
-
-def cancel_queued(conn: sqlite3.Connection, build_id: int, reason: str) -> bool:
-    """Cancel a build that has not started (inside a write transaction); False when it has."""
-    status = conn.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone()
-    if status is None or status[0] != "queued":
-        return False
-    finish_build(conn, build_id, "cancelled", reason)
-    return True
-
-
-def pending_count(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'pending'").fetchone()[0]

@@ -20,10 +20,10 @@ from runner.errors import SourceError
 from runner.notify import Notifications
 from runner.scm.mirror import Mirror
 from runner.server.config import ServerConfig
-from runner.server.inbox import BuildOrder, cancel_queued, enqueue_pending, queue_build
+from runner.server.inbox import BuildOrder, enqueue_pending, queue_build
 from runner.server.sse import LiveHub
 from runner.server.status import StatusReporter
-from runner.store import approvals
+from runner.store import approvals, server_builds
 from runner.store import builds as q
 from runner.store.db import Store
 from runner.store.recovery import recover_interrupted
@@ -125,11 +125,8 @@ class BuildQueue:
         free = self.config.concurrency - len(self.running) + len(waiting)
         if free <= 0:
             return
-        busy = tuple(self.running) or (-1,)
-        rows = await self.store.aread(lambda c: c.execute(
-            "SELECT b.id FROM builds b JOIN server_builds s ON s.build_id = b.id WHERE b.status = 'queued' "
-            f"AND b.id NOT IN ({','.join('?' * len(busy))}) ORDER BY b.id LIMIT ?", (*busy, free)).fetchall())
-        for (build_id,) in rows:
+        busy = tuple(self.running)
+        for build_id in await self.store.aread(lambda c: server_builds.queued(c, besides=busy, limit=free)):
             self._launch(build_id)
 
     def _launch(self, build_id: int, resume: bool = False) -> None:
@@ -148,9 +145,7 @@ class BuildQueue:
         live = self.hub.open(build_id)
         try:
             build = await self.store.aread(lambda c: q.get_build(c, build_id))
-            facts = await self.store.aread(lambda c: c.execute(
-                "SELECT config_repo, fork, pr_number, rerun_of FROM server_builds WHERE build_id = ?",
-                (build_id,)).fetchone())
+            facts = await self.store.aread(lambda c: server_builds.facts(c, build_id))
             repo = self.config.repo(facts["config_repo"])
             if repo is None:
                 status = await self._finish(build_id, "failure", f"repository {facts['config_repo']!r} is no "
@@ -217,7 +212,7 @@ class BuildQueue:
         instance = self.config.settings.instance
 
         def split(conn) -> None:
-            conn.execute("UPDATE builds SET pipeline = ? WHERE id = ?", (first, build.id))
+            q.set_pipeline_file(conn, build.id, first)
             for other in others:
                 queue_build(conn, _order_of(build, facts, pipeline=other, sha=sha), instance)
 
@@ -229,7 +224,7 @@ class BuildQueue:
         """A manual build names a branch or tag: find its commit and store it with the build."""
         sha = await asyncio.to_thread(mirror.resolve_sync, build.tag and f"refs/tags/{build.tag}" or
                                       f"refs/heads/{build.branch}")
-        await self.store.awrite(lambda c: c.execute("UPDATE builds SET sha = ? WHERE id = ?", (sha, build.id)))
+        await self.store.awrite(lambda c: q.set_sha(c, build.id, sha))
         return sha
 
     async def _finish(self, build_id: int, status: str, reason: str) -> str:
@@ -247,17 +242,14 @@ class BuildQueue:
         """Cancel a queued or running build; returns what happened in a word."""
         # The stored status first: a build's task outlives its final row by a moment (plugins,
         # cleanup), and a finished build is "finished", not "cancelling".
-        row = await self.store.aread(lambda c: c.execute("SELECT status FROM builds WHERE id = ?",
-                                                         (build_id,)).fetchone())
-        if row is not None and row[0] in q.FINISHED:
+        if await self.store.aread(lambda c: q.status_of(c, build_id)) in q.FINISHED:
             return "finished"
         running = self.running.get(build_id)
         if running is not None:
             running.cancel.set()
-            await self.store.awrite(lambda c: c.execute(
-                "UPDATE server_builds SET cancel_requested = strftime('%s','now') WHERE build_id = ?", (build_id,)))
+            await self.store.awrite(lambda c: server_builds.request_cancel(c, build_id))
             return "cancelling"
-        if await self.store.awrite(lambda c: cancel_queued(c, build_id, f"cancelled by {by}")):
+        if await self.store.awrite(lambda c: server_builds.cancel_queued(c, build_id, f"cancelled by {by}")):
             return "cancelled"
         return "finished"
 
@@ -270,9 +262,7 @@ class BuildQueue:
 
     async def rerun(self, build_id: int, by: str) -> int:
         old = await self.store.aread(lambda c: q.get_build(c, build_id))
-        facts = await self.store.aread(lambda c: c.execute(
-            "SELECT config_repo, fork, pr_number, rerun_of FROM server_builds WHERE build_id = ?",
-            (build_id,)).fetchone())
+        facts = await self.store.aread(lambda c: server_builds.facts(c, build_id))
         repo = facts["config_repo"] if facts else old.repo
         if self.config.repo(repo) is None:
             raise LookupError(f"build {old.label} is not of a configured repository; it cannot be re-run here")

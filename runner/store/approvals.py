@@ -54,9 +54,10 @@ class Approval:
 
 
 def ask(conn: sqlite3.Connection, build_id: int, stage: str, message: str, approvers: tuple[str, ...],
-        now: float, timeout: float | None) -> Approval:
+        now: float, timeout: float | None, warnings: tuple[str, ...] = ()) -> Approval:
     """Record the question (kept as it is when it exists: a resumed build keeps its deadline) and
-    mark the build ``waiting`` while it is unanswered."""
+    mark the build ``waiting`` while it is unanswered, with the ``warnings`` it has so far: they
+    are shown while it waits, and a build resumed by another process starts from them."""
     conn.execute(
         "INSERT INTO approvals (build_id, stage, message, approvers, requested, deadline) VALUES (?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (build_id, stage) DO NOTHING",
@@ -64,8 +65,8 @@ def ask(conn: sqlite3.Connection, build_id: int, stage: str, message: str, appro
     )
     approval = get(conn, build_id, stage)
     if approval.pending:
-        conn.execute("UPDATE builds SET status = 'waiting' WHERE id = ? AND status IN ('running', 'waiting')",
-                     (build_id,))
+        conn.execute("UPDATE builds SET status = 'waiting', warnings = ? "
+                     "WHERE id = ? AND status IN ('running', 'waiting')", (json.dumps(list(warnings)), build_id))
     return approval
 
 

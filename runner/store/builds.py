@@ -28,10 +28,13 @@ __all__ = [
     "insert_build",
     "mark_running",
     "store_pipeline",
+    "set_pipeline_file",
+    "set_sha",
     "finish_build",
     "next_number",
     "list_builds",
     "get_build",
+    "status_of",
     "find_build",
     "get_detail",
     "build_logs",
@@ -81,6 +84,16 @@ def store_pipeline(conn: sqlite3.Connection, build_id: int, *, pipeline: str | N
         "UPDATE builds SET pipeline = ?, rendered = ?, plan = ?, diagnostics = ? WHERE id = ?",
         (pipeline, rendered, plan, json.dumps(diagnostics), build_id),
     )
+
+
+def set_pipeline_file(conn: sqlite3.Connection, build_id: int, pipeline: str) -> None:
+    """Bind a build to one pipeline file of its commit (a commit with several makes a build per file)."""
+    conn.execute("UPDATE builds SET pipeline = ? WHERE id = ?", (pipeline, build_id))
+
+
+def set_sha(conn: sqlite3.Connection, build_id: int, sha: str) -> None:
+    """The commit a manual build's branch or tag pointed at when it was checked out."""
+    conn.execute("UPDATE builds SET sha = ? WHERE id = ?", (sha, build_id))
 
 
 def finish_build(conn: sqlite3.Connection, build_id: int, status: str, reason: str | None = None,
@@ -163,6 +176,12 @@ def get_build(conn: sqlite3.Connection, build_id: int) -> BuildRow:
     if row is None:
         raise BuildNotFound.of(build_id)
     return BuildRow.from_row(row)
+
+
+def status_of(conn: sqlite3.Connection, build_id: int) -> str | None:
+    """The build's status as stored now; None when there is no such build."""
+    row = conn.execute("SELECT status FROM builds WHERE id = ?", (build_id,)).fetchone()
+    return row[0] if row else None
 
 
 def find_build(conn: sqlite3.Connection, ref: str | None, current_repo: str | None = None) -> BuildRow:

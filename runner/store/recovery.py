@@ -30,13 +30,18 @@ from runner.settings import Settings
 from runner.store.builds import BuildRow, unfinished_builds
 from runner.store.db import Store
 
-__all__ = ["open_store", "recover_interrupted", "process_alive", "this_host"]
+__all__ = ["open_store", "recover_interrupted", "process_alive", "this_host", "deploys_in_flight"]
 
 log = logging.getLogger("conveyor.store")
 
 
 def this_host() -> str:
     return socket.gethostname()
+
+
+def deploys_in_flight(conn) -> bool:
+    """Whether any deploy row is still ``deploying``: one a dead runner left, to settle (runner.deploy)."""
+    return conn.execute("SELECT 1 FROM deploys WHERE status = 'deploying' LIMIT 1").fetchone() is not None
 
 
 def _process_start(pid: int) -> float | None:

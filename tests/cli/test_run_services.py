@@ -57,3 +57,36 @@ def test_conveyor_run_with_services(docker_client, git_repo, tmp_path, instance)
     label = {"label": f"io.conveyor.instance={instance}"}
     assert docker_client.containers.list(all=True, filters=label) == []
     assert docker_client.networks.list(filters=label) == []
+
+
+NO_WITHIN = f"""
+name: no-within
+image: {BUSYBOX}
+stages:
+  - name: test
+    jobs:
+      - name: unit
+        services:
+          db:
+            image: {BUSYBOX}
+            command: exec sleep 300
+            ready: {{tcp: 5432}}
+        steps: ["echo never"]
+"""
+
+
+def test_ready_without_within_is_refused_by_lint_and_run(docker_client, git_repo, tmp_path, instance):
+    """docs/pipeline.md: a `ready` without `within` is an error (how long a job may wait is stated,
+    not guessed); `conveyor run` refuses it as lint does, before anything starts."""
+    repo = git_repo(files={".conveyor.yml": NO_WITHIN})
+    said = "error: 'ready' in service 'db' in job 'unit' has no 'within': say how long the job waits"
+    linted = CliRunner().invoke(cli, ["lint", str(repo / ".conveyor.yml")], catch_exceptions=False)
+    assert linted.exit_code == 1 and f".conveyor.yml:12:20: {said}" in linted.output, linted.output
+    data = tmp_path / "data"
+    ran = CliRunner().invoke(cli, ["run", str(repo), "--data-dir", str(data)],
+                             env={"CONVEYOR_INSTANCE": instance}, catch_exceptions=False)
+    assert ran.exit_code != 0 and said in ran.output and "never" not in ran.output, ran.output
+    with Store(data) as store:
+        build = q.find_build(store.read(), "last")
+    assert build.status == "config_error" and said in build.reason
+    assert docker_client.containers.list(all=True, filters={"label": f"io.conveyor.instance={instance}"}) == []

@@ -108,3 +108,58 @@ def test_a_waiting_build_survives_a_clean_restart_and_a_kill_9(setup, tmp_path, 
     labels = {"label": [f"io.conveyor.instance={instance}"]}
     assert containers(docker_client, instance) == []
     assert docker_client.volumes.list(filters=labels) == [] and docker_client.networks.list(filters=labels) == []
+
+
+WARNED_PIPELINE = """\
+name: warned
+image: conveyor-test/busybox:1
+stages:
+  - name: test
+    jobs:
+      - name: flaky
+        allow_failure: true
+        steps: ["echo flaky; exit 3"]
+  - name: approve
+    approval: {message: "Ship it anyway?", timeout: 10m}
+  - name: ship
+    jobs:
+      - name: lint
+        allow_failure: true
+        steps: ["exit 4"]
+"""
+
+
+def test_warnings_from_before_the_approval_survive_a_restart(tmp_path, instance, git_repo):
+    repo = git_repo({".conveyor.yml": WARNED_PIPELINE})
+    data_dir = tmp_path / "data"
+    cfg = {"port": free_port(), "data_dir": str(data_dir), "instance": instance, "admin_token": TOKEN,
+           "repos": [{"name": "acme/web", "provider": "github", "path": str(repo)}]}
+    before = "job 'flaky' failed (allowed): "
+    first = ServerProcess(cfg, tmp_path, "first").start()
+    try:
+        assert post(first, "/api/builds", {"repo": "acme/web"})[0] == 201
+        wait_build(first, 1, ("waiting",))
+        waiting = first.get("/api/builds/1")
+        assert [w.startswith(before) for w in waiting["warnings"]] == [True], waiting  # shown while it waits
+        first.kill9()
+    finally:
+        first.stop()
+    env = {**os.environ, "CONVEYOR_DATA_DIR": str(data_dir), "CONVEYOR_INSTANCE": instance}
+    approved = subprocess.run([sys.executable, "-m", "runner", "approve", "id:1"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert approved.returncode == 0, approved.stderr
+    second = ServerProcess(cfg, tmp_path, "second").start()
+    try:
+        build = wait_build(second, 1, ("success", "failure", "cancelled", "interrupted"), timeout=60)
+        assert build["status"] == "success", build
+        warnings = second.get("/api/builds/1")["warnings"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{second.port}/builds/1", timeout=10) as r:
+            page = r.read().decode()
+    finally:
+        second.stop()
+    assert len(warnings) == 2 and warnings[0].startswith(before) and warnings[1].startswith("job 'lint' failed"), warnings
+    assert "with warnings" in page and "job &#39;flaky&#39; failed (allowed)" in page, page
+    shown = subprocess.run([sys.executable, "-m", "runner", "show", "id:1"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert "success with warnings" in shown.stdout and f"warning:  {before}" in shown.stdout, shown.stdout
