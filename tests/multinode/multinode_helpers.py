@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import subprocess
 import threading
 import time
@@ -65,11 +66,13 @@ async def run(store, settings, repo, sha: str, instance: str) -> str:
 
 
 def get(url: str, timeout: float = 1.0) -> str | None:
-    """The body of a 200 answer, or None (refused, timed out, another status)."""
+    """The body of a 200 answer, or None (refused, timed out, cut short, another status). A task
+    stopped by a rolling update may close a connection it has already answered the headers of:
+    that is an IncompleteRead (an HTTPException, not an OSError), no answer from this node."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.read().decode().strip() if resp.status == 200 else None
-    except (OSError, urllib.error.URLError):
+    except (OSError, urllib.error.URLError, http.client.HTTPException):
         return None
 
 
