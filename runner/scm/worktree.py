@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runner.context import Context
 
-__all__ = ["context_from_worktree"]
+__all__ = ["context_from_worktree", "git_outputs"]
 
 _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.I)
 _HEAD = "%H%x00%an <%ae>%x00%B"  # sha, author, message: NUL cannot occur in any of them
@@ -22,10 +22,10 @@ _HEAD = "%H%x00%an <%ae>%x00%B"  # sha, author, message: NUL cannot occur in any
 
 def _git(root: Path, *args: str) -> str | None:
     """Standard output of one git command in ``root``, or None when git fails or is missing."""
-    return _git_all(root, args)[0]
+    return git_outputs(root, args)[0]
 
 
-def _git_all(root: Path, *commands: tuple[str, ...]) -> list[str | None]:
+def git_outputs(root: Path, *commands: tuple[str, ...]) -> list[str | None]:
     """Standard output of each git command (None where it failed), all started at once: three short
     calls one after the other were most of the wall time of `conveyor lint` that was not Python."""
     procs = []
@@ -60,8 +60,9 @@ def context_from_worktree(path, *, branch=None, tag=None, event=None, params=Non
     # The top level and the branch ("HEAD" when detached) in one call. It fails outside a repository
     # and before the first commit; then only the top level and the unborn branch are known.
     # HEAD's commit and the origin URL are asked at the same time; outside a repository all fail.
-    top_branch, head, origin = _git_all(root, ("rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD"),
-                                        ("log", "-1", f"--format={_HEAD}"), ("config", "--get", "remote.origin.url"))
+    top_branch, head, origin = git_outputs(
+        root, ("rev-parse", "--show-toplevel", "--abbrev-ref", "HEAD"), ("log", "-1", f"--format={_HEAD}"),
+        ("config", "--get", "remote.origin.url"))
     lines = (top_branch or "").splitlines()
     if len(lines) < 2 and (top := _git(root, "rev-parse", "--show-toplevel")):
         lines = [top.strip(), (_git(root, "symbolic-ref", "-q", "--short", "HEAD") or "HEAD").strip()]
