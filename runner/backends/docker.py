@@ -93,12 +93,16 @@ class DockerBackend(Backend):
         self._image_checks: dict[str, asyncio.Future[None]] = {}
         self._streams: dict[str, Any] = {}  # exec id -> its output stream, to close a stuck one
         self._cpus: float | None = None
+        self._probe: asyncio.Future[dict] | None = None  # the engine probe in flight (see available)
 
     # -- the contract ------------------------------------------------------------------------
 
     async def available(self) -> None:
         if self._cpus is None:
-            info = await self.engine.call(self.engine.ping)
+            # One probe at a time: `conveyor run` begins it early, and the executor's check shares it.
+            if self._probe is None or self._probe.done():
+                self._probe = asyncio.ensure_future(self.engine.call(self.engine.ping))
+            info = await asyncio.shield(self._probe)
             self._cpus = float(info.get("NCPU") or os.cpu_count() or 1)
 
     async def setup(self, build: BuildRef) -> None:
