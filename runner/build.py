@@ -288,15 +288,19 @@ def _build_files(store: Store, settings: Settings, build: q.BuildRow, source: Pa
     from runner.keep.caches import namespace
 
     if on_reports is None:  # called in a thread by the files hook: parse, then wait for the writer
-        from runner.reports import ingest_reports
-
-        on_reports = functools.partial(ingest_reports, store)
+        on_reports = functools.partial(_ingest_reports, store)
     if secrets:
         from runner.reports import masked
 
         on_reports = functools.partial(_masked_reports, on_reports, tuple(secrets.values()), masked)
     return BuildFiles(Artifacts(store, settings.artifact_limit), Caches(store, settings.cache_limit), build.id,
                       build.uid, namespace(build.repo, fork), source, on_reports)
+
+
+def _ingest_reports(store: Store, build_id, job, files):
+    from runner.reports import ingest_reports  # imported by the first job with reports, not by every build
+
+    return ingest_reports(store, build_id, job, files)
 
 
 def _lifetime(plan: Plan, settings: Settings) -> float | None:

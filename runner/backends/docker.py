@@ -285,7 +285,7 @@ class DockerBackend(Backend):
             if state.filled is not None:  # a fill still running could leave its container after the sweep
                 await asyncio.wait([state.filled])
                 if not state.filled.cancelled():
-                    state.filled.exception()  # seen (a job or the setup's caller reported it, or none needed it)
+                    state.filled.exception()  # retrieved: the jobs that needed it have reported it
         await self.sweep_build(build.id)
 
     # -- sweeps ------------------------------------------------------------------------------
