@@ -224,6 +224,8 @@ def section_lines(repos, data, instance) -> None:
     print(f"   conveyor run (command):  {lines_cmd:5.2f} s, {n_cmd:,} lines stored, {n_cmd / lines_cmd:,.0f} lines/s")
     print(f"   run_build (in-process):  {lines_in:5.2f} s, {n_in:,} lines stored, {n_in / lines_in:,.0f} lines/s\n")
 
+
+def section_rss(repos, data, instance, rss_small) -> None:
     print("4. peak RSS of `conveyor run` (largest process)")
     rss_lines = peak_rss_mb(repos["lines"], data, instance)
     print(f"   20 steps:     {rss_small:5.1f} MB (goal <= 80)")

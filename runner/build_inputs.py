@@ -58,9 +58,7 @@ def build_files(store: Store, settings: Settings, build: q.BuildRow, source: Pat
     from runner.keep.caches import namespace
 
     if on_reports is None:  # called in a thread by the files hook: parse, then wait for the writer
-        from runner.reports import ingest_reports
-
-        on_reports = functools.partial(ingest_reports, store)
+        on_reports = functools.partial(_ingest_reports, store)
     if secrets:
         from runner.reports import masked
 
@@ -76,6 +74,12 @@ def lifetime(plan: Plan, settings: Settings) -> float | None:
     if not waits:
         return None
     return (plan.timeout or settings.resource_ttl) + sum(waits)
+
+
+def _ingest_reports(store: Store, build_id, job, files):
+    from runner.reports import ingest_reports  # imported by the first job with reports, not by every build
+
+    return ingest_reports(store, build_id, job, files)
 
 
 def _masked_reports(on_reports, secrets, masked, build_id, job, files):

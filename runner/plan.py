@@ -85,8 +85,36 @@ class PlanFormatError(ValueError):
     """A stored plan could not be read back (wrong version or shape)."""
 
 
-@dataclass(frozen=True)
-class Step:
+class _Value:
+    """Equality, hash and repr by fields, as ``@dataclass(frozen=True)`` makes them, written once for
+    every plan class: generating them per class took a third of the plan's import, which every
+    command that reads a pipeline (``conveyor lint`` first) pays."""
+
+    __slots__ = ()
+
+    def _key(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if other.__class__ is self.__class__ else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
+        return f"{type(self).__qualname__}({shown})"
+
+
+def _value(cls):
+    """A frozen dataclass whose equality, hash and repr come from ``_Value``. A class without a
+    docstring gets its name (dataclasses would compute a signature for it)."""
+    cls.__doc__ = cls.__doc__ or f"{cls.__name__}: part of a Plan (runner.plan)."
+    return dataclass(frozen=True, eq=False, repr=False)(cls)
+
+
+@_value
+class Step(_Value):
     name: str
     run: str  # a shell script, run with `sh -e -c`
     timeout: float | None = None  # seconds; None: bounded only by the job and build timeouts
@@ -94,8 +122,8 @@ class Step:
     env: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Ready:
+@_value
+class Ready(_Value):
     """When a service counts as ready: a TCP port accepts, or a command exits 0 (run inside it)."""
 
     tcp: int | None = None
@@ -103,8 +131,8 @@ class Ready:
     within: float = 30.0
 
 
-@dataclass(frozen=True)
-class Service:
+@_value
+class Service(_Value):
     """A sidecar container on the build's network, reachable from the job as host ``name``."""
 
     name: str
@@ -114,8 +142,8 @@ class Service:
     ready: Ready | None = None  # None: ready once started
 
 
-@dataclass(frozen=True)
-class Matrix:
+@_value
+class Matrix(_Value):
     """Where a job came from when a ``matrix`` expanded it: its parent's name and coordinates."""
 
     group: str  # the authored job name, e.g. "unit"; the job's own name is "unit [py=3.11, db=pg]"
@@ -124,15 +152,15 @@ class Matrix:
     max_parallel: int | None = None  # combinations of this group running at once
 
 
-@dataclass(frozen=True)
-class AllowFailure:
+@_value
+class AllowFailure(_Value):
     """``allow_failure``: a failure of this job (any exit code, or only these) does not fail the build."""
 
     exit_codes: tuple[int, ...] = ()  # empty: any failure is allowed
 
 
-@dataclass(frozen=True)
-class Artifacts:
+@_value
+class Artifacts(_Value):
     """Files kept after the job: listed and downloadable, and put into the workspace of jobs that need it."""
 
     paths: tuple[str, ...]  # globs relative to the workspace; a directory means everything under it
@@ -140,8 +168,8 @@ class Artifacts:
     when: str = "on_success"  # "on_success", "on_failure" or "always"
 
 
-@dataclass(frozen=True)
-class Cache:
+@_value
+class Cache(_Value):
     """Files restored before the job's first step and saved after it succeeds, under a key.
 
     The key is ``key`` (already rendered), or, when ``files`` is set (and ``key`` None), ``prefix`` plus
@@ -156,15 +184,15 @@ class Cache:
     fallback_keys: tuple[str, ...] = ()  # tried in order when the key has no cache yet
 
 
-@dataclass(frozen=True)
-class Reports:
+@_value
+class Reports(_Value):
     """Report files read out of the workspace after the job's steps (also after a failure)."""
 
     junit: tuple[str, ...] = ()  # globs of JUnit XML files
 
 
-@dataclass(frozen=True)
-class Job:
+@_value
+class Job(_Value):
     name: str
     image: str
     steps: tuple[Step, ...]
@@ -188,16 +216,16 @@ class Job:
     reports: Reports | None = None
 
 
-@dataclass(frozen=True)
-class When:
+@_value
+class When(_Value):
     """Run-time condition. Branch, tag and event filters are decided at compile time (a stage they
     exclude is kept with ``Stage.skip_reason`` set), so only the build status is left for run time."""
 
     status: tuple[str, ...] = ("success",)  # "success", "failure", or "always" (any status)
 
 
-@dataclass(frozen=True)
-class BuildSpec:
+@_value
+class BuildSpec(_Value):
     tag: str
     context: str = "."
     dockerfile: str = "Dockerfile"
@@ -207,16 +235,16 @@ class BuildSpec:
     push: bool | None = None  # None: push when a registry is configured; the digest pins deploys
 
 
-@dataclass(frozen=True)
-class Port:
+@_value
+class Port(_Value):
     published: int
     target: int
     protocol: str = "tcp"
     mode: str = "host"  # "host" by default: the routing mesh needs IPVS (see docs/deploy.md)
 
 
-@dataclass(frozen=True)
-class Healthcheck:
+@_value
+class Healthcheck(_Value):
     cmd: str  # run with `sh -c` inside the task's container (CMD-SHELL)
     interval: float = 5.0
     timeout: float = 3.0
@@ -224,8 +252,8 @@ class Healthcheck:
     start_period: float = 0.0
 
 
-@dataclass(frozen=True)
-class UpdateConfig:
+@_value
+class UpdateConfig(_Value):
     """Swarm `UpdateConfig` (and, with the same keys, `RollbackConfig`)."""
 
     order: str = "start-first"
@@ -236,8 +264,8 @@ class UpdateConfig:
     max_failure_ratio: float = 0.0
 
 
-@dataclass(frozen=True)
-class Placement:
+@_value
+class Placement(_Value):
     """Swarm placement of a service's tasks. Empty: any node, Swarm's default spread."""
 
     constraints: tuple[str, ...] = ()  # e.g. "node.labels.zone==a", "node.role!=manager"
@@ -245,8 +273,8 @@ class Placement:
     max_replicas_per_node: int = 0  # 0: no limit
 
 
-@dataclass(frozen=True)
-class Verify:
+@_value
+class Verify(_Value):
     """A check after convergence: an HTTP status fetched by the runner, or a command run in a
     container attached to the service's network. Exactly one of http / command is set."""
 
@@ -257,8 +285,8 @@ class Verify:
     within: float = 30.0  # keep retrying until this many seconds have passed
 
 
-@dataclass(frozen=True)
-class DeploySpec:
+@_value
+class DeploySpec(_Value):
     """One Swarm service (``service`` set) or a Compose stack (``stack`` and ``compose`` set)."""
 
     service: str | None = None
@@ -284,8 +312,8 @@ class DeploySpec:
     placement: Placement = field(default_factory=Placement)
 
 
-@dataclass(frozen=True)
-class RollbackSpec:
+@_value
+class RollbackSpec(_Value):
     service: str | None = None
     stack: str | None = None
     to: int | None = None  # a deploy id from the history; None: the last good deploy before the current
@@ -294,15 +322,15 @@ class RollbackSpec:
     environment: str | None = None  # the environment the deploy went to: its target and service name
 
 
-@dataclass(frozen=True)
-class ApprovalSpec:
+@_value
+class ApprovalSpec(_Value):
     message: str = ""
     approvers: tuple[str, ...] = ()  # user names or roles; empty: anyone allowed to approve
     timeout: float | None = None  # seconds; then the stage fails (not approved in time)
 
 
-@dataclass(frozen=True)
-class Stage:
+@_value
+class Stage(_Value):
     name: str
     kind: str  # "jobs", "build", "deploy", "rollback", "approval"
     jobs: tuple[Job, ...] = ()
@@ -316,15 +344,15 @@ class Stage:
     env: dict[str, str] = field(default_factory=dict)  # the stage's own `env:` (its jobs carry it merged)
 
 
-@dataclass(frozen=True)
-class Post:
+@_value
+class Post(_Value):
     always: tuple[Job, ...] = ()
     success: tuple[Job, ...] = ()
     failure: tuple[Job, ...] = ()
 
 
-@dataclass(frozen=True)
-class Plan:
+@_value
+class Plan(_Value):
     name: str
     stages: tuple[Stage, ...]
     post: Post = field(default_factory=Post)

@@ -8,6 +8,7 @@ Call order, for one build::
 
     await backend.available()                 # raises BackendUnavailable with a reason to act on
     await backend.setup(build)                # per-build resources: the workspace, filled; network
+    await backend.workspace_ready(build)      # before a stage action reads the workspace
     backend.workspace(build)                  # where the workspace is, for stage actions (any time now)
     handle = await backend.start_job(build, job)          # once per job (jobs may run concurrently)
     await backend.import_files(handle, archive)           # caches, needed artifacts (any number of times)
@@ -28,11 +29,12 @@ Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
 - If the consumer stops early (``aclose()``, or the task is cancelled, as on a step timeout), the
   step's processes are stopped: SIGTERM, then SIGKILL after ``grace`` seconds. ``exec_step`` returns
   promptly after that; it never leaves a step running.
-- The workspace has one owner, the backend: it names it and fills it from ``build.source`` in
-  ``setup``, so it holds the checkout before any job starts. ``workspace(build)``, between ``setup``
-  and ``teardown``, says where it is (an engine volume, or a directory on the runner's host); a stage
-  action (a ``build`` stage's context, a stack's Compose file) reads it through that and never
-  derives a name of its own.
+- The workspace has one owner, the backend: it names it and fills it from ``build.source``,
+  starting in ``setup`` (the fill may go on beside the first jobs' starts), so it holds the checkout
+  before any ``start_job`` returns and once ``workspace_ready`` returns. ``workspace(build)``, between
+  ``setup`` and ``teardown``, says where it is (an engine volume, or a directory on the runner's host);
+  a stage action (a ``build`` stage's context, a stack's Compose file) reads it through that, after
+  ``workspace_ready``, and never derives a name of its own.
 - Jobs of one build share the workspace; files a step writes are seen by the next step, by later
   jobs of the build and by stage actions after them.
 - ``stop_job`` and ``teardown`` are idempotent, never raise for "already gone", and are safe after a
@@ -127,6 +129,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def setup(self, build: BuildRef) -> None:
         """Make the build's shared resources (workspace filled from ``build.source``, network)."""
+
+    async def workspace_ready(self, build: BuildRef) -> None:
+        """Return once the workspace holds the checkout. A backend may go on filling it after
+        ``setup``, beside the first jobs' starts; its ``start_job`` returns only once it is filled."""
 
     @abc.abstractmethod
     def workspace(self, build: BuildRef) -> Workspace:

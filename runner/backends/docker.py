@@ -4,9 +4,11 @@ Per build: a workspace volume ``conveyor-<build>-ws`` and a bridge network ``con
 (runner/engine/workspace.py names, makes and fills them).
 Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 sleeps and reaps orphans; each step is an exec of
 ``sh -e -c <run>`` with the step's env in the job's working directory, where the workspace volume is
-mounted. ``setup`` fills the volume from the checkout with ``put_archive`` into a container that is
-created and never started (so a build stage that comes first already has its context), and
-``workspace(build)`` names the volume to whatever reads it outside a job.
+mounted. ``setup`` creates the volume and network and starts filling the volume from the checkout with
+``put_archive`` into a container that is created and never started; the fill runs beside the first
+jobs' container starts, and ``start_job`` and ``workspace_ready`` return only once it is done (so a
+step, or a build stage that comes first, sees the whole checkout). ``workspace(build)`` names the
+volume to whatever reads it outside a job.
 
 Containers are not privileged (unless the plan says so for a trusted repo), drop every capability
 but the few a shell needs, run with ``no-new-privileges``, pids/memory/CPU limits from Settings, no
@@ -68,6 +70,7 @@ class _Build:
     network: str
     jobs: int = 0
     guard: WorkspaceGuard | None = None  # the workspace size limit (runner/backends/disk_guard.py)
+    filled: asyncio.Future[None] | None = None  # the workspace fill, begun in setup
 
 
 @dataclass
@@ -90,12 +93,16 @@ class DockerBackend(Backend):
         self._image_checks: dict[str, asyncio.Future[None]] = {}
         self._streams: dict[str, Any] = {}  # exec id -> its output stream, to close a stuck one
         self._cpus: float | None = None
+        self._probe: asyncio.Future[dict] | None = None  # the engine probe in flight (see available)
 
     # -- the contract ------------------------------------------------------------------------
 
     async def available(self) -> None:
         if self._cpus is None:
-            info = await self.engine.call(self.engine.ping)
+            # One probe at a time: `conveyor run` begins it early, and the executor's check shares it.
+            if self._probe is None or self._probe.done():
+                self._probe = asyncio.ensure_future(self.engine.call(self.engine.ping))
+            info = await asyncio.shield(self._probe)
             self._cpus = float(info.get("NCPU") or os.cpu_count() or 1)
 
     async def setup(self, build: BuildRef) -> None:
@@ -110,14 +117,19 @@ class DockerBackend(Backend):
         for image in build.images:  # checked beside the workspace fill; start_job awaits (and reports) it
             self._check_image(image)
 
-        async def workspace() -> None:
-            await engine.call(create_volume, engine, state.volume, job_resource(labels, state.volume))
-            await engine.call(fill_volume, engine, state.volume, build.source, labels)
-
         await uncancelled(asyncio.gather(
-            workspace(),
+            engine.call(create_volume, engine, state.volume, job_resource(labels, state.volume)),
             engine.call(create_network, engine, state.network, job_resource(labels, state.network)),
         ))
+        # The fill needs only the volume: it runs while the first jobs' containers are created and
+        # started (which need the network too), instead of before them.
+        state.filled = asyncio.ensure_future(
+            engine.call(fill_volume, engine, state.volume, build.source, labels))
+
+    async def workspace_ready(self, build: BuildRef) -> None:
+        state = self._builds.get(build.id)
+        if state is not None and state.filled is not None:
+            await asyncio.shield(state.filled)  # shared: one waiter cancelled must not cancel the fill
 
     def workspace(self, build: BuildRef) -> Workspace:
         state = self._builds.get(build.id)
@@ -141,6 +153,11 @@ class DockerBackend(Backend):
             return handle
         # Shielded: a container created after a cancellation would escape the teardown's sweep.
         handle.data.id = await uncancelled(self._create_and_start(create, host))
+        try:
+            await self.workspace_ready(build)  # no step before the whole checkout is there
+        except BaseException:
+            await uncancelled(self.stop_job(handle))
+            raise
         state.guard.attach(handle.data.id, job.workdir)
         return handle
 
@@ -158,6 +175,7 @@ class DockerBackend(Backend):
 
         try:
             await services.start(job_container())
+            await self.workspace_ready(build)
             services.watch(container.id)
             state.guard.attach(container.id, job.workdir)
         except BaseException:
@@ -264,6 +282,10 @@ class DockerBackend(Backend):
         state = self._builds.pop(build.id, None)
         if state is not None:
             await state.guard.close()
+            if state.filled is not None:  # a fill still running could leave its container after the sweep
+                await asyncio.wait([state.filled])
+                if not state.filled.cancelled():
+                    state.filled.exception()  # retrieved: the jobs that needed it have reported it
         await self.sweep_build(build.id)
 
     # -- sweeps ------------------------------------------------------------------------------

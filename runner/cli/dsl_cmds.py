@@ -82,12 +82,16 @@ def _context_options(fn):
 def _lint_options():
     """The environments of the targets file (the data dir's, or CONVEYOR_TARGETS_FILE), when there is
     one, so `environment:` and its approval gate are checked as `conveyor run` will check them."""
-    from runner.deploy.config import lint_environments, read_targets_file
     from runner.dsl import LintOptions
-    from runner.errors import DeployError
     from runner.settings import Settings
 
     settings = Settings.from_env()
+    # Where runner.deploy.config looks; without a file, skip importing the deploy configuration.
+    if not Path(settings.targets_file or Path(settings.data_dir) / "targets.yml").is_file():
+        return LintOptions()
+    from runner.deploy.config import lint_environments, read_targets_file
+    from runner.errors import DeployError
+
     try:
         if not read_targets_file(settings)[1]:
             return LintOptions()

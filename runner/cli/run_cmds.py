@@ -201,6 +201,10 @@ async def _drive(store, settings, build_id, source, backend, secrets, trusted, q
     from runner.cli.housekeeping import FirstStep, settle_earlier_runs
     from runner.cli.progress import ProgressSink
 
+    # The engine's handshake (client, API version, the engine's info) goes on while the plugins
+    # load and the pipeline is read; the executor's own check waits for it, or reports its failure.
+    probe = asyncio.ensure_future(backend.available())
+    probe.add_done_callback(lambda done: done.cancelled() or done.exception())
     first_step = FirstStep()
     # What earlier runs left (their builds, deploys, expired resources) is settled next to this
     # build, once its first step has started: none of it is needed before that.

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.bundled import PIPELINE_LIB_DIR
-from runner.dsl import render_process
 from runner.dsl.template_errors import locate
 
 __all__ = ["Rendered", "render", "template_roots", "CPU_SECONDS", "MEMORY_BYTES", "WALL_SECONDS"]
@@ -69,6 +68,8 @@ def render(text: str, variables: dict, roots: list[tuple[str, str]], *, name: st
     if not _JINJA_MARK.search(text):
         # No template code: Jinja would only normalise line ends, so skip the child.
         return Rendered(_NEWLINES.sub("\n", text))
+    from runner.dsl import render_process  # its sockets and subprocess only when there is Jinja to run
+
     request = json.dumps({
         "text": text, "vars": variables, "roots": roots, "name": name,
         "cpu_seconds": cpu_seconds, "memory_bytes": memory_bytes, "max_bytes": MAX_OUTPUT,

@@ -94,8 +94,7 @@ class Engine:
 
     def ping(self) -> dict[str, Any]:
         """The engine's ``info`` (CPU count, swarm state, ...), or BackendUnavailable saying what to do."""
-        try:
-            self.api.ping()
+        try:  # `info` answers only from a working engine: no `ping` round trip before it
             return self.api.info()
         except Exception as exc:  # noqa: BLE001 - any failure here means "no engine"
             raise BackendUnavailable(

@@ -193,6 +193,7 @@ class _PlanRun:
             else:
                 extra = dict(self.extra)
                 if "workspace_volume" not in extra and "workspace_dir" not in extra:
+                    await ctx.backend.workspace_ready(ctx.build)
                     workspace = ctx.backend.workspace(ctx.build)  # its one owner names it
                     extra.update(workspace_volume=workspace.volume, workspace_dir=workspace.path)
                 action_ctx = ActionContext(build=ctx.build, plan=self.plan, status=so_far,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from runner.notify.options import Options
 
 __all__ = ["post", "check_url"]
@@ -18,6 +16,8 @@ def check_url(options: Options, key: str, value: str | None) -> str:
 async def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> str:
     """POST ``body`` and return the answer's text; raise when the answer is not a 2xx (the caller
     logs and retries). The URL's query is left out of errors: a token may sit in it."""
+    import aiohttp  # here: loading the notifier plugins (every `conveyor run` does) must not import it
+
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
             text = await response.text(errors="replace")

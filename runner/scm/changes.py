@@ -45,27 +45,32 @@ def _short(rev: str) -> str:
 
 
 def worktree_changes(path: Path, changes_from: str | None = None, at_commit: bool = False) -> Changes:
-    """What ``conveyor run`` compares: the working tree (or HEAD with ``--commit``) against HEAD or REF."""
-    import git
+    """What ``conveyor run`` compares: the working tree (or HEAD with ``--commit``) against HEAD or REF.
 
-    repo = _repo(Path(path))
-    if repo is None:
-        return Changes(None, "not a git repository")
+    Asked of the ``git`` command, its calls started at once, not of GitPython: this is on the path
+    of every `conveyor run` before its first step, and importing GitPython cost more than the calls."""
+    from runner.scm.worktree import git_outputs
+
     base = changes_from or ("HEAD^" if at_commit else "HEAD")
-    try:
-        repo.git.rev_parse("--verify", "--quiet", f"{base}^{{commit}}")
-    except git.GitCommandError:
+    asks = [("rev-parse", "--show-toplevel"), ("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}"),
+            ("diff", "--name-only", "--no-renames", base, *(("HEAD",) if at_commit else ()))]
+    if not at_commit:
+        asks.append(("ls-files", "--others", "--exclude-standard", "--full-name"))  # untracked files count too
+    top, valid, changed, *untracked = git_outputs(Path(path), *asks)
+    if top is None:
+        return Changes(None, "not a git repository")
+    if valid is None:
         if changes_from:
             raise SourceError(f"--changes-from {changes_from!r} is not a commit of this repository; "
-                              "name a branch, tag or sha") from None
+                              "name a branch, tag or sha")
         return Changes(None, f"{base} does not exist (no earlier commit)")
+    if changed is None:
+        raise SourceError(f"git could not compare the working tree with {base}; check `git diff {base}` there")
     if at_commit:
-        return Changes(_diff(repo, base, "HEAD"), f"HEAD against {base}")
-    untracked = repo.git.ls_files("--others", "--exclude-standard")
-    root = Path(repo.working_tree_dir)
-    files = _names("\n".join((*_diff(repo, base), untracked)))
+        return Changes(_names(changed), f"HEAD against {base}")
+    files = _names("\n".join((changed, *(u or "" for u in untracked))))
     # Paths relative to the directory built when it is below the repository's root.
-    below = Path(path).resolve().relative_to(root.resolve()).as_posix()
+    below = Path(path).resolve().relative_to(Path(top.strip()).resolve()).as_posix()
     if below != ".":
         files = tuple(f[len(below) + 1:] for f in files if f.startswith(below + "/"))
     return Changes(files, f"the working tree against {base}")

@@ -119,12 +119,14 @@ async def run_step(backend, handle, run, env=None, name="step"):
 
 
 async def test_the_workspace_holds_the_checkout_from_setup_on(backend, build, request):
-    """A stage action reads the workspace through ``workspace(build)``, before any job has started
-    (a pipeline whose first stage is a build stage), and sees what steps wrote after they ran."""
+    """A stage action reads the workspace through ``workspace(build)``, once ``workspace_ready`` has
+    returned, before any job has started (a pipeline whose first stage is a build stage), and sees
+    what steps wrote after they ran."""
     with pytest.raises(BackendError, match="before setup"):
         backend.workspace(build)
     await backend.setup(build)
     try:
+        await backend.workspace_ready(build)  # the fill may go on after setup, beside the first jobs' starts
         where = backend.workspace(build)
         assert (where.volume is None) != (where.path is None), where
         client = request.getfixturevalue("docker_client") if where.volume else None

@@ -273,3 +273,43 @@ async def test_a_build_that_may_wait_long_keeps_its_workspace_past_the_runners_t
         assert docker_client.networks.list(names=[f"conveyor-{build.id}"])
     finally:
         await mine.teardown(waiting)
+
+
+async def test_every_job_sees_the_whole_checkout_at_its_first_step(backend, build, docker_client, monkeypatch):
+    # The fill runs beside the jobs' container starts; here it is made the slower of the two (it
+    # starts late), and a big file must still be whole at every job's first step.
+    import hashlib
+    import os
+
+    from runner.backends import docker as docker_backend
+
+    fill = docker_backend.fill_volume
+
+    def late_fill(*args):
+        time.sleep(1.5)
+        fill(*args)
+
+    monkeypatch.setattr(docker_backend, "fill_volume", late_fill)
+    blob = os.urandom(8 * 1024 * 1024)
+    (build.source / "blob.bin").write_bytes(blob)
+    (build.source / "sums").write_text(f"{hashlib.sha256(blob).hexdigest()}  blob.bin\n")
+    plan = Plan("p", stages=(Stage("s", "jobs", jobs=tuple(
+        Job(f"j{i}", BUSYBOX, (Step("check", "sha256sum -c sums && cat README"),)) for i in range(3))),))
+    sink = Recorder()
+    assert await run_plan(plan, build, backend, sink, concurrency=3) == "success"
+    output = b"".join(line.encode() for e in sink.events if isinstance(e, ev.StepOutput) for line in e.lines)
+    assert output.count(b"blob.bin: OK") == 3 and output.count(b"hello") == 3
+    assert of_build(docker_client, build.id) == ([], [], [])
+
+
+async def test_a_workspace_that_cannot_be_filled_fails_its_jobs_and_leaves_nothing(backend, build, docker_client):
+    gone = BuildRef(id=build.id, source=build.source.parent / "no-such-checkout", instance=build.instance)
+    plan = Plan("p", stages=(Stage("s", "jobs", jobs=tuple(
+        Job(f"j{i}", BUSYBOX, (Step("never", "echo ran"),)) for i in range(2))),))
+    sink = Recorder()
+    assert await run_plan(plan, gone, backend, sink, concurrency=2) == "failure"
+    assert not any(isinstance(e, ev.StepOutput) and any("ran" in line for line in e.lines) for e in sink.events)
+    finished = [e for e in sink.events if isinstance(e, ev.JobFinished)]
+    assert len(finished) == 2 and all(e.status == "failure" and "no-such-checkout" in (e.reason or "")
+                                      for e in finished)
+    assert of_build(docker_client, build.id) == ([], [], [])
