@@ -52,12 +52,15 @@ def _show(previews, as_json: bool) -> None:
     from runner.deploy.dry_run import diff_lines
 
     if as_json:
-        click.echo(json.dumps([{"service": p.name, "spec": p.spec, "live": p.live, "diff": diff_lines(p)}
+        click.echo(json.dumps([{"service": p.name, "spec": p.spec, "live": p.live, "diff": diff_lines(p),
+                                "notes": list(p.notes)}
                                for p in previews], indent=2))
         return
     for p in previews:
         click.echo(f"# {p.name}: " + ("would be created" if p.live is None else
                                       "unchanged" if not diff_lines(p) else "would be updated"))
+        for note in p.notes:
+            click.echo(f"# note: {note}")
         click.echo(json.dumps(p.spec, indent=2, sort_keys=True))
         for line in diff_lines(p):
             click.echo(line)

@@ -2,7 +2,9 @@
 (one service or a Compose stack), and for each service that exists the difference to its live spec.
 
 Secrets and configs are looked up but not created: a version the deploy would create shows its
-name and ``<created by the deploy>`` as its id. The labels that name the deploy row
+name and ``<created by the deploy>`` as its id. With a registry on the target, images are pinned to
+``name@sha256:...`` as the deploy would pin them; an image the registry does not hold yet (the build
+stage before the deploy pushes it) keeps its tag, and a note says so. The labels that name the deploy row
 (``io.conveyor.deploy``) are not known before the row exists and are left out.
 """
 
@@ -15,11 +17,13 @@ from pathlib import Path
 
 from runner.deploy.compose import ComposeStack
 from runner.deploy.compose_objects import NOT_CREATED
+from runner.deploy.registry import pin
 from runner.deploy.service import live_service
 from runner.deploy.spec import LABEL_DEPLOY, LABEL_INSTANCE, LABEL_STACK, service_spec
 from runner.deploy.stack_apply import bound_specs, prepare_stack
 from runner.engine import Engine
 from runner.engine import errors as derrors
+from runner.errors import DeployError
 from runner.plan import DeploySpec
 
 __all__ = ["SpecPreview", "preview_service", "preview_stack", "diff_lines"]
@@ -30,6 +34,18 @@ class SpecPreview:
     name: str
     spec: dict
     live: dict | None  # the live service's Spec; None: the deploy would create it, or no swarm asked
+    notes: tuple[str, ...] = ()  # what the spec cannot show yet (an image pinned only at deploy time)
+
+
+def _pinned(swarm: Engine | None, image: str) -> tuple[str, tuple[str, ...]]:
+    """Blocking: the image as the deploy would write it, and a note when that is not known yet."""
+    if swarm is None or swarm.target.registry is None:
+        return image, ()
+    try:
+        pinned = pin(swarm.client, image, swarm.target.registry)
+    except DeployError as exc:
+        return image, (f"{image}: not pinned here ({exc}); the deploy pins the digest its build pushes",)
+    return (pinned.ref if pinned else image), ()
 
 
 def _live(swarm: Engine | None, name: str) -> dict | None:
@@ -58,8 +74,9 @@ def _live(swarm: Engine | None, name: str) -> dict | None:
 
 def preview_service(swarm: Engine | None, spec: DeploySpec, instance: str) -> list[SpecPreview]:
     """Blocking: the spec a single-service deploy would write."""
-    desired = service_spec(spec, spec.service, spec.image, {LABEL_INSTANCE: instance})
-    return [SpecPreview(spec.service, desired, _live(swarm, spec.service))]
+    image, notes = _pinned(swarm, spec.image)
+    desired = service_spec(spec, spec.service, image, {LABEL_INSTANCE: instance})
+    return [SpecPreview(spec.service, desired, _live(swarm, spec.service), notes)]
 
 
 def preview_stack(swarm: Engine | None, compose: ComposeStack, instance: str) -> list[SpecPreview]:
@@ -70,7 +87,12 @@ def preview_stack(swarm: Engine | None, compose: ComposeStack, instance: str) ->
         specs = prepare_stack(swarm, compose, labels, create=False)
     else:
         specs = bound_specs(compose, {(o.kind, o.key): (o.name, NOT_CREATED) for o in compose.objects}, labels)
-    return [SpecPreview(name, spec, _live(swarm, name)) for name, spec in sorted(specs.items())]
+    previews = []
+    for name, spec in sorted(specs.items()):
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        container["Image"], notes = _pinned(swarm, container["Image"])
+        previews.append(SpecPreview(name, spec, _live(swarm, name), notes))
+    return previews
 
 
 def _engine_defaults(spec: dict) -> dict:

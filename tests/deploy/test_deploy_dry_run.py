@@ -77,3 +77,37 @@ async def test_dry_run_prints_specs_then_the_live_diff(swarm, store, prov, insta
         assert bad.returncode == 1 and ".conveyor.yml:1:1: error: `name` is not a key" in bad.stderr
     finally:
         remove_stack(swarm.client, stack)
+
+
+def test_dry_run_pins_images_the_registry_holds_and_notes_those_it_does_not(docker_client, registries, instance,
+                                                                             git_repo, tmp_path):
+    """With a registry on the target, the dry run shows what the deploy writes: the digest every
+    node will run; an image not pushed yet keeps its tag, with a note saying the deploy pins it."""
+    import os
+
+    from registry_helpers import write_targets
+
+    name, stack = f"{instance}-pinned", f"{instance}pn"
+    docker_client.images.get("conveyor-test/busybox:1").tag(f"{registries.open}/{name}", "1")
+    for line in docker_client.images.push(f"{registries.open}/{name}", "1", stream=True, decode=True):
+        assert "error" not in line, line
+    pushed = [d for d in docker_client.images.get(f"{registries.open}/{name}:1").attrs["RepoDigests"]
+              if d.startswith(f"{registries.open}/{name}@")]
+    compose = (f"services:\n  api: {{image: '{name}:1'}}\n  late: {{image: '{name}:not-pushed-yet'}}\n")
+    repo = git_repo(files={"stack.yml": compose})
+    data = tmp_path / "d"
+    write_targets(data / "targets.yml", {"registry": {"url": registries.open}})
+    env = {**os.environ, "CONVEYOR_INSTANCE": instance, "CONVEYOR_DATA_DIR": str(data), "PYTHONPATH": str(ROOT)}
+    try:
+        out = _conveyor("deploy", "--dry-run", "--json", "--compose", "stack.yml", "--stack", stack, cwd=repo, env=env)
+        assert out.returncode == 0, out.stderr
+        specs = {p["service"]: p for p in json.loads(out.stdout)}
+        assert specs[f"{stack}_api"]["spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == pushed[0]
+        assert specs[f"{stack}_api"]["notes"] == []
+        late = specs[f"{stack}_late"]
+        assert late["spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == f"{name}:not-pushed-yet"
+        assert "the deploy pins the digest its build pushes" in late["notes"][0]
+        text = _conveyor("deploy", "--dry-run", "--compose", "stack.yml", "--stack", stack, cwd=repo, env=env)
+        assert text.returncode == 0 and f"# note: {name}:not-pushed-yet: not pinned here" in text.stdout
+    finally:
+        docker_client.images.remove(f"{registries.open}/{name}:1")
