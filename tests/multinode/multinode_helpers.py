@@ -35,7 +35,7 @@ stages:
         preferences: [{{spread: node.labels.bed}}]
         max_replicas_per_node: 1
       healthcheck: {{cmd: "wget -q -O- http://127.0.0.1:8080/health", interval: 1s, timeout: 1s, retries: 2}}
-      update: {{order: stop-first, parallelism: 1}}
+      update: {{order: stop-first, parallelism: 1, delay: 2s}}
       rollback: {{order: stop-first, parallelism: 1}}
       timeout: {timeout}s
 """
