@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-__all__ = ["Settings", "default_data_dir", "parse_size"]
+__all__ = ["Settings", "default_data_dir", "parse_count", "parse_size"]
 
 _SIZE = re.compile(r"(\d{1,15}(?:\.\d{1,6})?)\s*([kmgt]?)(?:i?b)?", re.I)
 
@@ -46,6 +46,7 @@ class Settings:
     log_cap: int = 4 * 1024 * 1024  # bytes per step
     artifact_limit: int = 1024**3  # bytes of artifacts one build may keep; 0: no limit
     cache_limit: int = 5 * 1024**3  # bytes all caches may take in the data directory (LRU eviction)
+    network_pool: int = 4  # idle build networks kept per engine for the next builds; 0: one per build
     resource_ttl: float = 6 * 3600.0  # seconds until a leftover container/volume/network may be swept
     targets_file: Path | None = None  # named deploy targets (YAML); None: <data_dir>/targets.yml
     # The server configuration's `registry:` and `environments:` as written (checked by
@@ -72,6 +73,8 @@ class Settings:
             var = f"CONVEYOR_{name.upper()}"
             if env.get(var):
                 values[name] = parse_size(env[var], var)
+        if env.get("CONVEYOR_NETWORK_POOL"):
+            values["network_pool"] = parse_count(env["CONVEYOR_NETWORK_POOL"], "CONVEYOR_NETWORK_POOL")
         if env.get("CONVEYOR_INSTANCE"):
             values["instance"] = env["CONVEYOR_INSTANCE"]
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -81,6 +84,16 @@ class Settings:
 
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)
+
+
+def parse_count(text: str, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"{what} must be a whole number of at least 0, not {text!r}")
+    return value
 
 
 def new_build_id() -> str:

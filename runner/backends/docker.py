@@ -1,10 +1,11 @@
 """The Docker backend (the default): one ephemeral container per job, its steps run with ``exec``.
 
-Per build: a workspace volume ``conveyor-<build>-ws`` and a bridge network ``conveyor-<build>``
-(runner/engine/workspace.py names, makes and fills them).
+Per build: a workspace volume ``conveyor-<build>-ws`` (runner/engine/workspace.py names, makes and
+fills it) and a bridge network, leased from the engine's pool of idle ones (runner/engine/netpool.py)
+or, with ``Settings.network_pool`` 0, made as ``conveyor-<build>`` and removed with the build.
 Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 sleeps and reaps orphans; each step is an exec of
 ``sh -e -c <run>`` with the step's env in the job's working directory, where the workspace volume is
-mounted. ``setup`` creates the volume and network and starts filling the volume from the checkout with
+mounted. ``setup`` creates the volume, leases the network and starts filling the volume from the checkout with
 ``put_archive`` into a container that is created and never started; the fill runs beside the first
 jobs' container starts, and ``start_job`` and ``workspace_ready`` return only once it is done (so a
 step, or a build stage that comes first, sees the whole checkout). ``workspace(build)`` names the
@@ -41,6 +42,7 @@ from runner.backends.pump import OutputPump, uncancelled
 from runner.backends import docker_blocking as blocking
 from runner.backends.services import Sidecars
 from runner.engine.containers import create_container, ensure_image, remove_container, start_container
+from runner.engine import netpool
 from runner.engine.engine import Engine, default_engine
 from runner.engine.labels import LABEL_BUILD, LABEL_INSTANCE, job_resource, labels_for
 from runner.engine.sweeps import kept_by, remove_job_resources, sweep_periodically
@@ -110,21 +112,29 @@ class DockerBackend(Backend):
             return
         labels = labels_for(build.id, build.instance, max(self.settings.resource_ttl, build.lifetime or 0),
                             build.labels.items())
-        state = _Build(build, labels, volume=volume_name(build.id), network=network_name(build.id),
+        state = _Build(build, labels, volume=volume_name(build.id), network="",
                        guard=docker_guard(self.engine, self.settings.workspace_limit))
         self._builds[build.id] = state
         engine = self.engine
         for image in build.images:  # checked beside the workspace fill; start_job awaits (and reports) it
             self._check_image(image)
 
-        await uncancelled(asyncio.gather(
+        _, state.network = await uncancelled(asyncio.gather(
             engine.call(create_volume, engine, state.volume, job_resource(labels, state.volume)),
-            engine.call(create_network, engine, state.network, job_resource(labels, state.network)),
+            engine.call(self._network_for, state),
         ))
         # The fill needs only the volume: it runs while the first jobs' containers are created and
         # started (which need the network too), instead of before them.
         state.filled = asyncio.ensure_future(
             engine.call(fill_volume, engine, state.volume, build.source, labels))
+
+    def _network_for(self, state: _Build) -> str:
+        """Blocking: the build's network, leased from the pool (runner/engine/netpool.py) or made for it."""
+        if self.settings.network_pool > 0:
+            return netpool.lease(self.engine, state.labels)
+        name = network_name(state.ref.id)
+        create_network(self.engine, name, job_resource(state.labels, name))
+        return name
 
     async def workspace_ready(self, build: BuildRef) -> None:
         state = self._builds.get(build.id)
@@ -286,7 +296,11 @@ class DockerBackend(Backend):
                 await asyncio.wait([state.filled])
                 if not state.filled.cancelled():
                     state.filled.exception()  # retrieved: the jobs that needed it have reported it
-        await self.sweep_build(build.id)
+        await self.sweep_build(build.id)  # ends the network's lease too
+        if state is not None and state.network and self.settings.network_pool > 0:
+            with contextlib.suppress(Exception):  # a trim that fails leaves one more idle network
+                await self.engine.call(netpool.trim, self.engine, self.settings.network_pool, state.labels,
+                                       state.network)
 
     # -- sweeps ------------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ from runner.engine.errors import short
 from runner.engine.labels import job_resource
 from runner.errors import BackendError
 
-__all__ = ["FILLER_IMAGE", "volume_name", "network_name", "create_volume", "fill_volume", "create_network"]
+__all__ = ["FILLER_IMAGE", "volume_name", "network_name", "create_volume", "fill_volume", "create_network",
+           "create_from_filler"]
 
 FILLER_IMAGE = "conveyor-internal/workspace-filler:1"
 _EMPTY_TAR = b"\0" * 10240  # a tar archive with no members: two zero blocks, padded to one record
@@ -58,30 +59,30 @@ def create_network(engine: Engine, name: str, labels: dict[str, str]) -> None:
 def fill_volume(engine: Engine, volume: str, source: Path, labels: dict[str, str]) -> None:
     """Copy ``source`` into ``volume`` through a container that is created and never started."""
     name = f"{volume}-fill"
-    create = dict(image=FILLER_IMAGE, command=["fill"], name=name, network_disabled=True,
-                  labels=job_resource(labels, name))
+    create = dict(command=["fill"], name=name, network_disabled=True, labels=job_resource(labels, name))
     host = dict(binds=[f"{volume}:/workspace:rw"])
     try:
-        try:  # the filler image is there but once per engine: import it only when the create says so
-            _create_filled(engine, create, host, source)
-        except derrors.ImageNotFound:
-            repo, tag = FILLER_IMAGE.rsplit(":", 1)
-            engine.api.import_image_from_data(_EMPTY_TAR, repository=repo, tag=tag)
-            _create_filled(engine, create, host, source)
+        cid = create_from_filler(engine, create, host)
+        try:
+            with _tar_of(source) as archive:
+                engine.api.put_archive(cid, "/workspace", archive)
+        finally:
+            remove_container(engine, cid)
     except derrors.APIError as exc:
         raise BackendError(f"could not fill the build's workspace volume {volume} ({short(exc)}); "
                            "check the engine's disk space") from None
-    remove_container(engine, name)
 
 
-def _create_filled(engine: Engine, create: dict, host: dict, source: Path) -> None:
-    cid = create_container(engine, create, host)
+def create_from_filler(engine: Engine, create: dict, host: dict) -> str:
+    """Create (never to start) a container of the empty filler image; the image is there but once
+    per engine, so it is imported only when the create says it is missing. Returns the id."""
+    create = dict(create, image=FILLER_IMAGE)
     try:
-        with _tar_of(source) as archive:
-            engine.api.put_archive(cid, "/workspace", archive)
-    except Exception:
-        remove_container(engine, cid)
-        raise
+        return create_container(engine, create, host)
+    except derrors.ImageNotFound:
+        repo, tag = FILLER_IMAGE.rsplit(":", 1)
+        engine.api.import_image_from_data(_EMPTY_TAR, repository=repo, tag=tag)
+        return create_container(engine, create, host)
 
 
 class _tar_of:

@@ -25,7 +25,7 @@ from runner.retention import Retention, RetentionConfigError, parse_retention
 from runner.scm.webhooks import PROVIDERS
 from runner.server.schedules import Schedule, ScheduleConfigError, parse_schedules
 from runner.server.users import User, UsersConfigError, parse_users
-from runner.settings import Settings, parse_size
+from runner.settings import Settings, parse_count, parse_size
 
 __all__ = ["ServerConfig", "RepoConfig", "StatusConfig", "ServerConfigError", "load_config"]
 
@@ -153,7 +153,7 @@ _REPO_KEYS = {"name", "provider", "url", "path", "full_name", "secret", "secret_
 _TOP_KEYS = {"host", "port", "url", "data_dir", "admin_token", "admin_token_env", "concurrency", "backend",
              "instance", "paused", "repos", "targets_file", "workspace_limit", "retention", "metrics_allow",
              "users", "visibility", "session_secret", "session_secret_env", "artifact_limit", "cache_limit",
-             "registry", "environments"}
+             "registry", "environments", "network_pool"}
 
 
 def _visibility(where: str, value: Any) -> str:
@@ -249,6 +249,8 @@ def load_config(path: Path | None = None, *, environ: dict[str, str] | None = No
     targets_file = data.get("targets_file")
     try:
         sizes = {k: parse_size(data[k], k) for k in ("workspace_limit", "artifact_limit", "cache_limit") if k in data}
+        if "network_pool" in data:
+            sizes["network_pool"] = parse_count(str(data["network_pool"]), "network_pool")
     except ValueError as exc:
         raise ServerConfigError(str(exc)) from None
     deploy = {k: data[k] for k in ("registry", "environments") if data.get(k) is not None}

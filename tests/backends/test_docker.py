@@ -68,7 +68,8 @@ async def test_containers_get_safe_defaults_and_labels(backend, build, docker_cl
         assert host["CapDrop"] == ["ALL"] and sorted(host["CapAdd"]) == sorted(SHELL_CAPS)
         assert host["SecurityOpt"] == ["no-new-privileges"]
         assert host["PidsLimit"] == 256 and host["Memory"] == 96 * 1024**2 and host["NanoCpus"] == 10**9
-        assert host["NetworkMode"] == f"conveyor-{build.id}"
+        network = docker_client.networks.get(host["NetworkMode"])  # leased from the pool, for this build only
+        assert network.attrs["Labels"].get("io.conveyor.pool") and list(network.attrs["Containers"]) == [handle.data.id]
         assert not any("docker.sock" in m.get("Source", "") for m in attrs["Mounts"])
         assert [m["Name"] for m in attrs["Mounts"]] == [f"conveyor-{build.id}-ws"]
         labels = attrs["Config"]["Labels"]
@@ -132,7 +133,7 @@ async def test_cancel_removes_every_resource_of_the_build_within_10s(backend, bu
     task = asyncio.ensure_future(run_plan(plan, build, backend, sink, cancel=cancel, concurrency=2))
     while sum(isinstance(e, ev.StepOutput) for e in sink.events) < 2:
         await asyncio.sleep(0.05)
-    assert len(of_build(docker_client, build.id)[0]) == 2
+    assert len(docker_client.containers.list(filters={"label": f"io.conveyor.build={build.id}"})) == 2  # running
     began = time.monotonic()
     cancel.set()
     assert await task == "cancelled"
@@ -148,13 +149,14 @@ async def test_sweep_removes_leftovers_by_label(docker_client, settings, build, 
     other = BuildRef(id="o" + uuid.uuid4().hex[:10], source=build.source, instance="x" + instance)
     await crashed.setup(other)  # another instance's build: no sweep of ours may touch it
     try:
-        assert [len(x) for x in of_build(docker_client, build.id)] == [1, 1, 1]
+        # The job's container and its network's lease (the network is pooled: no build label), the volume.
+        assert [len(x) for x in of_build(docker_client, build.id)] == [2, 0, 1]
         fresh = DockerBackend(settings)
         assert await fresh.sweep() == 0  # not expired, and nobody said it is dead
         assert await fresh.sweep(keep=[build.id]) == 0  # alive elsewhere
         assert await fresh.sweep(keep=[]) == 3
         assert of_build(docker_client, build.id) == ([], [], [])
-        assert [len(x) for x in of_build(docker_client, other.id)] == [0, 1, 1]
+        assert [len(x) for x in of_build(docker_client, other.id)] == [1, 0, 1]
         assert await fresh.sweep_build(other.id) == 2
         assert of_build(docker_client, other.id) == ([], [], [])
         fresh.close()
@@ -270,7 +272,9 @@ async def test_a_build_that_may_wait_long_keeps_its_workspace_past_the_runners_t
         await asyncio.sleep(1.5)
         await another_run.sweep()  # what a `conveyor run` of the same instance does at its start
         docker_client.volumes.get(f"conveyor-{build.id}-ws")  # the waiting build's workspace is still there
-        assert docker_client.networks.list(names=[f"conveyor-{build.id}"])
+        leases = [c.name for c in of_build(docker_client, build.id)[0] if c.name.endswith("-lease")]
+        assert len(leases) == 1  # its network is still leased to it, and there
+        assert docker_client.networks.get(leases[0].removesuffix("-lease")).attrs["Labels"]["io.conveyor.pool"]
     finally:
         await mine.teardown(waiting)
 

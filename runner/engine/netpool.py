@@ -1,0 +1,106 @@
+"""Bridge networks kept warm between builds: a build leases an idle one instead of making its own.
+
+Creating a bridge network costs the engine about 80 ms before a build's first container can be
+created, and removing it about 150 ms after its last one (iptables and namespace work, measured by
+``bench/bench_run.py``): a seventh of a 20-step build. So a network a build is done with stays, empty,
+for the next build, up to ``Settings.network_pool`` idle ones per engine (0: a network per build,
+made and removed with it).
+
+A lease is a container named ``<network>-lease``: created, never started, on no network, carrying the
+build's labels. Container names are the engine's own exclusive lock: of two runners (two processes,
+two machines sharing a remote engine, a server and a `conveyor run`) that try to lease the same
+network, one gets a 409 and takes another. The lease is a job resource of the build, so whatever
+removes the build's leftovers (its teardown, a sweep after a `kill -9`) ends the lease too, and a
+leased network is never taken from under its build. A network is leased only when it has no
+container on it: one a crashed build left behind keeps it out of use until the sweep removes it.
+A network is as isolated as one made for the build: only one build's containers are ever on it.
+When a build gives its network back, ``trim`` removes what is over ``Settings.network_pool``.
+
+Pooled networks carry ``io.conveyor.pool`` and no build label: the build sweeps never remove them;
+``trim`` and ``drain`` (`conveyor gc --networks`) do, each under a lease of its own. Blocking functions of an ``Engine``.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+
+from docker import errors as derrors
+
+from runner.engine.containers import ignore_missing
+from runner.engine.engine import Engine
+from runner.engine.labels import job_resource
+from runner.engine.workspace import create_from_filler, create_network
+
+__all__ = ["POOL_LABEL", "lease", "trim", "drain"]
+
+POOL_LABEL = "io.conveyor.pool"
+
+
+def lease(engine: Engine, labels: dict[str, str]) -> str:
+    """Lease an idle pooled network for the build labelled ``labels`` (making one when none is idle);
+    returns its name. The lease ends when the build's job resources are removed."""
+    idle = [n["Name"] for n in engine.api.networks(filters={"label": POOL_LABEL})]
+    random.shuffle(idle)  # runners starting together try different ones first
+    for name in idle:
+        if _take(engine, name, labels):
+            if not engine.api.inspect_network(name).get("Containers"):
+                return name
+            _give_back(engine, name)  # a crashed build's containers are still on it
+    name = f"conveyor-pool-{secrets.token_hex(6)}"
+    _take(engine, name, labels)  # leased before it exists: nobody else can take it once listed
+    create_network(engine, name, {POOL_LABEL: "bridge"})
+    return name
+
+
+def trim(engine: Engine, keep: int, labels: dict[str, str], first: str | None = None) -> int:
+    """Remove idle pooled networks while more than ``keep`` exist, ``first`` (the one a build just
+    gave back) before the others; each is leased (labelled ``labels``) while it goes, so a network
+    another runner has just taken is never removed. Returns how many went."""
+    names = [n["Name"] for n in engine.api.networks(filters={"label": POOL_LABEL})]
+    excess = len(names) - keep
+    if excess <= 0:
+        return 0
+    names.sort(key=lambda name: name != first)
+    return _remove_idle(engine, names, labels, excess)
+
+
+def drain(engine: Engine, labels: dict[str, str]) -> int:
+    """Remove every idle pooled network (``conveyor gc --networks``); a leased one stays. Returns
+    how many went."""
+    names = [n["Name"] for n in engine.api.networks(filters={"label": POOL_LABEL})]
+    return _remove_idle(engine, names, labels, len(names))
+
+
+def _remove_idle(engine: Engine, names: list[str], labels: dict[str, str], most: int) -> int:
+    removed = 0
+    for name in names:
+        if removed >= most:
+            break
+        if not _take(engine, name, labels):
+            continue  # leased: in use
+        try:
+            if not engine.api.inspect_network(name).get("Containers"):
+                engine.api.remove_network(name)
+                removed += 1
+        except derrors.NotFound:
+            pass
+        finally:
+            _give_back(engine, name)
+    return removed
+
+
+def _take(engine: Engine, network: str, labels: dict[str, str]) -> bool:
+    name = f"{network}-lease"
+    create = dict(command=["lease"], name=name, network_disabled=True, labels=job_resource(labels, name))
+    try:
+        create_from_filler(engine, create, {})
+        return True
+    except derrors.APIError as exc:
+        if exc.status_code == 409:  # another runner holds it
+            return False
+        raise
+
+
+def _give_back(engine: Engine, network: str) -> None:
+    ignore_missing(engine.api.remove_container, f"{network}-lease", force=True)

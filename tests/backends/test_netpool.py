@@ -1,0 +1,172 @@
+"""The pool of build networks (runner/engine/netpool.py), on the real engine: a build leases an idle
+network and the next build reuses it; builds running at once never share one; a build killed without
+its teardown keeps its network out of use until the sweep; the pool keeps at most ``network_pool``
+idle; ``network_pool: 0`` makes and removes a network per build; `conveyor gc --networks` drains it.
+Each test looks after the teardown, where the user would."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from runner.backends.base import BuildRef
+from runner.backends.docker import DockerBackend
+from runner.engine import netpool
+from runner.plan import Job
+from runner.settings import Settings
+from tests.conftest import BUSYBOX
+
+pytestmark = pytest.mark.docker
+
+
+def new_build(tmp_path, instance) -> BuildRef:
+    src = tmp_path / uuid.uuid4().hex[:6]
+    src.mkdir()
+    (src / "README").write_text("hi\n")
+    return BuildRef(id="n" + uuid.uuid4().hex[:10], source=src, instance=instance)
+
+
+def network_of(docker_client, handle) -> str:
+    return docker_client.containers.get(handle.data.id).attrs["HostConfig"]["NetworkMode"]
+
+
+def leftovers(docker_client, build_id):
+    label = {"label": f"io.conveyor.build={build_id}"}
+    return (docker_client.containers.list(all=True, filters=label), docker_client.networks.list(filters=label),
+            docker_client.volumes.list(filters=label))
+
+
+def idle(docker_client, name) -> bool:
+    """The network is there, with nothing on it and nobody leasing it."""
+    net = docker_client.networks.get(name)
+    return not net.attrs["Containers"] and not docker_client.containers.list(all=True, filters={"name": f"{name}-lease"})
+
+
+@pytest.fixture
+def backend(docker_client, instance):
+    backend = DockerBackend(Settings(instance=instance), grace=1.0)
+    yield backend
+    asyncio.run(backend.sweep(keep=[]))
+    backend.close()
+
+
+async def test_the_next_build_reuses_the_network_the_last_one_left_idle(backend, docker_client, tmp_path, instance):
+    first, second = new_build(tmp_path, instance), new_build(tmp_path, instance)
+    await backend.setup(first)
+    handle = await backend.start_job(first, Job("a", BUSYBOX, ()))
+    network = network_of(docker_client, handle)
+    assert docker_client.networks.get(network).attrs["Labels"]["io.conveyor.pool"] == "bridge"
+    assert not idle(docker_client, network)  # leased while the build runs
+    await backend.stop_job(handle)
+    await backend.teardown(first)
+    # After the teardown: nothing of the build is left, the network is there, empty and free.
+    assert leftovers(docker_client, first.id) == ([], [], [])
+    assert idle(docker_client, network)
+
+    await backend.setup(second)
+    try:
+        handle = await backend.start_job(second, Job("b", BUSYBOX, ()))
+        assert network_of(docker_client, handle) == network
+        assert list(docker_client.networks.get(network).attrs["Containers"]) == [handle.data.id]
+    finally:
+        await backend.teardown(second)
+    assert idle(docker_client, network)
+
+
+async def test_builds_running_at_once_never_share_a_network(docker_client, tmp_path, instance):
+    # Separate backends, as separate `conveyor run` processes would be: the engine is the only lock.
+    backends = [DockerBackend(Settings(instance=instance)) for _ in range(4)]
+    builds = [new_build(tmp_path, instance) for _ in backends]
+    try:
+        await asyncio.gather(*(b.setup(build) for b, build in zip(backends, builds)))
+        handles = await asyncio.gather(*(b.start_job(build, Job("j", BUSYBOX, ()))
+                                         for b, build in zip(backends, builds)))
+        networks = [network_of(docker_client, h) for h in handles]
+        assert len(set(networks)) == 4
+        for net, handle in zip(networks, handles):  # each network holds its own build's container only
+            assert list(docker_client.networks.get(net).attrs["Containers"]) == [handle.data.id]
+    finally:
+        await asyncio.gather(*(b.teardown(build) for b, build in zip(backends, builds)))
+        for b in backends:
+            b.close()
+    for build in builds:
+        assert leftovers(docker_client, build.id) == ([], [], [])
+
+
+async def test_a_killed_builds_network_stays_out_of_use_until_the_sweep(docker_client, tmp_path, instance):
+    killed = DockerBackend(Settings(instance=instance, resource_ttl=1.0))
+    crashed = new_build(tmp_path, instance)
+    await killed.setup(crashed)
+    handle = await killed.start_job(crashed, Job("a", BUSYBOX, ()))
+    taken = network_of(docker_client, handle)
+    killed.close()  # gone without a teardown, as after `kill -9`: its container and lease stay
+
+    later = DockerBackend(Settings(instance=instance, resource_ttl=1.0))
+    try:
+        builds = [new_build(tmp_path, instance) for _ in range(3)]
+        for build in builds:  # however often networks are leased meanwhile, never the crashed build's
+            await later.setup(build)
+            h = await later.start_job(build, Job("b", BUSYBOX, ()))
+            assert network_of(docker_client, h) != taken
+            await later.teardown(build)
+        assert not idle(docker_client, taken)
+
+        await asyncio.sleep(1.2)  # the crashed build's resources expire; the next run's sweep takes them
+        assert await later.sweep() >= 2  # its container and its lease
+        assert leftovers(docker_client, crashed.id) == ([], [], [])
+        assert idle(docker_client, taken)  # back in the pool, clean
+    finally:
+        later.close()
+
+
+async def test_the_pool_keeps_at_most_network_pool_idle_networks(docker_client, tmp_path, instance):
+    backends = [DockerBackend(Settings(instance=instance, network_pool=1)) for _ in range(3)]
+    builds = [new_build(tmp_path, instance) for _ in backends]
+    try:
+        await asyncio.gather(*(b.setup(build) for b, build in zip(backends, builds)))
+        handles = await asyncio.gather(*(b.start_job(build, Job("j", BUSYBOX, ()))
+                                         for b, build in zip(backends, builds)))
+        used = {network_of(docker_client, h) for h in handles}
+        assert len(used) == 3
+    finally:
+        for b, build in zip(backends, builds):
+            await b.teardown(build)
+            b.close()
+    left = [n for n in used if docker_client.networks.list(names=[n])]
+    assert len(left) <= 1 and all(idle(docker_client, n) for n in left)
+
+
+async def test_network_pool_0_makes_a_network_for_the_build_and_removes_it(docker_client, tmp_path, instance):
+    backend = DockerBackend(Settings(instance=instance, network_pool=0))
+    build = new_build(tmp_path, instance)
+    try:
+        await backend.setup(build)
+        handle = await backend.start_job(build, Job("a", BUSYBOX, ()))
+        assert network_of(docker_client, handle) == f"conveyor-{build.id}"
+        await backend.teardown(build)
+    finally:
+        backend.close()
+    assert leftovers(docker_client, build.id) == ([], [], [])
+    assert not docker_client.networks.list(names=[f"conveyor-{build.id}"])
+
+
+async def test_drain_removes_idle_networks_and_leaves_a_leased_one(backend, docker_client, tmp_path, instance):
+    running, done = new_build(tmp_path, instance), new_build(tmp_path, instance)
+    await backend.setup(running)
+    await backend.setup(done)
+    h_running = await backend.start_job(running, Job("a", BUSYBOX, ()))
+    h_done = await backend.start_job(done, Job("b", BUSYBOX, ()))
+    leased, freed = network_of(docker_client, h_running), network_of(docker_client, h_done)
+    await backend.teardown(done)
+    try:
+        assert idle(docker_client, freed)
+        removed = await backend.engine.call(netpool.drain, backend.engine, {"io.conveyor.instance": instance})
+        assert removed >= 1
+        assert not docker_client.networks.list(names=[freed])
+        assert docker_client.networks.get(leased)  # the running build keeps its network
+        assert list(docker_client.networks.get(leased).attrs["Containers"]) == [h_running.data.id]
+    finally:
+        await backend.teardown(running)
+    assert leftovers(docker_client, running.id) == ([], [], [])
