@@ -1,5 +1,6 @@
-"""`conveyor gc [--dry-run]`: remove builds past their retention (docs/running.md), as the server
-does daily: the same ``runner.retention.collect``."""
+"""`conveyor gc [--dry-run] [--networks]`: remove builds past their retention (docs/running.md), as
+the server does daily: the same ``runner.retention.collect``; with ``--networks``, the idle build
+networks the engine keeps (runner/engine/netpool.py)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ def _when(t: float) -> str:
 @click.option("--days", type=float, default=None, help="Keep builds younger than this, for every repository.")
 @click.option("--keep-last", type=click.IntRange(min=0), default=None,
               help="Keep at least this many builds per branch, for every repository.")
+@click.option("--networks", is_flag=True,
+              help="Also remove the idle build networks kept on the engine for the next builds.")
 def gc(dry_run: bool, data_dir: Path | None, config_file: Path | None, days: float | None,
-       keep_last: int | None) -> None:
+       keep_last: int | None, networks: bool) -> None:
     """Remove finished builds past their retention: by default older than 90 days and not among the
     last 20 of their branch; never the last successful build of a branch or a live deploy's build."""
     from runner.errors import ConveyorError
@@ -45,6 +48,8 @@ def gc(dry_run: bool, data_dir: Path | None, config_file: Path | None, days: flo
         config = load_config(config_file, data_dir=data_dir)
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from exc
+    if networks:
+        _drain_networks(config.settings, dry_run)
     policy_for = config.retention_for
     if days is not None or keep_last is not None:
         if days is not None and days <= 0:
@@ -78,6 +83,31 @@ def gc(dry_run: bool, data_dir: Path | None, config_file: Path | None, days: flo
                f"{_size(files)} of artifact and report files)")
     if not dry_run and stored:
         click.echo("the database file keeps its size: SQLite reuses the freed pages for new builds")
+
+
+def _drain_networks(settings, dry_run: bool) -> None:
+    """The idle pooled build networks (docs/backends.md, "The build network pool")."""
+    from runner.engine import netpool
+    from runner.engine.engine import default_engine
+    from runner.engine.labels import labels_for
+    from runner.errors import ConveyorError
+    from runner.settings import new_build_id
+
+    engine = default_engine(settings)
+    try:
+        if dry_run:
+            names = [n["Name"] for n in engine.api.networks(filters={"label": netpool.POOL_LABEL})]
+            click.echo(f"would remove the idle ones of {len(names)} pooled build network(s)")
+            return
+        # The leases it takes expire in a minute: one a crash leaves is swept like a build's.
+        removed = netpool.drain(engine, labels_for(f"gc{new_build_id()}", settings.instance, 60))
+        click.echo(f"removed {removed} idle build network(s)")
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - the engine away or refusing: say so, as a command error
+        raise click.ClickException(f"could not reach the Docker engine to remove build networks: {exc}") from exc
+    finally:
+        engine.close()
 
 
 def register(group: click.Group) -> None:
