@@ -116,9 +116,12 @@ def series_queue(tmp: Path, sizes: list[int]) -> None:
     print("1. builds queued through the server (local backend, one `true` step, 2 workers)")
     repo = git_repo(tmp / "queue-repo", "image: conveyor-test/busybox:1\nstages:\n  - name: s\n    steps: [\"true\"]\n")
     floor = None
-    print(f"   {'builds':>7} {'wall':>8} {'per build':>10} {'x floor':>8} {'server RSS':>11}")
+    print("   first/last tenth: time per build over the first and the last tenth of the builds to finish, in")
+    print("   the same run (a queue that slows as it grows or drains shows here, whatever the machine's noise)")
+    print(f"   {'builds':>7} {'wall':>8} {'per build':>10} {'x floor':>8} {'server RSS':>11} {'first/last tenth':>17}")
     for n in sizes:
-        server = Server(tmp, repo, tmp / f"queue-data-{n}")
+        data = tmp / f"queue-data-{n}"
+        server = Server(tmp, repo, data)
         try:
             _queue_and_wait(server, 1)  # warm: the first build imports the executing side
             start = time.perf_counter()
@@ -129,8 +132,20 @@ def series_queue(tmp: Path, sizes: list[int]) -> None:
             server.stop()
         per = wall / n
         floor = floor or per
-        print(f"   {n:>7} {wall:7.2f}s {per * 1000:8.1f}ms {per / floor:7.2f}x {rss:9.1f}MB")
+        print(f"   {n:>7} {wall:7.2f}s {per * 1000:8.1f}ms {per / floor:7.2f}x {rss:9.1f}MB {_tenths(data, n):>17}")
     print()
+
+
+def _tenths(data: Path, n: int) -> str:
+    """Time per build over the first and the last tenth of the run's builds, by their finish times."""
+    if n < 50:
+        return "-"
+    conn = sqlite3.connect(data / "conveyor.db")
+    ends = [r[0] for r in conn.execute("SELECT finished FROM builds WHERE finished IS NOT NULL ORDER BY finished")]
+    conn.close()
+    ends, k = ends[1:], n // 10  # not the warm-up build
+    first, last = (ends[k] - ends[0]) / k, (ends[-1] - ends[-1 - k]) / k
+    return f"{first * 1000:.0f} / {last * 1000:.0f} ms"
 
 
 def _queue_and_wait(server: Server, n: int) -> None:
@@ -315,6 +330,11 @@ def series_store(tmp: Path, sizes: list[int]) -> None:
           f" {'store part':>11} {'db/build':>9}")
     for n in sizes:
         _copy_builds(data / "conveyor.db", template, n)
+        # A store that grew build by build has its WAL checkpointed as it went (SQLite does so every
+        # 1000 pages); the bulk copy leaves it all in the WAL, which the first reader would pay for.
+        conn = sqlite3.connect(data / "conveyor.db")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
         server = Server(tmp, repo, data)
         try:
             server.get("/")  # warm
@@ -325,10 +345,7 @@ def series_store(tmp: Path, sizes: list[int]) -> None:
         cli = _p50_ms(lambda: subprocess.run([sys.executable, "-m", "runner", "builds", "--data-dir", str(data)],
                                              stdout=subprocess.DEVNULL, check=True, cwd=ROOT, env=CHILD_ENV), 5)
         part = _p50_ms(lambda: _store_part(data), 20)
-        conn = sqlite3.connect(data / "conveyor.db")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         size = (data / "conveyor.db").stat().st_size
-        conn.close()
         print(f"   {n:>8,} {page:8.1f}ms {static:5.1f}ms {page / static:5.1f}x {cli:14.0f}ms {cli / bare:10.2f}x"
               f" {part:9.1f}ms {size / n / 1024:7.1f}KB")
     print()
