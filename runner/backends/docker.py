@@ -158,7 +158,7 @@ class DockerBackend(Backend):
         handle = JobHandle(build, job, data=_Container(None))
         if job.services:
             handle.data.services = Sidecars(self.engine, name, job.services, create["labels"], host, SHELL_CAPS,
-                                            self._ensure_image, self.grace)
+                                            self._ensure_image, self.grace, self.settings.network_pool)
             await self._start_with_services(handle, state, build, job, create, host)
             return handle
         # Shielded: a container created after a cancellation would escape the teardown's sweep.
@@ -177,11 +177,10 @@ class DockerBackend(Backend):
         once they are ready. A start that fails or is cancelled removes what it made: no stop_job
         follows it."""
         container, services = handle.data, handle.data.services
-        host = dict(host, network_mode=services.network)
 
-        async def job_container() -> None:
+        async def job_container() -> None:  # run once the services' network is there
             # Shielded: a container created after a cancellation would escape the stop_job below.
-            container.id = await uncancelled(self._create_and_start(create, host))
+            container.id = await uncancelled(self._create_and_start(create, dict(host, network_mode=services.network)))
 
         try:
             await services.start(job_container())

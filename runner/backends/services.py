@@ -1,8 +1,9 @@
 """Services (sidecars) of a Docker job: one container per service, started with the job, removed
 with it (docs/backends.md, "Services").
 
-A job with services runs on a bridge network of its own, ``<job container>-svc``, instead of the
-build's: every service joins it with its name as a network alias. A network per job: concurrent
+A job with services runs on a bridge network of its own, leased from the build network pool
+(runner/engine/netpool.py; ``<job container>-svc``, made and removed, with ``network_pool: 0``),
+instead of the build's: every service joins it with its name as a network alias. A network per job: concurrent
 jobs of one build (a matrix) each have their own ``db``, and on one shared network the alias ``db``
 would answer with all of them.
 
@@ -34,6 +35,7 @@ from runner.backends.pump import uncancelled
 from runner.backends.services_blocking import (TAIL, _blocking_accepts, _blocking_create, _blocking_create_network,
                                                _blocking_probe, _blocking_remove_network, _blocking_start,
                                                _blocking_state, _blocking_tail, _blocking_wait)
+from runner.engine import netpool
 from runner.engine.containers import remove_container
 from runner.engine.engine import Engine
 from runner.engine.labels import job_resource
@@ -72,9 +74,10 @@ class Sidecars:
 
     def __init__(self, engine: Engine, job_container: str, services: Sequence[Service],
                  labels: dict[str, str], job_host: dict[str, Any], caps: Sequence[str],
-                 ensure_image: Callable[[str], Awaitable[None]], grace: float) -> None:
+                 ensure_image: Callable[[str], Awaitable[None]], grace: float, pool: int = 0) -> None:
         self.engine, self.services, self.grace = engine, tuple(services), grace
-        self.network = f"{job_container}-svc"
+        # Leased from the build network pool (runner/engine/netpool.py) in start, unless ``pool`` is 0.
+        self.network, self.pool, self._leased = f"{job_container}-svc", pool, False
         self.names = {s.name: f"{job_container}-svc-{_slug(s.name)}" for s in self.services}
         self.labels = labels
         self.host = {k: job_host[k] for k in KEPT_LIMITS if k in job_host}
@@ -95,8 +98,13 @@ class Sidecars:
         ``ServiceError`` (with the service's last log lines) for the first that fails. What was
         made is recorded at once (``ids``), so ``remove`` after a failure or cancellation finds it."""
         try:
-            await uncancelled(self.engine.call(_blocking_create_network, self.engine, self.network,
-                                              job_resource(self.labels, self.network)))
+            if self.pool > 0:
+                self.network = await uncancelled(self.engine.call(netpool.lease, self.engine, self.labels))
+                self._leased = True
+                self.host["network_mode"] = self.network
+            else:
+                await uncancelled(self.engine.call(_blocking_create_network, self.engine, self.network,
+                                                  job_resource(self.labels, self.network)))
         except BaseException:
             job_container.close()  # never started: nothing of it to remove
             raise
@@ -115,7 +123,12 @@ class Sidecars:
         ids, self.ids = list(self.ids.values()), {}
         removals = [engine.call(remove_container, engine, cid) for cid in ids]
         results = await asyncio.gather(*removals, *([also] if also is not None else []), return_exceptions=True)
-        await engine.call(_blocking_remove_network, engine, self.network)
+        if not self._leased:
+            await engine.call(_blocking_remove_network, engine, self.network)
+        elif not any(isinstance(r, BaseException) for r in results):  # empty now: back to the pool
+            self._leased = False
+            await engine.call(netpool.release, engine, self.network, self.pool, self.labels)
+        # else the build's teardown sweeps what is left, and the lease with it
         for watcher in self._watchers:
             watcher.cancel()
         for result in results:

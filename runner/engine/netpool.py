@@ -32,7 +32,7 @@ from runner.engine.engine import Engine
 from runner.engine.labels import job_resource
 from runner.engine.workspace import create_from_filler, create_network
 
-__all__ = ["POOL_LABEL", "lease", "trim", "drain"]
+__all__ = ["POOL_LABEL", "lease", "release", "trim", "drain"]
 
 POOL_LABEL = "io.conveyor.pool"
 
@@ -51,6 +51,13 @@ def lease(engine: Engine, labels: dict[str, str]) -> str:
     _take(engine, name, labels)  # leased before it exists: nobody else can take it once listed
     create_network(engine, name, {POOL_LABEL: "bridge"})
     return name
+
+
+def release(engine: Engine, name: str, keep: int, labels: dict[str, str]) -> None:
+    """End the lease of ``name`` (nothing is on it any more) and trim the pool to ``keep``: what a
+    holder that outlives the lease does (a job's services network; a build's lease ends with its sweep)."""
+    _give_back(engine, name)
+    trim(engine, keep, labels, name)
 
 
 def trim(engine: Engine, keep: int, labels: dict[str, str], first: str | None = None) -> int:

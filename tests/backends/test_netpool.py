@@ -174,6 +174,30 @@ async def test_drain_removes_idle_networks_and_leaves_a_leased_one(backend, dock
     assert leftovers(docker_client, running.id) == ([], [], [])
 
 
+async def test_a_job_with_services_leases_its_own_network_and_gives_it_back(backend, docker_client, tmp_path,
+                                                                        instance):
+    from runner.plan import Ready, Service
+
+    build = new_build(tmp_path, instance)
+    db = Service("db", BUSYBOX, command="mkdir -p /w && echo up > /w/index.html && exec httpd -f -p 8080 -h /w",
+                 ready=Ready(tcp=8080))
+    await backend.setup(build)
+    try:
+        plain = await backend.start_job(build, Job("plain", BUSYBOX, ()))
+        with_db = await backend.start_job(build, Job("with-db", BUSYBOX, (), services=(db,)))
+        build_net, job_net = network_of(docker_client, plain), network_of(docker_client, with_db)
+        assert job_net != build_net  # the job's own network, where `db` means its own service
+        assert docker_client.networks.get(job_net).attrs["Labels"]["io.conveyor.pool"] == "bridge"
+        assert len(docker_client.networks.get(job_net).attrs["Containers"]) == 2  # the job and db, nobody else
+        await backend.stop_job(with_db)
+        assert idle(docker_client, job_net) or not docker_client.networks.list(names=[job_net])  # given back
+        assert not idle(docker_client, build_net)  # the build still holds its own
+        await backend.stop_job(plain)
+    finally:
+        await backend.teardown(build)
+    assert leftovers(docker_client, build.id) == ([], [], [])
+
+
 def test_conveyor_gc_networks_removes_the_idle_ones(backend, docker_client, tmp_path, instance):
     from click.testing import CliRunner
 

@@ -113,7 +113,8 @@ async def test_each_job_reaches_its_own_service_by_name_with_the_job_defaults(ba
         await backend.stop_job(one)
         containers, nets, _ = of_build(docker_client, build.id, "io.conveyor.job=unit [db=one]")
         assert containers == [] and nets == []
-        assert len(of_build(docker_client, build.id, "io.conveyor.job=unit [db=two]")[0]) == 2
+        two = {"label": [f"io.conveyor.build={build.id}", "io.conveyor.job=unit [db=two]"]}
+        assert len(docker_client.containers.list(filters=two)) == 2  # the other job and its service run on
         await backend.stop_job(one)  # idempotent
     finally:
         await backend.teardown(build)
@@ -195,7 +196,8 @@ async def test_cancel_and_timeout_remove_the_services_with_the_job(backend, buil
     if way == "cancel":
         while not sink.of(ev.StepOutput):
             await asyncio.sleep(0.05)
-        assert len(of_build(docker_client, build.id, "io.conveyor.job=unit")[0]) == 2
+        running = {"label": [f"io.conveyor.build={build.id}", "io.conveyor.job=unit"]}
+        assert len(docker_client.containers.list(filters=running)) == 2  # the job's and its service's
         cancel.set()
     began = time.monotonic()
     status = await asyncio.wait_for(task, 30)
@@ -209,11 +211,14 @@ async def test_the_crash_sweep_removes_services_by_label(build, docker_client, s
     crashed = DockerBackend(settings, grace=1.0)  # a runner that dies without stop_job or teardown
     await crashed.setup(build)
     await crashed.start_job(build, Job("unit", BUSYBOX, (), services=(web("x"),)))
-    assert len(of_build(docker_client, build.id)[0]) == 2 and len(of_build(docker_client, build.id)[1]) == 2
+    made = sorted(c.name.rsplit("-", 1)[-1] for c in of_build(docker_client, build.id)[0])
+    # The job's and the service's containers, and the leases of the build's and the job's pooled
+    # networks (which carry no build label themselves); the workspace volume.
+    assert made == ["1", "db", "lease", "lease"] and len(of_build(docker_client, build.id)[2]) == 1
     crashed.close()
     restarted = DockerBackend(settings)
     try:
-        assert await restarted.sweep_build(build.id) == 5  # 2 containers, 2 networks, 1 volume
+        assert await restarted.sweep_build(build.id) == 5  # those 4 containers, 1 volume
     finally:
         restarted.close()
     assert of_build(docker_client, build.id) == ([], [], [])
