@@ -86,11 +86,21 @@ class PlanFormatError(ValueError):
 
 
 class _Value:
-    """Equality, hash and repr by fields, as ``@dataclass(frozen=True)`` makes them, written once for
-    every plan class: generating them per class took a third of the plan's import, which every
-    command that reads a pipeline (``conveyor lint`` first) pays."""
+    """Immutability, equality, hash and repr by fields, as ``@dataclass(frozen=True)`` makes them,
+    written once for every plan class: dataclasses compiles each generated method separately, and the
+    three per class (``__init__``, ``__setattr__``, ``__delattr__``, after equality and repr had
+    already moved here) took most of the plan's import, which every command that reads a pipeline
+    (``conveyor lint`` first) pays. ``__init__`` sets each field once; nothing can set one again."""
 
     __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in self.__dict__ or name not in self.__dataclass_fields__:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     def _key(self) -> tuple:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
@@ -107,10 +117,10 @@ class _Value:
 
 
 def _value(cls):
-    """A frozen dataclass whose equality, hash and repr come from ``_Value``. A class without a
-    docstring gets its name (dataclasses would compute a signature for it)."""
+    """A dataclass, frozen by ``_Value`` as by ``frozen=True``, with equality, hash and repr from
+    ``_Value``. A class without a docstring gets its name (dataclasses would compute a signature)."""
     cls.__doc__ = cls.__doc__ or f"{cls.__name__}: part of a Plan (runner.plan)."
-    return dataclass(frozen=True, eq=False, repr=False)(cls)
+    return dataclass(eq=False, repr=False)(cls)
 
 
 @_value
