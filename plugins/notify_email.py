@@ -19,18 +19,21 @@ entry's ``timeout``, so a mail server that hangs holds that thread no longer tha
 from __future__ import annotations
 
 import asyncio
-import smtplib
-import ssl
-from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.hookspecs import hookimpl
 from runner.notify import Notice, Options
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 __all__ = ["EmailNotifier", "email_message"]
 
 
 def email_message(notice: Notice, sender: str, to: list[str]) -> EmailMessage:
+    from email.message import EmailMessage  # here: every build loads this plugin, few send mail
+
     message = EmailMessage()
     message["Subject"] = f"[conveyor] {notice.title}"
     message["From"], message["To"] = sender, ", ".join(to)
@@ -72,6 +75,9 @@ class EmailNotifier:
         await asyncio.to_thread(self._send, email_message(notice, self.sender, self.to))
 
     def _send(self, message: EmailMessage) -> None:
+        import smtplib
+        import ssl
+
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
             if self.starttls:
                 smtp.starttls(context=ssl.create_default_context(cafile=self.ca_file))
