@@ -25,16 +25,21 @@ def _repo_dir(file: Path) -> Path:
 
 
 def _files(target: Path) -> tuple[Path, list[Path]]:
-    from runner.dsl import PIPELINE_FILE, find_pipeline_files
+    """The repository and its pipeline files; the render child starts now if they have template code
+    (runner.dsl.warm_up), beside the rest of the command's start."""
+    from runner.dsl import PIPELINE_FILE, find_pipeline_files, warm_up
 
     if target.is_dir():
         found = find_pipeline_files(target)
         if not found:
             raise click.UsageError(f"no {PIPELINE_FILE} or .conveyor/*.yml in {target}; pass a pipeline file")
-        return target.resolve(), [f.resolve() for f in found]
-    if not target.exists():
+        repo, files = target.resolve(), [f.resolve() for f in found]
+    elif not target.exists():
         raise click.UsageError(f"{target} does not exist; pass a pipeline file or a repository folder")
-    return _repo_dir(target), [target.resolve()]
+    else:
+        repo, files = _repo_dir(target), [target.resolve()]
+    warm_up(files)
+    return repo, files
 
 
 def _parse_params(values: tuple[str, ...]) -> dict[str, str]:

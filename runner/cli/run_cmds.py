@@ -50,19 +50,23 @@ def _secrets(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _pipeline(directory: Path, pipeline_file: Path | None) -> str | None:
-    """The pipeline file relative to the checkout, or None for the one and only default."""
+    """The pipeline file relative to the checkout, or None for the one and only default. The render
+    child starts now if the file has template code (runner.dsl.warm_up), beside the engine's import."""
+    from runner.dsl import find_pipeline_files, warm_up
+
     if pipeline_file is not None:
         path = pipeline_file if pipeline_file.is_absolute() else directory / pipeline_file
         try:
-            return str(path.resolve().relative_to(directory))
+            relative = str(path.resolve().relative_to(directory))
         except ValueError:
             raise click.UsageError(f"--file {pipeline_file} is not inside {directory}; pass a path within it")
-    from runner.dsl import find_pipeline_files
-
+        warm_up([path])
+        return relative
     found = find_pipeline_files(directory)
     if len(found) > 1:  # several pipelines (.conveyor/*.yml): running one at random would surprise
         names = ", ".join(str(p.relative_to(directory)) for p in found)
         raise click.UsageError(f"{directory} has {len(found)} pipelines ({names}); choose one with --file")
+    warm_up(found)
     return None
 
 

@@ -3,6 +3,11 @@
 ``load_pipeline`` runs every step and never raises for a bad file: whatever is wrong comes back as
 ``Diagnostic``s, all of them at once. This package never imports the executing side
 (executor, backends, store, server).
+
+The checker and compiler (YAML, schema, model, plan: ~30 ms of imports) load on the first
+``load_pipeline``, not with the package: a command first finds its file and calls ``warm_up``,
+which starts the render child, and that child's Python start and Jinja import then run beside
+those imports instead of after them.
 """
 
 from __future__ import annotations
@@ -12,19 +17,41 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from runner.context import Context
 from runner.diagnostics import ERROR, Diagnostic, Diagnostics
 from runner.dsl import template
-from runner.dsl.compile import compile_plan, trigger_decision
-from runner.dsl.model import INVALID, Cx, LintOptions
-from runner.dsl.schema import check_params, check_pipeline
-from runner.dsl.yamlload import MAX_BYTES, YMap, load_yaml
-from runner.plan import Plan
+
+if TYPE_CHECKING:
+    from runner.dsl.model import LintOptions
+    from runner.plan import Plan
 
 __all__ = ["find_pipeline_files", "Loaded", "LintOptions", "load_pipeline", "render_pipeline", "PIPELINE_FILE",
-           "declared_params"]
+           "declared_params", "warm_up"]
 
 PIPELINE_FILE = ".conveyor.yml"
+
+
+def __getattr__(name: str):
+    if name == "LintOptions":  # the checker's options: importing it loads the checker
+        from runner.dsl.model import LintOptions
+
+        return LintOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def warm_up(files: list[Path]) -> None:
+    """Start the render child now if any of ``files`` has template code, so it is warm by the time
+    the file is rendered. Unreadable files are left to ``load_pipeline`` to report."""
+    for path in files:
+        try:
+            with open(path, "rb") as fh:  # template code starts near the top; a miss only costs the head start
+                head = fh.read(64 * 1024).decode("utf-8", "replace")
+        except OSError:
+            continue
+        if template.warm_up(head):
+            return
 
 
 def find_pipeline_files(repo_dir: Path) -> list[Path]:
@@ -65,6 +92,8 @@ def _display_name(repo_dir: Path, path: Path) -> str:
 
 
 def _read(path: Path, diags: Diagnostics) -> str | None:
+    from runner.dsl.yamlload import MAX_BYTES
+
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
@@ -93,6 +122,10 @@ def declared_params(source: str) -> dict[str, dict]:
     m = _PARAMS_BLOCK.search(source)
     if not m or "{{" in m.group() or "{%" in m.group():
         return {}
+    from runner.dsl.model import INVALID, Cx
+    from runner.dsl.schema import check_params
+    from runner.dsl.yamlload import YMap, load_yaml
+
     scratch = Diagnostics("")
     root = load_yaml(m.group(), scratch)
     if not isinstance(root, YMap) or root.get("params") is None:
@@ -123,6 +156,11 @@ def load_pipeline(repo_dir: Path, ctx: Context, *, file: Path | None = None, tru
     """Render, parse, check and compile one pipeline file. ``text`` replaces reading ``file`` (the
     server reads the file at a commit); imports still resolve in ``repo_dir``. ``options`` says what
     the runner knows (its backend, declared labels, configured users) for the rules that need it."""
+    from runner.dsl.compile import compile_plan, trigger_decision
+    from runner.dsl.model import Cx, LintOptions
+    from runner.dsl.schema import check_pipeline
+    from runner.dsl.yamlload import MAX_BYTES, load_yaml
+
     repo_dir = Path(repo_dir)
     if file is None:
         found = find_pipeline_files(repo_dir)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Outcome", "run"]
+__all__ = ["Outcome", "prestart", "run"]
 
 _CHILD = Path(__file__).with_name("_render_child.py")
 _GRACE = 2.0  # beyond the wall limit, how long to wait for the child's own verdict
@@ -68,16 +68,29 @@ _lock = threading.Lock()
 _child: _Child | None = None
 
 
+def prestart() -> None:
+    """Start the warm child now, without waiting for it to be ready (a command that knows it will
+    render calls this early, so the child starts beside the command's own work)."""
+    with _lock:
+        _ensure_child()
+
+
+def _ensure_child() -> _Child:
+    global _child
+    if _child is None or not _child.usable():
+        if _child is not None and _child.owner == os.getpid():
+            _child.close()
+        _child = _Child()
+    return _child
+
+
 def _send(fds: list[int], wall_seconds: float) -> None:
     """Hand one request's descriptors to the warm child, starting it (again) when needed."""
     global _child
     message = f"render {wall_seconds:g}".encode()
     with _lock:
         for attempt in (1, 2):
-            if _child is None or not _child.usable():
-                if _child is not None and _child.owner == os.getpid():
-                    _child.close()
-                _child = _Child()
+            _ensure_child()
             try:
                 socket.send_fds(_child.control, [message], fds)
                 return

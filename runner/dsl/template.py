@@ -23,7 +23,7 @@ from pathlib import Path
 from runner.bundled import PIPELINE_LIB_DIR
 from runner.dsl.template_errors import locate
 
-__all__ = ["Rendered", "render", "template_roots", "CPU_SECONDS", "MEMORY_BYTES", "WALL_SECONDS"]
+__all__ = ["Rendered", "render", "template_roots", "warm_up", "CPU_SECONDS", "MEMORY_BYTES", "WALL_SECONDS"]
 
 CPU_SECONDS = 2
 MEMORY_BYTES = 256 * 1024 * 1024
@@ -59,6 +59,20 @@ def template_roots(repo_dir: Path, extra: list[Path] | None = None) -> list[tupl
         if os.path.isdir(real) and all(real != r for _, r in roots):
             roots.append(("conveyor:pipelines/lib/", real))
     return roots
+
+
+def warm_up(text: str) -> bool:
+    """Start the render child now when ``text`` has template code (the render will need it); returns
+    whether it does. A child that cannot start now is left for the render to report."""
+    if not _JINJA_MARK.search(text):
+        return False
+    from runner.dsl import render_process
+
+    try:
+        render_process.prestart()
+    except OSError:
+        pass
+    return True
 
 
 def render(text: str, variables: dict, roots: list[tuple[str, str]], *, name: str = ".conveyor.yml",
