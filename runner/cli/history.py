@@ -29,7 +29,9 @@ def builds_table(rows: Iterable[BuildRow], *, color: bool = False) -> str:
     table = [header]
     statuses = []
     for b in rows:
-        table.append((str(b.id), b.label, b.status, b.branch or (f"tag:{b.tag}" if b.tag else "-"),
+        # A success with warnings (an allowed failure, say) says so, as `conveyor show` and the page do.
+        warned = f" ({len(b.warnings)} warning{'s' * (len(b.warnings) > 1)})" if b.warnings else ""
+        table.append((str(b.id), b.label, b.status + warned, b.branch or (f"tag:{b.tag}" if b.tag else "-"),
                       b.short_sha or "-", b.trigger, when(b.started or b.created), format_duration(b.duration)))
         statuses.append(b.status)
     if len(table) == 1:
@@ -39,7 +41,8 @@ def builds_table(rows: Iterable[BuildRow], *, color: bool = False) -> str:
     for n, row in enumerate(table):
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
         if n and color:
-            cells[2] = _status(row[2], True) + " " * (widths[2] - len(row[2]))
+            status = statuses[n - 1]
+            cells[2] = _status(status, True) + row[2][len(status):] + " " * (widths[2] - len(row[2]))
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
 

@@ -88,6 +88,8 @@ def test_diamond_matrix_and_allowed_failure(docker_client, git_repo, tmp_path, i
     shown = _invoke(data, instance, "show", build.label).stdout
     assert "job flaky: failure (allowed)" in shown and "    needs: b, c" in shown
     assert "success with warnings" in shown
+    listed = _invoke(data, instance, "builds").stdout.splitlines()
+    assert listed[0].split()[2] == "STATUS" and " success (1 warning) " in listed[1]
 
 
 CHANGES = """
