@@ -16,6 +16,7 @@ Call order, for one build::
         ...                                   # bytes chunks of output, then one StepExit
     await backend.export_files(handle, globs, dest)       # artifacts, caches, reports (also after a failure)
     await backend.stop_job(handle)            # always, also after a failed start_job
+    await backend.idle(build)                 # an approval waits: nothing runs (jobs start again after)
     await backend.teardown(build)             # always, also after a failed setup
 
 Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
@@ -133,6 +134,10 @@ class Backend(abc.ABC):
     async def workspace_ready(self, build: BuildRef) -> None:
         """Return once the workspace holds the checkout. A backend may go on filling it after
         ``setup``, beside the first jobs' starts; its ``start_job`` returns only once it is filled."""
+
+    async def idle(self, build: BuildRef) -> None:
+        """Nothing of the build runs for a while (it waits for an approval; every job before has
+        stopped): let go of what the next ``start_job`` can get again, keeping the workspace."""
 
     @abc.abstractmethod
     def workspace(self, build: BuildRef) -> Workspace:

@@ -32,7 +32,7 @@ import functools
 import os
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ class _Build:
     jobs: int = 0
     guard: WorkspaceGuard | None = None  # the workspace size limit (runner/backends/disk_guard.py)
     filled: asyncio.Future[None] | None = None  # the workspace fill, begun in setup
+    leasing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one lease at a time (see idle)
 
 
 @dataclass
@@ -128,6 +129,25 @@ class DockerBackend(Backend):
         state.filled = asyncio.ensure_future(
             engine.call(fill_volume, engine, state.volume, build.source, labels))
 
+    async def idle(self, build: BuildRef) -> None:
+        """The build waits (an approval): its pooled network goes back to the pool, so a waiting build
+        holds no container and no network; the next ``start_job`` leases one again."""
+        state = self._builds.get(build.id)
+        if state is None or not state.network or self.settings.network_pool <= 0:
+            return
+        async with state.leasing:
+            network, state.network = state.network, ""
+            await uncancelled(self.engine.call(netpool.release, self.engine, network, self.settings.network_pool,
+                                               state.labels))
+
+    async def _network_of(self, state: _Build) -> str:
+        """The build's network, leased again if ``idle`` gave it back."""
+        if not state.network:
+            async with state.leasing:
+                if not state.network:
+                    state.network = await uncancelled(self.engine.call(self._network_for, state))
+        return state.network
+
     def _network_for(self, state: _Build) -> str:
         """Blocking: the build's network, leased from the pool (runner/engine/netpool.py) or made for it."""
         if self.settings.network_pool > 0:
@@ -152,6 +172,7 @@ class DockerBackend(Backend):
         if state is None:
             raise BackendError("start_job before setup: the executor must call setup(build) first")
         await self._ensure_image(job.image)
+        await self._network_of(state)
         state.jobs += 1
         name = f"conveyor-{build.id}-{_slug(job.name)}-{state.jobs}"
         create, host = self._container_spec(state, job, name)

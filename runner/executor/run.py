@@ -196,6 +196,8 @@ class _PlanRun:
                     await ctx.backend.workspace_ready(ctx.build)
                     workspace = ctx.backend.workspace(ctx.build)  # its one owner names it
                     extra.update(workspace_volume=workspace.volume, workspace_dir=workspace.path)
+                if kind == "approval":  # nothing of the build runs while it waits
+                    await ctx.backend.idle(ctx.build)
                 action_ctx = ActionContext(build=ctx.build, plan=self.plan, status=so_far,
                                            log=lambda line: emit_lines(out.feed(f"{line}\n")),
                                            warnings=tuple(ctx.warnings), **extra)

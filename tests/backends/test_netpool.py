@@ -1,7 +1,8 @@
 """The pool of build networks (runner/engine/netpool.py), on the real engine: a build leases an idle
 network and the next build reuses it; builds running at once never share one; a build killed without
 its teardown keeps its network out of use until the sweep; the pool keeps at most ``network_pool``
-idle; ``network_pool: 0`` makes and removes a network per build; `conveyor gc --networks` drains it.
+idle; a build waiting for an approval holds none; ``network_pool: 0`` makes and removes a network per
+build; `conveyor gc --networks` drains it.
 Each test looks after the teardown, where the user would."""
 
 from __future__ import annotations
@@ -196,6 +197,28 @@ async def test_a_job_with_services_leases_its_own_network_and_gives_it_back(back
     finally:
         await backend.teardown(build)
     assert leftovers(docker_client, build.id) == ([], [], [])
+
+
+async def test_a_build_waiting_for_approval_gives_its_network_back_and_leases_one_to_go_on(
+        backend, docker_client, tmp_path, instance):
+    build = new_build(tmp_path, instance)
+    await backend.setup(build)
+    try:
+        before = await backend.start_job(build, Job("test", BUSYBOX, ()))
+        first = network_of(docker_client, before)
+        await backend.stop_job(before)
+        await backend.idle(build)  # what the executor does when an approval stage starts waiting
+        assert docker_client.containers.list(all=True, filters={"label": f"io.conveyor.build={build.id}"}) == []
+        assert idle(docker_client, first) or not docker_client.networks.list(names=[first])
+        after = await backend.start_job(build, Job("ship", BUSYBOX, ()))  # approved: the build goes on
+        network = network_of(docker_client, after)
+        assert docker_client.networks.get(network).attrs["Labels"]["io.conveyor.pool"] == "bridge"
+        assert list(docker_client.networks.get(network).attrs["Containers"]) == [after.data.id]
+        await backend.stop_job(after)
+    finally:
+        await backend.teardown(build)
+    assert leftovers(docker_client, build.id) == ([], [], [])
+    assert idle(docker_client, network) or not docker_client.networks.list(names=[network])
 
 
 def test_conveyor_gc_networks_removes_the_idle_ones(backend, docker_client, tmp_path, instance):
