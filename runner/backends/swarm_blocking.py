@@ -185,8 +185,9 @@ def remove_task_containers(engine: Engine, service_id: str, grace: float) -> Non
 
 def wait_tasks_gone(engine: Engine, service_id: str, name: str, within: float) -> None:
     """Wait (at most ``within`` seconds) until the manager lists no task of the removed service on
-    a node that is up: the node's agent has stopped its container (TERM, KILL after the grace) and
-    removed it. A task on a node that is down stays listed until the node returns; not waited for."""
+    a node that is up: the node's agent has stopped its container (TERM, KILL after the grace); it
+    removes the stopped container a moment later, on its own. A task on a node that is down stays
+    listed until the node returns; not waited for."""
     api = engine.api
     up = {n.id for n in nodes(engine) if n.ready}
     deadline = time.monotonic() + within

@@ -97,9 +97,10 @@ def set_label(manager, hostname: str, key: str, value: str | None) -> None:
     node.update(spec)
 
 
-def leftovers(bed, instance: str, down=()) -> dict[str, list[str]]:
+def leftovers(bed, instance: str, down=(), stopped: bool = True) -> dict[str, list[str]]:
     """Everything of this runner instance on every node of the bed but those ``down``: services and
-    secrets (the swarm's, through the manager), and each node's own containers, networks, volumes."""
+    secrets (the swarm's, through the manager), and each node's own containers (only running ones
+    unless ``stopped``), networks, volumes."""
     label = {"label": f"io.conveyor.instance={instance}"}
     found: dict[str, list[str]] = {}
     for node in bed.nodes:
@@ -107,7 +108,7 @@ def leftovers(bed, instance: str, down=()) -> dict[str, list[str]]:
             continue
         c = client(node)
         try:
-            names = [x.name for x in c.containers.list(all=True, filters=label)]
+            names = [x.name for x in c.containers.list(all=stopped, filters=label)]
             names += [x.name for x in c.networks.list(filters=label)]
             names += [x.name for x in c.volumes.list(filters=label)]
             if node == bed.manager:
@@ -118,6 +119,21 @@ def leftovers(bed, instance: str, down=()) -> dict[str, list[str]]:
         if names:
             found[node.hostname] = sorted(names)
     return found
+
+
+def nothing_left(bed, instance: str, down=(), within: float = 10.0) -> dict[str, list[str]]:
+    """At once, nothing of the instance runs or is registered on any node; then, within ``within``
+    seconds, nothing is left at all. What is found is returned: ``{}`` passes. Why two moments: the
+    teardown returns once the manager lists no task of a removed service, i.e. once every agent has
+    stopped its container; the agent removes that stopped container a moment later, on its own
+    node, where the runner cannot look (it talks to the manager only)."""
+    at_once = leftovers(bed, instance, down, stopped=False)
+    if at_once:
+        return at_once
+    deadline = time.monotonic() + within
+    while (left := leftovers(bed, instance, down)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
 
 
 def running(manager, instance: str) -> dict[str, str]:

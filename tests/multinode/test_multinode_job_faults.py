@@ -12,8 +12,8 @@ import time
 import uuid
 
 import pytest
-from swarm_job_helpers import (cli, client, leftovers, node_label, repo_with, set_label, settings_for, start_build,
-                               wait_ready, wait_running)
+from swarm_job_helpers import (cli, client, leftovers, node_label, nothing_left, repo_with, set_label, settings_for,
+                               start_build, wait_ready, wait_running)
 
 from runner.store import builds as q
 from runner.store.db import Store
@@ -48,9 +48,9 @@ async def test_cancel_mid_build_leaves_nothing_on_any_node(bed, tmp_path):
         assert where == {"a": "cvbn1", "b": "cvbn2", "c": "cvbn3"}, where
         cancel.set()
         assert await asyncio.wait_for(build, 60) == "cancelled"
-        # At once, with no waiting: the build's services, secrets, task containers, networks and
-        # volume are gone from every node (Swarm's agents stopped the tasks before teardown returned).
-        assert leftovers(bed, instance) == {}
+        # At once: nothing of the build runs or is registered on any node (Swarm's agents stopped the
+        # tasks before teardown returned); a moment later each agent has removed its stopped container.
+        assert nothing_left(bed, instance) == {}
         jobs = {j.name: j for j in q.get_detail(store.read(), build_id).jobs}
         assert {n: j.status for n, j in jobs.items()} == {"a": "cancelled", "b": "cancelled", "c": "cancelled",
                                                              "d": "skipped"}
@@ -107,7 +107,7 @@ async def test_a_node_stopped_mid_build_interrupts_its_jobs_and_retry_runs_one_e
         assert jobs["lost"].status == "interrupted" and down in jobs["lost"].reason, jobs["lost"].reason
         assert jobs["steady"].status == "success"
         assert status == "interrupted" and detail.build.status == "interrupted", detail.build.reason
-        assert leftovers(bed, instance, down=[n2]) == {}  # n2 cannot be asked while it is down
+        assert nothing_left(bed, instance, down=[n2]) == {}  # n2 cannot be asked while it is down
     finally:
         try:
             await asyncio.to_thread(bed.restart_node, n2)

@@ -15,7 +15,7 @@ import asyncio
 import uuid
 
 import pytest
-from swarm_job_helpers import cli, client, leftovers, node_label, repo_with, settings_for, start_build, wait_ready
+from swarm_job_helpers import cli, client, nothing_left, node_label, repo_with, settings_for, start_build, wait_ready
 
 from runner.store import builds as q
 from runner.store.db import Store
@@ -72,7 +72,7 @@ async def test_twelve_jobs_spread_over_three_nodes(bed, tmp_path):
         assert {placed[n] for n in FREE} == {n1}  # the workspace node
         assert {placed[n] for n in PINNED} == {n3} and placed["bad"] == n2
         assert {placed[n] for n in POOL} <= {n2, n3}, placed  # the scheduler's pick among the labelled
-        assert leftovers(bed, instance) == {}  # teardown removed every service, secret, container, volume
+        assert nothing_left(bed, instance) == {}  # teardown removed every service, secret, container, volume
     finally:
         store.close()
         manager.close()
