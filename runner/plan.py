@@ -116,11 +116,52 @@ class _Value:
         return f"{type(self).__qualname__}({shown})"
 
 
+_VALUE_CLASSES: list[type] = []
+class _Factory:
+    def __repr__(self) -> str:
+        return "<factory>"  # as dataclasses shows it in a signature
+
+
+_FACTORY = _Factory()  # the default of a field with a default_factory: "not given"
+
+
 def _value(cls):
     """A dataclass, frozen by ``_Value`` as by ``frozen=True``, with equality, hash and repr from
-    ``_Value``. A class without a docstring gets its name (dataclasses would compute a signature)."""
+    ``_Value``, and an ``__init__`` made with every other plan class's in one compile (``_give_inits``).
+    A class without a docstring gets its name (dataclasses would compute a signature for it)."""
     cls.__doc__ = cls.__doc__ or f"{cls.__name__}: part of a Plan (runner.plan)."
-    return dataclass(eq=False, repr=False)(cls)
+    cls = dataclass(init=False, eq=False, repr=False)(cls)
+    _VALUE_CLASSES.append(cls)
+    return cls
+
+
+def _give_inits(classes: list[type]) -> None:
+    """The ``__init__`` dataclasses would write for each class (fields in order, defaults and
+    default factories, each field set once with ``object.__setattr__`` as a frozen dataclass does),
+    compiled together: dataclasses compiles each generated method on its own, and those compiles
+    were most of this module's import, which every command reading a pipeline pays."""
+    names: dict[str, Any] = {"_set": object.__setattr__, "_FACTORY": _FACTORY}
+    sources = []
+    for cls in classes:
+        params, body = [], []
+        for f in dataclasses.fields(cls):
+            given = f.name
+            if f.default is not dataclasses.MISSING:
+                names[default := f"_default_{cls.__name__}_{f.name}"] = f.default
+                params.append(f"{f.name}={default}")
+            elif f.default_factory is not dataclasses.MISSING:
+                names[factory := f"_factory_{cls.__name__}_{f.name}"] = f.default_factory
+                params.append(f"{f.name}=_FACTORY")
+                given = f"{factory}() if {f.name} is _FACTORY else {f.name}"
+            else:
+                params.append(f.name)
+            body.append(f"    _set(self, {f.name!r}, {given})")
+        sources.append(f"def _init_{cls.__name__}(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"]))
+    exec(compile("\n\n".join(sources), f"<{__name__} __init__s>", "exec"), names)
+    for cls in classes:
+        init = names[f"_init_{cls.__name__}"]
+        init.__name__, init.__qualname__ = "__init__", f"{cls.__qualname__}.__init__"
+        cls.__init__ = init
 
 
 @_value
@@ -402,6 +443,9 @@ class Plan(_Value):
     @classmethod
     def from_json(cls, text: str) -> Plan:
         return cls.from_dict(json.loads(text))
+
+
+_give_inits(_VALUE_CLASSES)
 
 
 def _to_data(value: Any) -> Any:
