@@ -17,7 +17,9 @@ A network is as isolated as one made for the build: only one build's containers 
 When a build gives its network back, ``trim`` removes what is over ``Settings.network_pool``.
 
 Pooled networks carry ``io.conveyor.pool`` and no build label: the build sweeps never remove them;
-``trim`` and ``drain`` (`conveyor gc --networks`) do, each under a lease of its own. Blocking functions of an ``Engine``.
+``trim`` and ``drain`` (`conveyor gc --networks`) do, each under a lease of its own. A network
+removed behind our back (`docker network prune` takes idle ones) is simply not leased.
+Blocking functions of an ``Engine``.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ def lease(engine: Engine, labels: dict[str, str]) -> str:
     random.shuffle(idle)  # runners starting together try different ones first
     for name in idle:
         if _take(engine, name, labels):
-            if not engine.api.inspect_network(name).get("Containers"):
+            if _empty(engine, name):
                 return name
-            _give_back(engine, name)  # a crashed build's containers are still on it
+            _give_back(engine, name)  # a crashed build's containers are still on it, or it is gone
     name = f"conveyor-pool-{secrets.token_hex(6)}"
     _take(engine, name, labels)  # leased before it exists: nobody else can take it once listed
     create_network(engine, name, {POOL_LABEL: "bridge"})
@@ -87,14 +89,22 @@ def _remove_idle(engine: Engine, names: list[str], labels: dict[str, str], most:
         if not _take(engine, name, labels):
             continue  # leased: in use
         try:
-            if not engine.api.inspect_network(name).get("Containers"):
+            if _empty(engine, name):
                 engine.api.remove_network(name)
                 removed += 1
-        except derrors.NotFound:
-            pass
+        except derrors.APIError:
+            pass  # gone meanwhile, or something joined it: not idle
         finally:
             _give_back(engine, name)
     return removed
+
+
+def _empty(engine: Engine, network: str) -> bool:
+    """Whether ``network`` is there with no container on it."""
+    try:
+        return not engine.api.inspect_network(network).get("Containers")
+    except derrors.NotFound:
+        return False
 
 
 def _take(engine: Engine, network: str, labels: dict[str, str]) -> bool:

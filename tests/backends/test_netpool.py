@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import docker
 import pytest
 
 from runner.backends.base import BuildRef
@@ -41,13 +42,21 @@ def leftovers(docker_client, build_id):
 
 def idle(docker_client, name) -> bool:
     """The network is there, with nothing on it and nobody leasing it."""
-    net = docker_client.networks.get(name)
+    try:
+        net = docker_client.networks.get(name)
+    except docker.errors.NotFound:
+        return False
     return not net.attrs["Containers"] and not docker_client.containers.list(all=True, filters={"name": f"{name}-lease"})
+
+
+# Other runners of this engine share the pool: with a small network_pool a teardown here could trim
+# the very network a test then looks at. Only the trim test sets a small one.
+ROOMY = 64
 
 
 @pytest.fixture
 def backend(docker_client, instance):
-    backend = DockerBackend(Settings(instance=instance), grace=1.0)
+    backend = DockerBackend(Settings(instance=instance, network_pool=ROOMY), grace=1.0)
     yield backend
     asyncio.run(backend.sweep(keep=[]))
     backend.close()
@@ -99,14 +108,14 @@ async def test_builds_running_at_once_never_share_a_network(docker_client, tmp_p
 
 
 async def test_a_killed_builds_network_stays_out_of_use_until_the_sweep(docker_client, tmp_path, instance):
-    killed = DockerBackend(Settings(instance=instance, resource_ttl=1.0))
+    killed = DockerBackend(Settings(instance=instance, resource_ttl=1.0, network_pool=ROOMY))
     crashed = new_build(tmp_path, instance)
     await killed.setup(crashed)
     handle = await killed.start_job(crashed, Job("a", BUSYBOX, ()))
     taken = network_of(docker_client, handle)
     killed.close()  # gone without a teardown, as after `kill -9`: its container and lease stay
 
-    later = DockerBackend(Settings(instance=instance, resource_ttl=1.0))
+    later = DockerBackend(Settings(instance=instance, resource_ttl=1.0, network_pool=ROOMY))
     try:
         builds = [new_build(tmp_path, instance) for _ in range(3)]
         for build in builds:  # however often networks are leased meanwhile, never the crashed build's
@@ -219,6 +228,24 @@ async def test_a_build_waiting_for_approval_gives_its_network_back_and_leases_on
         await backend.teardown(build)
     assert leftovers(docker_client, build.id) == ([], [], [])
     assert idle(docker_client, network) or not docker_client.networks.list(names=[network])
+
+
+async def test_networks_pruned_behind_its_back_are_not_missed(backend, docker_client, tmp_path, instance):
+    first, second = new_build(tmp_path, instance), new_build(tmp_path, instance)
+    await backend.setup(first)
+    await backend.teardown(first)
+    docker_client.networks.prune(filters={"label": "io.conveyor.pool"})  # what `docker network prune` does
+    assert not docker_client.networks.list(filters={"label": "io.conveyor.pool"}) or all(
+        docker_client.networks.get(n.id).attrs["Containers"] for n in
+        docker_client.networks.list(filters={"label": "io.conveyor.pool"}))  # only networks in use survive
+    assert not await backend.engine.call(netpool._empty, backend.engine, "conveyor-pool-000000000000")
+    await backend.setup(second)
+    try:
+        handle = await backend.start_job(second, Job("a", BUSYBOX, ()))
+        assert list(docker_client.networks.get(network_of(docker_client, handle)).attrs["Containers"]) == [
+            handle.data.id]
+    finally:
+        await backend.teardown(second)
 
 
 def test_conveyor_gc_networks_removes_the_idle_ones(backend, docker_client, tmp_path, instance):
