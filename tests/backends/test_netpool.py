@@ -268,3 +268,18 @@ def test_conveyor_gc_networks_removes_the_idle_ones(backend, docker_client, tmp_
     assert result.exit_code == 0, result.output
     assert "idle build network(s)" in result.output
     assert not docker_client.networks.list(names=[network])
+
+
+def test_network_pool_is_set_per_runner_and_refuses_what_is_not_a_count(tmp_path):
+    from runner.server.config import ServerConfigError, load_config
+
+    assert Settings().network_pool == 4
+    assert Settings.from_env({"CONVEYOR_NETWORK_POOL": "0"}).network_pool == 0
+    with pytest.raises(ValueError, match="CONVEYOR_NETWORK_POOL must be a whole number of at least 0"):
+        Settings.from_env({"CONVEYOR_NETWORK_POOL": "-1"})
+    config = tmp_path / "conveyor.yml"
+    config.write_text("network_pool: 8\n")
+    assert load_config(config, environ={"HOME": str(tmp_path)}).settings.network_pool == 8
+    config.write_text("network_pool: many\n")
+    with pytest.raises(ServerConfigError, match="network_pool must be a whole number of at least 0, not 'many'"):
+        load_config(config, environ={"HOME": str(tmp_path)})
