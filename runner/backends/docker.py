@@ -1,8 +1,8 @@
 """The Docker backend (the default): one ephemeral container per job, its steps run with ``exec``.
 
 Per build: a workspace volume ``conveyor-<build>-ws`` (runner/engine/workspace.py names, makes and
-fills it) and a bridge network, leased from the engine's pool of idle ones (runner/engine/netpool.py)
-or, with ``Settings.network_pool`` 0, made as ``conveyor-<build>`` and removed with the build.
+fills it) and a bridge network, leased from the engine's pool of idle ones or, with
+``Settings.network_pool`` 0, made as ``conveyor-<build>`` (runner/backends/build_network.py).
 Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 sleeps and reaps orphans; each step is an exec of
 ``sh -e -c <run>`` with the step's env in the job's working directory, where the workspace volume is
 mounted. ``setup`` creates the volume, leases the network and starts filling the volume from the checkout with
@@ -32,21 +32,21 @@ import functools
 import os
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
+from runner.backends.build_network import BuildNetwork
 from runner.backends.disk_guard import WorkspaceGuard, docker_guard
 from runner.backends.pump import OutputPump, uncancelled
 from runner.backends import docker_blocking as blocking
 from runner.backends.services import Sidecars
 from runner.engine.containers import create_container, ensure_image, remove_container, start_container
-from runner.engine import netpool
 from runner.engine.engine import Engine, default_engine
 from runner.engine.labels import LABEL_BUILD, LABEL_INSTANCE, job_resource, labels_for
 from runner.engine.sweeps import kept_by, remove_job_resources, sweep_periodically
-from runner.engine.workspace import create_network, create_volume, fill_volume, network_name, volume_name
+from runner.engine.workspace import create_volume, fill_volume, volume_name
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
@@ -69,11 +69,10 @@ class _Build:
     ref: BuildRef
     labels: dict[str, str]
     volume: str
-    network: str
+    network: BuildNetwork
     jobs: int = 0
     guard: WorkspaceGuard | None = None  # the workspace size limit (runner/backends/disk_guard.py)
     filled: asyncio.Future[None] | None = None  # the workspace fill, begun in setup
-    leasing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one lease at a time (see idle)
 
 
 @dataclass
@@ -113,16 +112,17 @@ class DockerBackend(Backend):
             return
         labels = labels_for(build.id, build.instance, max(self.settings.resource_ttl, build.lifetime or 0),
                             build.labels.items())
-        state = _Build(build, labels, volume=volume_name(build.id), network="",
+        state = _Build(build, labels, volume=volume_name(build.id),
+                       network=BuildNetwork(self.engine, build.id, labels, self.settings.network_pool),
                        guard=docker_guard(self.engine, self.settings.workspace_limit))
         self._builds[build.id] = state
         engine = self.engine
         for image in build.images:  # checked beside the workspace fill; start_job awaits (and reports) it
             self._check_image(image)
 
-        _, state.network = await uncancelled(asyncio.gather(
+        await uncancelled(asyncio.gather(
             engine.call(create_volume, engine, state.volume, job_resource(labels, state.volume)),
-            engine.call(self._network_for, state),
+            state.network.name(),
         ))
         # The fill needs only the volume: it runs while the first jobs' containers are created and
         # started (which need the network too), instead of before them.
@@ -133,28 +133,8 @@ class DockerBackend(Backend):
         """The build waits (an approval): its pooled network goes back to the pool, so a waiting build
         holds no container and no network; the next ``start_job`` leases one again."""
         state = self._builds.get(build.id)
-        if state is None or not state.network or self.settings.network_pool <= 0:
-            return
-        async with state.leasing:
-            network, state.network = state.network, ""
-            await uncancelled(self.engine.call(netpool.release, self.engine, network, self.settings.network_pool,
-                                               state.labels))
-
-    async def _network_of(self, state: _Build) -> str:
-        """The build's network, leased again if ``idle`` gave it back."""
-        if not state.network:
-            async with state.leasing:
-                if not state.network:
-                    state.network = await uncancelled(self.engine.call(self._network_for, state))
-        return state.network
-
-    def _network_for(self, state: _Build) -> str:
-        """Blocking: the build's network, leased from the pool (runner/engine/netpool.py) or made for it."""
-        if self.settings.network_pool > 0:
-            return netpool.lease(self.engine, state.labels)
-        name = network_name(state.ref.id)
-        create_network(self.engine, name, job_resource(state.labels, name))
-        return name
+        if state is not None:
+            await state.network.idle()
 
     async def workspace_ready(self, build: BuildRef) -> None:
         state = self._builds.get(build.id)
@@ -172,7 +152,7 @@ class DockerBackend(Backend):
         if state is None:
             raise BackendError("start_job before setup: the executor must call setup(build) first")
         await self._ensure_image(job.image)
-        await self._network_of(state)
+        await state.network.name()
         state.jobs += 1
         name = f"conveyor-{build.id}-{_slug(job.name)}-{state.jobs}"
         create, host = self._container_spec(state, job, name)
@@ -317,10 +297,8 @@ class DockerBackend(Backend):
                 if not state.filled.cancelled():
                     state.filled.exception()  # retrieved: the jobs that needed it have reported it
         await self.sweep_build(build.id)  # ends the network's lease too
-        if state is not None and state.network and self.settings.network_pool > 0:
-            with contextlib.suppress(Exception):  # a trim that fails leaves one more idle network
-                await self.engine.call(netpool.trim, self.engine, self.settings.network_pool, state.labels,
-                                       state.network)
+        if state is not None:
+            await state.network.trim()
 
     # -- sweeps ------------------------------------------------------------------------------
 
@@ -351,7 +329,7 @@ class DockerBackend(Backend):
                       entrypoint=KEEP_ALIVE[:1], command=KEEP_ALIVE[1:], hostname=_slug(job.name)[:63])
         host = dict(
             binds=[f"{state.volume}:{job.workdir}:rw", *job.volumes],
-            network_mode=state.network,
+            network_mode=state.network.current,
             privileged=job.privileged,
             cap_drop=None if job.privileged else ["ALL"],
             cap_add=None if job.privileged else list(SHELL_CAPS),

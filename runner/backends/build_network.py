@@ -1,0 +1,58 @@
+"""A build's bridge network on the Docker backend, from its first job to its teardown.
+
+Leased from the engine's pool of idle build networks (runner/engine/netpool.py, docs/backends.md
+"The build network pool"), or, with ``Settings.network_pool`` 0, made as ``conveyor-<build>`` and
+removed by the build's sweep. While the build waits for an approval the lease is given back
+(``idle``) and the next job leases one again (``name``). The lease is one of the build's job
+resources: the build's sweep ends it, and ``trim`` afterwards keeps the pool to its size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from runner.backends.pump import uncancelled
+from runner.engine import netpool
+from runner.engine.engine import Engine
+from runner.engine.labels import job_resource
+from runner.engine.workspace import create_network, network_name
+
+__all__ = ["BuildNetwork"]
+
+
+class BuildNetwork:
+    def __init__(self, engine: Engine, build_id: str, labels: dict[str, str], pool: int) -> None:
+        self.engine, self.build_id, self.labels, self.pool = engine, build_id, labels, pool
+        self.current = ""  # the network's name while the build holds one
+        self._lock = asyncio.Lock()  # one lease at a time
+
+    async def name(self) -> str:
+        """The build's network, leased (or made) on first use and again after ``idle``."""
+        if not self.current:
+            async with self._lock:
+                if not self.current:
+                    self.current = await uncancelled(self.engine.call(self._get))
+        return self.current
+
+    def _get(self) -> str:
+        if self.pool > 0:
+            return netpool.lease(self.engine, self.labels)
+        name = network_name(self.build_id)
+        create_network(self.engine, name, job_resource(self.labels, name))
+        return name
+
+    async def idle(self) -> None:
+        """Nothing of the build runs for a while: give a pooled network back."""
+        if not self.current or self.pool <= 0:
+            return
+        async with self._lock:
+            given, self.current = self.current, ""
+            await uncancelled(self.engine.call(netpool.release, self.engine, given, self.pool, self.labels))
+
+    async def trim(self) -> None:
+        """After the build's sweep ended the lease: keep the pool to its size. A trim that fails
+        only leaves one more idle network."""
+        if self.current and self.pool > 0:
+            with contextlib.suppress(Exception):
+                await self.engine.call(netpool.trim, self.engine, self.pool, self.labels, self.current)
