@@ -10,7 +10,6 @@ import logging
 from aiohttp import web
 
 from runner.clock import Clock, SystemClock
-from runner.errors import BuildNotFound
 from runner.notify import Notifications
 from runner.server import api, approvals, artifact_routes, audit, environments, hooks, login, metrics, pages, reports, run_form, schedule_routes
 from runner.server.auth import Auth

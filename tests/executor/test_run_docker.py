@@ -3,7 +3,6 @@ masking (also split across chunks), the log cap, a failing stage, a skipped stag
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest

@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from runner.clock import TestClock
 from runner.server.app import make_app
 from runner.server.config import ServerConfigError, load_config
-from runner.server.keys import STORE
 from runner.server.schedules import Schedule, latest_slot, next_slot
 from tests.server.conftest import wait_for
 
