@@ -90,7 +90,7 @@ def cleanup(client: docker.DockerClient, prefix: str) -> None:
 async def main(rounds: int) -> None:
     prefix = f"cvbench-{uuid.uuid4().hex[:6]}"
     client = docker.from_env()
-    swarm = Engine(Target("default"), client)
+    swarm = Engine(Target("default"))
     ours, theirs = f"{prefix}cv", f"{prefix}sd"
     prov = Provenance(repo="bench", trigger="bench", instance=prefix)
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "data") as store:

@@ -184,7 +184,7 @@ async def main() -> None:
     client = docker.from_env()
     if client.info()["Swarm"]["LocalNodeState"] != "active":
         sys.exit("the engine is not in a swarm: run `docker swarm init --advertise-addr 127.0.0.1`")
-    swarm = Engine(Target("default"), client)
+    swarm = Engine(Target("default"))
     net = client.networks.create(f"{inst}-net", driver="overlay", attachable=True,
                                  labels={"io.conveyor.instance": inst})
     prov = Provenance(trigger="bench", instance=inst)

@@ -113,7 +113,7 @@ async def main(rounds: int, stack_mode: bool = False) -> None:
     settings = Settings(data_dir=work / "data", instance=name)
     store = Store(settings.data_dir)
     target = load_targets(settings)["default"]
-    swarm = Engine(target, client)
+    swarm = Engine(target)
     base = client.images.get("conveyor-test/busybox:1")
     tags = [f"conveyor-test/{name}:a", f"conveyor-test/{name}:b"]
     try:

@@ -6,9 +6,7 @@ The engine-level calls (images, containers, the workspace volume, sweeps) are in
 
 from __future__ import annotations
 
-import base64
 import io
-import json
 import tarfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -120,12 +118,7 @@ def _resolve_in_workspace(engine: Engine, cid: str, workdir: str, rel: str) -> s
 
 
 def _path_stat(engine: Engine, cid: str, path: str) -> dict | None:
-    res = engine.api.head(engine.api._url("/containers/{0}/archive", cid), params={"path": path})
-    if res.status_code == 404:
-        return None
-    engine.api._raise_for_status(res)
-    header = res.headers.get("X-Docker-Container-Path-Stat")
-    return json.loads(base64.b64decode(header)) if header else {}
+    return engine.api.archive_stat(cid, path)
 
 
 def import_(engine: Engine, cid: str, workdir: str, archive: Path) -> None:

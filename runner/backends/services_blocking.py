@@ -42,8 +42,8 @@ def _blocking_remove_network(engine: Engine, name: str) -> None:
 
 def _blocking_create(engine: Engine, create: dict[str, Any], host: dict[str, Any]) -> str:
     api = engine.api
-    networking = api.create_networking_config(
-        {net: api.create_endpoint_config(aliases=cfg["Aliases"]) for net, cfg in create.pop("networking_config").items()})
+    networking = {"EndpointsConfig": {net: {"Aliases": cfg["Aliases"]}
+                                      for net, cfg in create.pop("networking_config").items()}}
     return api.create_container(host_config=api.create_host_config(**host), networking_config=networking,
                                 **create)["Id"]
 

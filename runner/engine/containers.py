@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from docker import errors as derrors
-
+from runner.engine import errors as derrors
 from runner.engine.engine import Engine
 from runner.engine.errors import short
 from runner.errors import BackendError, ImageNotFound
@@ -38,8 +37,8 @@ def ensure_image(engine: Engine, image: str) -> None:
 
 
 def create_container(engine: Engine, create: dict[str, Any], host_config: dict[str, Any]) -> str:
-    """Create (not start) a container: ``create`` as docker-py's ``create_container`` keywords,
-    ``host_config`` as ``create_host_config``'s. Returns its id."""
+    """Create (not start) a container: ``create`` as ``EngineAPI.create_container``'s keywords,
+    ``host_config`` as ``create_host_config``'s (docker-py's names). Returns its id."""
     api = engine.api
     return api.create_container(host_config=api.create_host_config(**host_config), **create)["Id"]
 

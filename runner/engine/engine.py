@@ -1,12 +1,14 @@
-"""``Engine``: one Docker engine (a target), its client, and the one thread seam to it.
+"""``Engine``: one Docker engine (a target), its clients, and the one thread seam to it.
 
-Every docker-py call is blocking. Backends and deploy code run them only through ``Engine.call``,
-on the engine's own thread pool, never on the event loop: the pool is sized for one streaming step
-per running job plus the short calls around them (the default pool of ``asyncio.to_thread`` has
-only ``cpu + 4`` threads, and eight jobs streaming output would starve it). The client is made on
-first use, in a thread (it asks the engine for its API version), with a connection pool as large as
-the thread pool, so a step costs three short HTTP calls (exec create, start, inspect) and nothing
-else. ``open_target`` gives a deploy the engine of a named target, checked to be a swarm manager.
+Every engine call is blocking. Backends and deploy code run them only through ``Engine.call``, on
+the engine's own thread pool, never on the event loop: the pool is sized for one streaming step per
+running job plus the short calls around them (the default pool of ``asyncio.to_thread`` has only
+``cpu + 4`` threads, and eight jobs streaming output would starve it). ``api`` speaks the engine's
+HTTP API itself for what builds do (runner/engine/api.py), with as many kept-alive connections as
+threads, so a step costs three short HTTP calls (exec create, start, inspect) and nothing else;
+what it does not speak (services, image builds, the registry) is docker-py's, loaded on first use
+(``client``, runner/engine/dockerpy.py). ``open_target`` gives a deploy the engine of a named
+target, checked to be a swarm manager.
 """
 
 from __future__ import annotations
@@ -15,37 +17,41 @@ import asyncio
 import concurrent.futures
 import functools
 import os
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import docker
-
+from runner.engine.api import EngineAPI, tls_context
+from runner.engine.errors import DockerException
 from runner.engine.targets import DEFAULT_TARGET, Target, load_targets
 from runner.errors import BackendUnavailable, DeployError, NotASwarm
 from runner.settings import Settings
 
-__all__ = ["Engine", "APIClient", "DockerClient", "open_target", "default_engine", "JOB_TIMEOUT", "DEPLOY_TIMEOUT"]
+if TYPE_CHECKING:
+    import docker
+
+__all__ = ["Engine", "APIClient", "open_target", "default_engine", "JOB_TIMEOUT", "DEPLOY_TIMEOUT"]
 
 T = TypeVar("T")
-APIClient = docker.APIClient  # the types of ``Engine.api`` and ``Engine.client``, for annotations
-DockerClient = docker.DockerClient
+APIClient = EngineAPI  # the type of ``Engine.api``, for annotations
 THREADS = 64
 JOB_TIMEOUT = 60  # seconds a job's non-streaming engine call may take (docker-py's default)
 DEPLOY_TIMEOUT = 120  # the same for a deploy's (a registry push or pull may be slow)
 
 
 class Engine:
-    """One target's engine: ``client`` (docker-py's high-level client), ``api`` (its low-level one)
-    and ``call``, the only way to run them from the event loop. A ``client`` passed in stays its
-    maker's to close; the one the engine makes is closed with it."""
+    """One target's engine: ``api`` (the engine's HTTP API, docker-py's low-level client for the
+    calls it does not make itself), ``client`` (docker-py's high-level client) and ``call``, the
+    only way to run them from the event loop. Neither client asks the engine anything until used."""
 
-    def __init__(self, target: Target | None = None, client: docker.DockerClient | None = None, *,
-                 threads: int = THREADS, timeout: float = DEPLOY_TIMEOUT) -> None:
+    def __init__(self, target: Target | None = None, *, threads: int = THREADS,
+                 timeout: float = DEPLOY_TIMEOUT) -> None:
         self.target = target or Target(DEFAULT_TARGET)
         self.threads, self.timeout = threads, timeout
-        self._client, self._owns_client = client, client is None
+        self._api: EngineAPI | None = None
+        self._client: docker.DockerClient | None = None
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="conveyor-docker")
 
@@ -64,30 +70,52 @@ class Engine:
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     @property
-    def client(self) -> docker.DockerClient:
-        """Blocking on first use (the engine is asked for its API version)."""
-        if self._client is None:
+    def api(self) -> EngineAPI:
+        """The engine's API; nothing is asked before the first call."""
+        if self._api is None:
             with self._lock:
-                if self._client is None:
-                    self._client = docker.DockerClient(version="auto", timeout=self.timeout,
-                                                       max_pool_size=self.threads, **self._client_kwargs())
-        return self._client
+                if self._api is None:
+                    url, tls = self._url_and_tls()
+                    self._api = EngineAPI(url, tls, timeout=self.timeout, pool=self.threads,
+                                          fallback=lambda: self.client.api)
+        return self._api
 
     @property
-    def api(self) -> docker.APIClient:
-        return self.client.api
+    def client(self) -> docker.DockerClient:
+        """docker-py's client: loads docker-py, and blocks on first use (it asks the engine for its
+        API version)."""
+        if self._client is None:
+            from runner.engine import dockerpy
 
-    def _client_kwargs(self) -> dict[str, Any]:
+            with self._lock:
+                if self._client is None:
+                    self._client = dockerpy.make_client(self.timeout, self.threads, **self._client_kwargs())
+        return self._client
+
+    def _url_and_tls(self) -> tuple[str | None, ssl.SSLContext | None]:
+        """Where ``api`` connects, and its TLS: a target of the targets file takes both from its own
+        entry; the default target (``from_env``) takes DOCKER_HOST's TLS from the environment, as
+        the docker CLI and docker-py do."""
         target = self.target
         if target.url is None or target.from_env:
-            kwargs = docker.utils.kwargs_from_env()
+            return target.url, _tls_from_env()
+        files = target.tls_files()
+        return target.url, None if files is None else tls_context(*files)
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        """docker-py's arguments for the same engine and TLS as ``api``."""
+        from runner.engine import dockerpy
+
+        target = self.target
+        if target.url is None or target.from_env:
+            kwargs = dockerpy.kwargs_from_env()
             if target.url:
                 kwargs["base_url"] = target.url
             return kwargs
         tls = None
         if (files := target.tls_files()) is not None:
             ca, cert, key = files
-            tls = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
+            tls = dockerpy.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
         return {"base_url": target.url, "tls": tls}
 
     # -- blocking: what any user of the engine asks first ---------------------------------------
@@ -106,8 +134,8 @@ class Engine:
         """Raise DeployError unless the target's engine answers, NotASwarm unless it is a swarm manager."""
         name = self.target.name
         try:
-            info = self.client.info()
-        except docker.errors.DockerException as exc:
+            info = self.api.info()
+        except DockerException as exc:
             raise DeployError(f"target {name!r}: the Docker engine does not answer ({exc}); "
                               "start it or fix the target's url") from exc
         swarm = info.get("Swarm") or {}
@@ -120,8 +148,22 @@ class Engine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        if self._client is not None and self._owns_client:
+        if self._api is not None:
+            self._api.close()
+        if self._client is not None:
             self._client.close()
+
+
+def _tls_from_env() -> ssl.SSLContext | None:
+    """docker-py's ``kwargs_from_env`` TLS: on when DOCKER_TLS_VERIFY or DOCKER_CERT_PATH is set
+    (the certificates in DOCKER_CERT_PATH, else ~/.docker); the engine verified unless
+    DOCKER_TLS_VERIFY is empty or unset."""
+    verify_env, cert_path = os.environ.get("DOCKER_TLS_VERIFY"), os.environ.get("DOCKER_CERT_PATH") or None
+    verify = verify_env is not None and verify_env != ""
+    if not (verify or cert_path):
+        return None
+    folder = Path(cert_path or Path.home() / ".docker")
+    return tls_context(str(folder / "ca.pem"), str(folder / "cert.pem"), str(folder / "key.pem"), verify=verify)
 
 
 def default_engine(settings: Settings, timeout: float = JOB_TIMEOUT) -> Engine:
@@ -151,7 +193,7 @@ async def open_target(settings: Settings, name: str | None, *, manager: bool = T
 def _connect(engine: Engine, key: str, manager: bool) -> None:
     try:
         engine.client
-    except docker.errors.DockerException as exc:
+    except Exception as exc:  # noqa: BLE001 - docker-py raises its own and requests' errors here
         raise DeployError(f"target {key!r}: cannot reach the Docker engine ({exc}); start it or fix the url") from exc
     if manager:
         engine.check_manager()

@@ -27,8 +27,7 @@ from __future__ import annotations
 import random
 import secrets
 
-from docker import errors as derrors
-
+from runner.engine import errors as derrors
 from runner.engine.containers import ignore_missing
 from runner.engine.engine import Engine
 from runner.engine.labels import job_resource

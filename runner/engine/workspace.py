@@ -15,8 +15,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from docker import errors as derrors
-
+from runner.engine import errors as derrors
 from runner.engine.containers import create_container, remove_container
 from runner.engine.engine import Engine
 from runner.engine.errors import short

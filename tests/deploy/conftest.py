@@ -28,9 +28,9 @@ def swarm_engine(docker_client):
 
 @pytest.fixture
 def swarm(swarm_engine, instance):
-    s = Engine(Target("default"), swarm_engine)
+    s = Engine(Target("default"))
     yield s
-    s.close()  # its threads; the session's client stays open
+    s.close()  # its threads and connections; the session's client is its own
     remove_instance(swarm_engine, instance)
 
 

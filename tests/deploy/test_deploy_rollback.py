@@ -115,11 +115,10 @@ from deploy_helpers import web_spec
 from runner.engine import Engine, Target
 from runner.deploy.service import deploy_service, Provenance
 from runner.store.db import Store
-import docker
 spec = web_spec({name!r}, "v2", timeout=120)
 import dataclasses
 spec = dataclasses.replace(spec, healthcheck=dataclasses.replace(spec.healthcheck, start_period=4.0, cmd="sleep 3; wget -q -O- http://127.0.0.1:8080/health"))
-asyncio.run(deploy_service(Engine(Target("default"), docker.from_env()), Store({data!r}), spec, print,
+asyncio.run(deploy_service(Engine(Target("default")), Store({data!r}), spec, print,
                            Provenance(instance={instance!r})))
 """
 

@@ -27,7 +27,7 @@ async def test_the_page_promotes_the_live_digest_and_marks_drift(server, docker_
     store = client.server.app[STORE]
     base, lines = f"{instance}-api", []
     image = docker_client.images.get("conveyor-test/busybox:1")
-    swarm = Engine(Target("default", registry=registry), docker_client)
+    swarm = Engine(Target("default", registry=registry))
     try:
         pinned = push(docker_client, image.id, f"conveyor-test/{instance}:1", registry, lines.append)
         staged = await deploy_service(swarm, store, web_spec(f"{base}-staging", "v1", image=pinned.ref), lines.append,
@@ -113,7 +113,7 @@ async def test_the_api_and_page_promote_a_stack_with_its_digests(server, docker_
     staging_env = Environment("staging", suffix="-staging")
     base, lines = f"{instance}-shop", []
     image = docker_client.images.get("conveyor-test/busybox:1")
-    swarm = Engine(Target("default", registry=registry), docker_client)
+    swarm = Engine(Target("default", registry=registry))
     try:
         pinned = push(docker_client, image.id, f"conveyor-test/{instance}:1", registry, lines.append)
         text = ("services:\n" + "".join(
