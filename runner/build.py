@@ -145,7 +145,6 @@ async def _changes(store, build: q.BuildRow, source: Path) -> Changes:
 
 async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, users: frozenset[str],
                **options) -> tuple[str, str | None, tuple[str, ...]]:
-    from runner.deploy.config import lint_environments
     from runner.dsl import LintOptions, load_pipeline
 
     try:
@@ -158,7 +157,7 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, use
         )
         file = source / build.pipeline if build.pipeline else None
         lint = LintOptions(users=users, backend=options["backend"].name,
-                           environments=await asyncio.to_thread(lint_environments, settings))
+                           environments=await _environments(settings))
         loaded = await asyncio.to_thread(load_pipeline, source, ctx, file=file, trusted=options["trusted"],
                                          options=lint)
     except (ContextError, TemplateError, DeployError) as exc:
@@ -178,6 +177,16 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, use
     if loaded.skip_reason is not None:  # the file's `on:` does not start a build for this event
         return "skipped", loaded.skip_reason, ()
     return await _execute(store, settings, build, loaded.plan, source, **options)
+
+
+async def _environments(settings: Settings) -> tuple:
+    """The environments the linter checks ``environment:`` against; their reader (and its imports)
+    only when a targets file or the server configuration may name some."""
+    if not settings.has_deploy_config():
+        return ()
+    from runner.deploy.config import lint_environments
+
+    return await asyncio.to_thread(lint_environments, settings)
 
 
 async def _resume(store, settings, build: q.BuildRow, source: Path,

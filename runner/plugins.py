@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
+import re
 import sys
 
 import pluggy
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("conveyor.plugins")
+_GROUP_HEADER = re.compile(rb"^\s*\[\s*" + re.escape(hookspecs.PROJECT.encode()) + rb"\s*\]", re.MULTILINE)
 FIRST_PARTY_DIR = PLUGINS_DIR  # plugins/ of the source tree, or its copy inside an installed wheel
 _manager: pluggy.PluginManager | None = None
 
@@ -71,6 +74,30 @@ def _load_first_party(pm: pluggy.PluginManager) -> None:
             log.error("plugin %s could not be loaded: %s", path, exc)
 
 
+def _any_declared() -> bool:
+    """Whether an installed distribution may declare a ``conveyor`` entry point, from a look at the
+    ``entry_points.txt`` of each ``*.dist-info``/``*.egg-info`` folder on ``sys.path``. Loading them
+    (importlib.metadata: its import and a parse of every distribution) took 20-30 ms of every build's
+    start; now only a machine with such a plugin pays it. A path entry that is no folder (a zip, an
+    egg) counts as "may": importlib.metadata looks into it."""
+    for entry in sys.path:
+        try:
+            with os.scandir(entry or ".") as found:
+                infos = [d.path for d in found if d.name.endswith((".dist-info", ".egg-info"))]
+        except NotADirectoryError:
+            return True
+        except OSError:  # gone, or unreadable: importlib.metadata would find nothing there either
+            continue
+        for info in infos:
+            try:
+                with open(os.path.join(info, "entry_points.txt"), "rb") as fh:
+                    if _GROUP_HEADER.search(fh.read()):
+                        return True
+            except OSError:  # no entry points (or an old one-file .egg-info)
+                continue
+    return False
+
+
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide manager, made on first use."""
     global _manager
@@ -80,7 +107,8 @@ def plugin_manager() -> pluggy.PluginManager:
         pm.register(_DeployActions(), name="builtin-deploy")
         _load_first_party(pm)
         try:
-            pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+            if _any_declared():
+                pm.load_setuptools_entrypoints(hookspecs.PROJECT)
         except Exception as exc:  # noqa: BLE001
             log.error("installed conveyor plugins could not be loaded: %s", exc)
         _manager = pm

@@ -82,6 +82,16 @@ class Settings:
             values["data_dir"] = Path(overrides["data_dir"]).expanduser()
         return cls(**values)
 
+    @property
+    def targets_path(self) -> Path:
+        """The targets file: ``targets_file``, else ``targets.yml`` in the data directory."""
+        return Path(self.targets_file or Path(self.data_dir) / "targets.yml")
+
+    def has_deploy_config(self) -> bool:
+        """Whether registries or environments may be configured (a targets file, or the server
+        configuration's keys): without either there are none, and nothing needs to read them."""
+        return bool(self.deploy) or self.targets_path.is_file()
+
     def with_(self, **changes) -> Settings:
         return replace(self, **changes)
 

@@ -91,8 +91,7 @@ def _lint_options():
     from runner.settings import Settings
 
     settings = Settings.from_env()
-    # Where runner.deploy.config looks; without a file, skip importing the deploy configuration.
-    if not Path(settings.targets_file or Path(settings.data_dir) / "targets.yml").is_file():
+    if not settings.has_deploy_config():  # then there are no environments: skip importing their reader
         return LintOptions()
     from runner.deploy.config import lint_environments, read_targets_file
     from runner.errors import DeployError

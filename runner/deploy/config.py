@@ -111,7 +111,7 @@ class DeployConfig:
 
 
 def _targets_path(settings: Settings) -> Path:
-    return Path(getattr(settings, "targets_file", None) or Path(settings.data_dir) / "targets.yml")
+    return settings.targets_path
 
 
 def read_targets_file(settings: Settings) -> tuple[Path, dict[str, Any]]:

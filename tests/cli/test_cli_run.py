@@ -258,3 +258,29 @@ def test_on_filters_decide_like_the_server(git_repo, conveyor):
     assert main.exit_code == 0 and "[s] ran" in main.stdout
     manual = conveyor("run", str(repo), "--backend", "local", "--event", "manual")
     assert manual.exit_code == 0 and "'on:' does not list manual events" in manual.stderr
+
+
+def test_a_plain_run_loads_no_docker_py_no_deploy_config_and_no_metadata_scan(git_repo, instance, tmp_path,
+                                                                                docker_client):
+    """What a `conveyor run` of plain steps costs is its build: docker-py and requests (the services and
+    registry side), the deploy configuration (there is none) and the scan of installed distributions
+    for plugins (none declares one) stay unloaded, and the build still ran and cleaned up after itself."""
+    import os
+    import subprocess
+    import sys
+
+    repo = git_repo({".conveyor.yml": "image: conveyor-test/busybox:1\nstages:\n  - name: t\n"
+                                      "    steps: [\"echo ran-$((6 * 7))\"]\n"})
+    code = ("import sys\nfrom runner.cli import cli\n"
+            "try:\n    cli(['run', sys.argv[1], '--data-dir', sys.argv[2]])\nexcept SystemExit as exc:\n"
+            "    code = exc.code\nprint('MODULES', code, ' '.join(sorted(sys.modules)))\n")
+    env = {**os.environ, "CONVEYOR_INSTANCE": instance}
+    proc = subprocess.run([sys.executable, "-c", code, str(repo), str(tmp_path / "data")], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert "ran-42" in proc.stdout, proc.stderr
+    exit_code, modules = proc.stdout.rsplit("MODULES ", 1)[1].split(" ", 1)
+    loaded = set(modules.split())
+    assert exit_code in ("0", "None"), proc.stderr
+    assert not {m for m in loaded if m.split(".")[0] in ("docker", "requests", "urllib3")}
+    assert "runner.deploy.config" not in loaded and "importlib.metadata" not in loaded
+    assert _leftovers(docker_client, instance) == []

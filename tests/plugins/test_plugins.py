@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -34,6 +36,44 @@ def test_builtins_and_first_party_plugins_are_registered():
     assert {"builtin-deploy", "badges"} <= names
     first_party = {p.stem for p in (ROOT / "plugins").glob("*.py") if not p.name.startswith("_")}
     assert first_party <= names
+
+
+LIST_PLUGINS = ("import sys; from runner.plugins import plugin_manager; "
+                "print(sorted(n for n, _ in plugin_manager().list_name_plugin())); "
+                "print('importlib.metadata' in sys.modules)")
+
+
+def test_an_installed_package_s_entry_point_plugin_is_loaded(tmp_path):
+    # An installed distribution (its dist-info on sys.path) declaring `[conveyor]` entry points: its
+    # plugin module is registered under the entry point's name.
+    (tmp_path / "acme_conveyor.py").write_text(
+        "from runner.hookspecs import hookimpl\n\n"
+        "@hookimpl\ndef conveyor_build_started(build, settings):\n    pass\n")
+    info = tmp_path / "acme_conveyor-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-conveyor\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[console_scripts]\nacme = acme_conveyor:main\n\n"
+                                           "[conveyor]\nacme = acme_conveyor\n")
+    out = subprocess.run([sys.executable, "-c", LIST_PLUGINS], capture_output=True, text=True, cwd=ROOT,
+                         env={**_env(), "PYTHONPATH": f"{tmp_path}"}, check=True).stdout.splitlines()
+    assert "acme" in eval(out[0]), out
+
+
+def test_no_installed_plugin_costs_no_metadata_scan(tmp_path):
+    # Without any `[conveyor]` entry point (other groups are there), importlib.metadata is never
+    # loaded: a build's start does not pay for reading every installed distribution.
+    info = tmp_path / "other-1.0.dist-info"
+    info.mkdir()
+    (info / "entry_points.txt").write_text("[console_scripts]\nother = other:main\n[conveyor_not]\nx = y\n")
+    out = subprocess.run([sys.executable, "-c", LIST_PLUGINS], capture_output=True, text=True, cwd=ROOT,
+                         env={**_env(), "PYTHONPATH": f"{tmp_path}"}, check=True).stdout.splitlines()
+    assert "badges" in eval(out[0]) and out[1] == "False", out
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def test_badge_plugin_writes_the_latest_status(tmp_path):
