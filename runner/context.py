@@ -10,9 +10,10 @@ add YAML structure after rendering, so it is refused with ``ContextError``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from runner.errors import ContextError
+from runner.values import Value, frozen
 
 __all__ = ["EVENTS", "GitInfo", "Changes", "Context"]
 
@@ -26,8 +27,8 @@ _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _SHA = re.compile(r"^[0-9a-f]{4,64}\Z")
 
 
-@dataclass(frozen=True)
-class GitInfo:
+@frozen
+class GitInfo(Value):
     sha: str | None = None
     short_sha: str | None = None
     branch: str | None = None
@@ -37,8 +38,8 @@ class GitInfo:
     author: str | None = None  # free text, likewise
 
 
-@dataclass(frozen=True)
-class Changes:
+@frozen
+class Changes(Value):
     """The files the event changed, for ``when.changes`` (computed by ``runner.scm.changes``).
 
     ``files`` None means every file counts as changed (a manual run, a first build); ``basis`` says
@@ -48,8 +49,8 @@ class Changes:
     basis: str
 
 
-@dataclass(frozen=True)
-class Context:
+@frozen
+class Context(Value):
     git: GitInfo
     event: str = "push"
     repo_name: str = "repo"

@@ -11,7 +11,9 @@ Lines and columns are 1-based. Warnings never block a build.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+
+from runner.values import Value, frozen
 
 __all__ = ["Diagnostic", "Diagnostics", "ERROR", "WARNING"]
 
@@ -21,8 +23,8 @@ ERROR = "error"
 WARNING = "warning"
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+@frozen
+class Diagnostic(Value):
     severity: str  # "error" | "warning"
     code: str  # a stable short name, e.g. "unknown-key", "yaml-syntax", "template"
     message: str

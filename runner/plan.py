@@ -32,8 +32,10 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from runner.values import Value, frozen
 
 __all__ = [
     "PLAN_VERSION",
@@ -85,87 +87,8 @@ class PlanFormatError(ValueError):
     """A stored plan could not be read back (wrong version or shape)."""
 
 
-class _Value:
-    """Immutability, equality, hash and repr by fields, as ``@dataclass(frozen=True)`` makes them,
-    written once for every plan class: dataclasses compiles each generated method separately, and the
-    three per class (``__init__``, ``__setattr__``, ``__delattr__``, after equality and repr had
-    already moved here) took most of the plan's import, which every command that reads a pipeline
-    (``conveyor lint`` first) pays. ``__init__`` sets each field once; nothing can set one again."""
-
-    __slots__ = ()
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in self.__dict__ or name not in self.__dataclass_fields__:
-            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
-        object.__setattr__(self, name, value)
-
-    def __delattr__(self, name: str) -> None:
-        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
-
-    def _key(self) -> tuple:
-        return tuple(getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
-
-    def __eq__(self, other: object) -> bool:
-        return self._key() == other._key() if other.__class__ is self.__class__ else NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
-        return f"{type(self).__qualname__}({shown})"
-
-
-_VALUE_CLASSES: list[type] = []
-class _Factory:
-    def __repr__(self) -> str:
-        return "<factory>"  # as dataclasses shows it in a signature
-
-
-_FACTORY = _Factory()  # the default of a field with a default_factory: "not given"
-
-
-def _value(cls):
-    """A dataclass, frozen by ``_Value`` as by ``frozen=True``, with equality, hash and repr from
-    ``_Value``, and an ``__init__`` made with every other plan class's in one compile (``_give_inits``).
-    A class without a docstring gets its name (dataclasses would compute a signature for it)."""
-    cls.__doc__ = cls.__doc__ or f"{cls.__name__}: part of a Plan (runner.plan)."
-    cls = dataclass(init=False, eq=False, repr=False)(cls)
-    _VALUE_CLASSES.append(cls)
-    return cls
-
-
-def _give_inits(classes: list[type]) -> None:
-    """The ``__init__`` dataclasses would write for each class (fields in order, defaults and
-    default factories, each field set once with ``object.__setattr__`` as a frozen dataclass does),
-    compiled together: dataclasses compiles each generated method on its own, and those compiles
-    were most of this module's import, which every command reading a pipeline pays."""
-    names: dict[str, Any] = {"_set": object.__setattr__, "_FACTORY": _FACTORY}
-    sources = []
-    for cls in classes:
-        params, body = [], []
-        for f in dataclasses.fields(cls):
-            given = f.name
-            if f.default is not dataclasses.MISSING:
-                names[default := f"_default_{cls.__name__}_{f.name}"] = f.default
-                params.append(f"{f.name}={default}")
-            elif f.default_factory is not dataclasses.MISSING:
-                names[factory := f"_factory_{cls.__name__}_{f.name}"] = f.default_factory
-                params.append(f"{f.name}=_FACTORY")
-                given = f"{factory}() if {f.name} is _FACTORY else {f.name}"
-            else:
-                params.append(f.name)
-            body.append(f"    _set(self, {f.name!r}, {given})")
-        sources.append(f"def _init_{cls.__name__}(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"]))
-    exec(compile("\n\n".join(sources), f"<{__name__} __init__s>", "exec"), names)
-    for cls in classes:
-        init = names[f"_init_{cls.__name__}"]
-        init.__name__, init.__qualname__ = "__init__", f"{cls.__qualname__}.__init__"
-        cls.__init__ = init
-
-
-@_value
-class Step(_Value):
+@frozen
+class Step(Value):
     name: str
     run: str  # a shell script, run with `sh -e -c`
     timeout: float | None = None  # seconds; None: bounded only by the job and build timeouts
@@ -173,8 +96,8 @@ class Step(_Value):
     env: dict[str, str] = field(default_factory=dict)
 
 
-@_value
-class Ready(_Value):
+@frozen
+class Ready(Value):
     """When a service counts as ready: a TCP port accepts, or a command exits 0 (run inside it)."""
 
     tcp: int | None = None
@@ -182,8 +105,8 @@ class Ready(_Value):
     within: float = 30.0
 
 
-@_value
-class Service(_Value):
+@frozen
+class Service(Value):
     """A sidecar container on the build's network, reachable from the job as host ``name``."""
 
     name: str
@@ -193,8 +116,8 @@ class Service(_Value):
     ready: Ready | None = None  # None: ready once started
 
 
-@_value
-class Matrix(_Value):
+@frozen
+class Matrix(Value):
     """Where a job came from when a ``matrix`` expanded it: its parent's name and coordinates."""
 
     group: str  # the authored job name, e.g. "unit"; the job's own name is "unit [py=3.11, db=pg]"
@@ -203,15 +126,15 @@ class Matrix(_Value):
     max_parallel: int | None = None  # combinations of this group running at once
 
 
-@_value
-class AllowFailure(_Value):
+@frozen
+class AllowFailure(Value):
     """``allow_failure``: a failure of this job (any exit code, or only these) does not fail the build."""
 
     exit_codes: tuple[int, ...] = ()  # empty: any failure is allowed
 
 
-@_value
-class Artifacts(_Value):
+@frozen
+class Artifacts(Value):
     """Files kept after the job: listed and downloadable, and put into the workspace of jobs that need it."""
 
     paths: tuple[str, ...]  # globs relative to the workspace; a directory means everything under it
@@ -219,8 +142,8 @@ class Artifacts(_Value):
     when: str = "on_success"  # "on_success", "on_failure" or "always"
 
 
-@_value
-class Cache(_Value):
+@frozen
+class Cache(Value):
     """Files restored before the job's first step and saved after it succeeds, under a key.
 
     The key is ``key`` (already rendered), or, when ``files`` is set (and ``key`` None), ``prefix`` plus
@@ -235,15 +158,15 @@ class Cache(_Value):
     fallback_keys: tuple[str, ...] = ()  # tried in order when the key has no cache yet
 
 
-@_value
-class Reports(_Value):
+@frozen
+class Reports(Value):
     """Report files read out of the workspace after the job's steps (also after a failure)."""
 
     junit: tuple[str, ...] = ()  # globs of JUnit XML files
 
 
-@_value
-class Job(_Value):
+@frozen
+class Job(Value):
     name: str
     image: str
     steps: tuple[Step, ...]
@@ -267,16 +190,16 @@ class Job(_Value):
     reports: Reports | None = None
 
 
-@_value
-class When(_Value):
+@frozen
+class When(Value):
     """Run-time condition. Branch, tag and event filters are decided at compile time (a stage they
     exclude is kept with ``Stage.skip_reason`` set), so only the build status is left for run time."""
 
     status: tuple[str, ...] = ("success",)  # "success", "failure", or "always" (any status)
 
 
-@_value
-class BuildSpec(_Value):
+@frozen
+class BuildSpec(Value):
     tag: str
     context: str = "."
     dockerfile: str = "Dockerfile"
@@ -286,16 +209,16 @@ class BuildSpec(_Value):
     push: bool | None = None  # None: push when a registry is configured; the digest pins deploys
 
 
-@_value
-class Port(_Value):
+@frozen
+class Port(Value):
     published: int
     target: int
     protocol: str = "tcp"
     mode: str = "host"  # "host" by default: the routing mesh needs IPVS (see docs/deploy.md)
 
 
-@_value
-class Healthcheck(_Value):
+@frozen
+class Healthcheck(Value):
     cmd: str  # run with `sh -c` inside the task's container (CMD-SHELL)
     interval: float = 5.0
     timeout: float = 3.0
@@ -303,8 +226,8 @@ class Healthcheck(_Value):
     start_period: float = 0.0
 
 
-@_value
-class UpdateConfig(_Value):
+@frozen
+class UpdateConfig(Value):
     """Swarm `UpdateConfig` (and, with the same keys, `RollbackConfig`)."""
 
     order: str = "start-first"
@@ -315,8 +238,8 @@ class UpdateConfig(_Value):
     max_failure_ratio: float = 0.0
 
 
-@_value
-class Placement(_Value):
+@frozen
+class Placement(Value):
     """Swarm placement of a service's tasks. Empty: any node, Swarm's default spread."""
 
     constraints: tuple[str, ...] = ()  # e.g. "node.labels.zone==a", "node.role!=manager"
@@ -324,8 +247,8 @@ class Placement(_Value):
     max_replicas_per_node: int = 0  # 0: no limit
 
 
-@_value
-class Verify(_Value):
+@frozen
+class Verify(Value):
     """A check after convergence: an HTTP status fetched by the runner, or a command run in a
     container attached to the service's network. Exactly one of http / command is set."""
 
@@ -336,8 +259,8 @@ class Verify(_Value):
     within: float = 30.0  # keep retrying until this many seconds have passed
 
 
-@_value
-class DeploySpec(_Value):
+@frozen
+class DeploySpec(Value):
     """One Swarm service (``service`` set) or a Compose stack (``stack`` and ``compose`` set)."""
 
     service: str | None = None
@@ -363,8 +286,8 @@ class DeploySpec(_Value):
     placement: Placement = field(default_factory=Placement)
 
 
-@_value
-class RollbackSpec(_Value):
+@frozen
+class RollbackSpec(Value):
     service: str | None = None
     stack: str | None = None
     to: int | None = None  # a deploy id from the history; None: the last good deploy before the current
@@ -373,15 +296,15 @@ class RollbackSpec(_Value):
     environment: str | None = None  # the environment the deploy went to: its target and service name
 
 
-@_value
-class ApprovalSpec(_Value):
+@frozen
+class ApprovalSpec(Value):
     message: str = ""
     approvers: tuple[str, ...] = ()  # user names or roles; empty: anyone allowed to approve
     timeout: float | None = None  # seconds; then the stage fails (not approved in time)
 
 
-@_value
-class Stage(_Value):
+@frozen
+class Stage(Value):
     name: str
     kind: str  # "jobs", "build", "deploy", "rollback", "approval"
     jobs: tuple[Job, ...] = ()
@@ -395,15 +318,15 @@ class Stage(_Value):
     env: dict[str, str] = field(default_factory=dict)  # the stage's own `env:` (its jobs carry it merged)
 
 
-@_value
-class Post(_Value):
+@frozen
+class Post(Value):
     always: tuple[Job, ...] = ()
     success: tuple[Job, ...] = ()
     failure: tuple[Job, ...] = ()
 
 
-@_value
-class Plan(_Value):
+@frozen
+class Plan(Value):
     name: str
     stages: tuple[Stage, ...]
     post: Post = field(default_factory=Post)
@@ -443,9 +366,6 @@ class Plan(_Value):
     @classmethod
     def from_json(cls, text: str) -> Plan:
         return cls.from_dict(json.loads(text))
-
-
-_give_inits(_VALUE_CLASSES)
 
 
 def _to_data(value: Any) -> Any:

@@ -70,12 +70,13 @@ from typing import Any
 
 from runner.errors import BackendError
 from runner.plan import Job, Step
+from runner.values import Value, frozen
 
 __all__ = ["Backend", "BuildRef", "JobHandle", "StepExit", "Workspace"]
 
 
-@dataclass(frozen=True)
-class BuildRef:
+@frozen
+class BuildRef(Value):
     """The build a backend works for."""
 
     id: str  # unique across instances, safe in resource names: [a-z0-9-]
@@ -92,8 +93,8 @@ class BuildRef:
     images: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Workspace:
+@frozen
+class Workspace(Value):
     """Where a build's workspace is, for what reads it outside a job. Exactly one is set."""
 
     volume: str | None = None  # an engine volume (Docker backend), read through the engine API
@@ -109,8 +110,8 @@ class JobHandle:
     data: Any = None
 
 
-@dataclass(frozen=True)
-class StepExit:
+@frozen
+class StepExit(Value):
     code: int  # the exit status; 128+N after signal N; -1 when unknown
     oom_killed: bool = False
     reason: str | None = None  # a backend's own explanation, e.g. "container vanished"

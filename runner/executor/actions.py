@@ -15,6 +15,7 @@ from typing import Protocol
 
 from runner.backends.base import BuildRef
 from runner.plan import Plan, Stage
+from runner.values import Value, frozen
 
 __all__ = ["ActionContext", "ActionResult", "StageAction"]
 
@@ -38,8 +39,8 @@ class ActionContext:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class ActionResult:
+@frozen
+class ActionResult(Value):
     status: str  # "success", "failure", "timed_out", ...
     reason: str | None = None  # shown in the stage's row and log, e.g. "rolled back: task failed"
 

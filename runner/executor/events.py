@@ -20,8 +20,10 @@ stage (build/deploy/rollback) appears as one job and one step (index 0) named af
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
+
+from runner.values import Value, frozen
 
 __all__ = [
     "Event",
@@ -42,42 +44,42 @@ __all__ = [
 _log = logging.getLogger("conveyor.events")
 
 
-@dataclass(frozen=True)
-class Event:
+@frozen
+class Event(Value):
     time: float  # time.time() when it happened
 
 
-@dataclass(frozen=True)
+@frozen
 class BuildStarted(Event):
     pass
 
 
-@dataclass(frozen=True)
+@frozen
 class BuildFinished(Event):
     status: str
     reason: str | None = None
     warnings: tuple[str, ...] = ()  # a successful build's allowed failures ("with warnings")
 
 
-@dataclass(frozen=True)
+@frozen
 class StageStarted(Event):
     stage: str
 
 
-@dataclass(frozen=True)
+@frozen
 class StageFinished(Event):
     stage: str
     status: str
     reason: str | None = None  # e.g. the skip reason, or why a deploy failed
 
 
-@dataclass(frozen=True)
+@frozen
 class JobStarted(Event):
     stage: str
     job: str
 
 
-@dataclass(frozen=True)
+@frozen
 class JobFinished(Event):
     stage: str
     job: str
@@ -86,7 +88,7 @@ class JobFinished(Event):
     allowed: bool = False  # a failure its allow_failure accepts: the build does not fail for it
 
 
-@dataclass(frozen=True)
+@frozen
 class StepStarted(Event):
     stage: str
     job: str
@@ -95,7 +97,7 @@ class StepStarted(Event):
     attempt: int = 1
 
 
-@dataclass(frozen=True)
+@frozen
 class StepOutput(Event):
     stage: str
     job: str
@@ -103,7 +105,7 @@ class StepOutput(Event):
     lines: tuple[str, ...] = field(default_factory=tuple)  # without trailing newlines
 
 
-@dataclass(frozen=True)
+@frozen
 class StepFinished(Event):
     stage: str
     job: str

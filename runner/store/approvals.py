@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 
 from runner.errors import NotWaiting
+from runner.values import Value, frozen
 
 __all__ = ["Approval", "DECISIONS", "ask", "get", "decide", "settle", "resume_running", "of_build", "of_build_uid", "claim_waiting",
            "waiting_server_builds", "waiting_among"]
@@ -23,8 +23,8 @@ DECISIONS = ("approved", "rejected", "timed_out", "not_asked")
 _COLUMNS = "id, build_id, stage, message, approvers, requested, deadline, decision, decided_by, decided_at, comment"
 
 
-@dataclass(frozen=True)
-class Approval:
+@frozen
+class Approval(Value):
     id: int
     build_id: int
     stage: str

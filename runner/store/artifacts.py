@@ -7,7 +7,8 @@ jobs finishing together cannot both slip under it.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+
+from runner.values import Value, frozen
 
 __all__ = ["Artifact", "ArtifactLimitError", "add", "for_build", "find", "build_total", "expire_due", "in_use"]
 
@@ -16,8 +17,8 @@ class ArtifactLimitError(Exception):
     """The build's artifacts would pass its size cap; the message says by how much."""
 
 
-@dataclass(frozen=True)
-class Artifact:
+@frozen
+class Artifact(Value):
     id: int
     build_id: int
     job: str

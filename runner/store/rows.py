@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from runner.values import Value, frozen
 
 __all__ = ["BuildRow", "StageRow", "JobRow", "StepRow", "LogChunk", "BuildDetail"]
 
@@ -17,8 +19,8 @@ def _duration(started: float | None, finished: float | None) -> float | None:
     return (finished if finished is not None else time.time()) - started
 
 
-@dataclass(frozen=True)
-class BuildRow:
+@frozen
+class BuildRow(Value):
     id: int
     repo: str
     number: int
@@ -81,8 +83,8 @@ class BuildRow:
         return cls(**data)
 
 
-@dataclass(frozen=True)
-class StageRow:
+@frozen
+class StageRow(Value):
     id: int
     position: int
     name: str
@@ -97,8 +99,8 @@ class StageRow:
         return _duration(self.started, self.finished)
 
 
-@dataclass(frozen=True)
-class StepRow:
+@frozen
+class StepRow(Value):
     id: int
     position: int
     name: str
@@ -114,8 +116,8 @@ class StepRow:
         return _duration(self.started, self.finished)
 
 
-@dataclass(frozen=True)
-class JobRow:
+@frozen
+class JobRow(Value):
     id: int
     stage: str
     name: str
@@ -131,8 +133,8 @@ class JobRow:
         return _duration(self.started, self.finished)
 
 
-@dataclass(frozen=True)
-class LogChunk:
+@frozen
+class LogChunk(Value):
     stage: str | None
     job: str | None
     step: int | None
@@ -144,8 +146,8 @@ class LogChunk:
     time: float | None = None  # when the chunk was stored (its lines came just before)
 
 
-@dataclass(frozen=True)
-class BuildDetail:
+@frozen
+class BuildDetail(Value):
     build: BuildRow
     stages: tuple[StageRow, ...]
     jobs: tuple[JobRow, ...]
