@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
+
+from runner.values import Value, frozen
 
 __all__ = ["Settings", "default_data_dir", "parse_count", "parse_size"]
 
@@ -33,10 +35,10 @@ def default_data_dir(environ: dict[str, str] | None = None) -> Path:
     return Path(base) / "conveyor"
 
 
-@dataclass(frozen=True)
-class Settings:
+@frozen
+class Settings(Value):
     data_dir: Path = field(default_factory=default_data_dir)
-    docker_host: str | None = None  # None: docker-py's own default (DOCKER_HOST or the local socket)
+    docker_host: str | None = None  # None: DOCKER_HOST, else the local socket
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 2)  # jobs at once, per runner
     instance: str = "default"  # names this runner in resource labels, so sweeps touch only its own
     job_memory: int = 2 * 1024**3  # bytes, per job container

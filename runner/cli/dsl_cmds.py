@@ -6,7 +6,6 @@ to stderr, compiler style; `lint` exits 1 on any error, 0 otherwise (warnings do
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -120,6 +119,8 @@ def lint(target, branch, tag, event, params, build_number, trusted, as_json):
         found.extend(load_pipeline(repo, ctx, file=file, trusted=trusted, options=options).diagnostics)
     errors = sum(d.severity == "error" for d in found)
     if as_json:
+        import json
+
         click.echo(json.dumps([d.to_dict() for d in found], indent=2))
     else:
         _report(found)
