@@ -12,7 +12,9 @@
 4. Peak RSS of `conveyor run` (the largest process of the command): <= 80 MB.
 5. The `local` backend next to Buildbot 4.3.0's figures quoted in the issue.
 
-Not a test: it never fails on speed, it reports. "command" is the whole `conveyor run` process
+A figure and its floor are measured in turns (floor, command, in-process, floor, ...), best of N each,
+so a machine that slows down meanwhile weighs on both alike. Not a test: it never fails on speed, it
+reports. "command" is the whole `conveyor run` process
 (Python start-up included); "in-process" is `run_build` alone, what the server pays per build.
 """
 
@@ -72,6 +74,16 @@ def timed(fn) -> float:
 
 def best(fn, rounds: int) -> float:
     return min(timed(fn) for _ in range(rounds))
+
+
+def in_turns(rounds: int, **measures) -> dict[str, float]:
+    """The best of ``rounds`` of each measure (a function returning seconds), taken in turns (a, b,
+    c, a, b, c, ...), so that a machine slowing down or speeding up meanwhile weighs on each alike."""
+    times: dict[str, list[float]] = {name: [] for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            times[name].append(measure())
+    return {name: min(found) for name, found in times.items()}
 
 
 def command(repo: Path, data: Path, instance: str, *extra: str, env_extra: dict | None = None) -> None:
@@ -193,9 +205,10 @@ def main() -> None:
 def section_steps(repos, data, instance, rounds) -> None:
     print("1. 20 `true` steps, one job, docker backend")
     script = best(lambda: docker_script(20), rounds)
-    floor = best(lambda: docker_floor(20), rounds)
-    cmd = best(lambda: command(repos["steps20"], data, instance), rounds)
-    inproc = min(in_process(repos["steps20"], data, instance, "docker") for _ in range(rounds))
+    got = in_turns(rounds, floor=lambda: timed(lambda: docker_floor(20)),
+                   cmd=lambda: timed(lambda: command(repos["steps20"], data, instance)),
+                   inproc=lambda: in_process(repos["steps20"], data, instance, "docker"))
+    floor, cmd, inproc = got["floor"], got["cmd"], got["inproc"]
     print(f"   docker run --rm per step (script): {script:6.2f} s")
     print(f"   floor (1 container + 20 exec):     {floor:6.2f} s")
     print(f"   conveyor run (command):            {cmd:6.2f} s   {cmd / script:.2f}x script (goal <= 0.35)"
@@ -206,10 +219,12 @@ def section_steps(repos, data, instance, rounds) -> None:
 
 def section_parallel(repos, data, instance, rounds) -> None:
     print("2. 8 parallel jobs of `sleep 1`, docker backend, concurrency 8")
-    par_cmd = best(lambda: command(repos["parallel8"], data, instance, env_extra={"CONVEYOR_CONCURRENCY": "8"}),
-                   rounds)
-    par_in = min(in_process(repos["parallel8"], data, instance, "docker", concurrency=8) for _ in range(rounds))
-    par_floor = best(lambda: docker_parallel_floor(8), rounds)
+    got = in_turns(
+        rounds, floor=lambda: timed(lambda: docker_parallel_floor(8)),
+        cmd=lambda: timed(lambda: command(repos["parallel8"], data, instance,
+                                          env_extra={"CONVEYOR_CONCURRENCY": "8"})),
+        inproc=lambda: in_process(repos["parallel8"], data, instance, "docker", concurrency=8))
+    par_floor, par_cmd, par_in = got["floor"], got["cmd"], got["inproc"]
     print(f"   engine floor (8 concurrent docker run --rm sleep 1): {par_floor:5.2f} s")
     print(f"   conveyor run (command):  {par_cmd:5.2f} s (goal <= 1.6)   {par_cmd / par_floor:.2f}x floor")
     print(f"   run_build (in-process):  {par_in:5.2f} s                  {par_in / par_floor:.2f}x floor\n")
@@ -251,9 +266,12 @@ def section_local(repos, data, instance, rounds, rss_small) -> None:
 def lint_figures(repo: Path, rounds: int) -> None:
     """`conveyor lint` of a small file, whole process, next to a bare `python -c pass` (the floor)."""
     print("0. `conveyor lint` of a small file (whole process)")
-    bare = best(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True, env=CHILD_ENV), max(rounds, 5))
-    lint = best(lambda: subprocess.run([sys.executable, "-m", "runner", "lint", str(repo)], check=True, cwd=ROOT,
-                                       stderr=subprocess.DEVNULL, env=CHILD_ENV), max(rounds, 5))
+    got = in_turns(
+        max(rounds, 5),
+        bare=lambda: timed(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True, env=CHILD_ENV)),
+        lint=lambda: timed(lambda: subprocess.run([sys.executable, "-m", "runner", "lint", str(repo)], check=True,
+                                                  cwd=ROOT, stderr=subprocess.DEVNULL, env=CHILD_ENV)))
+    bare, lint = got["bare"], got["lint"]
     print(f"   floor (python -c pass):  {bare * 1000:6.1f} ms")
     print(f"   conveyor lint:           {lint * 1000:6.1f} ms   {lint / bare:.2f}x floor"
           f"   (goal < 100 ms: {'met' if lint < 0.1 else 'MISSED'})\n")
