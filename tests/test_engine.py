@@ -37,7 +37,7 @@ def test_a_build_s_calls_never_load_docker_py_and_the_rest_raise_the_same_errors
     # over the engine's API without docker-py; a call only docker-py makes (services) loads it, and
     # its "not found" is the same class a caller catches for the engine's own.
     code = """
-import sys
+import sys, time
 from runner.engine import Engine, Target, errors
 engine = Engine(Target("default"))
 api = engine.api
@@ -51,6 +51,13 @@ try:
     assert api.exec_inspect(exec_id)["ExitCode"] == 3
     assert api.archive_stat(cid, "/etc/hostname")["name"] == "hostname"
     assert api.archive_stat(cid, "/no/such/file") is None
+    started = time.monotonic()
+    try:
+        api.wait(cid, timeout=1)  # the container sleeps on: the wait gives up after its timeout
+        raise AssertionError("wait returned while the container runs")
+    except errors.DockerException:
+        assert time.monotonic() - started < 10
+    assert api.inspect_container(cid)["State"]["Running"]  # and the client goes on
 finally:
     api.remove_container(cid, force=True)
 try:

@@ -123,7 +123,8 @@ class EngineAPI:
         self._call("DELETE", f"/containers/{_q(container)}", params={"force": force, "v": v})
 
     def wait(self, container: str, timeout: float | None = None) -> dict[str, Any]:
-        return self._json("POST", f"/containers/{_q(container)}/wait", timeout=timeout)
+        """Until the container stops; ``timeout`` (default: the client's) raises DockerException."""
+        return self._json("POST", f"/containers/{_q(container)}/wait", timeout=timeout or "default")
 
     def logs(self, container: str, stdout: bool = True, stderr: bool = True, tail: int | str = "all") -> bytes:
         data = self._call("GET", f"/containers/{_q(container)}/logs",
@@ -216,16 +217,25 @@ class EngineAPI:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> bytes:
         conn, resp = self._open(method, path, **kwargs)
-        data = resp.read()
+        data = self._read_all(conn, resp, method, path)
         self._give(conn, resp)
         return data
+
+    def _read_all(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, method: str,
+                  path: str) -> bytes:
+        try:
+            return resp.read()
+        except (OSError, http.client.HTTPException) as exc:  # a timeout (`wait`), or the engine went away
+            conn.close()
+            raise DockerException(f"the Docker engine at {self.url} stopped answering {method} {path} ({exc})") from None
 
     def _open(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None,
               data: bytes | BinaryIO | None = None, headers: dict[str, str] | None = None,
               timeout: float | None | str = "default", versioned: bool = True,
               missing_ok: bool = False) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         """Send the request and read the answer's head; an error status raises (a 404 too unless
-        ``missing_ok``). ``timeout`` None: no limit once the answer has begun (a step's output)."""
+        ``missing_ok``). ``timeout``: seconds for each wait on the engine (default: the client's);
+        None: the client's for the head, no limit once the answer has begun (a step's output)."""
         url = (self._version_prefix() if versioned else "") + path + _query(params)
         headers = dict(headers or {})
         if body is not None:
@@ -233,6 +243,10 @@ class EngineAPI:
         if data is not None and not isinstance(data, bytes):
             headers["Content-Length"] = str(os.fstat(data.fileno()).st_size - data.tell())
         conn = self._take()
+        if timeout not in ("default", None):
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
         try:
             conn.request(method, url, body=data, headers=headers)
             resp = conn.getresponse()
@@ -240,11 +254,11 @@ class EngineAPI:
             conn.close()
             raise DockerException(f"the Docker engine at {self.url} did not answer {method} {path} ({exc})") from None
         if resp.status >= 400 and not (missing_ok and resp.status == 404):
-            text = resp.read().decode(errors="replace")
+            text = self._read_all(conn, resp, method, path).decode(errors="replace")
             self._give(conn, resp)
             raise api_error(resp.status, resp.reason, _explanation(text), f"{method} {path}")
-        if timeout != "default" and conn.sock is not None:
-            conn.sock.settimeout(timeout)
+        if timeout is None and conn.sock is not None:
+            conn.sock.settimeout(None)
         return conn, resp
 
     def _version_prefix(self) -> str:
@@ -262,6 +276,7 @@ class EngineAPI:
             if conn is None:
                 return self._connect(self.timeout)
             if not _dropped(conn):
+                conn.timeout = self.timeout
                 conn.sock.settimeout(self.timeout)
                 return conn
             conn.close()
