@@ -18,21 +18,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from runner.executor.actions import ActionContext, ActionResult
 from runner.plan import ApprovalSpec, Stage
 from runner.store import approvals
 from runner.store.approvals import Approval
 from runner.store.db import Store
+from runner.values import Value, frozen
 
 __all__ = ["Answer", "Ask", "ApprovalAction", "NOT_IN_TIME"]
 
 NOT_IN_TIME = "not approved in time"
 
 
-@dataclass(frozen=True)
-class Answer:
+@frozen
+class Answer(Value):
     """A decision made where the build runs (`conveyor run`): approved, rejected or not_asked."""
 
     decision: str

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from runner.settings import new_build_id
 from runner.store import builds as q
 from runner.store.db import Store
 from runner.store.recovery import this_host
+from runner.values import Value, frozen
 
 __all__ = ["BuildRequest", "insert_request", "create_build"]
 
 
-@dataclass(frozen=True)
-class BuildRequest:
+@frozen
+class BuildRequest(Value):
     """What to build: the trigger, as stored with the build (the context is made from it)."""
 
     repo: str

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from runner.backends.docker_blocking import signal_steps
@@ -41,6 +40,7 @@ from runner.engine.engine import Engine
 from runner.engine.labels import job_resource
 from runner.errors import ServiceError
 from runner.plan import Service
+from runner.values import Value, frozen
 
 __all__ = ["Sidecars", "Death", "LABEL_SERVICE", "TAIL"]
 
@@ -51,8 +51,8 @@ LABEL_SERVICE = "io.conveyor.service"
 KEPT_LIMITS = ("security_opt", "pids_limit", "mem_limit", "memswap_limit", "nano_cpus")
 
 
-@dataclass(frozen=True)
-class Death:
+@frozen
+class Death(Value):
     """A service that exited while its job ran."""
 
     service: str

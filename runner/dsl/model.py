@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from runner.diagnostics import Diagnostics
 from runner.dsl.yamlload import YMap, YNode, YScalar, YSeq
+from runner.values import Value, frozen
 
 __all__ = ["INVALID", "Cx", "LintOptions", "ROLES", "Spec", "ListOf", "MapOf", "Obj", "Either", "Field", "describe", "did_you_mean", "short"]
 
@@ -29,8 +30,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 ROLES = ("viewer", "developer", "deployer", "admin")  # the server's roles, valid approvers everywhere
 
 
-@dataclass(frozen=True)
-class LintOptions:
+@frozen
+class LintOptions(Value):
     """What the runner that will run the file knows, for rules that depend on it."""
 
     backend: str = "docker"  # "swarm" places jobs by node label; docker and local cannot

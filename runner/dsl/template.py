@@ -17,11 +17,11 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from runner.bundled import PIPELINE_LIB_DIR
 from runner.dsl.template_errors import locate
+from runner.values import Value, frozen
 
 __all__ = ["Rendered", "render", "template_roots", "warm_up", "CPU_SECONDS", "MEMORY_BYTES", "WALL_SECONDS"]
 
@@ -35,8 +35,8 @@ _NEWLINES = re.compile(r"\r\n?")
 LIB_DIR = PIPELINE_LIB_DIR  # Conveyor's own macros
 
 
-@dataclass(frozen=True)
-class Rendered:
+@frozen
+class Rendered(Value):
     text: str | None  # None when rendering failed
     error: str | None = None
     file: str | None = None  # where the error is: the pipeline file or an imported template

@@ -10,16 +10,16 @@ returns ``Kept``: a ``failure`` fails the job (artifacts refused), ``warnings`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from runner.backends.base import Backend, JobHandle
+from runner.values import Value, frozen
 
 __all__ = ["JobFiles", "Kept", "NoFiles"]
 
 
-@dataclass(frozen=True)
-class Kept:
+@frozen
+class Kept(Value):
     failure: str | None = None
     warnings: tuple[str, ...] = ()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
+
+from runner.values import Value, frozen
 
 __all__ = ["Notice", "kind_of", "BROKEN"]
 
@@ -23,8 +25,8 @@ def kind_of(status: str, previous: str | None) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Notice:
+@frozen
+class Notice(Value):
     """One finished build, as every notifier sees it (the webhook's JSON body is ``to_json()``)."""
 
     kind: str  # failure | fixed | success

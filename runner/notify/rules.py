@@ -3,11 +3,11 @@ and how hard to try; the rest of the entry is the notifier's own (see ``Options`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runner.notify.notice import Notice
 from runner.notify.options import NotifyConfigError, Options
+from runner.values import Value, frozen
 
 __all__ = ["KINDS", "NotifyRule", "Notifier", "parse_rules"]
 
@@ -26,8 +26,8 @@ class Notifier(Protocol):
         """Deliver ``notice`` or raise; the caller times it out, logs the error and retries."""
 
 
-@dataclass(frozen=True)
-class NotifyRule:
+@frozen
+class NotifyRule(Value):
     type: str
     notifier: Any  # a Notifier
     on: tuple[str, ...] = _DEFAULT_ON

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
 
 from runner.build_request import BuildRequest, insert_request
 from runner.errors import StoreError
@@ -25,6 +24,7 @@ from runner.store.builds import finish_build
 from runner.store.db import Store
 from runner.store.deliveries import list_deliveries, pending_count
 from runner.store.server_builds import cancel_queued
+from runner.values import frozen
 
 __all__ = ["BuildOrder", "record_delivery", "enqueue_pending", "queue_build", "cancel_queued", "pending_count",
            "list_deliveries"]
@@ -32,7 +32,7 @@ __all__ = ["BuildOrder", "record_delivery", "enqueue_pending", "queue_build", "c
 log = logging.getLogger("conveyor.inbox")
 
 
-@dataclass(frozen=True)
+@frozen
 class BuildOrder(BuildRequest):
     """A build of a configured repository: what any build is asked for (``BuildRequest``; trigger
     ``webhook``, ``api:admin``, ``rerun:<id>``) plus what only the server knows of it."""

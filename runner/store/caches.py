@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+
+from runner.values import Value, frozen
 
 __all__ = ["CacheRow", "get", "touch", "put", "evict", "list_caches", "remove"]
 
 
-@dataclass(frozen=True)
-class CacheRow:
+@frozen
+class CacheRow(Value):
     namespace: str
     key: str
     file: str
