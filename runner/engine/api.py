@@ -352,8 +352,10 @@ def _dropped(conn: http.client.HTTPConnection) -> bool:
     """Whether an idle kept-alive connection was closed by the engine meanwhile (readable at rest)."""
     if conn.sock is None:
         return True
-    try:
-        return bool(select.select([conn.sock], [], [], 0)[0])
+    try:  # poll, not select: a server's descriptors may be numbered past select's 1024
+        poller = select.poll()
+        poller.register(conn.sock, select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
 
