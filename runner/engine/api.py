@@ -148,7 +148,7 @@ class EngineAPI:
         """The exec's output, stdout and stderr in the order the engine sent them: all of it once it
         ended, or (``stream``) an ``ExecStream`` of its chunks as they come."""
         conn, resp = self._open("POST", f"/exec/{_q(exec_id)}/start", body={"Detach": False, "Tty": False},
-                                timeout=None)
+                                timeout=None if stream else "default")  # a step may be silent for long
         out = ExecStream(conn, resp)
         return out if stream else b"".join(out)
 
