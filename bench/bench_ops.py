@@ -151,7 +151,7 @@ def bench_server(tmp: Path, uncached_scrapes: int) -> None:
         print(f"  floor (static file, same path): p50 {pct(floor, 50):.1f} ms, p99 {pct(floor, 99):.1f} ms; "
               f"uncached/floor p50 {pct(uncached, 50) / pct(floor, 50):.1f}x")
         bench_collection(data_dir)
-        print("idle server RSS (after one real build on the Docker backend: plugins, deploy actions, docker-py loaded)")
+        print("idle server RSS (after one real build on the Docker backend: its plugins loaded)")
         print(f"  {idle:.1f} MB after the build ({status}), {rss_mb(proc.pid):.1f} MB after the scrapes "
               "(goal <= 80 MB)")
     finally:
