@@ -5,6 +5,11 @@ Leased from the engine's pool of idle build networks (runner/engine/netpool.py, 
 removed by the build's sweep. While the build waits for an approval the lease is given back
 (``idle``) and the next job leases one again (``name``). The lease is one of the build's job
 resources: the build's sweep ends it, and ``trim`` afterwards keeps the pool to its size.
+
+Taking a lease costs the engine a container create (the lease), as long as the first job's own
+container create: ``likely`` names the idle network the lease tries first, so that container is
+created for it while the lease is taken, and started only once ``name`` confirms it (a network
+another runner took meanwhile costs that container a second create, on the network leased).
 """
 
 from __future__ import annotations
@@ -26,18 +31,37 @@ class BuildNetwork:
         self.engine, self.build_id, self.labels, self.pool = engine, build_id, labels, pool
         self.current = ""  # the network's name while the build holds one
         self._lock = asyncio.Lock()  # one lease at a time
+        self._tries: list[str] = []  # the pooled networks the next lease tries, in order
 
     async def name(self) -> str:
         """The build's network, leased (or made) on first use and again after ``idle``."""
         if not self.current:
             async with self._lock:
                 if not self.current:
-                    self.current = await uncancelled(self.engine.call(self._get))
+                    try:
+                        self.current = await uncancelled(self.engine.call(self._get, self._tries or None))
+                    finally:
+                        self._tries = []  # kept until now: ``likely`` names the first while it is tried
         return self.current
 
-    def _get(self) -> str:
+    async def likely(self) -> str:
+        """The build's network if it holds one; else the idle network its lease will try first
+        (containers may be created for it, never started before ``name`` confirms it); with none
+        idle, or no pool, ``name()``."""
+        if not (self.current or self._tries) and self.pool > 0:
+            pooled = await self.engine.call(netpool.pooled, self.engine)
+            if not (self.current or self._tries):
+                self._tries = pooled
+        return self._tries[0] if self._tries and not self.current else await self.name()
+
+    async def settle(self) -> None:
+        """Wait for a lease in flight (a teardown must not sweep before it is taken)."""
+        async with self._lock:
+            pass
+
+    def _get(self, tries: list[str] | None) -> str:
         if self.pool > 0:
-            return netpool.lease(self.engine, self.labels)
+            return netpool.lease(self.engine, self.labels, tries)
         name = network_name(self.build_id)
         create_network(self.engine, name, job_resource(self.labels, name))
         return name

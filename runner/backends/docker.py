@@ -73,6 +73,7 @@ class _Build:
     jobs: int = 0
     guard: WorkspaceGuard | None = None  # the workspace size limit (runner/backends/disk_guard.py)
     filled: asyncio.Future[None] | None = None  # the workspace fill, begun in setup
+    leased: asyncio.Future[str] | None = None  # the network's lease, begun in setup
 
 
 @dataclass
@@ -122,12 +123,14 @@ class DockerBackend(Backend):
 
         await uncancelled(asyncio.gather(
             engine.call(create_volume, engine, state.volume, job_resource(labels, state.volume)),
-            state.network.name(),
+            state.network.likely(),
         ))
-        # The fill needs only the volume: it runs while the first jobs' containers are created and
-        # started (which need the network too), instead of before them.
+        # The fill needs only the volume, and the network's lease is confirmed only before a
+        # container starts: both run while the first jobs' containers are created.
         state.filled = asyncio.ensure_future(
             engine.call(fill_volume, engine, state.volume, build.source, labels))
+        state.leased = asyncio.ensure_future(state.network.name())
+        state.leased.add_done_callback(lambda done: done.cancelled() or done.exception())  # start_job reports it
 
     async def idle(self, build: BuildRef) -> None:
         """The build waits (an approval): its pooled network goes back to the pool, so a waiting build
@@ -152,10 +155,10 @@ class DockerBackend(Backend):
         if state is None:
             raise BackendError("start_job before setup: the executor must call setup(build) first")
         await self._ensure_image(job.image)
-        await state.network.name()
+        network = await state.network.likely()  # confirmed before the container starts
         state.jobs += 1
         name = f"conveyor-{build.id}-{_slug(job.name)}-{state.jobs}"
-        create, host = self._container_spec(state, job, name)
+        create, host = self._container_spec(state, job, name, network)
         handle = JobHandle(build, job, data=_Container(None))
         if job.services:
             handle.data.services = Sidecars(self.engine, name, job.services, create["labels"], host, SHELL_CAPS,
@@ -163,7 +166,7 @@ class DockerBackend(Backend):
             await self._start_with_services(handle, state, build, job, create, host)
             return handle
         # Shielded: a container created after a cancellation would escape the teardown's sweep.
-        handle.data.id = await uncancelled(self._create_and_start(create, host))
+        handle.data.id = await uncancelled(self._create_and_start(create, host, state.network))
         try:
             await self.workspace_ready(build)  # no step before the whole checkout is there
         except BaseException:
@@ -212,9 +215,21 @@ class DockerBackend(Backend):
         if not check.cancelled() and check.exception() is None:
             self._images_ok.add(image)
 
-    async def _create_and_start(self, create: dict, host: dict) -> str:
-        cid = await self.engine.call(create_container, self.engine, create, host)
-        await self.engine.call(start_container, self.engine, cid)
+    async def _create_and_start(self, create: dict, host: dict, network: BuildNetwork | None = None) -> str:
+        """Create the container and start it; on ``network``'s likely network (``host``'s), once its
+        lease is confirmed, or re-created on the one leased instead."""
+        engine = self.engine
+        cid = await engine.call(create_container, engine, create, host)
+        if network is not None:
+            try:
+                leased = await network.name()
+            except BaseException:
+                await uncancelled(engine.call(remove_container, engine, cid))
+                raise
+            if leased != host["network_mode"]:  # another runner took that one first
+                await engine.call(remove_container, engine, cid)
+                cid = await engine.call(create_container, engine, create, dict(host, network_mode=leased))
+        await engine.call(start_container, engine, cid)
         return cid
 
     async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
@@ -292,6 +307,7 @@ class DockerBackend(Backend):
         state = self._builds.pop(build.id, None)
         if state is not None:
             await state.guard.close()
+            await state.network.settle()  # a lease taken after the sweep would outlive the build
             if state.filled is not None:  # a fill still running could leave its container after the sweep
                 await asyncio.wait([state.filled])
                 if not state.filled.cancelled():
@@ -321,7 +337,7 @@ class DockerBackend(Backend):
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _container_spec(self, state: _Build, job: Job, name: str) -> tuple[dict, dict]:
+    def _container_spec(self, state: _Build, job: Job, name: str, network: str) -> tuple[dict, dict]:
         s = self.settings
         cpus = min(s.job_cpus, self._cpus or os.cpu_count() or 1)
         labels = job_resource(dict(state.labels, **{"io.conveyor.job": job.name}), name)
@@ -329,7 +345,7 @@ class DockerBackend(Backend):
                       entrypoint=KEEP_ALIVE[:1], command=KEEP_ALIVE[1:], hostname=_slug(job.name)[:63])
         host = dict(
             binds=[f"{state.volume}:{job.workdir}:rw", *job.volumes],
-            network_mode=state.network.current,
+            network_mode=network,
             privileged=job.privileged,
             cap_drop=None if job.privileged else ["ALL"],
             cap_add=None if job.privileged else list(SHELL_CAPS),

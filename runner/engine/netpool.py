@@ -33,17 +33,24 @@ from runner.engine.engine import Engine
 from runner.engine.labels import job_resource
 from runner.engine.workspace import create_from_filler, create_network
 
-__all__ = ["POOL_LABEL", "lease", "release", "trim", "drain"]
+__all__ = ["POOL_LABEL", "pooled", "lease", "release", "trim", "drain"]
 
 POOL_LABEL = "io.conveyor.pool"
 
 
-def lease(engine: Engine, labels: dict[str, str]) -> str:
+def pooled(engine: Engine) -> list[str]:
+    """The pooled networks, leased or not, in random order: runners starting together try different
+    ones first."""
+    names = [n["Name"] for n in engine.api.networks(filters={"label": POOL_LABEL})]
+    random.shuffle(names)
+    return names
+
+
+def lease(engine: Engine, labels: dict[str, str], tries: list[str] | None = None) -> str:
     """Lease an idle pooled network for the build labelled ``labels`` (making one when none is idle);
-    returns its name. The lease ends when the build's job resources are removed."""
-    idle = [n["Name"] for n in engine.api.networks(filters={"label": POOL_LABEL})]
-    random.shuffle(idle)  # runners starting together try different ones first
-    for name in idle:
+    returns its name. ``tries``: the pooled networks to try, in order (default: ``pooled``). The
+    lease ends when the build's job resources are removed."""
+    for name in pooled(engine) if tries is None else tries:
         if _take(engine, name, labels):
             if _empty(engine, name):
                 return name

@@ -283,3 +283,35 @@ def test_network_pool_is_set_per_runner_and_refuses_what_is_not_a_count(tmp_path
     config.write_text("network_pool: many\n")
     with pytest.raises(ServerConfigError, match="network_pool must be a whole number of at least 0, not 'many'"):
         load_config(config, environ={"HOME": str(tmp_path)})
+
+
+async def test_a_job_created_for_a_network_another_runner_leases_first_starts_on_the_one_leased(
+        backend, docker_client, tmp_path, instance):
+    # The first job's container is created for the idle network the lease tries first, while the
+    # lease is taken. Here another runner leases that network in between: the container must not
+    # start there; it is made again on the network this build did lease.
+    from runner.backends.build_network import BuildNetwork
+    from runner.engine.labels import labels_for
+
+    build = new_build(tmp_path, instance)
+    labels = labels_for(build.id, instance, 3600)
+    network = BuildNetwork(backend.engine, build.id, labels, ROOMY)
+    likely = await network.likely()
+    if likely == await network.name():  # no network was idle: one build's worth makes one
+        await network.idle()
+        likely = await network.likely()
+    other = labels_for("x" + uuid.uuid4().hex[:10], instance, 3600)
+    assert await backend.engine.call(netpool._take, backend.engine, likely, other)  # the other runner wins it
+    name = f"conveyor-{build.id}-j-1"
+    create = dict(image=BUSYBOX, name=name, labels={**labels, "io.conveyor.job-resource": name},
+                  command=["sleep", "30"])
+    cid = await backend._create_and_start(create, dict(network_mode=likely), network)
+    try:
+        leased = docker_client.containers.get(cid)
+        assert leased.status == "running" and leased.attrs["HostConfig"]["NetworkMode"] == network.current
+        assert network.current != likely
+        assert not docker_client.networks.get(likely).attrs["Containers"]  # nothing of ours joined it
+    finally:
+        docker_client.containers.get(cid).remove(force=True)
+        await backend.engine.call(netpool._give_back, backend.engine, likely)
+        await backend.sweep_build(build.id)
