@@ -96,13 +96,19 @@ def _parse_du(text: str) -> int | None:
 
 def docker_guard(engine, limit: int) -> WorkspaceGuard:
     """A guard measuring through ``engine`` (runner/engine) in one of the attached containers."""
-    from runner.backends.docker_blocking import signal_steps  # not for the local backend: no docker-py
+    from runner.backends.docker_blocking import signal_steps  # not for the local backend
+    from runner.engine import errors as derrors
 
     guard: WorkspaceGuard
 
     def blocking_du(cid: str, workdir: str) -> int | None:
-        exec_id = engine.api.exec_create(cid, ["du", "-sxk", workdir])["Id"]
-        return _parse_du(engine.api.exec_start(exec_id).decode(errors="replace"))
+        try:
+            exec_id = engine.api.exec_create(cid, ["du", "-sxk", workdir])["Id"]
+            return _parse_du(engine.api.exec_start(exec_id).decode(errors="replace"))
+        except derrors.APIError as exc:
+            if isinstance(exc, derrors.NotFound) or exc.status_code == 409:
+                return None  # its job ended meanwhile (gone, or not running): another one measures
+            raise
 
     async def measure() -> int | None:
         for cid, workdir in list(guard.attached.items()):  # the volume is shared: any one will do

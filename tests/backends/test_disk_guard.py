@@ -97,3 +97,27 @@ def test_the_limit_is_settable_per_runner_and_said_in_the_users_units(tmp_path):
     config.write_text("workspace_limit: lots\n")
     with pytest.raises(ServerConfigError, match="workspace_limit must be a size like 10G"):
         load_config(config, environ={"HOME": str(tmp_path)})
+
+
+@pytest.mark.docker
+async def test_a_job_container_that_ended_meanwhile_is_skipped_not_warned_about(docker_client, instance, caplog):
+    # Jobs end while the guard measures: a container gone or no longer running is passed over for
+    # the next attached one, and the measure neither fails nor says "could not measure".
+    from runner.backends.disk_guard import docker_guard
+    from runner.engine.engine import Engine
+    from runner.engine.targets import Target
+
+    labels = {"io.conveyor.instance": instance}
+    ended = docker_client.containers.create(BUSYBOX, ["true"], labels=labels)  # never started
+    running = docker_client.containers.run(BUSYBOX, ["sleep", "30"], detach=True, labels=labels)
+    engine = Engine(Target("default"))
+    try:
+        guard = docker_guard(engine, limit=1024**3)
+        guard.attached = {"no-such-container": "/", ended.id: "/", running.id: "/etc"}
+        used = await guard._measure()
+        assert used is not None and 0 < used < 10 * MIB  # /etc of the running one
+        assert "could not measure" not in caplog.text
+    finally:
+        engine.close()
+        ended.remove(force=True)
+        running.remove(force=True)
