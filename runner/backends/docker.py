@@ -73,7 +73,9 @@ class _Build:
     jobs: int = 0
     guard: WorkspaceGuard | None = None  # the workspace size limit (runner/backends/disk_guard.py)
     filled: asyncio.Future[None] | None = None  # the workspace fill, begun in setup
-    leased: asyncio.Future[str] | None = None  # the network's lease, begun in setup
+    # The network's lease, begun in setup; held here because the loop keeps only a weak reference
+    # to a task, and start_job and the teardown wait for the lease through the BuildNetwork.
+    leased: asyncio.Future[str] | None = None
 
 
 @dataclass

@@ -110,13 +110,9 @@ class DeployConfig:
         return self.environments[name]
 
 
-def _targets_path(settings: Settings) -> Path:
-    return settings.targets_path
-
-
 def read_targets_file(settings: Settings) -> tuple[Path, dict[str, Any]]:
     """The targets file as a mapping ({} when it does not exist)."""
-    path = _targets_path(settings)
+    path = settings.targets_path
     if not path.is_file():
         return path, {}
     try:
