@@ -9,10 +9,10 @@ add YAML structure after rendering, so it is refused with ``ContextError``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import field
 
 from runner.errors import ContextError
+from runner.regex import lazy
 from runner.values import Value, frozen
 
 __all__ = ["EVENTS", "GitInfo", "Changes", "Context"]
@@ -20,11 +20,11 @@ __all__ = ["EVENTS", "GitInfo", "Changes", "Context"]
 EVENTS = ("push", "tag", "pull_request", "manual", "cron")
 
 # C0/C1 controls, DEL, and the Unicode line/paragraph separators YAML treats as line breaks.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = lazy(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # What `git check-ref-format` refuses, so a branch or tag name cannot smuggle YAML syntax either.
-_BAD_REF = re.compile(r"[\s~^:?*\[\\]|\.\.|@\{|^[-/.]|[/.]\Z|\.lock\Z")
-_PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
-_SHA = re.compile(r"^[0-9a-f]{4,64}\Z")
+_BAD_REF = lazy(r"[\s~^:?*\[\\]|\.\.|@\{|^[-/.]|[/.]\Z|\.lock\Z")
+_PARAM_NAME = lazy(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_SHA = lazy(r"^[0-9a-f]{4,64}\Z")
 
 
 @frozen

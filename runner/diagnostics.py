@@ -10,14 +10,14 @@ Lines and columns are 1-based. Warnings never block a build.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 
+from runner.regex import lazy
 from runner.values import Value, frozen
 
 __all__ = ["Diagnostic", "Diagnostics", "ERROR", "WARNING"]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = lazy(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 ERROR = "error"
 WARNING = "warning"

@@ -13,11 +13,12 @@ import uuid
 from dataclasses import field, replace
 from pathlib import Path
 
+from runner.regex import lazy
 from runner.values import Value, frozen
 
 __all__ = ["Settings", "default_data_dir", "parse_count", "parse_size"]
 
-_SIZE = re.compile(r"(\d{1,15}(?:\.\d{1,6})?)\s*([kmgt]?)(?:i?b)?", re.I)
+_SIZE = lazy(r"(\d{1,15}(?:\.\d{1,6})?)\s*([kmgt]?)(?:i?b)?", re.I)
 
 
 def parse_size(text: str, what: str) -> int:

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runner.errors import DeployError
 from runner.settings import Settings
+from runner.yamllib import yaml
 
 __all__ = ["Registry", "Environment", "DeployConfig", "load_deploy_config", "parse_registry",
            "parse_environments", "lint_environments", "RESERVED"]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from runner.context import Context
 from runner.diagnostics import ERROR, Diagnostic, Diagnostics
 from runner.dsl import template
+from runner.regex import lazy
 
 if TYPE_CHECKING:
     from runner.dsl.model import LintOptions
@@ -111,7 +112,7 @@ def _read(path: Path, diags: Diagnostics) -> str | None:
         return None
 
 
-_PARAMS_BLOCK = re.compile(r"^params:[^\n]*\n?(?:(?:[ \t]+[^\n]*|[ \t]*|#[^\n]*)(?:\n|$))*", re.M)
+_PARAMS_BLOCK = lazy(r"^params:[^\n]*\n?(?:(?:[ \t]+[^\n]*|[ \t]*|#[^\n]*)(?:\n|$))*", re.M)
 
 
 def declared_params(source: str) -> dict[str, dict]:

@@ -6,15 +6,14 @@ module (``matrix.py``). The rules here look at one object at a time.
 
 from __future__ import annotations
 
-import re
-
 from runner.dsl.model import INVALID, ROLES, Cx, Either, Field, ListOf, MapOf, Obj, Spec, short
 from runner.dsl.values import Bool, Duration, Int, Str
 from runner.dsl.yamlload import YMap
+from runner.regex import lazy
 
 __all__ = ["services", "approval", "allow_failure", "runs_on", "check_runs_on", "check_approvers"]
 
-_SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")  # a host name the job can resolve
+_SERVICE_NAME = lazy(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")  # a host name the job can resolve
 _LABEL = r"^[A-Za-z0-9][A-Za-z0-9_.-]*(=[^\s=]+)?\Z"
 
 

@@ -8,16 +8,16 @@ workspace, and the backends check again for symlinks, which only the workspace i
 from __future__ import annotations
 
 import posixpath
-import re
 
 from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, Obj, Spec, short
 from runner.dsl.values import Duration, Enum, Str, parse_duration
 from runner.dsl.yamlload import YMap, YScalar
+from runner.regex import lazy
 
 __all__ = ["artifacts", "cache", "reports", "MAX_CACHES"]
 
 MAX_CACHES = 4  # per job, as GitLab: each one is an archive restored before the first step
-_DAYS = re.compile(r"^(\d{1,5})(d|w)\Z")
+_DAYS = lazy(r"^(\d{1,5})(d|w)\Z")
 _KEY = r"^(?!\.{1,2}\Z)[^\x00-\x1f\x7f/\\]{1,200}\Z"
 _KEY_HINT = ": a cache key is 1 to 200 characters without '/' or '\\', and not '.' or '..'"
 

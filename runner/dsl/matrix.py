@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 
 from runner.dsl.model import INVALID, Cx, ListOf, MapOf, Spec, short
 from runner.dsl.values import Str
 from runner.dsl.yamlload import YMap, YNode
+from runner.regex import lazy
 
 __all__ = ["MAX_COMBINATIONS", "MatrixSpec", "combination_name", "expand", "check_axis_refs"]
 
 MAX_COMBINATIONS = 256
 _ENUMERATE_LIMIT = 65_536  # beyond this many before exclude, count without listing them
-_AXIS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
-_REF = re.compile(r"\$\{([^}]*)\}")
+_AXIS = lazy(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_REF = lazy(r"\$\{([^}]*)\}")
 _JOB_KEYS = ("fail_fast", "max_parallel")  # GitHub has them inside `strategy`; here they sit by `matrix`
 _values = ListOf(Str(), what="value")
 _entry = MapOf(what="axis name (letters, digits, _)")

@@ -13,18 +13,18 @@ from __future__ import annotations
 import abc
 
 import difflib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runner.diagnostics import Diagnostics
 from runner.dsl.yamlload import YMap, YNode, YScalar, YSeq
+from runner.regex import lazy
 from runner.values import Value, frozen
 
 __all__ = ["INVALID", "Cx", "LintOptions", "ROLES", "Spec", "ListOf", "MapOf", "Obj", "Either", "Field", "describe", "did_you_mean", "short"]
 
 INVALID = object()
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = lazy(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 ROLES = ("viewer", "developer", "deployer", "admin")  # the server's roles, valid approvers everywhere
@@ -124,7 +124,7 @@ class ListOf(Spec):
         return INVALID if bad else out
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_ENV_NAME = lazy(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class MapOf(Spec):
@@ -137,7 +137,7 @@ class MapOf(Spec):
     MAX_BYTES = 32 * 1024
 
     def __init__(self, names: str = _ENV_NAME.pattern, what: str = "name") -> None:
-        self.names, self.what = re.compile(names), what
+        self.names, self.what = lazy(names), what
 
     def check(self, node, cx, path, where):
         if not isinstance(node, YMap):

@@ -8,15 +8,14 @@ monitor, image tags) live in ``lint.py``.
 
 from __future__ import annotations
 
-import re
-
 from runner.context import EVENTS
-from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, MapOf, Obj, Spec
-from runner.dsl.ship import build_stage, deploy_stage, rollback_stage
-from runner.dsl.values import Bool, Command, Duration, Enum, Image, Int, Str
 from runner.dsl.depth import allow_failure, approval, check_runs_on, runs_on, services
 from runner.dsl.graph import check_needs
 from runner.dsl.keep import artifacts, cache, reports
+from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, MapOf, Obj, Spec
+from runner.dsl.ship import build_stage, deploy_stage, rollback_stage
+from runner.dsl.values import Bool, Command, Duration, Enum, Image, Int, Str
+from runner.regex import lazy
 from runner.dsl.lint import (check_environments, check_job_depth, check_stage_services, refuse_untrusted_job,
                              warn_stage_never_or_wrongly_runs)
 from runner.dsl.matrix import MatrixSpec
@@ -152,7 +151,7 @@ def _check_param(value: dict, node: YMap, cx: Cx, path: str, label: str) -> None
 
 class _Params(Spec):
     expected = "a mapping of parameter names"
-    _ident = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+    _ident = lazy(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
     def check(self, node, cx, path, where):
         if not isinstance(node, YMap):

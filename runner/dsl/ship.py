@@ -3,17 +3,16 @@ stack) and ``rollback`` (docs/deploy.md). What they become in the plan is ``comp
 
 from __future__ import annotations
 
-import re
-
 from runner.dsl.lint import warn_short_monitor
 from runner.dsl.model import INVALID, Cx, Either, Field, ListOf, MapOf, Obj, Spec
 from runner.dsl.values import Bool, Duration, Enum, Image, Int, Memory, Num, Str
 from runner.dsl.yamlload import YMap, YScalar
+from runner.regex import lazy
 
 __all__ = ["build_stage", "deploy_stage", "rollback_stage"]
 
 _CONSTRAINT = r"^[A-Za-z0-9_.-]+ *(==|!=) *[^\s=!]+\Z"
-_PORT = re.compile(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp|sctp))?\Z")
+_PORT = lazy(r"^(\d{1,5}):(\d{1,5})(?:/(tcp|udp|sctp))?\Z")
 _env = MapOf(what="environment variable name (letters, digits, _)")
 _image = Image()
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
 from pathlib import Path
 
 from runner.bundled import PIPELINE_LIB_DIR
 from runner.dsl.template_errors import locate
+from runner.regex import lazy
 from runner.values import Value, frozen
 
 __all__ = ["Rendered", "render", "template_roots", "warm_up", "CPU_SECONDS", "MEMORY_BYTES", "WALL_SECONDS"]
@@ -30,8 +30,8 @@ MEMORY_BYTES = 256 * 1024 * 1024
 WALL_SECONDS = 10.0
 MAX_OUTPUT = 1024 * 1024
 
-_JINJA_MARK = re.compile(r"\{[{%#]")
-_NEWLINES = re.compile(r"\r\n?")
+_JINJA_MARK = lazy(r"\{[{%#]")
+_NEWLINES = lazy(r"\r\n?")
 LIB_DIR = PIPELINE_LIB_DIR  # Conveyor's own macros
 
 

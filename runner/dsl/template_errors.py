@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import re
 
+from runner.regex import lazy
+
 __all__ = ["locate"]
 
-_TAG = re.compile(r"\{[{%#].*?(?:[}%#]\}|$)")
+_TAG = lazy(r"\{[{%#].*?(?:[}%#]\}|$)")
 # The parser's names for closing delimiters, as they appear in "got '…'" and "unexpected '…'".
 _DELIMITERS = {"end of print statement": "}}", "end of statement block": "%}", "end of comment": "#}"}
 _QUOTED = [
-    re.compile(r"^'([^']+)' is undefined"),  # undefined value: 'nope' is undefined
-    re.compile(r"has no attribute '([^']+)'"),  # undefined value: 'dict object' has no attribute 'x'
-    re.compile(r"access to attribute '([^']+)'"),  # refused by the sandbox
-    re.compile(r"unknown tag '([^']+)'"),
-    re.compile(r"(?:got|unexpected) '([^']+)'"),
-    re.compile(r"^template '([^']+)'"),  # an import that is not found or escapes
-    re.compile(r"No (?:filter|test) named '([^']+)'"),
+    lazy(r"^'([^']+)' is undefined"),  # undefined value: 'nope' is undefined
+    lazy(r"has no attribute '([^']+)'"),  # undefined value: 'dict object' has no attribute 'x'
+    lazy(r"access to attribute '([^']+)'"),  # refused by the sandbox
+    lazy(r"unknown tag '([^']+)'"),
+    lazy(r"(?:got|unexpected) '([^']+)'"),
+    lazy(r"^template '([^']+)'"),  # an import that is not found or escapes
+    lazy(r"No (?:filter|test) named '([^']+)'"),
 ]
-_SHELL_LENGTH = re.compile(r"\$\{#")
+_SHELL_LENGTH = lazy(r"\$\{#")
 RAW_HINT = ("`${#` is shell (the length of a variable), but `{#` starts a Jinja comment: wrap the shell "
             "in {% raw %}…{% endraw %}, or write ${{ '{#' }}VAR}")
 

@@ -11,6 +11,7 @@ import re
 from runner.dsl.lint import warn_list_item_folded_into_step, warn_untagged_image
 from runner.dsl.model import INVALID, Spec, describe, did_you_mean, short
 from runner.dsl.yamlload import YScalar
+from runner.regex import lazy
 
 __all__ = ["Str", "Image", "Command", "Int", "Num", "Bool", "Duration", "Memory", "Enum", "parse_duration"]
 
@@ -19,7 +20,7 @@ class Str(Spec):
     expected = "a string"
 
     def __init__(self, pattern: str | None = None, hint: str = "") -> None:
-        self.pattern = re.compile(pattern) if pattern else None
+        self.pattern = lazy(pattern) if pattern else None
         self.hint = hint
 
     def check(self, node, cx, path, where):
@@ -102,7 +103,7 @@ class Bool(Spec):
         return node.value
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_PART = lazy(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
 
 
@@ -131,7 +132,7 @@ class Duration(Spec):
         return self.wrong(node, cx, path, where)
 
 
-_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?\Z", re.I)
+_MEMORY = lazy(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)i?b?\Z", re.I)
 _MEM_UNIT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 

@@ -16,11 +16,10 @@ The nodes are ``runner.dsl.ynodes`` (re-exported here), the scalar rules ``runne
 
 from __future__ import annotations
 
-import yaml
-
 from runner.diagnostics import Diagnostics
 from runner.dsl.ynodes import YMap, YNode, YScalar, YSeq, to_py
 from runner.dsl.yscalars import CORE, MAX_INT_CHARS, long_number, resolve, tagged
+from runner.yamllib import yaml
 
 __all__ = ["YNode", "YScalar", "YMap", "YSeq", "load_yaml", "to_py", "MAX_BYTES", "MAX_DEPTH", "MAX_NODES"]
 

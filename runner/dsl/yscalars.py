@@ -5,18 +5,19 @@ stay strings), integers in decimal, ``0o`` octal or ``0x`` hex, and the explicit
 from __future__ import annotations
 
 import math
-import re
+
+from runner.regex import lazy
 
 __all__ = ["CORE", "MAX_INT_CHARS", "resolve", "long_number", "tagged"]
 
 _NULL = {"", "~", "null", "Null", "NULL"}
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
-_INT = re.compile(r"^[-+]?[0-9]+\Z")
-_INT_OCT = re.compile(r"^0o[0-7]+\Z")
-_INT_HEX = re.compile(r"^0x[0-9a-fA-F]+\Z")
-_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
-_INF = re.compile(r"^[-+]?\.(inf|Inf|INF)\Z")
-_NAN = re.compile(r"^\.(nan|NaN|NAN)\Z")
+_INT = lazy(r"^[-+]?[0-9]+\Z")
+_INT_OCT = lazy(r"^0o[0-7]+\Z")
+_INT_HEX = lazy(r"^0x[0-9a-fA-F]+\Z")
+_FLOAT = lazy(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_INF = lazy(r"^[-+]?\.(inf|Inf|INF)\Z")
+_NAN = lazy(r"^\.(nan|NaN|NAN)\Z")
 CORE = "tag:yaml.org,2002:"
 # Longer integers are refused: Python's int() raises beyond 4,300 digits and float() overflows past
 # about 10**308 (250 hex digits stay below it); no value in a pipeline needs more than a few dozen.

@@ -13,10 +13,11 @@ import subprocess
 from pathlib import Path
 
 from runner.context import Context
+from runner.regex import lazy
 
 __all__ = ["context_from_worktree", "git_outputs"]
 
-_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.I)
+_USERINFO = lazy(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.I)
 _HEAD = "%H%x00%an <%ae>%x00%B"  # sha, author, message: NUL cannot occur in any of them
 
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runner import plugins
 from runner.deploy.config import parse_environments, parse_registry
 from runner.errors import ConveyorError, DeployError
@@ -26,6 +24,7 @@ from runner.scm.webhooks import PROVIDERS
 from runner.server.schedules import Schedule, ScheduleConfigError, parse_schedules
 from runner.server.users import User, UsersConfigError, parse_users
 from runner.settings import Settings, parse_count, parse_size
+from runner.yamllib import yaml
 
 __all__ = ["ServerConfig", "RepoConfig", "StatusConfig", "ServerConfigError", "load_config"]
 
