@@ -7,20 +7,17 @@ factories as usual) and behaves as a frozen one: equality, hash and repr by its 
 compiles six methods of every frozen class one by one (``__init__``, ``__repr__``, ``__eq__``,
 ``__hash__``, ``__setattr__``, ``__delattr__``); for the plan, the executor's events and the store's
 rows, those compiles were a large part of every command's start. Here the last five are written
-once, in ``Value``, and the first instance of any such class compiles the ``__init__`` of every
-class decorated so far in one go (``ready``).
+once, in ``Value``, and a class's ``__init__`` is compiled when its first instance is made: a command
+pays only for the classes it uses (`conveyor lint` makes a few of the fifty).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
+import types
 from typing import Any
 
-__all__ = ["Value", "frozen", "ready"]
-
-_pending: list[type] = []
-_lock = threading.Lock()
+__all__ = ["Value", "frozen"]
 
 
 class _Factory:
@@ -29,6 +26,11 @@ class _Factory:
 
 
 _FACTORY = _Factory()  # the default of a field with a default_factory: "not given"
+# How dataclasses mark a Field that is a field (not a ClassVar or InitVar), in 3.7 to 3.14.
+_FIELD = getattr(dataclasses, "_FIELD", None)
+# What dataclasses records of the decorator's arguments; read when a dataclass derives from this one.
+_PARAMS = types.SimpleNamespace(init=False, repr=False, eq=False, order=False, unsafe_hash=False, frozen=True,
+                                match_args=False, kw_only=False, slots=False, weakref_slot=False)
 
 
 class Value:
@@ -38,12 +40,7 @@ class Value:
     __slots__ = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Only the first time a class is made: ``ready`` gives it (and the others) its own."""
-        ready()
-        init = type(self).__init__
-        if init is Value.__init__:
-            raise TypeError(f"{type(self).__qualname__} is not a @frozen class")
-        init(self, *args, **kwargs)
+        raise TypeError(f"{type(self).__qualname__} is not a @frozen class")
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in self.__dict__ or name not in self.__dataclass_fields__:
@@ -69,48 +66,72 @@ class Value:
 
 
 def frozen(cls: type) -> type:
-    """Make ``cls`` (a subclass of ``Value``) a dataclass whose ``__init__`` is compiled when the
-    first instance of any such class is made. A class without a docstring gets its name as one (dataclasses would compute a
-    signature for it, an import of ``inspect``'s slow path)."""
+    """Make ``cls`` (a subclass of ``Value``) a dataclass whose ``__init__`` is compiled when its first
+    instance is made."""
     if not issubclass(cls, Value):
         raise TypeError(f"{cls.__name__}: a @frozen class derives from runner.values.Value")
-    cls.__doc__ = cls.__doc__ or f"{cls.__name__}."
-    cls = dataclasses.dataclass(init=False, eq=False, repr=False)(cls)
-    with _lock:
-        _pending.append(cls)
+    cls.__doc__ = cls.__doc__ or f"{cls.__name__}."  # dataclasses would compute a signature for it
+    if _FIELD is None:  # a Python whose dataclasses lack the marker below: let them do it all
+        cls = dataclasses.dataclass(init=False, eq=False, repr=False)(cls)
+    else:
+        _give_fields(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The first instance only: replace this with the compiled __init__ (two threads racing both
+        # compile the same one) and make the instance with it.
+        cls.__init__ = _compiled_init(cls)
+        cls.__init__(self, *args, **kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = __init__
     return cls
 
 
-def ready() -> None:
-    """Give every ``@frozen`` class decorated since the last call the ``__init__`` dataclasses would
-    write (fields in order, defaults and default factories, each field set once with
-    ``object.__setattr__`` as a frozen dataclass does), all compiled together."""
-    with _lock:  # held until they are set: another thread's first instance waits for them
-        if _pending:
-            _give_inits(list(_pending))
-            _pending.clear()
-
-
-def _give_inits(classes: list[type]) -> None:
-    names: dict[str, Any] = {"_set": object.__setattr__, "_FACTORY": _FACTORY}
-    sources = []
-    for n, cls in enumerate(classes):
-        params, body = [], []
-        for f in dataclasses.fields(cls):
-            given = f.name
-            if f.default is not dataclasses.MISSING:
-                names[default := f"_default_{n}_{f.name}"] = f.default
-                params.append(f"{f.name}={default}")
-            elif f.default_factory is not dataclasses.MISSING:
-                names[factory := f"_factory_{n}_{f.name}"] = f.default_factory
-                params.append(f"{f.name}=_FACTORY")
-                given = f"{factory}() if {f.name} is _FACTORY else {f.name}"
+def _give_fields(cls: type) -> None:
+    """What ``dataclasses.dataclass(init=False, eq=False, repr=False)`` leaves on a class, without the
+    rest of its work (a third of `conveyor lint`'s own import time went there): the fields, inherited
+    ones first, as ``dataclasses.Field`` objects marked as fields, so that ``fields``, ``replace``,
+    ``asdict`` and ``is_dataclass`` see a dataclass; each class attribute holds its default, as
+    dataclasses leaves it. No annotation in Conveyor is a ``ClassVar`` or ``InitVar``."""
+    fields: dict[str, dataclasses.Field] = {}
+    for base in reversed(cls.__mro__[1:]):
+        fields.update(base.__dict__.get("__dataclass_fields__", {}))
+    for name, annotation in cls.__dict__.get("__annotations__", {}).items():
+        given = cls.__dict__.get(name, dataclasses.MISSING)
+        f = given if isinstance(given, dataclasses.Field) else dataclasses.field(default=given)
+        if f.default.__class__.__hash__ is None:  # dataclasses' own rule: a list, dict, set, ...
+            raise ValueError(f"mutable default {type(f.default)} for field {name} is not allowed: "
+                             "use default_factory")
+        f.name, f.type, f._field_type, f.kw_only = name, annotation, _FIELD, False
+        if given is not f.default:
+            if f.default is dataclasses.MISSING:
+                delattr(cls, name)  # a field(default_factory=...): no class attribute, as dataclasses does
             else:
-                params.append(f.name)
-            body.append(f"    _set(self, {f.name!r}, {given})")
-        sources.append(f"def _init_{n}(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"]))
-    exec(compile("\n\n".join(sources), f"<__init__ of {classes[0].__module__} and others>", "exec"), names)
-    for n, cls in enumerate(classes):
-        init = names[f"_init_{n}"]
-        init.__name__, init.__qualname__, init.__module__ = "__init__", f"{cls.__qualname__}.__init__", cls.__module__
-        cls.__init__ = init
+                setattr(cls, name, f.default)
+        fields[name] = f
+    cls.__dataclass_fields__ = fields
+    cls.__dataclass_params__ = _PARAMS
+
+
+def _compiled_init(cls: type) -> Any:
+    """The ``__init__`` dataclasses would write for ``cls``: fields in order, defaults and default
+    factories, each field set once with ``object.__setattr__`` as a frozen dataclass does."""
+    names: dict[str, Any] = {"_set": object.__setattr__, "_FACTORY": _FACTORY}
+    params, body = [], []
+    for f in dataclasses.fields(cls):
+        given = f.name
+        if f.default is not dataclasses.MISSING:
+            names[default := f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}={default}")
+        elif f.default_factory is not dataclasses.MISSING:
+            names[factory := f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_FACTORY")
+            given = f"{factory}() if {f.name} is _FACTORY else {f.name}"
+        else:
+            params.append(f.name)
+        body.append(f"    _set(self, {f.name!r}, {given})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"])
+    exec(compile(source, f"<__init__ of {cls.__module__}.{cls.__qualname__}>", "exec"), names)
+    init = names["__init__"]
+    init.__qualname__, init.__module__ = f"{cls.__qualname__}.__init__", cls.__module__
+    return init
