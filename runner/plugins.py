@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import sys
+import threading
 
 import pluggy
 
@@ -40,6 +41,7 @@ log = logging.getLogger("conveyor.plugins")
 _GROUP_HEADER = re.compile(rb"^\s*\[\s*" + re.escape(hookspecs.PROJECT.encode()) + rb"\s*\]", re.MULTILINE)
 FIRST_PARTY_DIR = PLUGINS_DIR  # plugins/ of the source tree, or its copy inside an installed wheel
 _manager: pluggy.PluginManager | None = None
+_making = threading.Lock()  # a command loads them early in one thread while a build may ask in another
 
 
 class _DeployActions:
@@ -101,18 +103,19 @@ def _any_declared() -> bool:
 def plugin_manager() -> pluggy.PluginManager:
     """The process-wide manager, made on first use."""
     global _manager
-    if _manager is None:
-        pm = pluggy.PluginManager(hookspecs.PROJECT)
-        pm.add_hookspecs(hookspecs)
-        pm.register(_DeployActions(), name="builtin-deploy")
-        _load_first_party(pm)
-        try:
-            if _any_declared():
-                pm.load_setuptools_entrypoints(hookspecs.PROJECT)
-        except Exception as exc:  # noqa: BLE001
-            log.error("installed conveyor plugins could not be loaded: %s", exc)
-        _manager = pm
-    return _manager
+    with _making:
+        if _manager is None:
+            pm = pluggy.PluginManager(hookspecs.PROJECT)
+            pm.add_hookspecs(hookspecs)
+            pm.register(_DeployActions(), name="builtin-deploy")
+            _load_first_party(pm)
+            try:
+                if _any_declared():
+                    pm.load_setuptools_entrypoints(hookspecs.PROJECT)
+            except Exception as exc:  # noqa: BLE001
+                log.error("installed conveyor plugins could not be loaded: %s", exc)
+            _manager = pm
+        return _manager
 
 
 def _call(hook_name: str, **kwargs) -> list:
