@@ -92,38 +92,63 @@ def _resolve(n: _Node, by_name: dict[str, list[_Node]], cx: Cx) -> None:
             n.needs.append(next(iter(found.values())).name)
 
 
-def _edges(n: _Node, nodes: list[_Node]) -> list[tuple[_Node, bool]]:
-    """What ``n`` waits for, and whether by stage order (True) or by its needs (False)."""
-    if n.needs is not None:
-        return [(m, False) for m in nodes if m.raw is not None and m.name in n.needs]
-    return [(m, True) for m in nodes if m.stage < n.stage]
+class _Before:
+    """A marker standing for every node of the stages before ``stage``: a node waiting by stage order
+    points at one marker instead of at each earlier node, so the walk stays linear in the jobs."""
+
+    def __init__(self, stage: int) -> None:
+        self.stage = stage
 
 
 def _find_cycle(nodes: list[_Node]) -> list[tuple[_Node, bool]] | None:
-    state: dict[int, int] = {}  # 1: on the current path, 2: done
-    path: list[tuple[_Node, bool]] = []
-
-    def visit(n: _Node, by_order: bool) -> list | None:
-        state[id(n)] = 1
-        path.append((n, by_order))
-        for m, order in _edges(n, nodes):
-            if state.get(id(m)) == 1:
-                start = next(i for i, (p, _) in enumerate(path) if p is m)
-                return path[start:] + [(m, order)]
-            if id(m) not in state:
-                found = visit(m, order)
-                if found:
-                    return found
-        path.pop()
-        state[id(n)] = 2
-        return None
-
+    """A cycle as ``[(node, reached by stage order?), ...]`` whose last entry is its first node again,
+    or None. Walked without recursion: a long chain of needs must not reach Python's stack limit."""
+    stages = max((n.stage for n in nodes), default=-1) + 1
+    in_stage: list[list[_Node]] = [[] for _ in range(stages)]
+    by_name: dict[str, list[_Node]] = {}
     for n in nodes:
-        if id(n) not in state:
-            found = visit(n, False)
-            if found:
-                return found
+        in_stage[n.stage].append(n)
+        if n.raw is not None:
+            by_name.setdefault(n.name, []).append(n)
+    before = [_Before(k) for k in range(stages)]
+
+    def edges(x):  # what x waits for, and whether by stage order (True) or by its needs (False)
+        if isinstance(x, _Before):  # the earlier stages first, as the nodes' order has them
+            k = x.stage - 1
+            return [] if k < 0 else [(before[k], True), *((m, True) for m in in_stage[k])]
+        if x.needs is not None:
+            return [(m, False) for name in x.needs for m in by_name.get(name, ())]
+        return [(before[x.stage], True)]
+
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    for root in nodes:
+        if id(root) in state:
+            continue
+        state[id(root)] = 1
+        path, todo = [(root, False)], [iter(edges(root))]
+        while todo:
+            for m, order in todo[-1]:
+                seen = state.get(id(m))
+                if seen == 1:
+                    start = next(i for i, (p, _) in enumerate(path) if p is m)
+                    return _jobs_only(path[start:] + [(m, order)])
+                if seen is None:
+                    state[id(m)] = 1
+                    path.append((m, order))
+                    todo.append(iter(edges(m)))
+                    break
+            else:
+                state[id(path.pop()[0])] = 2
+                todo.pop()
     return None
+
+
+def _jobs_only(cycle: list) -> list[tuple[_Node, bool]]:
+    """The cycle without its markers; a node reached through one was reached by stage order."""
+    ring = [(n, order) for n, order in cycle if not isinstance(n, _Before)]
+    if isinstance(cycle[0][0], _Before):  # it closed on a marker: close it on its first node instead
+        ring.append(ring[0])
+    return ring
 
 
 def _report_cycle(cycle: list[tuple[_Node, bool]], cx: Cx) -> None:

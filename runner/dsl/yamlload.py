@@ -30,6 +30,9 @@ MAX_NODES = 100_000  # added by aliases (a scalar counts once per 256 characters
 _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_SKIPPED = (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)
+
+
 class _Stop(Exception):
     """Loading cannot go on; the reason is already in the diagnostics."""
 
@@ -82,25 +85,35 @@ class _Builder:
         root: YNode | None = None
         docs = 0
         stack: list[tuple[YNode, str | None, list]] = []  # (container, anchor, pending key/items)
-        for event in yaml.parse(text, Loader=_Parser):
-            if isinstance(event, yaml.DocumentStartEvent):
+        next_event = _Parser(text).get_event  # yaml.parse's generator and peek cost more than the events
+        while (kind := type(event := next_event())) is not yaml.StreamEndEvent:
+            if kind is yaml.ScalarEvent:  # most events: checked first
+                value = self._scalar(event)
+                if event.anchor:
+                    self.anchors[event.anchor] = value
+                if stack:
+                    stack[-1][2].append(value)
+                else:
+                    root = value
+                continue
+            if kind is yaml.DocumentStartEvent:
                 docs += 1
                 if docs > 1:
                     self._stop("multi-doc", "only one YAML document per pipeline file (remove this '---')", event)
                 continue
-            if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
+            if kind in _SKIPPED:
                 continue
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
                 if len(stack) >= MAX_DEPTH:
                     self._stop("too-deep", f"nesting is deeper than {MAX_DEPTH} levels; flatten the file", event)
-                self._check_tag(event, "map" if isinstance(event, yaml.MappingStartEvent) else "seq")
+                self._check_tag(event, "map" if kind is yaml.MappingStartEvent else "seq")
                 line, col = event.start_mark.line + 1, event.start_mark.column + 1
-                node: YNode = YMap(line, col) if isinstance(event, yaml.MappingStartEvent) else YSeq(line, col)
+                node: YNode = YMap(line, col) if kind is yaml.MappingStartEvent else YSeq(line, col)
                 if event.anchor:
                     self.anchors[event.anchor] = None
                 stack.append((node, event.anchor, []))
                 continue
-            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            if kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
                 node, anchor, pending = stack.pop()
                 if isinstance(node, YMap):
                     self._fill_map(node, pending)
@@ -110,7 +123,7 @@ class _Builder:
                 if anchor:
                     self.anchors[anchor] = node
                 value = node
-            elif isinstance(event, yaml.AliasEvent):
+            else:  # an alias
                 if event.anchor not in self.anchors:
                     self._stop("yaml-alias", f"unknown alias '*{event.anchor}': define '&{event.anchor}' before it", event)
                 value = self.anchors[event.anchor]
@@ -120,10 +133,6 @@ class _Builder:
                 if self.expanded > MAX_NODES:
                     self._stop("alias-bomb", f"aliases expand to more than {MAX_NODES} nodes; "
                                "use fewer nested aliases (or Jinja loops)", event)
-            else:  # ScalarEvent
-                value = self._scalar(event)
-                if event.anchor:
-                    self.anchors[event.anchor] = value
             if stack:
                 stack[-1][2].append(value)
             else:

@@ -18,6 +18,7 @@ _INT_HEX = lazy(r"^0x[0-9a-fA-F]+\Z")
 _FLOAT = lazy(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 _INF = lazy(r"^[-+]?\.(inf|Inf|INF)\Z")
 _NAN = lazy(r"^\.(nan|NaN|NAN)\Z")
+_NUMBER_START = frozenset("-+.0123456789")  # how every number above begins: other text is a string
 CORE = "tag:yaml.org,2002:"
 # Longer integers are refused: Python's int() raises beyond 4,300 digits and float() overflows past
 # about 10**308 (250 hex digits stay below it); no value in a pipeline needs more than a few dozen.
@@ -30,6 +31,8 @@ def resolve(text: str) -> object:
         return None
     if text in _BOOL:
         return _BOOL[text]
+    if text[0] not in _NUMBER_START:  # most scalars (commands, names): no pattern to try
+        return text
     if _INT.match(text):
         return int(text)
     if _INT_OCT.match(text):

@@ -137,3 +137,36 @@ stages:
       - {name: publish, needs: [docs], when: {branch: main}, steps: [echo]}
 """)
     assert loaded.ok, loaded.diagnostics
+
+
+def test_the_longest_chain_of_needs_allowed_is_checked_and_its_cycle_named():
+    # 500 jobs (the most a pipeline may have), each needing the one before.
+    jobs = "".join(f"      - {{name: j{i}, needs: [j{i - 1}], steps: [echo]}}\n" for i in range(1, 500))
+    loaded = _load("stages:\n  - name: s\n    jobs:\n      - {name: j0, steps: [echo]}\n" + jobs)
+    assert loaded.ok, loaded.diagnostics[:3]
+    cyclic = _load("stages:\n  - name: s\n    jobs:\n      - {name: j0, needs: [j499], steps: [echo]}\n" + jobs)
+    [cycle] = [d for d in cyclic.diagnostics if d.code == "needs-cycle"]
+    assert cycle.message.startswith("needs make a cycle: j0 -> j499 -> j498") and cycle.message.endswith("-> j0")
+
+
+def test_a_cycle_through_stage_order_takes_the_direct_way_back():
+    # `last` waits for every earlier stage, `first`'s among them: the cycle goes straight back to it.
+    loaded = _load("""
+stages:
+  - name: one
+    jobs: [{name: first, needs: [last], steps: [echo]}]
+  - name: two
+    jobs: [{name: middle, steps: [echo]}, {name: aside, needs: [], steps: [echo]}]
+  - name: three
+    jobs: [{name: last, steps: [echo]}]
+""")
+    [cycle] = [d for d in loaded.diagnostics if d.code == "needs-cycle"]
+    assert cycle.message == ("needs make a cycle: first -> last -> first; a job without needs "
+                             "waits for every earlier stage")
+
+
+def test_a_cycle_closed_on_a_stage_marker_is_told_as_jobs():
+    from runner.dsl.graph import _Before, _jobs_only, _Node
+
+    x, y, marker = _Node("x", 1, ".x"), _Node("y", 2, ".y"), _Before(2)
+    assert _jobs_only([(marker, True), (x, True), (y, False), (marker, True)]) == [(x, True), (y, False), (x, True)]
