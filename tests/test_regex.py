@@ -64,3 +64,14 @@ def test_yaml_through_yamllib_compiles_none_of_its_patterns_for_a_pipeline_load(
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "refused"
+
+
+def test_conveyor_imports_yaml_only_through_yamllib():
+    import pathlib
+
+    import runner
+
+    root = pathlib.Path(runner.__file__).parent
+    direct = [str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "yamllib.py"
+              and re.search(r"^\s*(import yaml\b|from yaml\b)", p.read_text(), re.M)]
+    assert direct == [], "import yaml from runner.yamllib (its patterns compile on first use)"
