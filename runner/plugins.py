@@ -41,7 +41,7 @@ log = logging.getLogger("conveyor.plugins")
 _GROUP_HEADER = re.compile(rb"^\s*\[\s*" + re.escape(hookspecs.PROJECT.encode()) + rb"\s*\]", re.MULTILINE)
 FIRST_PARTY_DIR = PLUGINS_DIR  # plugins/ of the source tree, or its copy inside an installed wheel
 _manager: pluggy.PluginManager | None = None
-_making = threading.Lock()  # a command loads them early in one thread while a build may ask in another
+_making = threading.Lock()  # the first builds' threads may ask at once: one manager, plugins loaded once
 
 
 class _DeployActions:

@@ -8,11 +8,9 @@ or usage error, 130 after Ctrl-C (once every container, volume and network of th
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
@@ -106,19 +104,20 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     directory = directory.resolve()
     settings = settings_of(data_dir)
     parsed, secrets = _params(params), _secrets(secret_names)
-    # git's answers (three rounds of short processes, mostly waited for) come in while the pipeline
-    # file is found, the build's modules load and the engine client is made: on the critical path
-    # they were 60 to 90 ms of every run's start.
-    asking = ThreadPoolExecutor(1, thread_name_prefix="conveyor-git")
-    asked = asking.submit(_ask_git, directory, branch, tag, event, parsed, changes_from, at_commit)
-    asking.shutdown(wait=False)
-    pipeline = _pipeline(directory, pipeline_file)
-    backend = _backend(backend_name, settings)
+    root = repo_root(directory)
     try:
-        root, ctx, changes = asked.result()
         check_data_dir(settings.data_dir, root or directory)
+        from runner.scm.worktree import context_from_worktree
+
+        from runner.context import Changes
+        from runner.scm.changes import worktree_changes
+
+        ctx = context_from_worktree(directory, branch=branch, tag=tag, event=event, params=parsed)
+        changes = (Changes(None, f"a {ctx.event} run") if ctx.event in ("manual", "cron") and not changes_from
+                   else worktree_changes(directory, changes_from, at_commit))
     except (SourceError, ContextError) as exc:
         raise click.UsageError(str(exc)) from exc
+    pipeline = _pipeline(directory, pipeline_file)
 
     request = BuildRequest(
         repo=ctx.repo_name, event=ctx.event, ref=ctx.git.ref, branch=ctx.git.branch, tag=ctx.git.tag,
@@ -137,7 +136,7 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
         from runner.cli.approve_cmd import local_ask
 
         ask = local_ask(tuple(approve), sys.stdin.isatty())
-        code = _run(settings, request, source, backend, secrets, trusted, quiet, ask, changes)
+        code = _run(settings, request, source, backend_name, secrets, trusted, quiet, ask, changes)
     except SourceError as exc:
         raise click.UsageError(str(exc)) from exc
     finally:
@@ -146,40 +145,16 @@ def run_command(directory: Path, at_commit: bool, branch, tag, event, params, pi
     sys.exit(code)
 
 
-def _ask_git(directory: Path, branch, tag, event, params, changes_from, at_commit):
-    """The repository's top (None outside git), the context of HEAD and what changed (blocking)."""
-    from runner.context import Changes
-    from runner.scm.changes import worktree_changes
-    from runner.scm.worktree import context_from_worktree
-
-    root = repo_root(directory)
-    ctx = context_from_worktree(directory, branch=branch, tag=tag, event=event, params=params)
-    changes = (Changes(None, f"a {ctx.event} run") if ctx.event in ("manual", "cron") and not changes_from
-               else worktree_changes(directory, changes_from, at_commit))
-    return root, ctx, changes
-
-
-def _backend(name: str, settings):
-    """The backend; meanwhile the build's modules and the plugins load here, beside git, rather than
-    later on the way to the first step."""
+def _run(settings, request, source, backend_name, secrets, trusted, quiet, ask, changes) -> int:
     from runner.backends import get_backend
-
-    for module in ("runner.build", "runner.dsl.compile", "runner.executor.run"):
-        importlib.import_module(module)
-    from runner.plugins import plugin_manager
-
-    plugin_manager()
-    try:
-        return get_backend(name, settings)
-    except ConveyorError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _run(settings, request, source, backend, secrets, trusted, quiet, ask, changes) -> int:
     from runner.build import create_build
 
     store = open_or_exit(settings, recover=False)  # recovery runs next to the build (see _drive)
     try:
+        try:
+            backend = get_backend(backend_name, settings)
+        except ConveyorError as exc:
+            raise click.ClickException(str(exc)) from exc
         build_id = create_build(store, request, settings.instance)
         build = q.get_build(store.read(), build_id)
         where = f"{build.short_sha} on {build.branch}" if build.branch else (build.short_sha or "no commit yet")
