@@ -12,6 +12,9 @@
 4. Builds in the store, 10^3 .. 10^5 (copies of one real build's rows): `GET /` p50 through a real
    server, `conveyor builds` (whole command), database size per build. Floor: `GET /static/live.js`
    p50 and `python -c pass`.
+5. Jobs per pipeline file, 50 .. 500 (the most a file may have), over 10 stages, the jobs of every
+   other stage needing one of the stage before (the rest wait by stage order): lint + plan in-process
+   (no template code), per job. Floor: per job at 50; peer: PyYAML's C loader on the same text.
 
 Flat (or linear in the work itself, for 3) is the goal; a ratio that grows with N is a defect.
 
@@ -351,12 +354,50 @@ def series_store(tmp: Path, sizes: list[int]) -> None:
     print()
 
 
+def _pipeline_of_stages(n: int, stages: int = 10) -> str:
+    lines = ["image: conveyor-test/busybox:1", "stages:"]
+    for s in range(stages):
+        lines.append(f"  - name: s{s}\n    jobs:")
+        for j in range(n // stages):
+            need = f", needs: [j{s - 1}-{j}]" if s % 2 else ""
+            lines.append(f"      - {{name: j{s}-{j}{need}, env: {{N: '{j}'}}, steps: ['echo {s} {j}', 'true']}}")
+    return "\n".join(lines) + "\n"
+
+
+def series_pipeline(sizes: list[int]) -> None:
+    import yaml
+
+    from runner.context import Context
+    from runner.dsl import load_pipeline
+
+    print("5. jobs per pipeline file (lint + plan in-process, 10 stages, needs in every other one)")
+    ctx = Context.build(sha="ab" * 20, branch="main", build_number=1)
+    floor = None
+    print(f"   {'jobs':>7} {'lint+plan':>10} {'per job':>9} {'x floor':>8} {'C loader':>9}")
+    for n in sizes:
+        text = _pipeline_of_stages(n)
+        walls, peers = [], []
+        for _ in range(7):
+            start = time.perf_counter()
+            loaded = load_pipeline(Path("."), ctx, text=text)
+            walls.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            yaml.load(text, Loader=yaml.CSafeLoader)
+            peers.append(time.perf_counter() - start)
+        assert loaded.ok, loaded.diagnostics[:3]
+        wall = min(walls)
+        per = wall / n
+        floor = floor or per
+        print(f"   {n:>7} {wall * 1000:8.1f}ms {per * 1e6:7.0f}us {per / floor:7.2f}x {min(peers) * 1000:7.1f}ms")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short series (about a minute)")
-    parser.add_argument("--only", type=int, action="append", choices=range(1, 5), help="run only these series")
+    parser.add_argument("--only", type=int, action="append", choices=range(1, 6), help="run only these series")
     args = parser.parse_args()
-    only = set(args.only or range(1, 5))
+    only = set(args.only or range(1, 6))
     quick = args.quick
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}{' (quick)' if quick else ''}\n")
     with tempfile.TemporaryDirectory(prefix="conveyor-scale-") as name:
@@ -369,6 +410,8 @@ def main() -> None:
             series_lines(tmp, [1_000, 10_000, 100_000] if quick else [1_000, 10_000, 100_000, 1_000_000])
         if 4 in only:
             series_store(tmp, [1_000, 10_000] if quick else [1_000, 10_000, 100_000])
+        if 5 in only:
+            series_pipeline([50, 200] if quick else [50, 100, 200, 500])
 
 
 if __name__ == "__main__":
