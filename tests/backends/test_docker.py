@@ -148,6 +148,7 @@ async def test_sweep_removes_leftovers_by_label(docker_client, settings, build, 
     await crashed.start_job(build, Job("a", BUSYBOX, ()))
     other = BuildRef(id="o" + uuid.uuid4().hex[:10], source=build.source, instance="x" + instance)
     await crashed.setup(other)  # another instance's build: no sweep of ours may touch it
+    await crashed.workspace_ready(other)  # its fill's container is gone (the fill runs beside setup)
     try:
         # The job's container and its network's lease (the network is pooled: no build label), the volume.
         assert [len(x) for x in of_build(docker_client, build.id)] == [2, 0, 1]
