@@ -7,6 +7,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from runner.regex import LazyPattern, compiled_when_used, lazy
 
 
@@ -21,12 +23,8 @@ def test_a_lazy_pattern_answers_as_the_compiled_one():
     assert (pattern.pattern, pattern.flags, pattern.groups, dict(pattern.groupindex)) == (
         compiled.pattern, compiled.flags, compiled.groups, dict(compiled.groupindex))
     assert "match" in vars(pattern)  # bound once: later calls do not go through __getattr__
-    try:
-        pattern.no_such_thing
-    except AttributeError:
-        pass
-    else:
-        raise AssertionError("a name a Pattern lacks must raise AttributeError")
+    with pytest.raises(AttributeError):
+        pattern.no_such_thing  # a name a Pattern lacks
 
 
 def test_compiles_are_lazy_in_this_thread_only():
