@@ -249,6 +249,7 @@ class EngineAPI:
                 conn.sock.settimeout(timeout)
         try:
             conn.request(method, url, body=data, headers=headers)
+            sock = conn.sock  # http.client lets go of it when the answer runs to the connection's end
             resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
@@ -257,8 +258,9 @@ class EngineAPI:
             text = self._read_all(conn, resp, method, path).decode(errors="replace")
             self._give(conn, resp)
             raise api_error(resp.status, resp.reason, _explanation(text), f"{method} {path}")
-        if timeout is None and conn.sock is not None:
-            conn.sock.settimeout(None)
+        if timeout is None:  # a stream (a step's output): no limit once it has begun
+            sock.settimeout(None)
+            conn.sock = sock  # kept, for the stream's ``close`` to wake its reader
         return conn, resp
 
     def _version_prefix(self) -> str:
@@ -304,6 +306,7 @@ class ExecStream:
                 if payload:
                     yield payload
         finally:
+            self._resp.close()
             self._conn.close()
 
     def close(self) -> None:

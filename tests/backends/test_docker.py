@@ -181,6 +181,23 @@ async def test_a_vanished_container_fails_the_step_with_a_reason(backend, build,
     assert of_build(docker_client, build.id) == ([], [], [])
 
 
+async def test_a_step_silent_for_longer_than_the_engine_timeout_still_finishes(build, settings):
+    """A step's output has no time limit (a compile may print nothing for minutes), only the engine's
+    short calls have one: with that limit at 1.5 s, a step silent for 3 s must end as it ends."""
+    from runner.engine import Engine, Target
+
+    backend = DockerBackend(settings, grace=1.0, engine=Engine(Target.default(settings), timeout=1.5))
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("quiet", BUSYBOX, ()))
+        items = [i async for i in backend.exec_step(handle, Step("quiet", "sleep 3; echo done"), {})]
+    finally:
+        await backend.teardown(build)
+        backend.close()
+    assert b"".join(i for i in items if isinstance(i, bytes)) == b"done\n"
+    assert items[-1] == StepExit(0)
+
+
 async def test_orphans_of_a_step_are_reaped(backend, build):
     await backend.setup(build)
     try:
