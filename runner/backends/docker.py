@@ -1,11 +1,11 @@
-"""The Docker backend (the default): one ephemeral container per job, its steps run with ``exec``.
+"""The Docker backend (the default): one ephemeral container per job, its steps fed to its shell.
 
 Per build: a workspace volume ``conveyor-<build>-ws`` (runner/engine/workspace.py names, makes and
 fills it) and a bridge network, leased from the engine's pool of idle ones or, with
 ``Settings.network_pool`` 0, made as ``conveyor-<build>`` (runner/backends/build_network.py).
-Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 sleeps and reaps orphans; each step is an exec of
-``sh -e -c <run>`` with the step's env in the job's working directory, where the workspace volume is
-mounted. ``setup`` creates the volume, leases the network and starts filling the volume from the checkout with
+Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 is a shell reading the job's steps from
+its stdin, attached once (runner/backends/job_shell.py); each step runs as ``sh -e -c <run>`` with
+the step's env in the job's working directory, where the workspace volume is mounted. ``setup`` creates the volume, leases the network and starts filling the volume from the checkout with
 ``put_archive`` into a container that is created and never started; the fill runs beside the first
 jobs' container starts, and ``start_job`` and ``workspace_ready`` return only once it is done (so a
 step, or a build stage that comes first, sees the whole checkout). ``workspace(build)`` names the
@@ -19,7 +19,7 @@ Docker socket and no host network; the workspace's size is watched against ``Set
 name); ``sweep`` and ``sweep_build`` remove only what carries the last one (runner/engine/sweeps.py).
 
 A step is stopped (timeout, cancel, early close) by signalling every process of its container except
-PID 1 (``kill -TERM -1`` in a second exec; ``-KILL`` after ``grace``). Every docker-py call crosses
+PID 1 (``kill -TERM -1`` in an exec; ``-KILL`` after ``grace``); the shell then reports the step's end. Every docker-py call crosses
 into threads through ``Engine.call`` (runner/engine/engine.py), the one seam; the blocking calls of a
 job are in docker_blocking.py, the engine-level ones in runner/engine/.
 """
@@ -27,7 +27,6 @@ job are in docker_blocking.py, the engine-level ones in runner/engine/.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import re
@@ -39,6 +38,8 @@ from typing import Any
 from runner.backends.base import Backend, BuildRef, JobHandle, StepExit, Workspace
 from runner.backends.build_network import BuildNetwork
 from runner.backends.disk_guard import WorkspaceGuard, docker_guard
+from runner.backends import job_shell
+from runner.backends.job_shell import StepEnd
 from runner.backends.pump import OutputPump, uncancelled
 from runner.backends import docker_blocking as blocking
 from runner.backends.services import Sidecars
@@ -55,13 +56,9 @@ __all__ = ["DockerBackend", "SHELL_CAPS"]
 
 # What a shell and ordinary build tools need as root inside a container; everything else is dropped.
 SHELL_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE")
-# PID 1 of a job container: a shell that sleeps and, through `wait`, reaps the orphans steps leave
-# behind (a bare `sleep` would let them pile up as zombies until the pids limit); it ends on TERM.
-KEEP_ALIVE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 2147483647 & wait $!; done"]
-# stdout and stderr of an exec come back on two streams whose order the engine does not keep; one
-# pipe for both keeps a step's output in the order it was written. The user's script is passed
-# untouched as "$1" to `sh -e -c`.
-MERGED_SHELL = ["sh", "-c", 'exec 2>&1; exec sh -e -c "$1"', "sh"]
+# The engine keeps no log of a job's output: the shell's stream carries it, once (runner/store/ keeps it).
+NO_LOG = {"Type": "none", "Config": {}}
+GONE = "the job's container went away during the step (removed, or its shell killed): see `docker events`"
 
 
 @dataclass
@@ -79,10 +76,21 @@ class _Build:
 
 
 @dataclass
+class _Shell:
+    """The job's shell: its attached stream, the thread reading it, and output not yet a step's."""
+    stream: Any
+    pump: OutputPump
+    reader: asyncio.Future[None] | None = None
+    rest: bytes = b""  # output after the last step's end (a process it left running), for the next
+    broken: str | None = None  # why no further step can run in it
+
+
+@dataclass
 class _Container:
     id: str | None
     oom_kills: int = 0  # the container's OOM kill count after its last step: a new one is this step's
     services: Sidecars | None = None  # the job's services (runner/backends/services.py)
+    shell: _Shell | None = None
 
 
 class DockerBackend(Backend):
@@ -96,7 +104,6 @@ class DockerBackend(Backend):
         self._images_ok: set[str] = set()
         # The image check in flight, per image: jobs starting together share it instead of N checks.
         self._image_checks: dict[str, asyncio.Future[None]] = {}
-        self._streams: dict[str, Any] = {}  # exec id -> its output stream, to close a stuck one
         self._cpus: float | None = None
         self._probe: asyncio.Future[dict] | None = None  # the engine probe in flight (see available)
 
@@ -170,7 +177,8 @@ class DockerBackend(Backend):
         # Shielded: a container created after a cancellation would escape the teardown's sweep.
         handle.data.id = await uncancelled(self._create_and_start(create, host, state.network))
         try:
-            await self.workspace_ready(build)  # no step before the whole checkout is there
+            # No step before the whole checkout is there; the shell is attached meanwhile.
+            await asyncio.gather(self._attach(handle.data), self.workspace_ready(build))
         except BaseException:
             await uncancelled(self.stop_job(handle))
             raise
@@ -190,12 +198,19 @@ class DockerBackend(Backend):
 
         try:
             await services.start(job_container())
-            await self.workspace_ready(build)
+            await asyncio.gather(self._attach(container), self.workspace_ready(build))
             services.watch(container.id)
             state.guard.attach(container.id, job.workdir)
         except BaseException:
             await uncancelled(self.stop_job(handle))
             raise
+
+    async def _attach(self, container: _Container) -> None:
+        """Attach to the job's shell and start reading its output, for the steps to come."""
+        engine = self.engine
+        stream = await engine.call(blocking.attach_shell, engine, container.id)
+        shell = container.shell = _Shell(stream, OutputPump(asyncio.get_running_loop()))
+        shell.reader = asyncio.ensure_future(engine.call(blocking.read_shell, stream, shell.pump.push))
 
     async def _ensure_image(self, image: str) -> None:
         if image not in self._images_ok:
@@ -236,33 +251,45 @@ class DockerBackend(Backend):
 
     async def exec_step(self, handle: JobHandle, step: Step, env: dict[str, str]) -> AsyncIterator[bytes | StepExit]:
         container: _Container = handle.data
-        if container is None or container.id is None:
+        if container is None or container.id is None or container.shell is None:
             raise BackendError(f"job {handle.job.name!r} has no running container")
         if (death := _service_death(container)) is not None:  # no step runs without its services
             yield death.notice()
             yield StepExit(-1, reason=death.reason)
             return
-        engine = self.engine
-        exec_id = await engine.call(blocking.exec_create, engine, container.id, [*MERGED_SHELL, step.run],
-                                    env, handle.job.workdir)
+        shell, engine = container.shell, self.engine
+        if shell.broken is not None:
+            raise BackendError(shell.broken)
+        marker = job_shell.new_marker()
+        try:
+            command = job_shell.step_command(step.run, env, marker)
+        except ValueError as exc:
+            raise BackendError(f"{exc}; remove it from the step {step.name!r}") from None
+        end = StepEnd(marker, before=shell.rest)
+        shell.rest = b""
         guard = self._builds[handle.build.id].guard if handle.build.id in self._builds else None
         stops = guard.stops if guard else 0
-        pump = OutputPump(asyncio.get_running_loop())
-        reader = asyncio.ensure_future(engine.call(blocking.exec_stream, engine, exec_id, pump.push, self._streams))
-        finished = False
+        await engine.call(blocking.send_step, shell.stream, command)
+        code = None
         try:
-            while (chunk := await pump.get()) is not None:
-                yield chunk
-            await reader
-            code = await self._exit_code(exec_id)
+            while code is None:
+                data = await shell.pump.get()
+                if data is None:  # the shell's output ended: its container is gone
+                    shell.broken = GONE
+                    break
+                out, code = end.feed(data)
+                if out:
+                    yield out
+            if code is None and (held := end.flush()):
+                yield held
+            shell.rest = end.rest
             oom = False
             if code == 137:  # SIGKILL: by the OOM killer if the container's count went up
                 kills = await engine.call(blocking.oom_kills, engine, container.id)
                 oom, container.oom_kills = kills > container.oom_kills, kills
-            finished = True
             reason = "out of memory" if oom else None
-            if code < 0:
-                reason = "the engine reported no exit status for the step (its container may be gone)"
+            if code is None:
+                code, reason = -1, GONE
             if guard is not None and guard.stops > stops:  # killed by the workspace size limit
                 reason = guard.reason
             if (death := _service_death(container)) is not None:  # its watcher stopped the step
@@ -271,9 +298,8 @@ class DockerBackend(Backend):
                 code, reason = code or -1, death.reason
             yield StepExit(code, oom_killed=oom, reason=reason)
         finally:
-            pump.close()
-            if not finished:
-                await uncancelled(self._stop_step(container.id, exec_id, reader))
+            if code is None and shell.broken is None:  # stopped early: timeout, cancel, or closed
+                await uncancelled(self._stop_step(container.id, shell, end))
 
     async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path) -> int:
         cid = self._container_id(handle)
@@ -299,11 +325,17 @@ class DockerBackend(Backend):
             state = self._builds.get(handle.build.id)
             if state is not None:
                 state.guard.detach(cid)
+        shell, container.shell = container.shell, None
+        if shell is not None:
+            shell.stream.close()  # ends the reader thread
+            shell.pump.close()
         remove = self.engine.call(remove_container, self.engine, cid) if cid is not None else None
         if container.services is not None:
             await container.services.remove(also=remove)
         elif remove is not None:
             await remove
+        if shell is not None and shell.reader is not None:
+            await asyncio.wait([shell.reader], timeout=5.0)
 
     async def teardown(self, build: BuildRef) -> None:
         state = self._builds.pop(build.id, None)
@@ -343,8 +375,8 @@ class DockerBackend(Backend):
         s = self.settings
         cpus = min(s.job_cpus, self._cpus or os.cpu_count() or 1)
         labels = job_resource(dict(state.labels, **{"io.conveyor.job": job.name}), name)
-        create = dict(image=job.image, name=name, labels=labels, working_dir=job.workdir,
-                      entrypoint=KEEP_ALIVE[:1], command=KEEP_ALIVE[1:], hostname=_slug(job.name)[:63])
+        create = dict(image=job.image, name=name, labels=labels, working_dir=job.workdir, stdin_open=True,
+                      entrypoint=job_shell.SHELL[:1], command=job_shell.SHELL[1:], hostname=_slug(job.name)[:63])
         host = dict(
             binds=[f"{state.volume}:{job.workdir}:rw", *job.volumes],
             network_mode=network,
@@ -356,37 +388,33 @@ class DockerBackend(Backend):
             mem_limit=s.job_memory,
             memswap_limit=s.job_memory,  # no swap: a job over its memory is OOM-killed, not slowed
             nano_cpus=int(cpus * 1e9),
+            log_config=NO_LOG,
         )
         return create, host
 
-    async def _exit_code(self, exec_id: str) -> int:
-        # The output can end a moment before the engine records the exit: ask again briefly.
-        for attempt in range(50):
-            try:
-                info = await self.engine.call(blocking.exec_inspect, self.engine, exec_id)
-            except Exception:  # noqa: BLE001 - the exec went with its container
-                return -1
-            if not info.get("Running") and info.get("ExitCode") is not None:
-                return int(info["ExitCode"])
-            if not info.get("Running") and attempt >= 5:
-                return -1  # never started, or its container died under it
-            await asyncio.sleep(0.02)
-        return -1
-
-    async def _stop_step(self, cid: str | None, exec_id: str, reader: asyncio.Future) -> None:
-        """SIGTERM the step's processes, SIGKILL after grace, then make sure its reader thread ends."""
+    async def _stop_step(self, cid: str | None, shell: _Shell, end: StepEnd) -> None:
+        """SIGTERM the step's processes, SIGKILL after grace, until the shell reports the step's end;
+        a shell that never does can run no further step."""
         engine = self.engine
         if cid is not None:
             for sig, wait in (("TERM", self.grace), ("KILL", 5.0)):
                 await engine.call(blocking.signal_steps, engine, cid, sig)
-                done, _ = await asyncio.wait([reader], timeout=wait)
-                if done:
+                try:
+                    await asyncio.wait_for(_until_end(shell, end), wait)
                     return
-        stream = self._streams.pop(exec_id, None)
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.close()
-        await asyncio.wait([reader], timeout=5.0)
+                except asyncio.TimeoutError:
+                    pass
+        shell.broken = "the job's container did not stop its last step: no further step can run in it"
+        shell.stream.close()
+
+
+async def _until_end(shell: _Shell, end: StepEnd) -> None:
+    """Read (and drop) the stopped step's output until its end, or the shell's."""
+    while (data := await shell.pump.get()) is not None:
+        if end.feed(data)[1] is not None:
+            shell.rest = end.rest
+            return
+    shell.broken = GONE
 
 
 def _service_death(container: _Container):

@@ -1,4 +1,4 @@
-"""The Docker backend's blocking engine calls of a job: its steps (exec), their signals and OOM
+"""The Docker backend's blocking engine calls of a job: its shell (the steps), their signals and OOM
 kills, and files in and out of its workspace (runner/backends/files.py). Each is a function of an
 ``Engine`` (runner/engine/engine.py), run with ``engine.call(fn, engine, ...)``: the one thread seam.
 The engine-level calls (images, containers, the workspace volume, sweeps) are in runner/engine/.
@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from runner.backends import files
+from runner.backends import files, job_shell
 from runner.engine import errors as derrors
 from runner.engine.engine import Engine
 from runner.engine.errors import short
 from runner.errors import BackendError
 
-__all__ = ["oom_kills", "exec_create", "exec_stream", "exec_inspect", "signal_steps", "export", "import_"]
+__all__ = ["oom_kills", "attach_shell", "read_shell", "send_step", "signal_steps", "export", "import_"]
 
 
 def oom_kills(engine: Engine, cid: str) -> int:
@@ -39,35 +39,39 @@ def oom_kills(engine: Engine, cid: str) -> int:
     return max(counts, default=0)
 
 
-def exec_create(engine: Engine, cid: str, cmd: list[str], env: dict[str, str], workdir: str) -> str:
+def attach_shell(engine: Engine, cid: str) -> Any:
+    """Attach to the job's shell (runner/backends/job_shell.py): the stream its steps are written to
+    and their output read from."""
     try:
-        return engine.api.exec_create(cid, cmd, environment=env, workdir=workdir)["Id"]
-    except derrors.APIError as exc:  # NotFound included: the job's container died or was removed
-        raise BackendError(f"the job's container cannot run the step ({short(exc)}); it may have run out "
-                           "of memory or been removed: see `docker events`") from None
+        stream = engine.api.attach(cid)
+        stream.send(job_shell.FIRST_LINE)
+        return stream
+    except (derrors.APIError, OSError) as exc:
+        raise BackendError(f"cannot attach to the job's container ({short(exc)}); it may have stopped at "
+                           "once (does its image have `sh`?): see `docker events`") from None
 
 
-def exec_stream(engine: Engine, exec_id: str, push: Callable[[bytes | None], None],
-                streams: dict[str, Any]) -> None:
-    """Start the exec and hand its output to ``push`` until it ends (then ``push(None)``)."""
+def read_shell(stream: Any, push: Callable[[bytes | None], None]) -> None:
+    """Hand the job shell's output to ``push`` until it ends (then ``push(None)``)."""
     try:
-        stream = engine.api.exec_start(exec_id, stream=True)
-        streams[exec_id] = stream
         for chunk in stream:
             push(chunk)
-    except Exception:  # noqa: BLE001 - the socket was closed under us: the step is being stopped
+    except Exception:  # noqa: BLE001 - the socket was closed under us: the job is being stopped
         pass
     finally:
-        streams.pop(exec_id, None)
         push(None)
 
 
-def exec_inspect(engine: Engine, exec_id: str) -> dict[str, Any]:
-    return engine.api.exec_inspect(exec_id)
+def send_step(stream: Any, command: bytes) -> None:
+    try:
+        stream.send(command)
+    except OSError as exc:
+        raise BackendError(f"the job's container cannot run the step ({exc}); it may have run out of memory "
+                           "or been removed: see `docker events`") from None
 
 
 def signal_steps(engine: Engine, cid: str, signal: str) -> None:
-    """Signal every process of the job's container except its keep-alive PID 1.
+    """Signal every process of the job's container except its shell, PID 1.
 
     ``kill -1`` reaches every process the caller may signal except init and itself: as the
     steps of one job never overlap, that is exactly the running step, whatever it spawned.

@@ -36,7 +36,7 @@ _BLOCK = 1 << 20  # bytes per write of a request body (http.client's default is 
 # docker-py's create_host_config keywords this client takes, and the engine's names for them.
 _HOST_CONFIG = {"binds": "Binds", "network_mode": "NetworkMode", "privileged": "Privileged", "cap_drop": "CapDrop",
                 "cap_add": "CapAdd", "security_opt": "SecurityOpt", "pids_limit": "PidsLimit", "mem_limit": "Memory",
-                "memswap_limit": "MemorySwap", "nano_cpus": "NanoCpus"}
+                "memswap_limit": "MemorySwap", "nano_cpus": "NanoCpus", "log_config": "LogConfig"}
 
 
 def tls_context(ca: str | None, cert: str | None, key: str | None, verify: bool = True) -> ssl.SSLContext:
@@ -105,11 +105,12 @@ class EngineAPI:
                          working_dir: str | None = None, entrypoint: list[str] | None = None,
                          hostname: str | None = None, network_disabled: bool = False,
                          host_config: dict[str, Any] | None = None,
-                         networking_config: dict[str, Any] | None = None) -> dict[str, Any]:
+                         networking_config: dict[str, Any] | None = None,
+                         stdin_open: bool = False) -> dict[str, Any]:
         config = {"Image": image, "Cmd": command, "Entrypoint": entrypoint, "Labels": labels or {},
                   "Env": _env(environment), "WorkingDir": working_dir, "Hostname": hostname,
                   "NetworkDisabled": network_disabled, "HostConfig": host_config or {},
-                  "NetworkingConfig": networking_config}
+                  "NetworkingConfig": networking_config, "OpenStdin": stdin_open or None}
         body = {k: v for k, v in config.items() if v is not None}
         return self._json("POST", "/containers/create", params={"name": name} if name else None, body=body)
 
@@ -118,6 +119,13 @@ class EngineAPI:
 
     def inspect_container(self, container: str) -> dict[str, Any]:
         return self._json("GET", f"/containers/{_q(container)}/json")
+
+    def attach(self, container: str) -> ExecStream:
+        """The container's stdin (``ExecStream.send``) and its output as it comes, stdout and stderr
+        in the order the engine sent them; it must have been created with ``stdin_open``."""
+        conn, resp = self._open("POST", f"/containers/{_q(container)}/attach", timeout=None,
+                                params={"stream": True, "stdin": True, "stdout": True, "stderr": True})
+        return ExecStream(conn, resp)
 
     def remove_container(self, container: str, force: bool = False, v: bool = False) -> None:
         self._call("DELETE", f"/containers/{_q(container)}", params={"force": force, "v": v})
@@ -293,8 +301,9 @@ class EngineAPI:
 
 
 class ExecStream:
-    """The output of a running exec: the engine's multiplexed frames (an 8-byte header, then the
-    payload), iterated as payloads; ``close`` (from any thread) ends the iteration at once."""
+    """The output of a running exec or an attached container: the engine's multiplexed frames (an
+    8-byte header, then the payload), iterated as payloads; ``send`` writes to an attached
+    container's stdin; ``close`` (from any thread) ends the iteration at once."""
 
     def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
         self._conn, self._resp = conn, resp
@@ -308,6 +317,12 @@ class ExecStream:
         finally:
             self._resp.close()
             self._conn.close()
+
+    def send(self, data: bytes) -> None:
+        sock = self._conn.sock
+        if sock is None:
+            raise OSError("the stream is closed")
+        sock.sendall(data)
 
     def close(self) -> None:
         sock = self._conn.sock

@@ -198,6 +198,43 @@ async def test_a_step_silent_for_longer_than_the_engine_timeout_still_finishes(b
     assert items[-1] == StepExit(0)
 
 
+async def steps_of(backend, handle, *runs: str, env: dict[str, str] | None = None) -> list[tuple[bytes, int]]:
+    found = []
+    for run in runs:
+        items = [i async for i in backend.exec_step(handle, Step("s", run), env or {})]
+        found.append((b"".join(i for i in items if isinstance(i, bytes)), items[-1].code))
+    return found
+
+
+async def test_steps_share_the_container_but_nothing_of_each_other(backend, build):
+    """Each step gets its env exactly (quotes, newlines, $ and backslashes untouched) and starts as
+    a fresh shell: what one step sets, changes or reads does not reach the next."""
+    value = "it's \"quoted\"\n$HOME `id` \\ ünïcode"
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("a", BUSYBOX, ()))
+        assert await steps_of(backend, handle, "printf '%s' \"$V\"; export LEAK=1; cd /; cat", env={"V": value}) \
+            == [(value.encode(), 0)]
+        assert await steps_of(backend, handle, 'echo "${LEAK:-none} ${V:-unset} $(pwd)"') \
+            == [(b"none unset /workspace\n", 0)]
+    finally:
+        await backend.teardown(build)
+
+
+async def test_a_process_a_step_leaves_running_does_not_hold_it_open(backend, build):
+    """A step ends when its script does (as on GitLab or GitHub Actions), not when the last process
+    holding its output does; the next steps run beside what it left."""
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("a", BUSYBOX, ()))
+        began = time.monotonic()
+        assert await steps_of(backend, handle, "sleep 30 & echo left") == [(b"left\n", 0)]
+        assert time.monotonic() - began < 5
+        assert await steps_of(backend, handle, "echo next; exit 3") == [(b"next\n", 3)]
+    finally:
+        await backend.teardown(build)
+
+
 async def test_orphans_of_a_step_are_reaped(backend, build):
     await backend.setup(build)
     try:
