@@ -3,9 +3,10 @@
 Per build: a workspace volume ``conveyor-<build>-ws`` (runner/engine/workspace.py names, makes and
 fills it) and a bridge network, leased from the engine's pool of idle ones or, with
 ``Settings.network_pool`` 0, made as ``conveyor-<build>`` (runner/backends/build_network.py).
-Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 is a shell reading the job's steps from
-its stdin, attached once (runner/backends/job_shell.py); each step runs as ``sh -e -c <run>`` with
-the step's env in the job's working directory, where the workspace volume is mounted. ``setup`` creates the volume, leases the network and starts filling the volume from the checkout with
+Per job: a container ``conveyor-<build>-<job>-<n>`` whose PID 1 is a shell reading the job's steps
+from its stdin, attached once (runner/backends/job_shell.py); each step runs as ``sh -e -c <run>``
+with the step's env in the job's working directory, where the workspace volume is mounted.
+``setup`` creates the volume, leases the network and starts filling the volume from the checkout with
 ``put_archive`` into a container that is created and never started; the fill runs beside the first
 jobs' container starts, and ``start_job`` and ``workspace_ready`` return only once it is done (so a
 step, or a build stage that comes first, sees the whole checkout). ``workspace(build)`` names the
@@ -19,9 +20,10 @@ Docker socket and no host network; the workspace's size is watched against ``Set
 name); ``sweep`` and ``sweep_build`` remove only what carries the last one (runner/engine/sweeps.py).
 
 A step is stopped (timeout, cancel, early close) by signalling every process of its container except
-PID 1 (``kill -TERM -1`` in an exec; ``-KILL`` after ``grace``); the shell then reports the step's end. Every docker-py call crosses
-into threads through ``Engine.call`` (runner/engine/engine.py), the one seam; the blocking calls of a
-job are in docker_blocking.py, the engine-level ones in runner/engine/.
+PID 1 (``kill -TERM -1`` in an exec; ``-KILL`` after ``grace``); the shell then reports the step's
+end. Every engine call crosses into threads through ``Engine.call`` (runner/engine/engine.py), the
+one seam; the blocking calls of a job are in docker_blocking.py, the engine-level ones in
+runner/engine/.
 """
 
 from __future__ import annotations
@@ -269,9 +271,13 @@ class DockerBackend(Backend):
         shell.rest = b""
         guard = self._builds[handle.build.id].guard if handle.build.id in self._builds else None
         stops = guard.stops if guard else 0
-        await engine.call(blocking.send_step, shell.stream, command)
         code = None
         try:
+            try:
+                await engine.call(blocking.send_step, shell.stream, command)
+            except BackendError as exc:
+                shell.broken = str(exc)
+                raise
             while code is None:
                 data = await shell.pump.get()
                 if data is None:  # the shell's output ended: its container is gone
