@@ -150,6 +150,7 @@ def _run(settings, request, source, backend_name, secrets, trusted, quiet, ask, 
     from runner.build import create_build
 
     store = open_or_exit(settings, recover=False)  # recovery runs next to the build (see _drive)
+    backend = None
     try:
         try:
             backend = get_backend(backend_name, settings)
@@ -164,6 +165,8 @@ def _run(settings, request, source, backend_name, secrets, trusted, quiet, ask, 
         finished = q.get_build(store.read(), build_id)
     finally:
         store.close()
+        if backend is not None and hasattr(backend, "close"):
+            backend.close()  # its kept-alive engine connections
     if finished.diagnostics and finished.status == "config_error":
         for d in finished.diagnostics:
             click.echo(f"{d['file']}:{d['line']}:{d['col']}: {d['severity']}: {d['message']}", err=True)
