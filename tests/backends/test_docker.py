@@ -221,9 +221,9 @@ async def test_steps_share_the_container_but_nothing_of_each_other(backend, buil
         await backend.teardown(build)
 
 
-async def test_a_process_a_step_leaves_running_does_not_hold_it_open(backend, build):
+async def test_a_process_a_step_leaves_running_does_not_hold_it_open(backend, build, docker_client):
     """A step ends when its script does (as on GitLab or GitHub Actions), not when the last process
-    holding its output does; the next steps run beside what it left."""
+    holding its output does; the next steps run beside what it left, and the teardown ends it."""
     await backend.setup(build)
     try:
         handle = await backend.start_job(build, Job("a", BUSYBOX, ()))
@@ -233,6 +233,7 @@ async def test_a_process_a_step_leaves_running_does_not_hold_it_open(backend, bu
         assert await steps_of(backend, handle, "echo next; exit 3") == [(b"next\n", 3)]
     finally:
         await backend.teardown(build)
+    assert of_build(docker_client, build.id) == ([], [], [])
 
 
 async def test_orphans_of_a_step_are_reaped(backend, build):
