@@ -163,9 +163,9 @@ async def _run(store, settings, build: q.BuildRow, source: Path, *, changes, use
     except (ContextError, TemplateError, DeployError) as exc:
         return "config_error", str(exc), ()
     except ConfigError as exc:
+        found = [d.to_dict() for d in exc.diagnostics]
         await store.awrite(lambda c: q.store_pipeline(
-            c, build.id, pipeline=build.pipeline, rendered=None, plan=None,
-            diagnostics=[d.to_dict() for d in exc.diagnostics]))
+            c, build.id, pipeline=build.pipeline, rendered=None, plan=None, diagnostics=found))
         return "config_error", _summary(exc.diagnostics), ()
     pipeline = _relative(loaded.path, source) if loaded.path else build.pipeline
     plan_json = loaded.plan.to_json() if loaded.plan is not None else None

@@ -29,7 +29,6 @@ lists the older versions this code still reads (every field added since has a de
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import field
@@ -349,6 +348,8 @@ class Plan(Value):
         return _to_data(self)
 
     def to_json(self, indent: int | None = 2) -> str:
+        import json  # here and in from_json: `conveyor lint` makes plans and never stores one
+
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
 
     @classmethod
@@ -365,6 +366,8 @@ class Plan(Value):
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
+        import json
+
         return cls.from_dict(json.loads(text))
 
 

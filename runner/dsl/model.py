@@ -11,8 +11,6 @@ schema is built from both in ``schema.py``.
 from __future__ import annotations
 
 import abc
-
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -74,6 +72,8 @@ def describe(node: YNode) -> str:
 def did_you_mean(word: str, choices) -> str:
     if len(word) > 64:  # difflib is quadratic; nobody misspells a 64-character key
         return ""
+    import difflib  # only a file with a mistake pays its import
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

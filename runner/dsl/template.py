@@ -12,7 +12,6 @@ Imports resolve only in the repo's ``.conveyor/`` and ``pipelines/lib/`` and in 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -82,6 +81,8 @@ def render(text: str, variables: dict, roots: list[tuple[str, str]], *, name: st
     if not _JINJA_MARK.search(text):
         # No template code: Jinja would only normalise line ends, so skip the child.
         return Rendered(_NEWLINES.sub("\n", text))
+    import json
+
     from runner.dsl import render_process  # its sockets and subprocess only when there is Jinja to run
 
     request = json.dumps({

@@ -36,7 +36,7 @@ def log_part(conn: sqlite3.Connection, build_id: int, started: float | None, *, 
              budget: int = PART) -> LogPart:
     """The log from the chunk after ``after`` for about ``budget`` bytes. Colours carry over
     within a part; a part starts with none (the step's earlier part closed its spans)."""
-    part, current, state, size = LogPart(), None, {}, 0
+    part, current, state, size, last_seq = LogPart(), None, {}, 0, after
     for chunk in q.build_logs(conn, build_id, after=after):
         if size >= budget:
             part.next_after = last_seq
