@@ -179,8 +179,7 @@ class DockerBackend(Backend):
         # Shielded: a container created after a cancellation would escape the teardown's sweep.
         handle.data.id = await uncancelled(self._create_and_start(create, host, state.network))
         try:
-            # No step before the whole checkout is there; the shell is attached meanwhile.
-            await asyncio.gather(self._attach(handle.data), self.workspace_ready(build))
+            await self._attach_while_filling(handle.data, build)
         except BaseException:
             await uncancelled(self.stop_job(handle))
             raise
@@ -200,12 +199,26 @@ class DockerBackend(Backend):
 
         try:
             await services.start(job_container())
-            await asyncio.gather(self._attach(container), self.workspace_ready(build))
+            await self._attach_while_filling(container, build)
             services.watch(container.id)
             state.guard.attach(container.id, job.workdir)
         except BaseException:
             await uncancelled(self.stop_job(handle))
             raise
+
+    async def _attach_while_filling(self, container: _Container, build: BuildRef) -> None:
+        """Attach to the job's shell while the workspace fill ends (no step before the whole checkout
+        is there). The attach always runs to its end, also when the fill fails or the start is
+        cancelled, so that the stop_job that follows finds, and closes, the stream it opened."""
+        attach = asyncio.ensure_future(uncancelled(self._attach(container)))
+        try:
+            await self.workspace_ready(build)
+        except BaseException:
+            await uncancelled(asyncio.wait([attach]))
+            if not attach.cancelled():
+                attach.exception()  # retrieved: the fill's failure (or the cancel) is the one to report
+            raise
+        await attach
 
     async def _attach(self, container: _Container) -> None:
         """Attach to the job's shell and start reading its output, for the steps to come."""
@@ -272,9 +285,10 @@ class DockerBackend(Backend):
         guard = self._builds[handle.build.id].guard if handle.build.id in self._builds else None
         stops = guard.stops if guard else 0
         code = None
+        send = blocking.StepSend(shell.stream, command)
         try:
             try:
-                await engine.call(blocking.send_step, shell.stream, command)
+                await engine.call(send)
             except BackendError as exc:
                 shell.broken = str(exc)
                 raise
@@ -290,9 +304,9 @@ class DockerBackend(Backend):
                 yield held
             shell.rest = end.rest
             oom = False
-            if code == 137:  # SIGKILL: by the OOM killer if the container's count went up
-                kills = await engine.call(blocking.oom_kills, engine, container.id)
-                oom, container.oom_kills = kills > container.oom_kills, kills
+            if end.oom_kills is not None:  # the count when the step ended: a kill meanwhile was its own
+                oom = code not in (None, 0) and end.oom_kills > container.oom_kills
+                container.oom_kills = end.oom_kills
             reason = "out of memory" if oom else None
             if code is None:
                 code, reason = -1, GONE
@@ -304,7 +318,8 @@ class DockerBackend(Backend):
                 code, reason = code or -1, death.reason
             yield StepExit(code, oom_killed=oom, reason=reason)
         finally:
-            if code is None and shell.broken is None:  # stopped early: timeout, cancel, or closed
+            # Stopped early (timeout, cancel, or closed): stop the step, if its command went out.
+            if code is None and shell.broken is None and send.drop():
                 await uncancelled(self._stop_step(container.id, shell, end))
 
     async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path) -> int:

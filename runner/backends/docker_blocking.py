@@ -1,13 +1,14 @@
-"""The Docker backend's blocking engine calls of a job: its shell (the steps), their signals and OOM
-kills, and files in and out of its workspace (runner/backends/files.py). Each is a function of an
-``Engine`` (runner/engine/engine.py), run with ``engine.call(fn, engine, ...)``: the one thread seam.
-The engine-level calls (images, containers, the workspace volume, sweeps) are in runner/engine/.
+"""The Docker backend's blocking engine calls of a job: its shell (the steps), their signals, and
+files in and out of its workspace (runner/backends/files.py). Each is a function of an ``Engine``
+(runner/engine/engine.py), run with ``engine.call(fn, engine, ...)``: the one thread seam. The
+engine-level calls (images, containers, the workspace volume, sweeps) are in runner/engine/.
 """
 
 from __future__ import annotations
 
 import io
 import tarfile
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -18,35 +19,20 @@ from runner.engine.engine import Engine
 from runner.engine.errors import short
 from runner.errors import BackendError
 
-__all__ = ["oom_kills", "attach_shell", "read_shell", "send_step", "signal_steps", "export", "import_"]
-
-
-def oom_kills(engine: Engine, cid: str) -> int:
-    """How many processes the kernel's OOM killer has killed in this container so far.
-
-    The engine sets ``State.OOMKilled`` only when the whole container dies, and here PID 1
-    survives a step's OOM kill, so ask the container's memory cgroup (v2 or v1) instead."""
-    try:
-        exec_id = engine.api.exec_create(cid, ["cat", "/sys/fs/cgroup/memory.events",
-                                             "/sys/fs/cgroup/memory/memory.oom_control"])["Id"]
-        text = engine.api.exec_start(exec_id).decode(errors="replace")
-        if engine.api.inspect_container(cid)["State"].get("OOMKilled"):
-            return 1 << 30
-    except derrors.NotFound:
-        return 0
-    counts = [int(line.split()[1]) for line in text.splitlines()
-              if line.startswith("oom_kill ") and line.split()[1].isdigit()]
-    return max(counts, default=0)
+__all__ = ["attach_shell", "read_shell", "StepSend", "signal_steps", "export", "import_"]
 
 
 def attach_shell(engine: Engine, cid: str) -> Any:
     """Attach to the job's shell (runner/backends/job_shell.py): the stream its steps are written to
     and their output read from."""
+    stream = None
     try:
         stream = engine.api.attach(cid)
         stream.send(job_shell.FIRST_LINE)
         return stream
     except (derrors.APIError, OSError) as exc:
+        if stream is not None:
+            stream.close()
         raise BackendError(f"cannot attach to the job's container ({short(exc)}); it may have stopped at "
                            "once (does its image have `sh`?): see `docker events`") from None
 
@@ -62,12 +48,35 @@ def read_shell(stream: Any, push: Callable[[bytes | None], None]) -> None:
         push(None)
 
 
-def send_step(stream: Any, command: bytes) -> None:
-    try:
-        stream.send(command)
-    except OSError as exc:
-        raise BackendError(f"the job's container cannot run the step ({exc}); it may have run out of memory "
-                           "or been removed: see `docker events`") from None
+class StepSend:
+    """One step's command on its way to the job's shell, sent from an engine thread (call it there).
+
+    A step stopped early must know whether its command may be in the shell (then the step may be
+    running: stop it) or not (nothing to stop, and the shell waits for the next one). A send still
+    queued behind a busy thread pool when the step is stopped must then never go out later, or a step
+    nobody reads would run. ``drop`` decides under a lock which of the two it is."""
+
+    def __init__(self, stream: Any, command: bytes) -> None:
+        self.stream, self.command = stream, command
+        self._lock = threading.Lock()
+        self._begun = self._dropped = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._dropped:
+                return
+            self._begun = True
+        try:
+            self.stream.send(self.command)
+        except OSError as exc:
+            raise BackendError(f"the job's container cannot run the step ({exc}); it may have run out of "
+                               "memory or been removed: see `docker events`") from None
+
+    def drop(self) -> bool:
+        """Whether the command may have reached the shell; a send not begun now never will."""
+        with self._lock:
+            self._dropped = not self._begun
+            return self._begun
 
 
 def signal_steps(engine: Engine, cid: str, signal: str) -> None:

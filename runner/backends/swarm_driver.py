@@ -21,14 +21,12 @@ retry is a new service that starts at it (runner/backends/swarm.py).
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["PlannedStep", "driver_script", "new_nonce", "FrameReader", "Begin", "Output", "End"]
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 SEED_DIR = "/run/secrets"  # where the checkout's chunks are, for a job off the workspace's node
 
 
@@ -60,13 +58,16 @@ def driver_script(nonce: str, workdir: str, steps: Sequence[PlannedStep], seed: 
         lines.append(f'cat {chunks} | gunzip -c | tar -x -C "$W" || '
                      f"{{ printf '\\n%s\\n' {_quote(mark + 'seed-failed')}; exit 0; }}")
     for step in steps:
-        bad = [k for k in step.env if not _NAME.match(k)]
+        bad = [k for k in step.env if not k or "=" in k]
         if bad:
-            raise ValueError(f"environment variable name(s) {bad} cannot be passed to a shell")
-        exports = "".join(f"export {k}={_quote(v)}; " for k, v in sorted(step.env.items()))
+            raise ValueError(f"environment variable name(s) {bad} cannot be passed to a process (empty, or with '=')")
+        # As the Docker backend's job shell does (runner/backends/job_shell.py): the env through `env`,
+        # which takes names a shell refuses to export (bash's read-only UID), and the output pipe
+        # opened afresh, so a step that leaves it non-blocking cannot cost later steps their output.
+        assign = "".join(f"{_quote(f'{k}={v}')} " for k, v in sorted(step.env.items()))
         lines += [
             f"printf '\\n%s\\n' {_quote(f'{mark}begin {step.index}')}",
-            f'(cd "$W" && {exports}exec sh -e -c {_quote(step.run)}) </dev/null 2>&1 &',
+            f'(cd "$W" && exec env -- {assign}sh -e -c {_quote(step.run)}) </dev/null >/proc/self/fd/1 2>&1 &',
             'wait "$!"; rc=$?',
             f"printf '\\n%s %s\\n' {_quote(f'{mark}end {step.index}')} \"$rc\"",
             '[ "$rc" -eq 0 ] || exit 0',

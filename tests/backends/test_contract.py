@@ -24,7 +24,7 @@ from runner.backends.files import WorkspacePathError
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
-from tests.conftest import BUSYBOX
+from tests.conftest import BUSYBOX, PYTHON
 
 ORDER = "printf 'one\\ntwo\\n'; echo three >&2; printf 'four'; exit 3"
 ENV = 'echo "$GREETING $WHO"; cat marker.txt'
@@ -168,6 +168,25 @@ async def test_env_and_workspace_as_working_directory(backend, build):
         if backend.name in ("docker", "swarm"):
             out, _ = await run_step(backend, handle, "pwd")
             assert out.decode().strip() == "/workspace"
+        await backend.stop_job(handle)
+    finally:
+        await backend.teardown(build)
+
+
+async def test_what_one_step_does_to_its_env_or_output_reaches_no_further(real_backend, build):
+    """Any env name reaches the step, also one a shell would refuse to export (bash, sh on Fedora or
+    UBI images, holds UID read-only); a step that leaves its output non-blocking (Node does) costs
+    the next step none of its output."""
+    backend = real_backend
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("job", PYTHON, ()))
+        out, exit = await run_step(backend, handle, "tr '\\0' '\\n' < /proc/$$/environ | grep -E '^(UID|-Sx)=' | sort",
+                                   {"UID": "4242", "-Sx": "v"})
+        assert (out, exit.code) == (b"-Sx=v\nUID=4242\n", 0)
+        assert (await run_step(backend, handle, "python3 -c 'import os; os.set_blocking(1, False)'"))[1].code == 0
+        out, exit = await run_step(backend, handle, "head -c 2000000 /dev/zero | tr '\\0' x | fold -w 99")
+        assert (out, exit.code) == ((b"x" * 99 + b"\n") * 20202 + b"xx", 0)
         await backend.stop_job(handle)
     finally:
         await backend.teardown(build)

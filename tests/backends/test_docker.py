@@ -105,9 +105,34 @@ async def test_out_of_memory_is_reported(backend, build, docker_client):
         exits = [i async for i in backend.exec_step(handle, Step("hog", "python3 -c 'b = bytearray(400 * 2**20)'"), {})
                  if isinstance(i, StepExit)]
         assert exits[0].code == 137 and exits[0].oom_killed and exits[0].reason == "out of memory"
+        # A step whose child was killed for memory fails for that reason, whatever its own exit (make's 2).
+        exits = [i async for i in backend.exec_step(
+            handle, Step("make", "python3 -c 'b = bytearray(400 * 2**20)' || exit 2"), {}) if isinstance(i, StepExit)]
+        assert exits[0].code == 2 and exits[0].oom_killed and exits[0].reason == "out of memory"
         # A later step killed by a plain SIGKILL is not blamed on memory.
         exits = [i async for i in backend.exec_step(handle, Step("k", "kill -9 $$"), {}) if isinstance(i, StepExit)]
         assert exits[0].code == 137 and not exits[0].oom_killed
+    finally:
+        await backend.teardown(build)
+
+
+async def test_a_step_leaving_its_output_non_blocking_costs_later_steps_nothing(backend, build):
+    # Node leaves stdout O_NONBLOCK. Shared with later steps, that open file would make the next step
+    # that outpaces the engine's reading lose output to EAGAIN, and then its end: the job would hang.
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, Job("node-like", PYTHON, ()))
+        got = []
+        for run in ("python3 -c 'import os; os.set_blocking(1, False)'",
+                    "head -c 4000000 /dev/zero | tr '\\0' x", "echo after"):
+            out, exits = b"", []
+            async for item in backend.exec_step(handle, Step("s", run), {}):
+                if isinstance(item, StepExit):
+                    exits.append(item)
+                else:
+                    out += item
+            got.append((len(out), out.strip(b"x"), exits[0].code))
+        assert got == [(0, b"", 0), (4000000, b"", 0), (6, b"after\n", 0)]
     finally:
         await backend.teardown(build)
 
