@@ -137,12 +137,22 @@ def main():
     return 0
 
 
+# An error's message quotes what the template named (a missing key may be 40 MB of 'x'), and the
+# runner then searches the line for it: both are cut here, where the limits hold, not in the runner.
+MAX_MESSAGE = 2000
+MAX_SOURCE_LINE = 4096
+
+
 def _render(request):
     sources = {}
     answer = _render_with(request, sources)
-    if not answer["ok"] and answer.get("line"):
-        lines = re.split(r"\r\n|\r|\n", sources.get(answer["file"], ""))  # Jinja's own line breaks
-        answer["source_line"] = lines[answer["line"] - 1] if answer["line"] <= len(lines) else None
+    if not answer["ok"]:
+        if len(answer["message"]) > MAX_MESSAGE:
+            answer["message"] = answer["message"][:MAX_MESSAGE] + " [...]"
+        if answer.get("line"):
+            lines = re.split(r"\r\n|\r|\n", sources.get(answer["file"], ""))  # Jinja's own line breaks
+            line = lines[answer["line"] - 1] if answer["line"] <= len(lines) else None
+            answer["source_line"] = line if line is not None and len(line) <= MAX_SOURCE_LINE else None
     return answer
 
 
@@ -164,11 +174,13 @@ def _render_with(request, sources):
                                                  "inside .conveyor/ or pipelines/lib/")
             for label, root in roots:
                 real = os.path.realpath(os.path.join(root, *parts))
-                if not os.path.isfile(real):
-                    continue
                 if not real.startswith(root + os.sep):
+                    # Said before anything outside is looked at: whether a file exists out there
+                    # (a symlink to ~/.ssh/id_rsa) is none of the template's business.
                     raise TemplateNotFound(template, f"template {template!r} resolves outside {label} "
                                                      "(a symlink?); only files inside it may be imported")
+                if not os.path.isfile(real):
+                    continue
                 with open(real, encoding="utf-8") as fh:
                     source = fh.read()
                 names[real] = label + "/".join(parts)

@@ -101,6 +101,11 @@ def _send(fds: list[int], wall_seconds: float) -> None:
                     raise
 
 
+# What a fork's answer may be, in bytes: the rendered text (at most template.MAX_OUTPUT characters)
+# as JSON, each character escaped to at most 12 bytes, with room for the rest; and short errors.
+_MOST = {"out": 12 * 1024 * 1024 + 65536, "err": 65536, "status": 4096}
+
+
 def run(request: bytes, wall_seconds: float) -> Outcome:
     """Render ``request`` (the child's JSON) in a fresh fork of the warm child; raises ``OSError``
     only when no child can be started or forked (out of processes or memory)."""
@@ -123,8 +128,11 @@ def run(request: bytes, wall_seconds: float) -> Outcome:
 
 
 def _collect(out_r: int, err_r: int, st_r: int, deadline: float) -> Outcome:
-    """Read the answer, errors and status until all three close (the fork and its reaping are done)."""
+    """Read the answer, errors and status until all three close (the fork and its reaping are done).
+    Each is read up to its cap (``_MOST``): a fork that writes more is not believed, and closing our
+    ends stops it (its next write fails), without this process holding what it wrote."""
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: [], st_r: []}
+    most = {out_r: _MOST["out"], err_r: _MOST["err"], st_r: _MOST["status"]}
     with selectors.DefaultSelector() as selector:
         for fd in chunks:
             selector.register(fd, selectors.EVENT_READ)
@@ -137,6 +145,9 @@ def _collect(out_r: int, err_r: int, st_r: int, deadline: float) -> Outcome:
                     data = os.read(key.fd, 65536)
                     if data:
                         chunks[key.fd].append(data)
+                        most[key.fd] -= len(data)
+                        if most[key.fd] < 0:
+                            return Outcome(None, b"", b"the renderer's answer was larger than its limit")
                     else:
                         selector.unregister(key.fd)
         finally:

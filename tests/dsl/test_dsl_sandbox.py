@@ -78,6 +78,28 @@ def test_memory_bomb_fails_fast_without_growing_the_caller(tmp_path):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024  # KiB
 
 
+def test_an_error_naming_something_huge_is_cut_in_the_child(tmp_path):
+    # The message quotes the missing key: 3 MB of it would cost the runner seconds of CPU and
+    # hundreds of MB to search the line for, outside the child's limits.
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = render("{{ {}['x' * 3000000] }}", {}, template_roots(tmp_path))
+    assert out.text is None and out.error.endswith(" [...]") and len(out.error) < 2100
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024  # KiB
+
+
+def test_whether_a_file_outside_exists_is_not_told(tmp_path):
+    (tmp_path / "there.j2").write_text("x")
+    repo = tmp_path / "repo"
+    (repo / ".conveyor").mkdir(parents=True)
+    os.symlink(tmp_path / "there.j2", repo / ".conveyor" / "a.j2")
+    os.symlink(tmp_path / "missing.j2", repo / ".conveyor" / "b.j2")
+    said = [load_pipeline(repo, CTX, text=f'{{% include "{name}" %}}\n').diagnostics[0].message.replace(name, "N")
+            for name in ("a.j2", "b.j2")]
+    assert said[0] == said[1] and "resolves outside .conveyor/" in said[0]
+
+
 def test_symlink_out_of_the_template_folder_is_refused(tmp_path):
     secret = tmp_path / "outside.j2"
     secret.write_text("{% macro leak() %}top secret{% endmacro %}")
