@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from runner.backends.pump import uncancelled
 from runner.engine import netpool
@@ -25,6 +26,10 @@ from runner.engine.workspace import create_network, network_name
 
 __all__ = ["BuildNetwork"]
 
+# How long a confirmed lease is trusted before a container starts on it without asking the engine
+# again: jobs starting together pay nothing, a job minutes later asks once (``confirm``).
+TRUSTED_FOR = 5.0
+
 
 class BuildNetwork:
     def __init__(self, engine: Engine, build_id: str, labels: dict[str, str], pool: int) -> None:
@@ -32,6 +37,7 @@ class BuildNetwork:
         self.current = ""  # the network's name while the build holds one
         self._lock = asyncio.Lock()  # one lease at a time
         self._tries: list[str] = []  # the pooled networks the next lease tries, in order
+        self._checked = 0.0  # when the lease was last known held (monotonic)
 
     async def name(self) -> str:
         """The build's network, leased (or made) on first use and again after ``idle``."""
@@ -40,9 +46,25 @@ class BuildNetwork:
                 if not self.current:
                     try:
                         self.current = await uncancelled(self.engine.call(self._get, self._tries or None))
+                        self._checked = time.monotonic()
                     finally:
                         self._tries = []  # kept until now: ``likely`` names the first while it is tried
         return self.current
+
+    async def confirm(self) -> str:
+        """``name()``, checked just before a container starts on it: a lease or a network removed
+        behind the build's back (`docker container prune` takes the lease, `docker network prune` an
+        idle network) is leased again, so the build never shares a network another build took."""
+        name = await self.name()
+        if self.pool <= 0 or time.monotonic() - self._checked < TRUSTED_FOR:
+            return name
+        if await self.engine.call(netpool.holds, self.engine, name, self.labels):
+            self._checked = time.monotonic()
+            return name
+        async with self._lock:
+            if self.current == name:
+                self.current = ""  # lost: the next lease is a fresh one
+        return await self.name()
 
     async def likely(self) -> str:
         """The build's network if it holds one; else the idle network its lease will try first
@@ -67,10 +89,13 @@ class BuildNetwork:
         return name
 
     async def idle(self) -> None:
-        """Nothing of the build runs for a while: give a pooled network back."""
-        if not self.current or self.pool <= 0:
+        """Nothing of the build runs for a while: give a pooled network back (one whose lease is still
+        being taken, once it is)."""
+        if self.pool <= 0:
             return
         async with self._lock:
+            if not self.current:
+                return
             given, self.current = self.current, ""
             await uncancelled(self.engine.call(netpool.release, self.engine, given, self.pool, self.labels))
 

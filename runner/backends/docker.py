@@ -254,7 +254,7 @@ class DockerBackend(Backend):
         cid = await engine.call(create_container, engine, create, host)
         if network is not None:
             try:
-                leased = await network.name()
+                leased = await network.confirm()
             except BaseException:
                 await uncancelled(engine.call(remove_container, engine, cid))
                 raise

@@ -17,8 +17,13 @@ A network is as isolated as one made for the build: only one build's containers 
 When a build gives its network back, ``trim`` removes what is over ``Settings.network_pool``.
 
 Pooled networks carry ``io.conveyor.pool`` and no build label: the build sweeps never remove them;
-``trim`` and ``drain`` (`conveyor gc --networks`) do, each under a lease of its own. A network
-removed behind our back (`docker network prune` takes idle ones) is simply not leased.
+``trim`` and ``drain`` (`conveyor gc --networks`) do, each under a lease of its own that expires in
+a minute (one a crash leaves blocks the network only until the next sweep). A lease carries
+``io.conveyor.lease=<network>``, so ``trim`` counts the idle networks, not the leased ones. A lease
+is given back only by the build that holds it (its build label is checked, its id removed), and
+``holds`` says whether a build still holds its lease and network: `docker container prune` removes
+a lease (created, never started) and `docker network prune` an idle network behind our back, and a
+build that lost its lease must lease again, never share a network another build took meanwhile.
 Blocking functions of an ``Engine``.
 """
 
@@ -30,12 +35,13 @@ import secrets
 from runner.engine import errors as derrors
 from runner.engine.containers import ignore_missing
 from runner.engine.engine import Engine
-from runner.engine.labels import job_resource
+from runner.engine.labels import LABEL_BUILD, LABEL_INSTANCE, job_resource, labels_for
 from runner.engine.workspace import create_from_filler, create_network
 
-__all__ = ["POOL_LABEL", "pooled", "lease", "release", "trim", "drain"]
+__all__ = ["POOL_LABEL", "LEASE_LABEL", "pooled", "lease", "holds", "release", "trim", "drain"]
 
 POOL_LABEL = "io.conveyor.pool"
+LEASE_LABEL = "io.conveyor.lease"  # on a lease container: the network it holds
 
 
 def pooled(engine: Engine) -> list[str]:
@@ -54,30 +60,44 @@ def lease(engine: Engine, labels: dict[str, str], tries: list[str] | None = None
         if _take(engine, name, labels):
             if _empty(engine, name):
                 return name
-            _give_back(engine, name)  # a crashed build's containers are still on it, or it is gone
+            _give_back(engine, name, labels)  # a crashed build's containers are still on it, or it is gone
     name = f"conveyor-pool-{secrets.token_hex(6)}"
     _take(engine, name, labels)  # leased before it exists: nobody else can take it once listed
     create_network(engine, name, {POOL_LABEL: "bridge"})
     return name
 
 
+def holds(engine: Engine, name: str, labels: dict[str, str]) -> bool:
+    """Whether the build labelled ``labels`` still holds its lease of ``name``, and the network is there."""
+    try:
+        lease = engine.api.inspect_container(f"{name}-lease")
+        engine.api.inspect_network(name)
+    except derrors.NotFound:
+        return False
+    return (lease["Config"].get("Labels") or {}).get(LABEL_BUILD) == labels.get(LABEL_BUILD)
+
+
 def release(engine: Engine, name: str, keep: int, labels: dict[str, str]) -> None:
     """End the lease of ``name`` (nothing is on it any more) and trim the pool to ``keep``: what a
     holder that outlives the lease does (a job's services network; a build's lease ends with its sweep)."""
-    _give_back(engine, name)
+    _give_back(engine, name, labels)
     trim(engine, keep, labels, name)
 
 
 def trim(engine: Engine, keep: int, labels: dict[str, str], first: str | None = None) -> int:
-    """Remove idle pooled networks while more than ``keep`` exist, ``first`` (the one a build just
-    gave back) before the others; each is leased (labelled ``labels``) while it goes, so a network
-    another runner has just taken is never removed. Returns how many went."""
+    """Remove idle pooled networks while more than ``keep`` are idle, ``first`` (the one a build just
+    gave back) before the others; each is leased while it goes, so a network another runner has just
+    taken is never removed. Leased networks do not count: with ``keep`` or more builds running, a build
+    that ends still leaves its network for the next. Returns how many went."""
     names = [n["Name"] for n in engine.api.networks(filters={"label": POOL_LABEL})]
-    excess = len(names) - keep
+    leased = {(c.get("Labels") or {}).get(LEASE_LABEL)
+              for c in engine.api.containers(all=True, filters={"label": LEASE_LABEL})}
+    idle = [name for name in names if name not in leased]
+    excess = len(idle) - keep
     if excess <= 0:
         return 0
-    names.sort(key=lambda name: name != first)
-    return _remove_idle(engine, names, labels, excess)
+    idle.sort(key=lambda name: name != first)
+    return _remove_idle(engine, idle, labels, excess)
 
 
 def drain(engine: Engine, labels: dict[str, str]) -> int:
@@ -88,11 +108,14 @@ def drain(engine: Engine, labels: dict[str, str]) -> int:
 
 
 def _remove_idle(engine: Engine, names: list[str], labels: dict[str, str], most: int) -> int:
+    # A lock of a moment, not a build's lease: one a crash leaves expires within a minute (the next
+    # sweep removes it), where the build's own labels would keep the network out of use for hours.
+    lock = labels_for(f"pool-{secrets.token_hex(6)}", labels.get(LABEL_INSTANCE, ""), 60)
     removed = 0
     for name in names:
         if removed >= most:
             break
-        if not _take(engine, name, labels):
+        if not _take(engine, name, lock):
             continue  # leased: in use
         try:
             if _empty(engine, name):
@@ -101,7 +124,7 @@ def _remove_idle(engine: Engine, names: list[str], labels: dict[str, str], most:
         except derrors.APIError:
             pass  # gone meanwhile, or something joined it: not idle
         finally:
-            _give_back(engine, name)
+            _give_back(engine, name, lock)
     return removed
 
 
@@ -115,7 +138,8 @@ def _empty(engine: Engine, network: str) -> bool:
 
 def _take(engine: Engine, network: str, labels: dict[str, str]) -> bool:
     name = f"{network}-lease"
-    create = dict(command=["lease"], name=name, network_disabled=True, labels=job_resource(labels, name))
+    create = dict(command=["lease"], name=name, network_disabled=True,
+                  labels={**job_resource(labels, name), LEASE_LABEL: network})
     try:
         create_from_filler(engine, create, {})
         return True
@@ -125,5 +149,12 @@ def _take(engine: Engine, network: str, labels: dict[str, str]) -> bool:
         raise
 
 
-def _give_back(engine: Engine, network: str) -> None:
-    ignore_missing(engine.api.remove_container, f"{network}-lease", force=True)
+def _give_back(engine: Engine, network: str, labels: dict[str, str]) -> None:
+    """End the lease of ``network`` if the build labelled ``labels`` holds it: one that was removed
+    behind its back and taken by another build since is that build's."""
+    try:
+        lease = engine.api.inspect_container(f"{network}-lease")
+    except derrors.NotFound:
+        return
+    if (lease["Config"].get("Labels") or {}).get(LABEL_BUILD) == labels.get(LABEL_BUILD):
+        ignore_missing(engine.api.remove_container, lease["Id"], force=True)

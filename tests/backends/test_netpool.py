@@ -150,6 +150,57 @@ async def test_the_pool_keeps_at_most_network_pool_idle_networks(docker_client, 
     assert len(left) <= 1 and all(idle(docker_client, n) for n in left)
 
 
+async def test_a_build_ending_while_others_hold_the_pool_leaves_its_network_for_the_next(
+        docker_client, tmp_path, instance):
+    # network_pool counts idle networks: with as many builds running, the one that ends still leaves
+    # its network, or the pool would save nothing exactly when the engine is busy.
+    backends = [DockerBackend(Settings(instance=instance, network_pool=1)) for _ in range(3)]
+    builds = [new_build(tmp_path, instance) for _ in backends]
+    await backends[0].engine.call(netpool.drain, backends[0].engine, {"io.conveyor.instance": instance})
+    try:
+        await asyncio.gather(*(b.setup(build) for b, build in zip(backends, builds)))
+        handles = await asyncio.gather(*(b.start_job(build, Job("j", BUSYBOX, ()))
+                                         for b, build in zip(backends, builds)))
+        ending = network_of(docker_client, handles[2])
+        await backends[2].stop_job(handles[2])
+        await backends[2].teardown(builds[2])
+        assert idle(docker_client, ending)  # two are leased, this one is the one idle: it stays
+    finally:
+        for b, build in zip(backends, builds):
+            await b.teardown(build)
+            b.close()
+
+
+async def test_a_lease_pruned_behind_a_builds_back_is_taken_again_never_shared(
+        backend, docker_client, tmp_path, instance, monkeypatch):
+    # `docker container prune` removes a lease (created, never started) between two jobs of a build,
+    # and another build leases that network. The first build's next job must not join it, and the
+    # first build must not end the other's lease.
+    from runner.backends import build_network
+    from runner.engine.labels import labels_for
+
+    monkeypatch.setattr(build_network, "TRUSTED_FOR", 0.0)  # ask the engine before every start
+    build = new_build(tmp_path, instance)
+    await backend.setup(build)
+    other = labels_for("x" + uuid.uuid4().hex[:10], instance, 3600)
+    try:
+        first = await backend.start_job(build, Job("a", BUSYBOX, ()))
+        network = network_of(docker_client, first)
+        await backend.stop_job(first)
+        docker_client.containers.get(f"{network}-lease").remove(force=True)  # the prune
+        assert await backend.engine.call(netpool.lease, backend.engine, other, [network]) == network
+        second = await backend.start_job(build, Job("b", BUSYBOX, ()))
+        assert network_of(docker_client, second) != network
+        assert not docker_client.networks.get(network).attrs["Containers"]
+        await backend.stop_job(second)
+    finally:
+        await backend.teardown(build)
+    lease = docker_client.containers.get(f"{network}-lease")  # the other build's, still
+    assert lease.labels["io.conveyor.build"] == other["io.conveyor.build"]
+    await backend.engine.call(netpool._give_back, backend.engine, network, other)
+    assert idle(docker_client, network)
+
+
 async def test_network_pool_0_makes_a_network_for_the_build_and_removes_it(docker_client, tmp_path, instance):
     backend = DockerBackend(Settings(instance=instance, network_pool=0))
     build = new_build(tmp_path, instance)
@@ -313,5 +364,5 @@ async def test_a_job_created_for_a_network_another_runner_leases_first_starts_on
         assert not docker_client.networks.get(likely).attrs["Containers"]  # nothing of ours joined it
     finally:
         docker_client.containers.get(cid).remove(force=True)
-        await backend.engine.call(netpool._give_back, backend.engine, likely)
+        await backend.engine.call(netpool._give_back, backend.engine, likely, other)
         await backend.sweep_build(build.id)
