@@ -68,10 +68,11 @@ def build_files(store: Store, settings: Settings, build: q.BuildRow, source: Pat
 
 
 def lifetime(plan: Plan, settings: Settings) -> float | None:
-    """How long the build's resources may have to live when it waits for approvals: the build's
-    own limit plus every approval's timeout (30 days for one without), so no sweep takes them."""
+    """How long the build's resources may have to live, when that may be longer than
+    ``Settings.resource_ttl``: the build's own limit plus every approval's timeout (30 days for one
+    without), so no sweep of expired resources takes them while it runs or waits."""
     waits = [s.approval.timeout or 30 * 86400 for s in plan.stages if s.kind == "approval" and s.approval]
-    if not waits:
+    if not waits and not plan.timeout:
         return None
     return (plan.timeout or settings.resource_ttl) + sum(waits)
 

@@ -210,3 +210,17 @@ async def test_a_build_that_may_not_deploy_may_not_build_images_either(env):
     image = next(s for s in detail.stages if s.name == "image")
     assert builder.built == []
     assert status == "failure" and image.status == "failure" and "build refused" in image.reason
+
+
+def test_a_builds_resources_live_as_long_as_the_build_may_run_or_wait():
+    # The sweep of expired resources must not take those of a build that is still allowed to run:
+    # one with a 12-hour limit outlives the 6-hour default, one waiting for approvals longer still.
+    from runner.build_inputs import lifetime
+    from runner.plan import ApprovalSpec, Plan, Stage
+
+    settings = Settings(resource_ttl=6 * 3600.0)
+    assert lifetime(Plan("p", stages=()), settings) is None  # the default applies
+    assert lifetime(Plan("p", stages=(), timeout=12 * 3600.0), settings) == 12 * 3600.0
+    gate = Stage("ok?", "approval", approval=ApprovalSpec(timeout=3600.0))
+    assert lifetime(Plan("p", stages=(gate,)), settings) == 7 * 3600.0
+    assert lifetime(Plan("p", stages=(gate,), timeout=600.0), settings) == 4200.0
