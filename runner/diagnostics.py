@@ -40,14 +40,32 @@ class Diagnostic(Value):
         return asdict(self)
 
 
+# A hostile file (aliases repeating one mistake) could have millions of problems, each quoting
+# what it names: the first MAX_KEPT are kept, each message cut to MAX_MESSAGE characters, and the rest
+# are counted ("N more problems").
+MAX_KEPT = 200
+MAX_MESSAGE = 1000
+MAX_HINTS = 50  # "did you mean" searches per file: each is difflib over every name it could be
+
+
 class Diagnostics:
     """An ordered collector for one file."""
 
     def __init__(self, file: str) -> None:
         self.file = file
         self.items: list[Diagnostic] = []
+        self.count = 0  # every problem added, kept or not
+        self.errors = 0
+        self.hints_left = MAX_HINTS
 
     def add(self, severity: str, code: str, message: str, line: int, col: int, path: str = "") -> None:
+        self.count += 1
+        self.errors += severity == ERROR
+        if len(self.items) >= MAX_KEPT:
+            return
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + " [...]"
+        path = path if len(path) <= MAX_MESSAGE else path[:MAX_MESSAGE] + "[...]"
         # One diagnostic, one line: a value quoted in a message may carry a newline or escape code.
         message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
         self.items.append(Diagnostic(severity, code, message, self.file, max(1, line), max(1, col), path))
@@ -60,8 +78,15 @@ class Diagnostics:
 
     @property
     def has_errors(self) -> bool:
-        return any(d.severity == ERROR for d in self.items)
+        return self.errors > 0
 
     def sorted(self) -> list[Diagnostic]:
-        """In file order; equal positions keep the order they were found in."""
-        return sorted(self.items, key=lambda d: (d.line, d.col))
+        """In file order; equal positions keep the order they were found in. Problems beyond those
+        kept end the list as one more, saying how many."""
+        items = sorted(self.items, key=lambda d: (d.line, d.col))
+        if (more := self.count - len(self.items)) > 0:
+            errors = self.errors - sum(d.severity == ERROR for d in self.items)
+            items.append(Diagnostic(ERROR if errors else WARNING, "too-many",
+                                    f"{more} more problem(s) not shown ({errors} of them errors); fix these first",
+                                    self.file, items[-1].line, 1))
+        return items

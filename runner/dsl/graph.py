@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runner.dsl.matrix import combination_name
-from runner.dsl.model import Cx, did_you_mean, short
+from runner.dsl.model import Cx, short
 from runner.dsl.yamlload import YNode
 
 __all__ = ["check_needs", "may_be_skipped"]
@@ -83,7 +83,7 @@ def _resolve(n: _Node, by_name: dict[str, list[_Node]], cx: Cx) -> None:
         found = {id(m): m for m in by_name.get(want, ())}
         if not found:
             cx.error(at, "unknown-need", f"job '{short(n.name)}' needs '{short(want)}', which is no job of this "
-                     f"pipeline{did_you_mean(want, by_name)}", path)
+                     f"pipeline{cx.did_you_mean(want, by_name)}", path)
         elif len(found) > 1:
             stages = ", ".join(f"'{m.stage + 1}'" for m in found.values())
             cx.error(at, "ambiguous-need", f"job '{short(n.name)}' needs '{short(want)}', a name used by jobs of "
@@ -158,6 +158,8 @@ def _report_cycle(cycle: list[tuple[_Node, bool]], cx: Cx) -> None:
                 key=lambda i: (ring[i][0].stage, ring[i][0].path))
     ring = ring[first:] + ring[:first]
     names = [n.name for n, _ in ring] + [ring[0][0].name]
+    if len(names) > 41:  # a long ring: its start, where to fix it, and its end (messages are cut)
+        names = [*names[:20], f"... ({len(names) - 40} more)", *names[-20:]]
     by_order = any(order for _, order in cycle[1:])
     why = "; a job without needs waits for every earlier stage" if by_order else ""
     head = ring[0][0]

@@ -24,14 +24,16 @@ def _step_name(run: str) -> str:
 
 def _steps(raw: list[dict]) -> tuple[Step, ...]:
     taken = {s["name"] for s in raw if "name" in s}
+    suffix: dict[str, int] = {}  # per base name, the next number to try: linear, however many repeat
     steps = []
     for s in raw:
         name = s.get("name")
         if name is None:  # a shell string: named after its first line, made unique within the job
             base = name = _step_name(s["run"])
-            n = 2
+            n = suffix.get(base, 2)
             while name in taken:
                 name, n = f"{base} ({n})", n + 1
+            suffix[base] = n
             taken.add(name)
         steps.append(Step(name=name, run=s["run"], timeout=s.get("timeout"), retry=s.get("retry", 0),
                           env=dict(s.get("env", {}))))

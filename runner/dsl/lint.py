@@ -132,7 +132,6 @@ def check_environments(value: dict, cx: Cx) -> None:
     """A deploy's ``environment`` is a configured one, and an environment with approvers is only
     deployed to after an ``approval`` stage (the gate people sign off at). Only when the runner
     told the linter its environments (``LintOptions.environments``)."""
-    from runner.dsl.model import did_you_mean
 
     known = cx.options.environments
     if known is None:
@@ -149,7 +148,7 @@ def check_environments(value: dict, cx: Cx) -> None:
         path = f".stages[{i}].deploy.environment"
         if name not in approvers:
             cx.error(node, "unknown-environment", f"environment '{name}' is not configured (known: "
-                     f"{', '.join(sorted(approvers)) or 'none'}){did_you_mean(name, approvers)}", path)
+                     f"{', '.join(sorted(approvers)) or 'none'}){cx.did_you_mean(name, approvers)}", path)
         elif approvers[name] and not gated:
             cx.error(node, "needs-approval", f"stage '{stage['name']}' deploys to '{name}', which needs an approval "
                      f"(approvers: {', '.join(approvers[name])}): add a stage with `approval:` before it", path)

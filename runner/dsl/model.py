@@ -52,6 +52,14 @@ class Cx:
     def warning(self, node: YNode, code: str, message: str, path: str) -> None:
         self.diags.warning(code, message, node.line, node.col, path)
 
+    def did_you_mean(self, word: str, choices) -> str:
+        """``did_you_mean``, for the first ``MAX_HINTS`` mistakes of a file: each searches every
+        name it could be, and a generated file can make thousands of the same mistake."""
+        if self.diags.hints_left <= 0:
+            return ""
+        self.diags.hints_left -= 1
+        return did_you_mean(word, choices)
+
 
 def describe(node: YNode) -> str:
     """What the user wrote, in their words, for 'must be X, not Y' messages."""
@@ -196,7 +204,7 @@ class Obj(Spec):
             if spec is None and self.extensions and key.startswith((".", "x-")):
                 continue
             if spec is None:
-                hint = did_you_mean(key, self.fields)
+                hint = cx.did_you_mean(key, self.fields)
                 meant.add(hint[len(" (did you mean '"):-len("'?)")] if hint else None)
                 cx.error(knode, "unknown-key", f"unknown key '{short(key)}' in {label}{hint}", f"{path}.{key}")
                 bad = True
@@ -212,9 +220,9 @@ class Obj(Spec):
                 cx.error(node, "missing-key", message, path)
                 bad = True
         if self.shape and not meant:  # an unknown key is the likelier cause of a shape problem
-            before = len(cx.diags.items)
+            before = cx.diags.errors
             self.shape(node, cx, path, label)
-            bad |= cx.diags.has_errors and len(cx.diags.items) > before
+            bad |= cx.diags.errors > before
         if self.validate and not bad:
             self.validate(out, node, cx, path, label)
         return INVALID if bad else out

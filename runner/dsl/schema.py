@@ -25,6 +25,7 @@ __all__ = ["check_pipeline", "check_params", "STAGE_KINDS"]
 
 STAGE_KINDS = ("steps", "jobs", "build", "deploy", "rollback", "approval")
 MAX_JOBS = 500  # each job carries its full env in the plan; this bounds the plan's size
+MAX_STEPS = 20_000  # steps of every job, a matrix's counted once per combination: the plan's other bound
 _NAME = r"^[^\x00-\x1f\x7f]{1,100}\Z"
 _NAME_HINT = ": names are 1 to 100 printable characters"
 
@@ -196,9 +197,16 @@ def check_pipeline(root: YNode | None, cx: Cx) -> dict | None:
         cx.error(root.get("stages"), "too-large", f"the pipeline has {jobs} jobs; at most {MAX_JOBS} "
                  "(split it into several pipelines in .conveyor/)", ".stages")
         return None
-    before = len(cx.diags.items)
+    steps = sum(len(s.get("steps", ())) + sum(len(j.get("steps", ())) * len(j["matrix"]["combos"] if "matrix" in j
+                                                                             else (1,)) for j in s.get("jobs", ()))
+                for s in value["stages"])
+    if steps > MAX_STEPS:
+        cx.error(root.get("stages"), "too-large", f"the pipeline has {steps} steps (a matrix's once per combination); "
+                 f"at most {MAX_STEPS} (split it into several pipelines in .conveyor/)", ".stages")
+        return None
+    before = cx.diags.errors
     check_needs(value, cx)
     check_environments(value, cx)
-    if cx.diags.has_errors and len(cx.diags.items) > before:
+    if cx.diags.errors > before:
         return None
     return value

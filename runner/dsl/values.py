@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from runner.dsl.lint import warn_list_item_folded_into_step, warn_untagged_image
-from runner.dsl.model import INVALID, Spec, describe, did_you_mean, short
+from runner.dsl.model import INVALID, Spec, describe, short
 from runner.dsl.yamlload import YScalar
 from runner.regex import lazy
 
@@ -79,6 +79,12 @@ class Int(Spec):
         return node.value
 
 
+# Beyond these, a number or a duration is a mistake (or an attack on what converts it later: an
+# .inf CPU count or approval timeout overflows the engine's nanoseconds or the page's dates).
+MAX_NUMBER = 1e9
+MAX_DURATION = 366 * 86400.0
+
+
 class Num(Spec):
     def __init__(self, lo: float = 0.0, hi: float | None = None) -> None:
         self.lo, self.hi = lo, hi
@@ -88,7 +94,7 @@ class Num(Spec):
         v = getattr(node, "value", None)
         if not isinstance(node, YScalar) or isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
             return self.wrong(node, cx, path, where)
-        if v < self.lo or (self.hi is not None and v > self.hi):
+        if v < self.lo or (self.hi is not None and v > self.hi) or v > MAX_NUMBER:  # .inf, 1e999
             cx.error(node, "value", f"{where} must be {self.expected}, not {node.text}", path)
             return INVALID
         return float(v)
@@ -120,14 +126,20 @@ class Duration(Spec):
     expected = "a duration like 30s, 5m, 1h or 1h30m"
 
     def check(self, node, cx, path, where):
+        seconds = None
         if isinstance(node, YScalar) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            if node.value >= 0 and node.value == node.value:
-                return float(node.value)  # plain numbers are seconds
+            if node.value >= 0 and node.value == node.value:  # plain numbers are seconds
+                seconds = float(node.value) if node.value <= MAX_DURATION else MAX_DURATION + 1  # 10**400 too
         elif isinstance(node, YScalar) and isinstance(node.value, str):
             seconds = parse_duration(node.value)
-            if seconds is not None:
+            if seconds is None:
+                cx.error(node, "duration", f"{where} is not a duration ('{short(node.text)}'): use e.g. 30s, 5m, "
+                         "1h or 1h30m", path)
+                return INVALID
+        if seconds is not None:
+            if seconds <= MAX_DURATION:
                 return seconds
-            cx.error(node, "duration", f"{where} is not a duration ('{short(node.text)}'): use e.g. 30s, 5m, 1h or 1h30m", path)
+            cx.error(node, "duration", f"{where} is longer than a year ('{short(node.text)}')", path)
             return INVALID
         return self.wrong(node, cx, path, where)
 
@@ -141,7 +153,10 @@ class Memory(Spec):
 
     def check(self, node, cx, path, where):
         if isinstance(node, YScalar) and isinstance(node.value, int) and not isinstance(node.value, bool):
-            return node.value
+            if 0 <= node.value < 2**63:
+                return node.value
+            cx.error(node, "value", f"{where} must be from 0 to 2^63 - 1 bytes, not {short(node.text)}", path)
+            return INVALID
         if isinstance(node, YScalar) and isinstance(node.value, str):
             m = _MEMORY.match(node.value.strip())
             size = float(m.group(1)) * _MEM_UNIT[m.group(2).lower()] if m else None
@@ -165,6 +180,6 @@ class Enum(Spec):
             return self.wrong(node, cx, path, where)
         if node.value not in self.choices:
             cx.error(node, "value", f"{where} must be one of {', '.join(self.choices)}, not "
-                     f"'{short(node.value)}'{did_you_mean(node.value, self.choices)}", path)
+                     f"'{short(node.value)}'{cx.did_you_mean(node.value, self.choices)}", path)
             return INVALID
         return node.value

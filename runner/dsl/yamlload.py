@@ -59,7 +59,9 @@ def load_yaml(text: str, diags: Diagnostics) -> YNode | None:
                     mark.column + 1 if mark else 1)
         return None
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
-        line, col = _line_col(text, exc.position)
+        # libyaml reads UTF-8: its position counts bytes, not characters.
+        at = len(text.encode("utf-8", "surrogatepass")[:exc.position].decode("utf-8", "ignore"))
+        line, col = _line_col(text, at)
         what = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
         diags.error("yaml-syntax", f"invalid YAML: character {what} is not allowed here ({exc.reason}); remove it",
                     line, col)
@@ -144,7 +146,7 @@ class _Builder:
         merges: list[YNode] = []
         size = 1
         for key, value in zip(pending[::2], pending[1::2]):
-            size += value.size + 1
+            size += value.size + key.size  # a long key counts as much as a long value
             if not isinstance(key, YScalar):
                 self.diags.error("yaml-key", "a mapping key must be a plain value, not a list or mapping",
                                  key.line, key.col)
