@@ -30,6 +30,12 @@ MAX_NODES = 100_000  # added by aliases (a scalar counts once per 256 characters
 _Parser = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# YAML 1.1 (libyaml) ends a line at NEL, LS and PS; YAML 1.2, editors and code review do not. Such a
+# character would let the parser see a line no reviewer sees (a comment's end revealing a key), and
+# put every position after it on the wrong line, so it is refused.
+_ODD_BREAKS = {"\x85": "NEXT LINE (U+0085)", "\u2028": "LINE SEPARATOR (U+2028)",
+               "\u2029": "PARAGRAPH SEPARATOR (U+2029)"}
+
 _SKIPPED = (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)
 
 
@@ -41,6 +47,14 @@ def load_yaml(text: str, diags: Diagnostics) -> YNode | None:
     """The document's root node, or None (empty file or errors, which are in ``diags``)."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         diags.error("too-large", f"the file is larger than {MAX_BYTES // 1024} KiB; split it or generate less", 1, 1)
+        return None
+    odd = [at for ch in _ODD_BREAKS if (at := text.find(ch)) >= 0]
+    if odd:
+        at = min(odd)
+        line, col = _line_col(text, at)
+        diags.error("yaml-syntax", f"invalid YAML: the character {_ODD_BREAKS[text[at]]} is a line break to YAML 1.1 "
+                    f"but not to editors or reviews; remove it (in a double-quoted string, write "
+                    f"\\u{ord(text[at]):04x})", line, col)
         return None
     try:
         return _Builder(diags).run(text)

@@ -86,3 +86,16 @@ def test_a_disallowed_character_after_wide_ones_is_placed_where_it_is(tmp_path):
     loaded = load(tmp_path, "é" * 50 + ": 1\nb: \x01\n")
     [d] = loaded.diagnostics
     assert (d.code, d.line, d.col) == ("yaml-syntax", 2, 4), str(d)
+
+
+def test_a_line_break_only_yaml_sees_is_refused_where_it_is(tmp_path):
+    # libyaml ends a comment at U+2028, so a key hidden after it would run unseen in review.
+    for ch in ("\u2028", "\x85", "\u2029"):
+        loaded = load(tmp_path, f"image: {IMAGE}\nstages:\n  - name: s  # note{ch}    steps: [rm -rf /]\n"
+                                "    steps: [echo]\n")
+        assert not loaded.ok and loaded.plan is None, repr(ch)
+        [d] = loaded.diagnostics
+        assert (d.code, d.line, d.col) == ("yaml-syntax", 3, 20) and f"{ord(ch):04x}" in d.message.lower(), str(d)
+    # Written as an escape in a double-quoted string, it is a value like any other.
+    loaded = load(tmp_path, f'image: {IMAGE}\nstages:\n  - name: s\n    steps: ["echo \\u2028"]\n')
+    assert loaded.ok, [str(d) for d in loaded.diagnostics]
