@@ -4,11 +4,13 @@ user's name, and the audit page shows it to an admin."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 
 import pytest
 
-from runner.backends.fake import FakeBackend
+from runner.backends.fake import FakeBackend, FakeStep
 from tests.server.conftest import wait_for
 from tests.server.people import ENV, PASSWORD, USERS, bearer
 
@@ -94,3 +96,44 @@ async def test_sign_in_and_out_on_the_page_and_see_what_your_role_may_do(server,
             await browser.close()
     anonymous = await client.get("/audit", allow_redirects=False)
     assert anonymous.status == 303 and anonymous.headers["Location"] == "/login"
+
+
+@pytest.mark.browser
+async def test_a_form_sent_as_the_live_build_ends_is_not_undone_by_the_page_reloading(server, git_repo):
+    # The live page reloads itself shortly after its build ends (to show the stored log). A form the
+    # user sent just before, here signing out, must win over that reload, not be cancelled by it.
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is absent; .ci/run installs Debian's chromium")
+    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api import async_playwright
+
+    repo = git_repo({".conveyor.yml": PIPELINE})
+    client = await server([{"name": "acme/web", "provider": "github", "path": str(repo)}],
+                          backend=FakeBackend(script={"hi": FakeStep(delay=2.0)}), users=USERS, env=ENV)
+    base = f"http://127.0.0.1:{client.server.port}"
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = await browser.new_page()
+            await sign_in(page, base, "developer-user")
+            build_id = (await (await client.post("/api/builds", json={"repo": "acme/web"},
+                                                 headers=bearer("developer"))).json())["id"]
+
+            async def finished():
+                return (await (await client.get(f"/api/builds/{build_id}")).json())["status"] == "success"
+
+            await page.goto(f"{base}/builds/{build_id}")
+            assert await page.locator("#log[data-live='1']").count() == 1  # the build still runs
+
+            async def held(route):  # the sign-out answers only after the page's reload would have come
+                await wait_for(finished)
+                await asyncio.sleep(2.0)
+                with contextlib.suppress(PlaywrightError):  # cancelled by a reload: the defect
+                    await route.continue_()
+
+            await page.route(f"{base}/logout", held)
+            await page.click("header form[action='/logout'] button")
+            await page.wait_for_url(f"{base}/", timeout=20_000)
+            assert await page.locator("header a[href='/login']").count() == 1
+        finally:
+            await browser.close()

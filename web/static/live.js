@@ -2,9 +2,18 @@
 // line already HTML-escaped with ANSI colours as spans, so inserting it as HTML is safe.
 (function () {
   "use strict";
+  // The page reloads itself to show what changed, but never over a link or form the user just
+  // followed: a reload would cancel that navigation (a sign-out, a re-run) while it is on its way.
+  var leaving = false;
+  window.addEventListener("beforeunload", function () {
+    leaving = true;
+    setTimeout(function () { leaving = false; }, 10000);  // a download leaves the page where it was
+  });
+  function reloadIn(ms) { setTimeout(function () { if (!leaving) window.location.reload(); }, ms); }
+
   // The build list: while something is queued or running, refresh it now and then (as Jenkins does).
   var list = document.querySelector("table.builds[data-refresh='1']");
-  if (list) setTimeout(function () { window.location.reload(); }, 5000);
+  if (list) reloadIn(5000);
 
   var log = document.getElementById("log");
   var refilter = function () {};  // the log search, once logTools has set it up
@@ -79,7 +88,7 @@
     // Drawn before the plan was stored: draw it again from the server, with every job and edge.
     if (view && view.querySelector(".stage-none") && !reloading) {
       reloading = true;
-      setTimeout(function () { window.location.reload(); }, 300);
+      reloadIn(300);
     }
     var box = document.querySelector('.stage[data-stage="' + CSS.escape(name) + '"]');
     if (!box && view) {
@@ -132,7 +141,7 @@
     setStatus(waits(d.stage, "running"));
     // An approval stage began: the page drawn by the server has its question and the buttons.
     if (d.job === "approval" && !document.querySelector(".approval[data-stage='" + CSS.escape(d.stage) + "']")) {
-      setTimeout(function () { window.location.reload(); }, 1000);
+      reloadIn(1000);
     }
   });
   source.addEventListener("line", function (e) {
@@ -162,7 +171,7 @@
     source.close();
     setStatus(data(e).status);
     // The finished page shows the stored log, durations and the stage view in their final form.
-    setTimeout(function () { window.location.reload(); }, 800);
+    reloadIn(800);
   });
 
   // -- the log's tools: search (a filter of lines), timestamps, expand/collapse, load more --------
