@@ -14,7 +14,7 @@ Call order, for one build::
     await backend.import_files(handle, archive)           # caches, needed artifacts (any number of times)
     async for item in backend.exec_step(handle, step, env):  # once per step attempt, in order
         ...                                   # bytes chunks of output, then one StepExit
-    await backend.export_files(handle, globs, dest)       # artifacts, caches, reports (also after a failure)
+    await backend.export_files(handle, globs, dest, limit)  # artifacts, caches, reports (also after a failure)
     await backend.stop_job(handle)            # always, also after a failed start_job
     await backend.idle(build)                 # an approval waits: nothing runs (jobs start again after)
     await backend.teardown(build)             # always, also after a failed setup
@@ -45,12 +45,14 @@ Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
 - A job's ``services`` are started by ``start_job``, which returns once they are ready (or raises
   ``ServiceError``, whose ``log`` lines the executor shows), and removed by ``stop_job``. A backend
   that cannot run them refuses the job in ``start_job`` with a ``BackendError`` saying so.
-- ``export_files(handle, globs, dest)`` writes the workspace files that ``globs`` select
+- ``export_files(handle, globs, dest, limit)`` writes the workspace files that ``globs`` select
   (runner/backends/files.py: a glob keeps what it matches and everything under a directory it
   matches) to the tar file ``dest``, named by their path in the workspace, and returns how many;
-  regular files and symlinks only. ``import_files(handle, archive)`` unpacks such a tar into the
-  workspace. Both work between ``start_job`` and ``stop_job`` (export also after a failed step, and
-  in a container that died), never beside a running step of the same job, and go through the same
+  regular files and symlinks only. Past ``limit`` bytes of file data (0: no limit) it raises
+  ``FilesTooLargeError`` naming the file that passed it, before that file's data is copied.
+  ``import_files(handle, archive)`` unpacks such a tar into the workspace. Both work between
+  ``start_job`` and ``stop_job`` (export also after a failed step, and in a container that died),
+  never beside a running step of the same job, and go through the same
   seam as the rest (the Docker backend: ``get_archive``/``put_archive`` on the job's container,
   never a bind mount). Neither ever reads or writes outside the workspace: a symlink that leads out
   (an absolute target, or one climbing above the workspace), an absolute path or a ``..`` raises
@@ -160,8 +162,9 @@ class Backend(abc.ABC):
     async def teardown(self, build: BuildRef) -> None:
         """Remove everything the build made. Idempotent."""
 
-    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path) -> int:
-        """Write the workspace files ``globs`` select to the tar ``dest``; return how many."""
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0) -> int:
+        """Write the workspace files ``globs`` select to the tar ``dest``; return how many.
+        FilesTooLargeError once their sizes pass ``limit`` bytes (0: no limit)."""
         raise BackendError(f"the {self.name} backend cannot copy files out of a workspace")
 
     async def import_files(self, handle: JobHandle, archive: Path) -> None:

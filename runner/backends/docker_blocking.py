@@ -92,10 +92,11 @@ def signal_steps(engine: Engine, cid: str, signal: str) -> None:
         pass  # the container is gone or stopping: so is the step
 
 
-def export(engine: Engine, cid: str, workdir: str, globs: list[str], dest: Path) -> int:
+def export(engine: Engine, cid: str, workdir: str, globs: list[str], dest: Path, limit: int = 0) -> int:
     """Write the workspace files that ``globs`` select to the tar ``dest``, read with
-    ``get_archive`` from the job's container (running or stopped); return how many."""
-    count = 0
+    ``get_archive`` from the job's container (running or stopped); return how many.
+    FilesTooLargeError once their sizes pass ``limit`` bytes (0: no limit)."""
+    count, budget = 0, files.Budget(limit)
     with tarfile.open(dest, mode="w", copybufsize=files.COPY_BUFFER) as out:
         for prefix in files.prefixes(globs):
             real = _resolve_in_workspace(engine, cid, workdir, prefix)
@@ -105,7 +106,11 @@ def export(engine: Engine, cid: str, workdir: str, globs: list[str], dest: Path)
                 chunks, _stat = engine.api.get_archive(cid, _join(workdir, real), chunk_size=1 << 20)
             except derrors.NotFound:
                 continue
-            count += files.filter_tar(io.BufferedReader(_ChunkReader(chunks), files.COPY_BUFFER), prefix, globs, out)
+            try:
+                count += files.filter_tar(io.BufferedReader(_ChunkReader(chunks), files.COPY_BUFFER), prefix, globs,
+                                          out, budget)
+            finally:
+                chunks.close()  # refused mid-way: the rest of the stream is not read
     return count
 
 

@@ -9,6 +9,11 @@ What leaves the workspace is refused with ``WorkspacePathError``: a ``..`` in a 
 path, a symlink whose target is absolute or climbs above the workspace. A symlink that stays inside
 is kept as a symlink. Archives that come in (``safe_members``) are checked the same way before
 anything is written.
+
+An export may be given a byte limit (``Budget``): the file sizes are counted from each file's
+header before its data is copied, and the first file that takes them past the limit raises
+``FilesTooLargeError``. The workspace size limit measures blocks in use, so a sparse file (``truncate
+-s 100G``) passes it while its tar is 100 GB of zeros on the runner's disk: the limit is what stops that.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from typing import IO
 
+from runner.backends.disk_guard import format_size
 from runner.dsl.filters import glob_match
 from runner.errors import BackendError
 
-__all__ = ["COPY_BUFFER", "WorkspacePathError", "selects", "prefixes", "inside", "check_link", "filter_tar", "safe_members"]
+__all__ = ["COPY_BUFFER", "WorkspacePathError", "FilesTooLargeError", "Budget", "selects", "prefixes", "inside",
+           "check_link", "filter_tar", "safe_members"]
 
 _MAGIC = set("*?[")
 COPY_BUFFER = 1 << 20  # tarfile copies file data 16 KiB at a time unless told otherwise
@@ -29,6 +36,24 @@ COPY_BUFFER = 1 << 20  # tarfile copies file data 16 KiB at a time unless told o
 
 class WorkspacePathError(BackendError):
     """A path or symlink leaves the workspace; the message names it."""
+
+
+class FilesTooLargeError(BackendError):
+    """The files an export selects pass its byte limit; the message names the file that did it."""
+
+
+class Budget:
+    """The bytes of file data an export may still write (``limit`` 0: no limit)."""
+
+    def __init__(self, limit: int = 0) -> None:
+        self.limit, self.used = limit, 0
+
+    def take(self, rel: str, size: int) -> None:
+        """Count the file ``rel`` of ``size`` bytes, before its data is copied."""
+        self.used += size
+        if self.limit and self.used > self.limit:
+            raise FilesTooLargeError(f"the files selected pass {format_size(self.limit)} at {rel} "
+                                     f"({format_size(size)})")
 
 
 def inside(rel: str) -> str:
@@ -78,10 +103,13 @@ def check_link(rel: str, target: str) -> None:
                                  "and caches only keep files inside it")
 
 
-def filter_tar(source: IO[bytes], rename: str, globs: Sequence[str], out: tarfile.TarFile) -> int:
+def filter_tar(source: IO[bytes], rename: str, globs: Sequence[str], out: tarfile.TarFile,
+               budget: Budget | None = None) -> int:
     """Copy the members of the tar stream ``source`` that ``globs`` select into ``out``; return how
     many. ``rename`` is the workspace path of the archive's top entry (the engine names it by its
-    basename). Regular files and symlinks are kept (directories are implied by their files)."""
+    basename). Regular files and symlinks are kept (directories are implied by their files); each
+    file's size is taken from ``budget`` before its data is read."""
+    budget = budget or Budget()
     count = 0
     with tarfile.open(fileobj=source, mode="r|", copybufsize=COPY_BUFFER) as tar:
         for member in tar:
@@ -94,6 +122,7 @@ def filter_tar(source: IO[bytes], rename: str, globs: Sequence[str], out: tarfil
                 check_link(rel, member.linkname)
                 out.addfile(member)
             elif member.isfile():
+                budget.take(rel, member.size)
                 out.addfile(member, tar.extractfile(member))
             elif member.islnk():  # a hard link: stored as the file it shares its data with
                 raise WorkspacePathError(f"{rel} is a hard link; artifacts and caches keep regular files "

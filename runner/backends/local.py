@@ -120,8 +120,8 @@ class LocalBackend(Backend):
                 # (While a process is in it, the kernel does not hand the id out again.)
                 handle.data["groups"].discard(proc.pid)
 
-    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path) -> int:
-        return await asyncio.to_thread(_export, handle.data["workspace"], list(globs), dest)
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0) -> int:
+        return await asyncio.to_thread(_export, handle.data["workspace"], list(globs), dest, limit)
 
     async def import_files(self, handle: JobHandle, archive: Path) -> None:
         await asyncio.to_thread(_import, handle.data["workspace"], archive)
@@ -147,11 +147,11 @@ class LocalBackend(Backend):
             await asyncio.to_thread(shutil.rmtree, workspace.parent, ignore_errors=True)
 
 
-def _export(workspace: Path, globs: list[str], dest: Path) -> int:
+def _export(workspace: Path, globs: list[str], dest: Path, limit: int = 0) -> int:
     """Blocking: the selected files of ``workspace`` as the tar ``dest`` (symlinks kept, and refused
-    when they lead out)."""
+    when they lead out; FilesTooLargeError past ``limit`` bytes)."""
     root = workspace.resolve()
-    count = 0
+    count, budget = 0, files.Budget(limit)
     with tarfile.open(dest, mode="w", copybufsize=files.COPY_BUFFER) as tar:
         for prefix in files.prefixes(globs):
             start = (root / prefix).resolve() if prefix != "." else root
@@ -168,6 +168,8 @@ def _export(workspace: Path, globs: list[str], dest: Path) -> int:
                     files.check_link(rel, os.readlink(path))
                 elif not path.is_file():
                     continue
+                else:
+                    budget.take(rel, path.lstat().st_size)
                 tar.add(path, arcname=rel, recursive=False)
                 count += 1
     return count

@@ -67,6 +67,12 @@ class Artifacts:
             raise self._too_big(job, incoming, None) from None
         return len(rows)
 
+    def past_limit(self, job: str, why: Exception) -> ArtifactError:
+        """The refusal of an export stopped at the build's cap (``why`` names the file)."""
+        return ArtifactError(f"job {job!r} would keep more than the build's limit of {_size(self.limit)} of "
+                             f"artifacts ({why}); keep fewer paths, or raise artifact_limit "
+                             "(CONVEYOR_ARTIFACT_LIMIT, or artifact_limit: in the server configuration)")
+
     def _too_big(self, job: str, incoming: int, have: int | None) -> ArtifactError:
         already = f" on top of {_size(have)} other jobs kept" if have else ""
         return ArtifactError(f"job {job!r} would keep {_size(incoming)} of artifacts{already}, over the build's limit "

@@ -3,13 +3,16 @@
 A cache lives in a namespace: the repository's, or, for a build from a fork, the repository's fork
 namespace, so a fork never writes an archive that a trusted build restores. Its key is the plan's
 literal key, or ``prefix-`` plus a hash of the named files at the build's commit. Saving evicts the
-least recently used archives until every cache fits under ``limit`` bytes. Every method blocks (file
-I/O, the store): call it in a thread.
+least recently used archives until every cache fits under ``limit`` bytes. An archive is written
+under a ``.partial`` name and renamed once whole: one that failed (a full disk) is removed at once,
+one a killed process left is removed by a later save. Every method blocks (file I/O, the store):
+call it in a thread.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 import uuid
 import zlib
@@ -23,6 +26,7 @@ from runner.store.db import Store
 __all__ = ["Caches", "cache_key", "namespace"]
 
 _FILE_KEY_CHARS = 16
+_STALE = 3600  # seconds since a .partial archive was written to: no save is still writing it
 
 
 def namespace(repo: str, fork: bool) -> str:
@@ -68,18 +72,24 @@ class Caches:
         self.root.mkdir(parents=True, exist_ok=True)
         stem = hashlib.sha256(ns.encode() + b"\0" + key.encode()).hexdigest()[:24]
         name = f"{stem}-{uuid.uuid4().hex[:8]}.tar.gz"  # a new file: a restore may still read the old one
-        target = self.root / name
-        with open(archive, "rb") as src, open(target, "wb") as out:
-            # Level 1: dependency caches are mostly compressed already; speed matters more than bytes.
-            packer = zlib.compressobj(1, zlib.DEFLATED, 31)
-            while chunk := src.read(1 << 20):
-                out.write(packer.compress(chunk))
-            out.write(packer.flush())
-        size = target.stat().st_size
+        target, partial = self.root / name, self.root / f"{name}.partial"
+        self._drop_stale()
+        try:
+            with open(archive, "rb") as src, open(partial, "wb") as out:
+                # Level 1: dependency caches are mostly compressed already; speed matters more than bytes.
+                packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+                while chunk := src.read(1 << 20):
+                    out.write(packer.compress(chunk))
+                out.write(packer.flush())
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        size = partial.stat().st_size
         if self.limit and size > self.limit:
-            target.unlink()
+            partial.unlink()
             raise ValueError(f"cache {key!r} is {size} bytes compressed, over the cache limit of {self.limit} bytes; "
                              "cache fewer paths, or raise cache_limit (CONVEYOR_CACHE_LIMIT)")
+        os.replace(partial, target)
         now = time.time()
         row = CacheRow(ns, key, name, size, now, now)
 
@@ -88,9 +98,24 @@ class Caches:
             evicted = sql.evict(conn, self.limit) if self.limit else []
             return [old] * (old is not None) + [r.file for r in evicted]
 
-        for gone in self.store.write(record):
-            (self.root / gone).unlink(missing_ok=True)
+        try:
+            gone = self.store.write(record)
+        except BaseException:
+            target.unlink(missing_ok=True)  # no row names it
+            raise
+        for file in gone:
+            (self.root / file).unlink(missing_ok=True)
         return size
+
+    def _drop_stale(self) -> None:
+        """Remove the ``.partial`` archives of saves a killed process never finished."""
+        cutoff = time.time() - _STALE
+        for path in self.root.glob("*.partial"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
 
     def remove(self, ns: str | None, key: str | None) -> list[CacheRow]:
         rows = self.store.write(lambda c: sql.remove(c, ns, key))

@@ -10,15 +10,18 @@ the job; a cache or report that goes wrong is a build warning, never a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import shutil
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.backends.base import Backend, JobHandle
+from runner.backends.files import FilesTooLargeError
 from runner.errors import ConveyorError
 from runner.executor.files import Kept
 from runner.keep.artifacts import Artifacts
@@ -55,8 +58,8 @@ class BuildFiles:
             except Exception as exc:  # noqa: BLE001 - a job runs (slower) without its cache
                 warnings.append(f"job {job.name!r}: cache not restored: {_say(exc)}")
         if job.needs:
-            with tempfile.TemporaryDirectory(prefix="conveyor-needs-") as tmp:
-                archive = Path(tmp) / "needs.tar"
+            async with _scratch("conveyor-needs-") as tmp:
+                archive = tmp / "needs.tar"
                 count = await asyncio.to_thread(self.artifacts.pack, self.build_id, self.uid, list(job.needs), archive)
                 if count:
                     await backend.import_files(handle, archive)
@@ -71,45 +74,67 @@ class BuildFiles:
 
     async def after_steps(self, backend: Backend, handle: JobHandle, status: str) -> Kept:
         job, warnings, failure = handle.job, [], None
-        with tempfile.TemporaryDirectory(prefix="conveyor-keep-") as tmp:
+        async with _scratch("conveyor-keep-") as tmp:
             if job.artifacts and status in _WHEN[job.artifacts.when]:
                 try:
-                    await self._save_artifacts(backend, handle, Path(tmp) / "artifacts.tar")
+                    await self._save_artifacts(backend, handle, tmp / "artifacts.tar")
                 except ConveyorError as exc:
                     failure = f"artifacts refused: {exc}"
             if job.reports and job.reports.junit and self.on_reports is not None:
                 try:
-                    await self._collect_reports(backend, handle, Path(tmp) / "reports.tar")
+                    await self._collect_reports(backend, handle, tmp / "reports.tar")
                 except Exception as exc:  # noqa: BLE001 - a report never fails the job that made it
                     warnings.append(f"job {job.name!r}: test reports not read: {_say(exc)}")
             for i, cache in enumerate(job.cache if status == "success" else ()):
                 if cache.policy == "pull":
                     continue
                 try:
-                    await self._save_cache(backend, handle, cache, Path(tmp) / f"cache-{i}.tar")
+                    await self._save_cache(backend, handle, cache, tmp / f"cache-{i}.tar")
                 except Exception as exc:  # noqa: BLE001 - the next build runs without it
                     warnings.append(f"job {job.name!r}: cache not saved: {_say(exc)}")
         return Kept(failure=failure, warnings=tuple(warnings))
 
     async def _save_artifacts(self, backend: Backend, handle: JobHandle, archive: Path) -> None:
         spec = handle.job.artifacts
-        await backend.export_files(handle, spec.paths, archive)
+        try:  # bounded while copying: a sparse file passes the workspace limit, not this one
+            await backend.export_files(handle, spec.paths, archive, limit=self.artifacts.limit)
+        except FilesTooLargeError as exc:
+            raise self.artifacts.past_limit(handle.job.name, exc) from None
         now = time.time()
         expires = now + spec.expire_in if spec.expire_in is not None else None
         await asyncio.to_thread(self.artifacts.save, self.build_id, self.uid, handle.job.name, archive, now, expires)
 
     async def _collect_reports(self, backend: Backend, handle: JobHandle, archive: Path) -> None:
         job: Job = handle.job
-        if not await backend.export_files(handle, job.reports.junit, archive):
-            return
+        try:
+            if not await backend.export_files(handle, job.reports.junit, archive, limit=REPORTS_LIMIT):
+                return
+        except FilesTooLargeError as exc:
+            raise ValueError(f"{exc}, over the {REPORTS_LIMIT // (1024 * 1024)} MiB read of a job's reports; "
+                             "keep fewer of them") from None
         found = await asyncio.to_thread(_read_files, archive, REPORTS_LIMIT)
         await asyncio.to_thread(self.on_reports, self.build_id, job.name, found)
 
     async def _save_cache(self, backend: Backend, handle: JobHandle, cache, archive: Path) -> None:
         key = await asyncio.to_thread(cache_key, cache, self.checkout)
-        if not await backend.export_files(handle, cache.paths, archive):
-            return  # nothing to keep: an empty archive would hide a fallback key's older cache
+        try:  # uncompressed: what a restore would write back into a workspace
+            if not await backend.export_files(handle, cache.paths, archive, limit=self.caches.limit):
+                return  # nothing to keep: an empty archive would hide a fallback key's older cache
+        except FilesTooLargeError as exc:
+            raise ValueError(f"{exc}, over the cache limit; cache fewer paths, or raise cache_limit "
+                             "(CONVEYOR_CACHE_LIMIT)") from None
         await asyncio.to_thread(self.caches.save, self.namespace, key, archive)
+
+
+@contextlib.asynccontextmanager
+async def _scratch(prefix: str) -> AsyncIterator[Path]:
+    """A temporary directory made and removed in a thread: removing a tar of gigabytes takes the
+    file system a while, which the event loop must not wait for."""
+    tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
 
 
 def _read_files(archive: Path, limit: int) -> dict[str, bytes]:

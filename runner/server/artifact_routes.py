@@ -83,4 +83,4 @@ def _ascii(name: str) -> str:
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/builds/{id}/artifacts", list_artifacts)
-    app.router.add_get("/api/builds/{id}/artifacts/{path:.+}", get_artifact)
+    app.router.add_get("/api/builds/{id}/artifacts/{path:(?s:.+)}", get_artifact)  # (?s): a name may hold a newline

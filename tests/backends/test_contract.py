@@ -20,7 +20,7 @@ from runner.backends.fake import FakeBackend, FakeStep
 from runner.backends.local import LocalBackend
 from runner.backends.swarm import SwarmBackend
 from runner.deploy.workspace import read_text
-from runner.backends.files import WorkspacePathError
+from runner.backends.files import FilesTooLargeError, WorkspacePathError
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
@@ -282,6 +282,20 @@ async def test_files_go_out_of_one_build_and_into_another(backend, build, tmp_pa
         await backend.stop_job(handle)
     finally:
         await backend.teardown(second)
+
+
+async def test_an_export_stops_at_its_byte_limit(backend, build, tmp_path):
+    """Past ``limit`` bytes of file data ``export_files`` raises, naming the file, before copying it."""
+    await backend.setup(build)
+    try:
+        handle = await backend.start_job(build, job())
+        assert (await run_step(backend, handle, PRODUCE))[1].code == 0
+        assert await backend.export_files(handle, ["dist/"], tmp_path / "fits.tar", limit=14) == 2
+        with pytest.raises(FilesTooLargeError, match="pass 13 bytes at dist/sub/b.txt"):
+            await backend.export_files(handle, ["dist/"], tmp_path / "past.tar", limit=13)
+        await backend.stop_job(handle)
+    finally:
+        await backend.teardown(build)
 
 
 @pytest.mark.parametrize("link, globs", [("/etc", ["dist/"]), ("../../../etc", ["dist/"]),

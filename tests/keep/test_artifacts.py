@@ -13,6 +13,7 @@ from runner.keep import Artifacts
 from runner.retention import Retention, collect
 from runner.store import artifacts as sql
 from tests.conftest import ROOT
+from tests.server.conftest import server  # noqa: F401 - the fixture, shared
 
 PIPELINE = """\
 image: conveyor-test/busybox:1
@@ -122,3 +123,79 @@ stages:
            "limit of 100.0 KiB" in build.reason and "artifact_limit" in build.reason
     kept = await b.store.aread(lambda c: sql.for_build(c, build.id))
     assert [a.path for a in kept] == ["small.bin"]
+
+
+def _peak_of_temp_archives(prefix: str):
+    """Watch the files under the temp dirs named ``prefix*`` (where the keeper's tars are written);
+    return the largest size seen and the event that stops the watch."""
+    import glob
+    import tempfile
+    import threading
+    import time
+
+    peak, stop = [0], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{prefix}*", "*")):
+                try:
+                    peak[0] = max(peak[0], os.stat(path).st_size)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return peak, stop
+
+
+async def test_a_sparse_file_past_the_cap_is_refused_before_its_bytes_reach_the_runner(builds):
+    # 2 GiB that take no block in the workspace (du says 0, so the workspace limit never sees it): its
+    # tar is 2 GiB of zeros, which used to be written to the runner's disk before the cap was checked.
+    b = await builds("""\
+image: conveyor-test/busybox:1
+stages:
+  - name: build
+    jobs:
+      - name: big
+        steps: ["echo small > small.txt && truncate -s 2G big.bin"]
+        artifacts: {paths: [small.txt, big.bin]}
+""", artifact_limit="1M")
+    peak, stop = _peak_of_temp_archives("conveyor-keep-")
+    try:
+        build = await b.run()
+    finally:
+        stop.set()
+    assert build.status == "failure"
+    assert "job 'big' would keep more than the build's limit of 1.0 MiB of artifacts (the files selected pass " \
+           "1 MiB at big.bin (2 GiB))" in build.reason and "artifact_limit" in build.reason
+    assert peak[0] < 64 * 1024, f"the runner wrote {peak[0]} bytes of an archive it refuses"
+    assert await b.store.aread(lambda c: sql.for_build(c, build.id)) == []
+
+
+async def test_a_name_with_control_characters_downloads_under_a_safe_header(server, tmp_path):  # noqa: F811
+    import asyncio
+    import io
+    import tarfile
+    import time
+
+    from runner.build import BuildRequest, create_build
+    from runner.server.keys import STORE
+    from runner.store import builds as q
+
+    client = await server(start_queue=False)
+    store = client.app[STORE]
+    request = BuildRequest(repo="app", event="push", branch="main", sha="a" * 40)
+    build_id = await asyncio.to_thread(create_build, store, request, "t")
+    build = await store.aread(lambda c: q.get_build(c, build_id))
+    archive = tmp_path / "kept.tar"
+    with tarfile.open(archive, "w") as tar:  # what a job's `printf ok > "$(printf 'dist/a\nb\033.txt')"` keeps
+        info = tarfile.TarInfo("dist/a\nb\x1b.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    await asyncio.to_thread(Artifacts(store, 0).save, build.id, build.uid, "j", archive, time.time(), None)
+    [listed] = (await (await client.get(f"/api/builds/{build.id}/artifacts")).json())["artifacts"]
+    got = await client.get(listed["url"])  # the route's path used to stop at the newline: 404
+    assert got.status == 200 and await got.read() == b"ok"
+    assert got.headers["Content-Disposition"] == "attachment; filename=\"a_b_.txt\"; filename*=UTF-8''a%0Ab%1B.txt"
+    page = await (await client.get(f"/builds/{build.id}")).text()
+    assert f'href="/api/builds/{build.id}/artifacts/dist/a%0Ab%1B.txt?job=j"' in page

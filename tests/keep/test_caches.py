@@ -3,13 +3,17 @@ a new key when that file changes, fallback keys, forks kept apart, and LRU evict
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+import time
 
 from runner.keep.caches import Caches
 from runner.plan import Cache
 from runner.keep import cache_key
 from runner.store import caches as sql
 from runner.store.db import Store
+from tests.conftest import ROOT
 
 PIPELINE = """\
 image: conveyor-test/busybox:1
@@ -96,3 +100,65 @@ def test_least_recently_used_caches_go_first_under_the_total_limit(tmp_path):
         else:
             raise AssertionError("a cache bigger than the whole limit must be refused")
         assert sorted(r.key for r in caches.list()) == ["a", "c"]
+
+
+async def test_a_sparse_file_past_the_limit_is_not_cached_nor_copied_to_the_runner(builds):
+    # 2 GiB of holes: nothing in the workspace, 2 GiB of zeros in a tar (and in the workspace it is
+    # restored into); refused at the file's header, a warning as a cache that cannot be saved is.
+    b = await builds("""\
+image: conveyor-test/busybox:1
+stages:
+  - name: deps
+    jobs:
+      - name: install
+        steps: ["mkdir -p .cache && truncate -s 2G .cache/big.bin"]
+        cache: {key: k, paths: [.cache]}
+""", cache_limit="1M")
+    from tests.keep.test_artifacts import _peak_of_temp_archives
+
+    peak, stop = _peak_of_temp_archives("conveyor-keep-")
+    try:
+        build = await b.run()
+    finally:
+        stop.set()
+    assert build.status == "success"
+    assert build.warnings == ["job 'install': cache not saved: ValueError: the files selected pass 1 MiB at "
+                              ".cache/big.bin (2 GiB), over the cache limit; cache fewer paths, or raise cache_limit "
+                              "(CONVEYOR_CACHE_LIMIT)"]
+    assert peak[0] < 64 * 1024, f"the runner wrote {peak[0]} bytes of an archive it refuses"
+    assert Caches(b.store, 0).list() == []
+
+
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from runner.keep.caches import Caches
+from runner.store.db import Store
+
+with Store(Path(sys.argv[1])) as store:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
+    try:
+        Caches(store, 0).save("app", "k", Path(sys.argv[2]))
+    except OSError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_an_archive_that_could_not_be_written_leaves_nothing_behind(tmp_path):
+    data = tmp_path / "data"
+    with Store(data):
+        pass
+    archive = _archive(tmp_path, "big", 1_000_000)
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(data), str(archive)], cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert "refused: [Errno 27] File too large" in done.stdout, done.stderr
+    assert list((data / "caches").iterdir()) == []  # no half archive that no row names, on a disk already full
+    # One a killed process left (kill -9 mid-write) goes with the next save once nothing writes to it.
+    left = data / "caches" / "0123-abcd.tar.gz.partial"
+    left.write_bytes(b"half")
+    old = time.time() - 7200
+    os.utime(left, (old, old))
+    with Store(data) as store:
+        Caches(store, 0).save("app", "k", _archive(tmp_path, "small", 1000))
+        assert [p.name for p in (data / "caches").iterdir()] == [r.file for r in Caches(store, 0).list()]
