@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConveyorError
+from runner.keep.artifacts import Artifacts
 from runner.store import artifacts as artifact_sql
 from runner.store import retention as sql
 from runner.store.db import Store
@@ -159,14 +160,15 @@ def expire_artifacts(store: Store, now: float, report: GcReport, stop: threading
                                    "AND expired IS NULL", (now,)).fetchone()
         report.expired, report.expired_bytes = row[0], row[1]
         return
-    root = store.data_dir / "artifacts"
+    artifacts = Artifacts(store, 0)
     while not stop.is_set():
         gone = store.write(lambda c: artifact_sql.expire_due(c, now))
         if not gone:
             return
-        for uid, sha, size in gone:
-            if _SAFE_UID.fullmatch(uid) and re.fullmatch(r"[0-9a-f]{64}", sha):
-                (root / uid / sha[:2] / sha).unlink(missing_ok=True)
+        for uid, sha, size, build_id in gone:
+            # Asked again as each goes: a job of a running build may have just kept the same file.
+            safe = _SAFE_UID.fullmatch(uid) and re.fullmatch(r"[0-9a-f]{64}", sha)
+            if safe and artifacts.drop_blob(build_id, uid, sha):
                 report.expired += 1
                 report.expired_bytes += size
 

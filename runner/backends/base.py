@@ -45,11 +45,12 @@ Rules every backend keeps (``tests/backends/test_contract.py`` checks them all):
 - A job's ``services`` are started by ``start_job``, which returns once they are ready (or raises
   ``ServiceError``, whose ``log`` lines the executor shows), and removed by ``stop_job``. A backend
   that cannot run them refuses the job in ``start_job`` with a ``BackendError`` saying so.
-- ``export_files(handle, globs, dest, limit)`` writes the workspace files that ``globs`` select
+- ``export_files(handle, globs, dest, limit, max_files)`` writes the workspace files that ``globs`` select
   (runner/backends/files.py: a glob keeps what it matches and everything under a directory it
   matches) to the tar file ``dest``, named by their path in the workspace, and returns how many;
   regular files and symlinks only. Past ``limit`` bytes of file data (0: no limit) it raises
-  ``FilesTooLargeError`` naming the file that passed it, before that file's data is copied.
+  ``FilesTooLargeError`` naming the file that passed it, before that file's data is copied; past
+  ``max_files`` files or symlinks (0: no limit), ``TooManyFilesError``.
   ``import_files(handle, archive)`` unpacks such a tar into the workspace. Both work between
   ``start_job`` and ``stop_job`` (export also after a failed step, and in a container that died),
   never beside a running step of the same job, and go through the same
@@ -162,9 +163,11 @@ class Backend(abc.ABC):
     async def teardown(self, build: BuildRef) -> None:
         """Remove everything the build made. Idempotent."""
 
-    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0) -> int:
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0,
+                           max_files: int = 0) -> int:
         """Write the workspace files ``globs`` select to the tar ``dest``; return how many.
-        FilesTooLargeError once their sizes pass ``limit`` bytes (0: no limit)."""
+        FilesTooLargeError once their sizes pass ``limit`` bytes, TooManyFilesError past ``max_files``
+        (0: no limit)."""
         raise BackendError(f"the {self.name} backend cannot copy files out of a workspace")
 
     async def import_files(self, handle: JobHandle, archive: Path) -> None:

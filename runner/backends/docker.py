@@ -322,9 +322,11 @@ class DockerBackend(Backend):
             if code is None and shell.broken is None and send.drop():
                 await uncancelled(self._stop_step(container.id, shell, end))
 
-    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0) -> int:
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0,
+                           max_files: int = 0) -> int:
         cid = self._container_id(handle)
-        return await self.engine.call(blocking.export, self.engine, cid, handle.job.workdir, list(globs), dest, limit)
+        return await self.engine.call(blocking.export, self.engine, cid, handle.job.workdir, list(globs), dest,
+                                      limit, max_files)
 
     async def import_files(self, handle: JobHandle, archive: Path) -> None:
         cid = self._container_id(handle)

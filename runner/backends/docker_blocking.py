@@ -92,11 +92,12 @@ def signal_steps(engine: Engine, cid: str, signal: str) -> None:
         pass  # the container is gone or stopping: so is the step
 
 
-def export(engine: Engine, cid: str, workdir: str, globs: list[str], dest: Path, limit: int = 0) -> int:
+def export(engine: Engine, cid: str, workdir: str, globs: list[str], dest: Path, limit: int = 0,
+           max_files: int = 0) -> int:
     """Write the workspace files that ``globs`` select to the tar ``dest``, read with
     ``get_archive`` from the job's container (running or stopped); return how many.
-    FilesTooLargeError once their sizes pass ``limit`` bytes (0: no limit)."""
-    count, budget = 0, files.Budget(limit)
+    FilesTooLargeError once their sizes pass ``limit`` bytes, TooManyFilesError past ``max_files``."""
+    count, budget = 0, files.Budget(limit, max_files)
     with tarfile.open(dest, mode="w", copybufsize=files.COPY_BUFFER) as out:
         for prefix in files.prefixes(globs):
             real = _resolve_in_workspace(engine, cid, workdir, prefix)

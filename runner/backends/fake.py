@@ -133,10 +133,11 @@ class FakeBackend(Backend):
                 self.stopped_steps.append(step.name)
                 self.calls.append(("stop_step", handle.job.name, step.name, time.monotonic()))
 
-    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0) -> int:
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0,
+                           max_files: int = 0) -> int:
         self.calls.append(("export_files", handle.job.name, tuple(globs)))
         chosen = {p: t for p, t in self.workspaces[handle.build.id].items() if files.selects(globs, p)}
-        budget = files.Budget(limit)
+        budget = files.Budget(limit, max_files)
         with tarfile.open(dest, mode="w") as tar:
             for path, text in sorted(chosen.items()):
                 data = text.encode()

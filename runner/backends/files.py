@@ -10,9 +10,9 @@ path, a symlink whose target is absolute or climbs above the workspace. A symlin
 is kept as a symlink. Archives that come in (``safe_members``) are checked the same way before
 anything is written.
 
-An export may be given a byte limit (``Budget``): the file sizes are counted from each file's
-header before its data is copied, and the first file that takes them past the limit raises
-``FilesTooLargeError``. The workspace size limit measures blocks in use, so a sparse file (``truncate
+An export may be given a byte limit and a file count (``Budget``): the file sizes are counted from
+each file's header before its data is copied, and the first file that takes them past the limit
+raises ``FilesTooLargeError`` (``TooManyFilesError`` past the count). The workspace size limit measures blocks in use, so a sparse file (``truncate
 -s 100G``) passes it while its tar is 100 GB of zeros on the runner's disk: the limit is what stops that.
 """
 
@@ -27,7 +27,7 @@ from runner.backends.disk_guard import format_size
 from runner.dsl.filters import glob_match
 from runner.errors import BackendError
 
-__all__ = ["COPY_BUFFER", "WorkspacePathError", "FilesTooLargeError", "Budget", "selects", "prefixes", "inside",
+__all__ = ["COPY_BUFFER", "WorkspacePathError", "FilesTooLargeError", "TooManyFilesError", "Budget", "selects", "prefixes", "inside",
            "check_link", "filter_tar", "safe_members"]
 
 _MAGIC = set("*?[")
@@ -42,14 +42,23 @@ class FilesTooLargeError(BackendError):
     """The files an export selects pass its byte limit; the message names the file that did it."""
 
 
-class Budget:
-    """The bytes of file data an export may still write (``limit`` 0: no limit)."""
+class TooManyFilesError(FilesTooLargeError):
+    """The export selects more files than it may keep; the message says how many it may."""
 
-    def __init__(self, limit: int = 0) -> None:
+
+class Budget:
+    """The bytes of file data and the number of files and symlinks an export may still write (0: no
+    limit). Each file costs a header in the tar and a row where it is kept, however small it is."""
+
+    def __init__(self, limit: int = 0, max_files: int = 0) -> None:
         self.limit, self.used = limit, 0
+        self.max_files, self.files = max_files, 0
 
     def take(self, rel: str, size: int) -> None:
-        """Count the file ``rel`` of ``size`` bytes, before its data is copied."""
+        """Count the file ``rel`` of ``size`` bytes (0 for a symlink), before its data is copied."""
+        self.files += 1
+        if self.max_files and self.files > self.max_files:
+            raise TooManyFilesError(f"more than {self.max_files:,} files are selected (the next one: {rel})")
         self.used += size
         if self.limit and self.used > self.limit:
             raise FilesTooLargeError(f"the files selected pass {format_size(self.limit)} at {rel} "
@@ -120,6 +129,7 @@ def filter_tar(source: IO[bytes], rename: str, globs: Sequence[str], out: tarfil
             member.name = rel
             if member.issym():
                 check_link(rel, member.linkname)
+                budget.take(rel, 0)
                 out.addfile(member)
             elif member.isfile():
                 budget.take(rel, member.size)

@@ -120,8 +120,9 @@ class LocalBackend(Backend):
                 # (While a process is in it, the kernel does not hand the id out again.)
                 handle.data["groups"].discard(proc.pid)
 
-    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0) -> int:
-        return await asyncio.to_thread(_export, handle.data["workspace"], list(globs), dest, limit)
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0,
+                           max_files: int = 0) -> int:
+        return await asyncio.to_thread(_export, handle.data["workspace"], list(globs), dest, limit, max_files)
 
     async def import_files(self, handle: JobHandle, archive: Path) -> None:
         await asyncio.to_thread(_import, handle.data["workspace"], archive)
@@ -147,11 +148,11 @@ class LocalBackend(Backend):
             await asyncio.to_thread(shutil.rmtree, workspace.parent, ignore_errors=True)
 
 
-def _export(workspace: Path, globs: list[str], dest: Path, limit: int = 0) -> int:
+def _export(workspace: Path, globs: list[str], dest: Path, limit: int = 0, max_files: int = 0) -> int:
     """Blocking: the selected files of ``workspace`` as the tar ``dest`` (symlinks kept, and refused
-    when they lead out; FilesTooLargeError past ``limit`` bytes)."""
+    when they lead out; FilesTooLargeError past ``limit`` bytes, TooManyFilesError past ``max_files``)."""
     root = workspace.resolve()
-    count, budget = 0, files.Budget(limit)
+    count, budget = 0, files.Budget(limit, max_files)
     with tarfile.open(dest, mode="w", copybufsize=files.COPY_BUFFER) as tar:
         for prefix in files.prefixes(globs):
             start = (root / prefix).resolve() if prefix != "." else root
@@ -166,6 +167,7 @@ def _export(workspace: Path, globs: list[str], dest: Path, limit: int = 0) -> in
                     continue
                 if path.is_symlink():
                     files.check_link(rel, os.readlink(path))
+                    budget.take(rel, 0)
                 elif not path.is_file():
                     continue
                 else:

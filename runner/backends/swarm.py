@@ -219,12 +219,13 @@ class SwarmBackend(Backend):
             with contextlib.suppress(Exception):
                 stream.close()
 
-    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0) -> int:
+    async def export_files(self, handle: JobHandle, globs: Sequence[str], dest: Path, limit: int = 0,
+                           max_files: int = 0) -> int:
         volume = self._volume_of(handle, "keep its files (artifacts, caches, reports)")
         engine, workdir = self.engine, handle.job.workdir
 
         def export(cid: str) -> int:
-            return blocking.export(engine, cid, workdir, list(globs), dest, limit)
+            return blocking.export(engine, cid, workdir, list(globs), dest, limit, max_files)
 
         return await self._call(sb.with_workspace_container, volume, workdir, self._builds[handle.build.id].labels,
                                 f"{handle.data.name}-files", export)

@@ -3,6 +3,11 @@
 Content-addressed within a build (``<uid>/<sha[:2]>/<sha>``): a file two jobs keep is stored once,
 and retention removes a build's artifacts with its directory (runner/retention.py). Every method
 blocks (file I/O, the store): call it in a thread.
+
+Because a blob is shared, one is only removed (``drop_blob``: a refused save's, an expired
+artifact's) when no recorded artifact names it and no save of this process has stored it without
+recording it yet: jobs of a build save at once, and the blob a refused save drops may be the one
+another job's save is about to name.
 """
 
 from __future__ import annotations
@@ -11,16 +16,39 @@ import hashlib
 import os
 import shutil
 import tarfile
+import threading
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from runner.errors import ConveyorError
 from runner.store import artifacts as sql
 from runner.store.db import Store
 
-__all__ = ["Artifacts", "ArtifactError"]
+__all__ = ["Artifacts", "ArtifactError", "MAX_FILES"]
 
 _CHUNK = 1 << 20
+# Files (and symlinks) one job may keep: each is a blob and a row, so a million tiny files would
+# cost minutes and gigabytes of memory to keep however small they are (100,000 took 15 s, 141 MiB).
+MAX_FILES = 100_000
+
+# Per build uid, the blobs saves of this process have stored and not yet recorded (how many saves
+# hold each). Placing a blob and removing one both happen under the lock.
+_placing = threading.Lock()
+_unrecorded: dict[str, Counter] = {}
+
+
+def _release(uid: str, held: list[str]) -> None:
+    with _placing:
+        counts = _unrecorded.get(uid)
+        if counts is None:
+            return
+        counts.subtract(held)
+        for sha in [sha for sha, n in counts.items() if n <= 0]:
+            del counts[sha]
+        if not counts:
+            del _unrecorded[uid]
+    held.clear()
 
 
 class ArtifactError(ConveyorError):
@@ -56,16 +84,25 @@ class Artifacts:
                 if have + incoming > self.limit:
                     raise self._too_big(job, incoming, have)
             tmp = self.root / uid / f"tmp-{uuid.uuid4().hex}"  # one per save: jobs of a build save at once
+            held: list[str] = []  # the blobs this save stored, not to be dropped until its rows are written
             try:
-                rows = [self._keep(uid, tar, m, tmp) for m in members]
+                rows = [self._keep(uid, tar, m, tmp, held) for m in members]
+                try:
+                    self.store.write(lambda c: sql.add(c, build_id, job, rows, now, expires, self.limit))
+                except sql.ArtifactLimitError:  # another job of the build got there first
+                    _release(uid, held)
+                    for sha in {row[2] for row in rows if row[2]}:
+                        self.drop_blob(build_id, uid, sha)
+                    raise self._too_big(job, incoming, None) from None
             finally:
+                _release(uid, held)
                 shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            self.store.write(lambda c: sql.add(c, build_id, job, rows, now, expires, self.limit))
-        except sql.ArtifactLimitError:  # another job of the build got there first
-            self._drop_unused(build_id, uid, rows)
-            raise self._too_big(job, incoming, None) from None
         return len(rows)
+
+    def too_many(self, job: str, why: Exception) -> ArtifactError:
+        """The refusal of an export that selected more than ``MAX_FILES``."""
+        return ArtifactError(f"job {job!r} keeps too many files as artifacts: {why}; a job keeps at most "
+                             f"{MAX_FILES:,}: keep fewer paths, or pack them into one archive (tar, zip) and keep that")
 
     def past_limit(self, job: str, why: Exception) -> ArtifactError:
         """The refusal of an export stopped at the build's cap (``why`` names the file)."""
@@ -79,7 +116,7 @@ class Artifacts:
                              f"of {_size(self.limit)}; keep fewer paths, or raise artifact_limit "
                              "(CONVEYOR_ARTIFACT_LIMIT, or artifact_limit: in the server configuration)")
 
-    def _keep(self, uid: str, tar: tarfile.TarFile, member: tarfile.TarInfo, folder: Path) -> tuple:
+    def _keep(self, uid: str, tar: tarfile.TarFile, member: tarfile.TarInfo, folder: Path, held: list[str]) -> tuple:
         mode = member.mode & 0o7777
         if member.issym():
             return (member.name, 0, "", mode, member.linkname)
@@ -92,18 +129,24 @@ class Artifacts:
                 out.write(chunk)
         sha = digest.hexdigest()
         final = self.blob(uid, sha)
-        if final.exists():
-            tmp.unlink()
-        else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
+        with _placing:
+            _unrecorded.setdefault(uid, Counter())[sha] += 1
+            held.append(sha)
+            if final.exists():
+                tmp.unlink()
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
         return (member.name, member.size, sha, mode, None)
 
-    def _drop_unused(self, build_id: int, uid: str, rows: list[tuple]) -> None:
-        conn = self.store.read()
-        for _path, _size, sha, _mode, _link in rows:
-            if sha and not sql.in_use(conn, build_id, sha):
-                self.blob(uid, sha).unlink(missing_ok=True)
+    def drop_blob(self, build_id: int, uid: str, sha: str) -> bool:
+        """Remove the blob ``sha`` of the build unless an unexpired artifact or a save in flight
+        needs it; whether it was removed."""
+        with _placing:
+            if _unrecorded.get(uid, {}).get(sha) or sql.in_use(self.store.read(), build_id, sha):
+                return False
+            self.blob(uid, sha).unlink(missing_ok=True)
+            return True
 
     def pack(self, build_id: int, uid: str, jobs: list[str], dest: Path) -> int:
         """A tar at ``dest`` of the unexpired artifacts of ``jobs`` (in order: a later job's file wins);

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.backends.base import Backend, JobHandle
-from runner.backends.files import FilesTooLargeError
+from runner.backends.files import FilesTooLargeError, TooManyFilesError
 from runner.errors import ConveyorError
 from runner.executor.files import Kept
-from runner.keep.artifacts import Artifacts
+from runner.keep.artifacts import MAX_FILES, Artifacts
 from runner.keep.caches import Caches, cache_key
 from runner.plan import Job
 
@@ -97,7 +97,9 @@ class BuildFiles:
     async def _save_artifacts(self, backend: Backend, handle: JobHandle, archive: Path) -> None:
         spec = handle.job.artifacts
         try:  # bounded while copying: a sparse file passes the workspace limit, not this one
-            await backend.export_files(handle, spec.paths, archive, limit=self.artifacts.limit)
+            await backend.export_files(handle, spec.paths, archive, limit=self.artifacts.limit, max_files=MAX_FILES)
+        except TooManyFilesError as exc:
+            raise self.artifacts.too_many(handle.job.name, exc) from None
         except FilesTooLargeError as exc:
             raise self.artifacts.past_limit(handle.job.name, exc) from None
         now = time.time()

@@ -78,13 +78,13 @@ def in_use(conn: sqlite3.Connection, build_id: int, sha256: str) -> bool:
                         (build_id, sha256)).fetchone() is not None
 
 
-def expire_due(conn: sqlite3.Connection, now: float, limit: int = 500) -> list[tuple[str, str, int]]:
-    """Mark up to ``limit`` artifacts past their expiry as expired; return (build uid, sha256, size)
-    of the blobs no unexpired artifact of the same build uses any more."""
+def expire_due(conn: sqlite3.Connection, now: float, limit: int = 500) -> list[tuple[str, str, int, int]]:
+    """Mark up to ``limit`` artifacts past their expiry as expired; return (build uid, sha256, size,
+    build id) of the blobs no unexpired artifact of the same build uses any more."""
     rows = conn.execute(
         "SELECT a.id, a.build_id, a.sha256, a.size, b.uid FROM artifacts a JOIN builds b ON b.id = a.build_id "
         "WHERE a.expires IS NOT NULL AND a.expired IS NULL AND a.expires <= ? LIMIT ?", (now, limit)).fetchall()
     conn.executemany("UPDATE artifacts SET expired = ? WHERE id = ?", [(now, r["id"]) for r in rows])
-    gone = {(r["uid"], r["sha256"], r["size"]) for r in rows
+    gone = {(r["uid"], r["sha256"], r["size"], r["build_id"]) for r in rows
             if r["sha256"] and not in_use(conn, r["build_id"], r["sha256"])}
     return sorted(gone)

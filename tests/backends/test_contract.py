@@ -20,7 +20,7 @@ from runner.backends.fake import FakeBackend, FakeStep
 from runner.backends.local import LocalBackend
 from runner.backends.swarm import SwarmBackend
 from runner.deploy.workspace import read_text
-from runner.backends.files import FilesTooLargeError, WorkspacePathError
+from runner.backends.files import FilesTooLargeError, TooManyFilesError, WorkspacePathError
 from runner.errors import BackendError
 from runner.plan import Job, Step
 from runner.settings import Settings
@@ -285,7 +285,8 @@ async def test_files_go_out_of_one_build_and_into_another(backend, build, tmp_pa
 
 
 async def test_an_export_stops_at_its_byte_limit(backend, build, tmp_path):
-    """Past ``limit`` bytes of file data ``export_files`` raises, naming the file, before copying it."""
+    """Past ``limit`` bytes of file data ``export_files`` raises, naming the file, before copying it;
+    past ``max_files`` files too."""
     await backend.setup(build)
     try:
         handle = await backend.start_job(build, job())
@@ -293,6 +294,9 @@ async def test_an_export_stops_at_its_byte_limit(backend, build, tmp_path):
         assert await backend.export_files(handle, ["dist/"], tmp_path / "fits.tar", limit=14) == 2
         with pytest.raises(FilesTooLargeError, match="pass 13 bytes at dist/sub/b.txt"):
             await backend.export_files(handle, ["dist/"], tmp_path / "past.tar", limit=13)
+        assert await backend.export_files(handle, ["dist/"], tmp_path / "count.tar", max_files=2) == 2
+        with pytest.raises(TooManyFilesError, match="more than 1 files are selected"):
+            await backend.export_files(handle, ["dist/"], tmp_path / "many.tar", max_files=1)
         await backend.stop_job(handle)
     finally:
         await backend.teardown(build)
@@ -315,6 +319,8 @@ async def test_a_symlink_out_of_the_workspace_is_refused(real_backend, build, tm
         with tarfile.open(tmp_path / "in.tar") as tar:
             assert tar.getmember("dist/same").linkname == "ok.txt"
             assert tar.extractfile("alias/ok.txt").read() == b"ok\n"
+        with pytest.raises(TooManyFilesError, match="more than 1 files"):  # ok.txt and the symlink same
+            await backend.export_files(handle, ["dist/"], tmp_path / "many.tar", max_files=1)
         await backend.stop_job(handle)
     finally:
         await backend.teardown(build)

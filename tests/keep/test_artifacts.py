@@ -199,3 +199,69 @@ async def test_a_name_with_control_characters_downloads_under_a_safe_header(serv
     assert got.headers["Content-Disposition"] == "attachment; filename=\"a_b_.txt\"; filename*=UTF-8''a%0Ab%1B.txt"
     page = await (await client.get(f"/builds/{build.id}")).text()
     assert f'href="/api/builds/{build.id}/artifacts/dist/a%0Ab%1B.txt?job=j"' in page
+
+
+def test_expiring_a_file_does_not_take_the_blob_a_running_job_is_keeping(tmp_path):
+    # Blobs are shared by identical files of a build. Retention expired job 'early''s copy and removed
+    # the blob while job 'late' had stored the same file but not yet written its rows: 'late''s
+    # artifact then named a missing file (a 410 to download, a failed `needs`).
+    import io
+    import tarfile
+    import threading
+    import time
+
+    from runner.build import BuildRequest, create_build
+    from runner.retention import GcReport, expire_artifacts
+    from runner.store import builds as q
+    from runner.store.db import Store
+
+    def archive(name: str):
+        path = tmp_path / f"{name}.tar"
+        with tarfile.open(path, "w") as tar:
+            info = tarfile.TarInfo("dist/app.bin")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"same!"))
+        return path
+
+    with Store(tmp_path / "data") as store:
+        build_id = create_build(store, BuildRequest(repo="app", event="push", branch="main", sha="a" * 40), "t")
+        uid = q.get_build(store.read(), build_id).uid
+        kept = Artifacts(store, 0)
+        now = time.time()
+        kept.save(build_id, uid, "early", archive("early"), now - 10, now - 1)  # already past its expiry
+
+        gate = threading.Event()
+        store.submit(lambda c: gate.wait(10))  # the writer is busy: what comes next waits in line
+        retention = threading.Thread(target=expire_artifacts, args=(store, now, GcReport(dry_run=False), threading.Event()))
+        retention.start()  # its expiry is first in line ...
+        time.sleep(0.3)
+        late = threading.Thread(target=kept.save, args=(build_id, uid, "late", archive("late"), now, None))
+        late.start()  # ... then 'late''s rows, once it has stored its blob
+        time.sleep(0.5)
+        gate.set()
+        retention.join(10)
+        late.join(10)
+
+        [row] = sql.for_build(store.read(), build_id, "late")
+        assert row.expired is None and kept.blob(uid, row.sha256).read_bytes() == b"same!"
+        assert kept.pack(build_id, uid, ["late"], tmp_path / "needs.tar") == 1
+
+
+async def test_a_job_keeping_more_files_than_a_job_may_fails_with_what_to_do(builds):
+    # Each kept file is a blob and a row: a million empty files would take minutes and gigabytes to
+    # keep. The export stops at the first file past the count, before any blob is written.
+    b = await builds("""\
+image: conveyor-test/busybox:1
+stages:
+  - name: build
+    jobs:
+      - name: many
+        steps: ["mkdir -p out && cd out && seq 1 100001 | xargs touch"]
+        artifacts: {paths: [out/]}
+""")
+    build = await b.run()
+    assert build.status == "failure"
+    assert "job 'many' keeps too many files as artifacts: more than 100,000 files are selected (the next " \
+           "one: out/" in build.reason
+    assert "pack them into one archive" in build.reason
+    assert await b.store.aread(lambda c: sql.for_build(c, build.id)) == []
