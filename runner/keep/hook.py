@@ -74,6 +74,10 @@ class BuildFiles:
 
     async def after_steps(self, backend: Backend, handle: JobHandle, status: str) -> Kept:
         job, warnings, failure = handle.job, [], None
+        keeps = (job.artifacts and status in _WHEN[job.artifacts.when]) or (job.reports and job.reports.junit) \
+            or any(c.policy != "pull" for c in job.cache if status == "success")
+        if not keeps:  # most jobs: no scratch directory (two trips to a thread) for nothing
+            return Kept()
         async with _scratch("conveyor-keep-") as tmp:
             if job.artifacts and status in _WHEN[job.artifacts.when]:
                 try:
