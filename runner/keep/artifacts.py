@@ -39,16 +39,17 @@ _unrecorded: dict[str, Counter] = {}
 
 
 def _release(uid: str, held: list[str]) -> None:
+    """The save that stored ``held`` no longer needs them kept for it (its rows are written, or it
+    failed); ``held`` is emptied, so releasing twice releases once."""
     with _placing:
         counts = _unrecorded.get(uid)
-        if counts is None:
-            return
-        counts.subtract(held)
-        for sha in [sha for sha, n in counts.items() if n <= 0]:
-            del counts[sha]
-        if not counts:
-            del _unrecorded[uid]
-    held.clear()
+        if counts is not None and held:
+            counts.subtract(held)
+            for sha in [sha for sha, n in counts.items() if n <= 0]:
+                del counts[sha]
+            if not counts:
+                del _unrecorded[uid]
+        held.clear()
 
 
 class ArtifactError(ConveyorError):
