@@ -12,8 +12,9 @@ anything is written.
 
 An export may be given a byte limit and a file count (``Budget``): the file sizes are counted from
 each file's header before its data is copied, and the first file that takes them past the limit
-raises ``FilesTooLargeError`` (``TooManyFilesError`` past the count). The workspace size limit measures blocks in use, so a sparse file (``truncate
--s 100G``) passes it while its tar is 100 GB of zeros on the runner's disk: the limit is what stops that.
+raises ``FilesTooLargeError`` (``TooManyFilesError`` past the count). The workspace size limit
+measures blocks in use, so a sparse file (``truncate -s 100G``) passes it while its tar is 100 GB of
+zeros on the runner's disk: the limit is what stops that.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from runner.backends.disk_guard import format_size
 from runner.dsl.filters import glob_match
 from runner.errors import BackendError
 
-__all__ = ["COPY_BUFFER", "WorkspacePathError", "FilesTooLargeError", "TooManyFilesError", "Budget", "selects", "prefixes", "inside",
-           "check_link", "filter_tar", "safe_members"]
+__all__ = ["COPY_BUFFER", "WorkspacePathError", "FilesTooLargeError", "TooManyFilesError", "Budget", "selects",
+           "prefixes", "inside", "check_link", "filter_tar", "safe_members"]
 
 _MAGIC = set("*?[")
 COPY_BUFFER = 1 << 20  # tarfile copies file data 16 KiB at a time unless told otherwise

@@ -10,19 +10,20 @@ For each step the backend writes one command (``step_command``)::
     ( exec env -- 'NAME=value' ... sh -e -c 'SCRIPT' ) </dev/null >/proc/self/fd/1 2>&1; conveyor_step_end $? MARKER
 
 The step runs in a subshell, so nothing it sets (variables, directory, traps) reaches the next, and
-the redirections are the subshell's own (the job shell's messages, "Killed", stay out of the output). Its env goes through ``env`` rather than ``export``: a shell refuses to export some names (bash,
-``/bin/sh`` on Fedora or UBI images, holds ``UID`` read-only), while ``env`` hands any name to the
-step as an engine's exec would. Its stdin is /dev/null (the shell's own stdin is this protocol). Its
-stdout and stderr are one pipe, so its output keeps the order it was written in, opened afresh
-through ``/proc``: a step that leaves that pipe non-blocking (Node does) changes its own open file,
-not the one later steps and the marker are written to, which would otherwise lose output and the
-end of every later step once the pipe is full. When the step ends, ``conveyor_step_end`` (defined by
-``FIRST_LINE``) prints the marker, the step's exit status (128+N after signal N) and the container's
-count of OOM kills so far, read from its memory cgroup without a fork. The marker is random per step:
-output cannot end a step by accident (``StepEnd`` finds it). Output that comes after the marker (a
-process the step left in the background) is handed to whatever reads next. While it waits for a step
-the shell reaps every child that ends, the orphans the step left behind included (ash, dash and bash
-all wait for any child).
+the redirections are the subshell's own (the job shell's messages, "Killed", stay out of the
+output). Its env goes through ``env`` rather than ``export``: a shell refuses to export some names
+(bash, ``/bin/sh`` on Fedora or UBI images, holds ``UID`` read-only), while ``env`` hands any name
+to the step as an engine's exec would. Its stdin is /dev/null (the shell's own stdin is this
+protocol). Its stdout and stderr are one pipe, so its output keeps the order it was written in,
+opened afresh through ``/proc``: a step that leaves that pipe non-blocking (Node does) changes its
+own open file, not the one later steps and the marker are written to, which would otherwise lose
+output and the end of every later step once the pipe is full. When the step ends,
+``conveyor_step_end`` (defined by ``FIRST_LINE``) prints the marker, the step's exit status (128+N
+after signal N) and the container's count of OOM kills so far, read from its memory cgroup without a
+fork. The marker is random per step: output cannot end a step by accident (``StepEnd`` finds it).
+Output that comes after the marker (a process the step left in the background) is handed to whatever
+reads next. While it waits for a step the shell reaps every child that ends, the orphans the step
+left behind included (ash, dash and bash all wait for any child).
 """
 
 from __future__ import annotations
