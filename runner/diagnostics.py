@@ -15,9 +15,15 @@ from dataclasses import asdict
 from runner.regex import lazy
 from runner.values import Value, frozen
 
-__all__ = ["Diagnostic", "Diagnostics", "ERROR", "WARNING"]
+__all__ = ["Diagnostic", "Diagnostics", "ERROR", "WARNING", "printable"]
 
 _CONTROL = lazy(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """``text`` on one line with its control characters as escapes (``\\n``, ``\\x1b``): a name a
+    pipeline or a job chose, shown in a terminal, can neither break a line nor send escape codes."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 ERROR = "error"
 WARNING = "warning"
@@ -67,7 +73,7 @@ class Diagnostics:
             message = message[:MAX_MESSAGE] + " [...]"
         path = path if len(path) <= MAX_MESSAGE else path[:MAX_MESSAGE] + "[...]"
         # One diagnostic, one line: a value quoted in a message may carry a newline or escape code.
-        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+        message = printable(message)
         self.items.append(Diagnostic(severity, code, message, self.file, max(1, line), max(1, col), path))
 
     def error(self, code: str, message: str, line: int, col: int, path: str = "") -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from runner.cli.stored import BUILD_HELP, data_dir_option, find_build, open_or_exit, settings_of
+from runner.diagnostics import printable
 from runner.keep import Artifacts, Caches
 from runner.server.views import size_text
 from runner.store import artifacts as sql
@@ -35,10 +36,11 @@ def artifacts_command(build_ref, dest, by_job, data_dir) -> None:
             click.echo(f"build {build.label} kept no artifacts")
             return
         if dest is None:
-            width = max(len(a.path) for a in rows)
+            # Paths are the job's file names, which may hold escape codes for the reader's terminal.
+            width = max(len(printable(a.path)) for a in rows)
             for a in rows:
-                note = " (expired)" if a.expired else f" -> {a.link}" if a.link is not None else ""
-                click.echo(f"{a.path.ljust(width)}  {a.job}  {size_text(a.size)}{note}")
+                note = " (expired)" if a.expired else f" -> {printable(a.link)}" if a.link is not None else ""
+                click.echo(f"{printable(a.path).ljust(width)}  {a.job}  {size_text(a.size)}{note}")
             return
         copied = 0
         for a in rows:
@@ -77,7 +79,7 @@ def cache_ls(repo, data_dir) -> None:
         return
     for r in rows:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.used))
-        click.echo(f"{r.namespace}  {r.key}  {size_text(r.size)}  used {used}")
+        click.echo(f"{printable(r.namespace)}  {printable(r.key)}  {size_text(r.size)}  used {used}")
     click.echo(f"{len(rows)} cache(s), {size_text(sum(r.size for r in rows))} of {size_text(settings.cache_limit)}")
 
 

@@ -199,6 +199,12 @@ async def test_a_name_with_control_characters_downloads_under_a_safe_header(serv
     assert got.headers["Content-Disposition"] == "attachment; filename=\"a_b_.txt\"; filename*=UTF-8''a%0Ab%1B.txt"
     page = await (await client.get(f"/builds/{build.id}")).text()
     assert f'href="/api/builds/{build.id}/artifacts/dist/a%0Ab%1B.txt?job=j"' in page
+    # In a terminal, the name is one line with its escape code shown, not sent.
+    env = dict(os.environ, CONVEYOR_DATA_DIR=str(store.data_dir), PYTHONPATH=str(ROOT))
+    listed = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "runner", "artifacts", f"id:{build.id}"],
+                                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == "dist/a\\nb\\x1b.txt  j  2 B\n" and "\x1b" not in listed.stdout, listed.stdout
 
 
 def test_expiring_a_file_does_not_take_the_blob_a_running_job_is_keeping(tmp_path):
