@@ -27,6 +27,9 @@ __all__ = ["Caches", "cache_key", "namespace"]
 
 _FILE_KEY_CHARS = 16
 _STALE = 3600  # seconds since a .partial archive was written to: no save is still writing it
+# Builds from forks run code no one with write access has reviewed: together their caches hold at
+# most this share of the limit, so a fork's big caches cannot evict the repository's own.
+FORKS_SHARE = 0.25
 
 
 def namespace(repo: str, fork: bool) -> str:
@@ -85,9 +88,13 @@ class Caches:
             partial.unlink(missing_ok=True)
             raise
         size = partial.stat().st_size
-        if self.limit and size > self.limit:
+        forks_limit = int(self.limit * FORKS_SHARE) if self.limit else None
+        fork = ns.endswith("#fork")
+        if self.limit and size > (forks_limit if fork else self.limit):
             partial.unlink()
-            raise ValueError(f"cache {key!r} is {size} bytes compressed, over the cache limit of {self.limit} bytes; "
+            over = (f"over the quarter of the cache limit that builds from forks share ({forks_limit} bytes)" if fork
+                    else f"over the cache limit of {self.limit} bytes")
+            raise ValueError(f"cache {key!r} is {size} bytes compressed, {over}; "
                              "cache fewer paths, or raise cache_limit (CONVEYOR_CACHE_LIMIT)")
         os.replace(partial, target)
         now = time.time()
@@ -95,7 +102,7 @@ class Caches:
 
         def record(conn) -> list[str]:
             old = sql.put(conn, row)
-            evicted = sql.evict(conn, self.limit) if self.limit else []
+            evicted = sql.evict(conn, self.limit, forks_limit) if self.limit else []
             return [old] * (old is not None) + [r.file for r in evicted]
 
         try:

@@ -36,11 +36,20 @@ def put(conn: sqlite3.Connection, row: CacheRow) -> str | None:
     return old.file if old and old.file != row.file else None
 
 
-def evict(conn: sqlite3.Connection, limit: int) -> list[CacheRow]:
-    """Remove the least recently used rows until the total is at most ``limit``; return them."""
-    total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM caches").fetchone()[0]
+def evict(conn: sqlite3.Connection, limit: int, forks_limit: int | None = None) -> list[CacheRow]:
+    """Remove the least recently used rows until the forks' namespaces (``REPO#fork``) hold at most
+    ``forks_limit`` and all of them at most ``limit``, the forks' first; return them."""
+    gone = _evict(conn, forks_limit, f"WHERE {_FORK}") if forks_limit is not None else []
+    return gone + _evict(conn, limit, "")
+
+
+_FORK = "namespace LIKE '%#fork'"
+
+
+def _evict(conn: sqlite3.Connection, limit: int, where: str) -> list[CacheRow]:
+    total = conn.execute(f"SELECT COALESCE(SUM(size), 0) FROM caches {where}").fetchone()[0]
     gone = []
-    for row in conn.execute("SELECT * FROM caches ORDER BY used, created").fetchall():
+    for row in conn.execute(f"SELECT * FROM caches {where} ORDER BY {_FORK} DESC, used, created").fetchall():
         if total <= limit:
             break
         conn.execute("DELETE FROM caches WHERE namespace = ? AND key = ?", (row["namespace"], row["key"]))

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from runner.keep.caches import Caches
 from runner.plan import Cache
 from runner.keep import cache_key
@@ -100,6 +102,25 @@ def test_least_recently_used_caches_go_first_under_the_total_limit(tmp_path):
         else:
             raise AssertionError("a cache bigger than the whole limit must be refused")
         assert sorted(r.key for r in caches.list()) == ["a", "c"]
+
+
+def test_caches_from_forks_share_a_quarter_of_the_limit_and_never_evict_the_repositorys(tmp_path):
+    # A fork's build runs code no one with write access reviewed: its big caches used to push the
+    # repository's own out of the LRU.
+    with Store(tmp_path / "data") as store:
+        caches = Caches(store, limit=400_000)
+        for name in ("deps", "tools"):
+            caches.save("app", name, _archive(tmp_path, name, 100_000))
+        for i in range(5):  # each fits the forks' share (100,000 bytes) alone; together they do not
+            caches.save("app#fork", f"f{i}", _archive(tmp_path, f"f{i}", 90_000))
+        kept = {(r.namespace, r.key) for r in caches.list()}
+        assert {("app", "deps"), ("app", "tools")} <= kept
+        assert [k for ns, k in kept if ns == "app#fork"] == ["f4"]  # the most recent fork cache only
+        with pytest.raises(ValueError, match="quarter of the cache limit that builds from forks share"):
+            caches.save("app#fork", "big", _archive(tmp_path, "big", 150_000))
+        # The repository's own may be that big, and past the whole limit the forks' go first.
+        caches.save("app", "big", _archive(tmp_path, "big", 150_000))
+        assert {(r.namespace, r.key) for r in caches.list()} == {("app", "deps"), ("app", "tools"), ("app", "big")}
 
 
 async def test_a_sparse_file_past_the_limit_is_not_cached_nor_copied_to_the_runner(builds):
