@@ -32,6 +32,7 @@ __all__ = ["BuildFiles", "REPORTS_LIMIT"]
 
 log = logging.getLogger("conveyor.keep")
 REPORTS_LIMIT = 64 * 1024 * 1024  # bytes of report files read per job: a report is text, not a dump
+REPORTS_FILES = 1000  # report files read per job: each is parsed and its problems listed, empty or not
 _WHEN = {"on_success": ("success",), "on_failure": ("failure", "timed_out", "interrupted"),
          "always": ("success", "failure", "timed_out", "interrupted")}
 
@@ -113,8 +114,12 @@ class BuildFiles:
     async def _collect_reports(self, backend: Backend, handle: JobHandle, archive: Path) -> None:
         job: Job = handle.job
         try:
-            if not await backend.export_files(handle, job.reports.junit, archive, limit=REPORTS_LIMIT):
+            if not await backend.export_files(handle, job.reports.junit, archive, limit=REPORTS_LIMIT,
+                                              max_files=REPORTS_FILES):
                 return
+        except TooManyFilesError as exc:
+            raise ValueError(f"{exc}; a job's reports are read from at most {REPORTS_FILES:,} files: select fewer "
+                             "(e.g. one file per test run)") from None
         except FilesTooLargeError as exc:
             raise ValueError(f"{exc}, over the {REPORTS_LIMIT // (1024 * 1024)} MiB read of a job's reports; "
                              "keep fewer of them") from None

@@ -42,6 +42,11 @@ MAX_ELEMENTS = 1_000_000  # 250,000 failed cases with output; refused in about a
 MAX_MESSAGE = 4 * 1024  # the one-line reason, shown in lists
 MAX_DETAIL = 32 * 1024  # the failure's body (a stack trace): the head is what names the cause
 MAX_OUTPUT = 16 * 1024  # captured stdout/stderr per case: the tail is where a test died
+MAX_NAME = 1000  # a suite's, class's or case's name: every case of a suite stores its suite's name
+# What a file's cases may store, in characters per byte of the file. A suite's name and output are
+# stored with each of its cases, so a small file could otherwise fill the disk (a 100,000-character
+# suite name over 20,000 cases of 11 bytes each is 2 GB); real reports store at most about their size.
+STORED_PER_BYTE = 4
 STATUSES = ("passed", "failed", "error", "skipped")
 
 
@@ -72,8 +77,9 @@ def parse_junit(name: str, data: bytes) -> list[TestCase]:
     if not data.strip():
         raise ReportError(f"{name}: the file is empty; did the test command write its report?")
     try:
-        return _walk(name, DET.iterparse(io.BytesIO(data), events=("start", "end"), forbid_dtd=True,
-                                         forbid_entities=True, forbid_external=True))
+        events = DET.iterparse(io.BytesIO(data), events=("start", "end"), forbid_dtd=True, forbid_entities=True,
+                               forbid_external=True)
+        return _walk(name, STORED_PER_BYTE * len(data), events)
     except defusedxml.DTDForbidden:
         raise ReportError(f"{name}: refused: the file declares a DTD (entities could expand without bound "
                           "or read host files); test reporters never write one") from None
@@ -85,9 +91,10 @@ def parse_junit(name: str, data: bytes) -> list[TestCase]:
                           "is the report complete (a killed test run leaves half a file)?") from None
 
 
-def _walk(name: str, events) -> list[TestCase]:
+def _walk(name: str, room: int, events) -> list[TestCase]:
     """Streamed, so limits bite while parsing: nesting and element count are checked per element,
-    and each case is emptied once read (a big report never holds two copies of itself)."""
+    and each case is emptied once read (a big report never holds two copies of itself). ``room`` is
+    what the cases may store (characters); suite output is shared only while some is left."""
     cases: list[TestCase] = []
     suites: list[tuple[str, int]] = []  # (name, index of its first case) of the open suites
     depth = elements = 0
@@ -106,14 +113,19 @@ def _walk(name: str, events) -> list[TestCase]:
                 raise ReportError(f"{name}: not a JUnit report: the root element is <{tag}>, "
                                   "not <testsuites> or <testsuite>")
             if tag in ("testsuite", "testsuites"):
-                suites.append((element.get("name") or (suites[-1][0] if suites else ""), len(cases)))
+                suites.append((_head(element.get("name") or "", MAX_NAME) or (suites[-1][0] if suites else ""),
+                               len(cases)))
             continue
         depth -= 1
         if tag == "testcase" and suites:
             cases.append(_case(element, suites[-1][0]))
             element.clear()
+            room -= _stored(cases[-1])
+            if room < 0:
+                raise ReportError(f"{name}: its cases come to more than {STORED_PER_BYTE} times the file's size "
+                                  "(a long suite name repeated on every case?); not a report any test runner writes")
         elif tag in ("testsuite", "testsuites") and suites:
-            _share_suite_output(element, cases, suites.pop()[1])
+            room -= _share_suite_output(element, cases, suites.pop()[1], room)
             element.clear()
     return cases
 
@@ -146,25 +158,36 @@ def _case(element: ET.Element, suite: str) -> TestCase:
         # (go's "file_test.go:42: got 200, want 401") is the message a reader wants.
         message = next((line.strip() for line in detail.splitlines() if line.strip()), message)
     return TestCase(
-        suite=suite, classname=element.get("classname") or element.get("class") or "",
-        name=element.get("name") or "(unnamed)", status=status, time=_seconds(element.get("time")),
+        suite=suite, classname=_head(element.get("classname") or element.get("class") or "", MAX_NAME),
+        name=_head(element.get("name") or "(unnamed)", MAX_NAME), status=status, time=_seconds(element.get("time")),
         message=_head(message.strip(), MAX_MESSAGE), detail=_head(detail, MAX_DETAIL),
         stdout=_tail("".join(stdout), MAX_OUTPUT), stderr=_tail("".join(stderr), MAX_OUTPUT),
     )
 
 
-def _share_suite_output(suite: ET.Element, cases: list[TestCase], first: int) -> None:
+def _share_suite_output(suite: ET.Element, cases: list[TestCase], first: int, room: int) -> int:
     """Suite-level output (go-junit-report v2 puts the package's whole output there) is given to the
-    suite's failed cases that have none of their own: that is where it explains something."""
+    suite's failed cases that have none of their own: that is where it explains something. Each copy
+    is stored, so they stop when ``room`` (characters) would run out; returns what they took."""
     out = "".join(c.text or "" for c in suite if _local(c.tag) == "system-out")
     err = "".join(c.text or "" for c in suite if _local(c.tag) == "system-err")
     if not (out or err):
-        return
+        return 0
+    out, err = _tail(out, MAX_OUTPUT), _tail(err, MAX_OUTPUT)
+    used = 0
     for i in range(first, len(cases)):
         case = cases[i]
         if case.status in ("failed", "error") and not (case.stdout or case.stderr):
-            cases[i] = TestCase(**{**case.__dict__, "stdout": _tail(out, MAX_OUTPUT),
-                                   "stderr": _tail(err, MAX_OUTPUT)})
+            if used + len(out) + len(err) > room:
+                break
+            cases[i] = TestCase(**{**case.__dict__, "stdout": out, "stderr": err})
+            used += len(out) + len(err)
+    return used
+
+
+def _stored(case: TestCase) -> int:
+    return (len(case.suite) + len(case.classname) + len(case.name) + len(case.message) + len(case.detail)
+            + len(case.stdout) + len(case.stderr))
 
 
 def _seconds(text: str | None) -> float | None:

@@ -58,3 +58,23 @@ async def test_reports_and_artifacts_of_a_failed_job_are_kept_by_when(tmp_path):
         assert store.read().execute("SELECT COUNT(*) FROM caches").fetchone()[0] == 0  # not after a failure
         build = q.get_build(store.read(), build_id)
         assert build.reason.startswith("stage 'test': job 'unit'")
+
+
+async def test_more_report_files_than_a_job_may_have_read_are_a_warning_not_a_flood(tmp_path):
+    # Each report file is parsed and each problem listed: 100,000 empty ones made a 308 MB database.
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / ".conveyor.yml").write_text(PIPELINE)
+    many = {f"reports/r{i}.xml": "" for i in range(1001)}
+    backend = FakeBackend(script={"run tests": _write(many, 0), "make docs": _write({}, 0)})
+    got = []
+    settings = Settings(data_dir=tmp_path / "data", instance="t-hook")
+    with Store(settings.data_dir) as store:
+        request = BuildRequest(repo="app", event="push", branch="main", sha="a" * 40)
+        build_id = await asyncio.to_thread(create_build, store, request, "t-hook")
+        status = await run_build(store, settings, build_id, source, backend=backend,
+                                 on_reports=lambda *args: got.append(args))
+        assert status == "success" and got == []
+        build = q.get_build(store.read(), build_id)
+        assert any("test reports not read" in w and "more than 1,000 files are selected" in w
+                   and "at most 1,000 files" in w for w in build.warnings), build.warnings

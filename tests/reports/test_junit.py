@@ -159,6 +159,30 @@ def test_a_file_past_the_cap_is_refused_before_parsing():
     assert "MiB cap" in message
 
 
+
+def test_a_long_suite_name_repeated_on_every_case_is_refused_not_stored_per_case():
+    # 320 KB that would have stored 2 GB: every case carries its suite's name.
+    data = f"<testsuite name='{'s' * 100_000}'>{'<testcase/>' * 20_000}</testsuite>".encode()
+    assert "more than 4 times the file's size" in refused(data)
+
+
+def test_names_are_capped():
+    data = f"<testsuite name='{'s' * 5000}'><testcase classname='{'c' * 5000}' name='{'n' * 5000}'/></testsuite>"
+    (case,) = parse_junit("long.xml", data.encode())
+    assert max(len(case.suite), len(case.classname), len(case.name)) < 1100
+    assert case.name.startswith("n" * 1000) and "characters cut" in case.name
+
+
+def test_suite_output_is_shared_with_failed_cases_only_while_the_files_room_lasts():
+    out = "o" * MAX_OUTPUT
+    data = ("<testsuite name='s'>" + "<testcase name='t'><failure/></testcase>" * 2000
+            + f"<system-out>{out}</system-out><system-err>{out}</system-err></testsuite>").encode()
+    cases = parse_junit("go.xml", data)
+    given = [c for c in cases if c.stdout]
+    assert len(cases) == 2000 and 1 <= len(given) < 20  # not 2000 copies of 32 KiB: 64 MB from 113 KB
+    assert given == cases[:len(given)] and given[0].stdout == out and given[0].stderr == out
+    assert sum(len(c.stdout) + len(c.stderr) for c in cases) <= 4 * len(data)
+
 @pytest.mark.parametrize("data, says", [
     (b"<testsuite><testcase name='a'></testsuite>", "reports/bad.xml:1:33: not well-formed XML (mismatched tag)"),
     (b"<testsuite><testcase name='a'>", "not well-formed XML"),
