@@ -1,7 +1,9 @@
 """Wall-clock time for what the server does at given hours (cron schedules, the daily retention run),
 passed in so tests drive time instead of sleeping.
 
-A clock has ``now()`` (unix seconds) and ``sleep_until(when)``. ``SystemClock`` is the real one;
+A clock has ``now()`` (unix seconds) and ``sleep_until(when)``, which also returns early when the
+clock is set back (a clock put right after it ran ahead): the sleeper works out again what is due,
+instead of waiting for a ``when`` the wrong time gave it. ``SystemClock`` is the real one;
 ``TestClock`` only moves when a test calls ``advance``/``set``, which wakes the sleepers that are
 due and returns once each of them is asleep again, so the test then sees everything they did.
 """
@@ -30,7 +32,11 @@ class SystemClock:
         return time.time()
 
     async def sleep_until(self, when: float) -> None:
-        while (left := when - time.time()) > 0:
+        last = time.time()
+        while (left := when - (now := time.time())) > 0:
+            if now < last - 1.0:  # set back: wake, the caller works out again what is due
+                return
+            last = now
             await asyncio.sleep(min(left, self.step))
 
 
@@ -70,11 +76,12 @@ class TestClock:
             await asyncio.sleep(0.01)
 
     async def set(self, when: float, timeout: float = 30.0) -> None:
-        """Move to ``when``, wake the sleepers due by then, and return when they sleep again."""
+        """Move to ``when``, wake the sleepers due by then (all of them when it moves back, as
+        ``SystemClock``'s do), and return when they sleep again."""
         before = self.sleeping
-        self._now = float(when)
+        back, self._now = when < self._now, float(when)
         for deadline, fut in list(self._sleepers):
-            if deadline <= self._now and not fut.done():
+            if (back or deadline <= self._now) and not fut.done():
                 fut.set_result(None)
         await self.wait_sleeping(before, timeout)
 

@@ -2,10 +2,12 @@
 
 Each pass compares, per schedule, the newest slot due now with the last slot stored for it; when a
 newer one is due it queues one build (trigger ``schedule:NAME``) and stores the slot in the same
-write transaction. So a restart never fires a slot twice, and slots missed while the server was
-down collapse into one build at start-up. A schedule seen for the first time only stores its
-current slot: nothing was missed before it existed. Builds go through the queue like manual runs
-(``queue_build``): the sha of the branch is resolved when the build starts.
+write transaction. So a restart never fires a slot twice, and slots missed while the server was down
+collapse into one build at start-up. A stored slot more than ``CLOCK_BACK`` ahead of the clock
+(which was set far ahead, fired, then put right) is replaced by the slot due now. A schedule seen
+for the first time only stores its current slot: nothing was missed before it existed. Builds go
+through the queue like manual runs (``queue_build``): the sha of the branch is resolved when the
+build starts.
 
 Time comes from a ``Clock`` (``runner/clock.py``), so tests move it instead of waiting.
 """
@@ -29,6 +31,10 @@ __all__ = ["Scheduler"]
 
 log = logging.getLogger("conveyor.scheduler")
 RETRY = 60.0  # seconds after a failed pass
+# A stored slot this far ahead of the clock was fired by a clock that was wrong (set years ahead, then
+# put right): it is forgotten, or the schedule would wait for it. A clock stepped back less than this
+# (NTP) finds its slot already fired and does not fire it again. Vixie cron draws the line at 3 hours.
+CLOCK_BACK = 3 * 3600.0
 
 
 class Scheduler:
@@ -83,6 +89,9 @@ class Scheduler:
         last = sq.firing(conn, schedule.repo, schedule.name)
         if last is None:  # first sighting: remember where it starts, owe nothing before it
             sq.record_firing(conn, schedule.repo, schedule.name, due, None, None)
+            return None
+        if last.slot > now + CLOCK_BACK:  # the clock went far back: start again from the slot due now
+            sq.record_firing(conn, schedule.repo, schedule.name, due, last.fired, last.build_id)
             return None
         if last.slot >= due:
             return None

@@ -136,6 +136,37 @@ async def test_slots_missed_while_down_fire_once_at_start_up(start, git_repo):
     assert len(await builds(client)) == 1
 
 
+async def test_a_clock_set_far_ahead_and_back_does_not_silence_the_schedule(start, git_repo):
+    repo = git_repo({".conveyor.yml": PIPELINE})
+    clock = TestClock(utc(2024, 7, 1, 12, 0))
+    client = await start(clock, [NIGHTLY], repo)
+    # The host's clock jumps years ahead (a bad RTC, a wrong NTP answer): the slot it sees fires.
+    await clock.set(utc(2030, 1, 1, 3, 30))
+    [wrong] = await finished(client, 1)
+    assert wrong["trigger"] == "schedule:nightly"
+    # Put right, the clock is far behind the stored slot: that slot never happened, and the
+    # schedule fires at its next slot, not in 2030.
+    await clock.set(utc(2024, 7, 1, 12, 5))
+    assert len(await builds(client)) == 1
+    await clock.set(utc(2024, 7, 2, 3, 0))
+    assert [b["trigger"] for b in await finished(client, 2)] == ["schedule:nightly", "schedule:nightly"]
+    listing = (await (await client.get("/api/schedules")).json())["schedules"]
+    assert listing[0]["last_slot"] == utc(2024, 7, 2, 3)
+
+
+async def test_a_clock_stepped_back_a_little_after_a_firing_does_not_fire_the_slot_again(start, git_repo):
+    repo = git_repo({".conveyor.yml": PIPELINE})
+    clock = TestClock(utc(2024, 7, 1, 12, 0))
+    client = await start(clock, [NIGHTLY], repo)
+    await clock.set(utc(2024, 7, 2, 3, 0, 1))
+    await finished(client, 1)
+    # NTP steps the clock back across the slot (under the tolerance): 03:00 is not fired twice.
+    await clock.set(utc(2024, 7, 2, 2, 10))
+    await clock.set(utc(2024, 7, 2, 3, 0, 30))
+    assert len(await builds(client)) == 1
+    await clock.set(utc(2024, 7, 3, 3, 0))
+    assert len(await finished(client, 2)) == 2
+
 async def test_time_zones_decide_the_slot_and_the_api_lists_the_next_firing(start, git_repo):
     repo = git_repo({".conveyor.yml": PIPELINE})
     schedules = [{"name": "paris", "cron": "0 3 * * *", "timezone": "Europe/Paris"},
