@@ -108,7 +108,9 @@ def leftovers(bed, instance: str, down=(), stopped: bool = True) -> dict[str, li
             continue
         c = client(node)
         try:
-            names = [x.name for x in c.containers.list(all=stopped, filters=label)]
+            # The agents remove stopped containers on their own, between docker-py's list and its
+            # inspect of each one: a container gone in that moment is gone, not an error.
+            names = [x.name for x in c.containers.list(all=stopped, filters=label, ignore_removed=True)]
             names += [x.name for x in c.networks.list(filters=label)]
             names += [x.name for x in c.volumes.list(filters=label)]
             if node == bed.manager:
