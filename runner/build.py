@@ -85,8 +85,8 @@ async def run_build(store: Store, settings: Settings, build_id: int, source: Pat
     before..sha, the merge base, the last good build). ``users`` are the server's user names, which
     a stage's ``approvers`` may name besides roles. ``fork``: the build comes from a fork (its
     caches live apart from the repository's). ``on_reports(build_id, job, files)`` receives the
-    JUnit files of jobs with ``reports`` (runner/keep/hook.py); None: they are parsed and stored
-    (``runner.reports.ingest_reports``)."""
+    JUnit files of jobs with ``reports`` (runner/keep/hook.py), as the job left them; None: they are
+    parsed, the build's secrets masked, and stored (``runner.reports.ingest_reports``)."""
     build = await store.aread(lambda c: q.get_build(c, build_id))
     started = time.time()
     if resume:

@@ -58,11 +58,7 @@ def build_files(store: Store, settings: Settings, build: q.BuildRow, source: Pat
     from runner.keep.caches import namespace
 
     if on_reports is None:  # called in a thread by the files hook: parse, then wait for the writer
-        on_reports = functools.partial(_ingest_reports, store)
-    if secrets:
-        from runner.reports import masked
-
-        on_reports = functools.partial(_masked_reports, on_reports, tuple(secrets.values()), masked)
+        on_reports = functools.partial(_ingest_reports, store, tuple(secrets.values()))
     return BuildFiles(Artifacts(store, settings.artifact_limit), Caches(store, settings.cache_limit), build.id,
                       build.uid, namespace(build.repo, fork), source, on_reports)
 
@@ -77,11 +73,7 @@ def lifetime(plan: Plan, settings: Settings) -> float | None:
     return (plan.timeout or settings.resource_ttl) + sum(waits)
 
 
-def _ingest_reports(store: Store, build_id, job, files):
+def _ingest_reports(store: Store, secrets: tuple[str, ...], build_id, job, files):
     from runner.reports import ingest_reports  # imported by the first job with reports, not by every build
 
-    return ingest_reports(store, build_id, job, files)
-
-
-def _masked_reports(on_reports, secrets, masked, build_id, job, files):
-    return on_reports(build_id, job, masked(files, secrets))
+    return ingest_reports(store, build_id, job, files, secrets)

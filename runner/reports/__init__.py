@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from runner.reports.junit import ReportError, TestCase, parse_junit
 from runner.store import reports as q
 from runner.store.db import Store
 
-__all__ = ["ReportSummary", "ReportFile", "ingest_reports", "aingest_reports", "parse_files", "masked"]
+__all__ = ["ReportSummary", "ReportFile", "ingest_reports", "aingest_reports", "parse_files"]
 
 MAX_FILE_NAME = 1000
 
@@ -50,13 +50,18 @@ class ReportSummary:
         return [f.problem for f in self.files if f.problem]
 
 
-def parse_files(files: Mapping[str, bytes]) -> list[tuple[str, list[TestCase], str | None]]:
-    """``(file, cases, problem)`` for each file, in name order; CPU only, no store."""
+def parse_files(files: Mapping[str, bytes], secrets: Iterable[str] = ()) -> list[tuple[str, list[TestCase], str | None]]:
+    """``(file, cases, problem)`` for each file, in name order; CPU only, no store. Reports are shown
+    like logs, so every secret is masked in them as the log masks it (``SecretMasker``), in the text
+    as XML decodes it: a secret spelled with character references is masked too."""
+    from runner.executor.logs import SecretMasker
+
+    mask = SecretMasker(secrets).mask
     parsed = []
     for name in sorted(files):
-        shown = name if len(name) <= MAX_FILE_NAME else name[:MAX_FILE_NAME] + "…"
+        shown = mask(name if len(name) <= MAX_FILE_NAME else name[:MAX_FILE_NAME] + "…")
         try:
-            parsed.append((shown, parse_junit(shown, files[name]), None))
+            parsed.append((shown, parse_junit(shown, files[name], mask), None))
         except ReportError as exc:
             parsed.append((shown, [], str(exc)))
     return parsed
@@ -66,34 +71,19 @@ def _summary(build_id: int, job: str, parsed) -> ReportSummary:
     return ReportSummary(build_id, job, tuple(ReportFile(f, q.Totals.of(c), p) for f, c, p in parsed))
 
 
-def masked(files: Mapping[str, bytes], secrets) -> dict[str, bytes]:
-    """``files`` with every secret value replaced by the log's mask, as written and as XML escapes it
-    (a report's messages and captured output are shown like the log, which masks them)."""
-    from xml.sax.saxutils import escape
-
-    from runner.executor.logs import MASK
-
-    values = {v for s in secrets if s for v in (s, *(p for p in s.splitlines() if p.strip()))}  # as the log
-    forms = {f for v in values for f in (v, escape(v, {'"': "&quot;", "'": "&apos;"}))}
-    out = {}
-    for path, data in files.items():
-        for form in sorted(forms, key=len, reverse=True):  # the longest first: one may contain another
-            data = data.replace(form.encode(), MASK.encode())
-        out[path] = data
-    return out
-
-
-def ingest_reports(store: Store, build_id: int, job: str, files: Mapping[str, bytes]) -> ReportSummary:
-    """Parse ``files`` (workspace path -> content) and store them as ``job``'s reports of the build,
-    replacing what the job stored before. Blocks (parsing, then the writer): call it from a thread,
-    or ``await aingest_reports(...)`` from the event loop."""
-    parsed = parse_files(files)
+def ingest_reports(store: Store, build_id: int, job: str, files: Mapping[str, bytes],
+                   secrets: Iterable[str] = ()) -> ReportSummary:
+    """Parse ``files`` (workspace path -> content), ``secrets`` masked, and store them as ``job``'s
+    reports of the build, replacing what the job stored before. Blocks (parsing, then the writer):
+    call it from a thread, or ``await aingest_reports(...)`` from the event loop."""
+    parsed = parse_files(files, secrets)
     store.write(lambda conn: q.replace_job_reports(conn, build_id, job, parsed, time.time()))
     return _summary(build_id, job, parsed)
 
 
-async def aingest_reports(store: Store, build_id: int, job: str, files: Mapping[str, bytes]) -> ReportSummary:
+async def aingest_reports(store: Store, build_id: int, job: str, files: Mapping[str, bytes],
+                          secrets: Iterable[str] = ()) -> ReportSummary:
     """``ingest_reports`` for the event loop: parsing runs in a thread, the write in the writer's."""
-    parsed = await asyncio.to_thread(parse_files, files)
+    parsed = await asyncio.to_thread(parse_files, files, secrets)
     await store.awrite(lambda conn: q.replace_job_reports(conn, build_id, job, parsed, time.time()))
     return _summary(build_id, job, parsed)

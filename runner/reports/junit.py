@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import defusedxml
@@ -69,8 +70,16 @@ class TestCase:
     stderr: str = ""
 
 
-def parse_junit(name: str, data: bytes) -> list[TestCase]:
-    """The cases of the JUnit XML ``data`` (the file ``name``); ``ReportError`` when it is refused."""
+def _same(text: str) -> str:
+    return text
+
+
+def parse_junit(name: str, data: bytes, mask: Callable[[str], str] = _same) -> list[TestCase]:
+    """The cases of the JUnit XML ``data`` (the file ``name``); ``ReportError`` when it is refused.
+
+    ``mask`` is applied to every text as XML decodes it, before any cut: a secret written with
+    character references (``&#83;``), split by a comment or across CDATA sections, or straddling a
+    cut is whole at that point, so it is masked like the log masks it."""
     if len(data) > MAX_REPORT_BYTES:
         raise ReportError(f"{name}: {len(data):,} bytes is over the {MAX_REPORT_BYTES // 2**20} MiB cap "
                           "for a test report; point reports.junit at the report files only")
@@ -79,7 +88,7 @@ def parse_junit(name: str, data: bytes) -> list[TestCase]:
     try:
         events = DET.iterparse(io.BytesIO(data), events=("start", "end"), forbid_dtd=True, forbid_entities=True,
                                forbid_external=True)
-        return _walk(name, STORED_PER_BYTE * len(data), events)
+        return _walk(name, STORED_PER_BYTE * len(data), events, mask)
     except defusedxml.DTDForbidden:
         raise ReportError(f"{name}: refused: the file declares a DTD (entities could expand without bound "
                           "or read host files); test reporters never write one") from None
@@ -91,7 +100,7 @@ def parse_junit(name: str, data: bytes) -> list[TestCase]:
                           "is the report complete (a killed test run leaves half a file)?") from None
 
 
-def _walk(name: str, room: int, events) -> list[TestCase]:
+def _walk(name: str, room: int, events, mask: Callable[[str], str]) -> list[TestCase]:
     """Streamed, so limits bite while parsing: nesting and element count are checked per element,
     and each case is emptied once read (a big report never holds two copies of itself). ``room`` is
     what the cases may store (characters); suite output is shared only while some is left."""
@@ -113,24 +122,24 @@ def _walk(name: str, room: int, events) -> list[TestCase]:
                 raise ReportError(f"{name}: not a JUnit report: the root element is <{tag}>, "
                                   "not <testsuites> or <testsuite>")
             if tag in ("testsuite", "testsuites"):
-                suites.append((_head(element.get("name") or "", MAX_NAME) or (suites[-1][0] if suites else ""),
+                suites.append((_head(mask(element.get("name") or ""), MAX_NAME) or (suites[-1][0] if suites else ""),
                                len(cases)))
             continue
         depth -= 1
         if tag == "testcase" and suites:
-            cases.append(_case(element, suites[-1][0]))
+            cases.append(_case(element, suites[-1][0], mask))
             element.clear()
             room -= _stored(cases[-1])
             if room < 0:
                 raise ReportError(f"{name}: its cases come to more than {STORED_PER_BYTE} times the file's size "
                                   "(a long suite name repeated on every case?); not a report any test runner writes")
         elif tag in ("testsuite", "testsuites") and suites:
-            room -= _share_suite_output(element, cases, suites.pop()[1], room)
+            room -= _share_suite_output(element, cases, suites.pop()[1], room, mask)
             element.clear()
     return cases
 
 
-def _case(element: ET.Element, suite: str) -> TestCase:
+def _case(element: ET.Element, suite: str, mask: Callable[[str], str]) -> TestCase:
     status, message, detail = "passed", "", ""
     stdout, stderr = [], []
     for child in element:
@@ -158,14 +167,16 @@ def _case(element: ET.Element, suite: str) -> TestCase:
         # (go's "file_test.go:42: got 200, want 401") is the message a reader wants.
         message = next((line.strip() for line in detail.splitlines() if line.strip()), message)
     return TestCase(
-        suite=suite, classname=_head(element.get("classname") or element.get("class") or "", MAX_NAME),
-        name=_head(element.get("name") or "(unnamed)", MAX_NAME), status=status, time=_seconds(element.get("time")),
-        message=_head(message.strip(), MAX_MESSAGE), detail=_head(detail, MAX_DETAIL),
-        stdout=_tail("".join(stdout), MAX_OUTPUT), stderr=_tail("".join(stderr), MAX_OUTPUT),
+        suite=suite, classname=_head(mask(element.get("classname") or element.get("class") or ""), MAX_NAME),
+        name=_head(mask(element.get("name") or "(unnamed)"), MAX_NAME), status=status,
+        time=_seconds(element.get("time")), message=_head(mask(message.strip()), MAX_MESSAGE),
+        detail=_head(mask(detail), MAX_DETAIL), stdout=_tail(mask("".join(stdout)), MAX_OUTPUT),
+        stderr=_tail(mask("".join(stderr)), MAX_OUTPUT),
     )
 
 
-def _share_suite_output(suite: ET.Element, cases: list[TestCase], first: int, room: int) -> int:
+def _share_suite_output(suite: ET.Element, cases: list[TestCase], first: int, room: int,
+                        mask: Callable[[str], str]) -> int:
     """Suite-level output (go-junit-report v2 puts the package's whole output there) is given to the
     suite's failed cases that have none of their own: that is where it explains something. Each copy
     is stored, so they stop when ``room`` (characters) would run out; returns what they took."""
@@ -173,7 +184,7 @@ def _share_suite_output(suite: ET.Element, cases: list[TestCase], first: int, ro
     err = "".join(c.text or "" for c in suite if _local(c.tag) == "system-err")
     if not (out or err):
         return 0
-    out, err = _tail(out, MAX_OUTPUT), _tail(err, MAX_OUTPUT)
+    out, err = _tail(mask(out), MAX_OUTPUT), _tail(mask(err), MAX_OUTPUT)
     used = 0
     for i in range(first, len(cases)):
         case = cases[i]

@@ -33,11 +33,12 @@ class Builds:
         self.client, self.backend, self.repo, self.settings = client, backend, repo, settings
         self.store = client.app[STORE]
 
-    async def run(self, *, fork: bool = False, on_reports=None, sha: str | None = None) -> q.BuildRow:
+    async def run(self, *, fork: bool = False, on_reports=None, sha: str | None = None,
+                  secrets: dict[str, str] | None = None) -> q.BuildRow:
         request = BuildRequest(repo="app", event="push", branch="main", sha=sha, trigger="test")
         build_id = await asyncio.to_thread(create_build, self.store, request, self.settings.instance)
         await run_build(self.store, self.settings, build_id, self.repo, backend=self.backend, fork=fork,
-                        on_reports=on_reports)
+                        on_reports=on_reports, secrets=secrets)
         return await self.store.aread(lambda c: q.get_build(c, build_id))
 
     async def log(self, build_id: int) -> str:

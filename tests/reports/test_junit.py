@@ -194,14 +194,26 @@ def test_malformed_files_are_a_clear_error_naming_the_file(data, says):
     assert says in refused(data, "reports/bad.xml")
 
 
-def test_secrets_are_masked_in_reports_as_in_logs_also_where_xml_escapes_them():
-    from runner.reports import masked
-    from runner.reports.junit import parse_junit
+def test_secrets_are_masked_in_reports_as_in_logs_however_xml_spells_them():
+    from runner.reports import parse_files
 
-    xml = (b'<testsuite name="s"><testcase classname="c" name="t"><failure message="token s3&amp;cr&lt;t">'
-           b'got s3&amp;cr&lt;t</failure><system-out>key line1\nline2 ok</system-out></testcase></testsuite>')
-    files = masked({"r.xml": xml}, ["s3&cr<t", "line1\nline2"])
-    [case] = parse_junit("r.xml", files["r.xml"])
-    text = f"{case.message} {case.detail} {case.stdout}"
-    assert "s3&cr<t" not in text and "line1" not in text and "line2" not in text
-    assert text.count("********") >= 3
+    xml = (b'<testsuite name="s"><testcase classname="c" name="&#104;unter2"><failure message="token s3&amp;cr&lt;t">'
+           b'got <![CDATA[hunt]]><![CDATA[er2]]> and hun<!-- a comment -->ter2</failure>'
+           b'<system-out>key line1\nline2 ok &#x68;&#x75;nter2</system-out></testcase></testsuite>')
+    [(_, [case], problem)] = parse_files({"r.xml": xml}, ["s3&cr<t", "line1\nline2", "hunter2"])
+    assert problem is None
+    text = f"{case.name} {case.message} {case.detail} {case.stdout}"
+    for leak in ("s3&cr<t", "line1", "line2", "hunter2", "hunt", "ter2"):
+        assert leak not in text, (leak, text)
+    assert text.count("********") == 6  # the two-line secret is masked whole, once
+
+
+def test_a_secret_straddling_a_cut_is_masked_before_the_cut():
+    from runner.reports import parse_files
+    from runner.reports.junit import MAX_OUTPUT
+
+    # The tail of the output is kept: the cut falls in the middle of the secret.
+    out = "x" * 100 + "hunter2" + "y" * (MAX_OUTPUT - 3)
+    xml = f'<testsuite name="s"><testcase name="t"><system-out>{out}</system-out></testcase></testsuite>'
+    [(_, [case], _)] = parse_files({"r.xml": xml.encode()}, ["hunter2"])
+    assert "ter2" not in case.stdout[:60] and case.stdout.endswith("y" * 100)
