@@ -9,7 +9,7 @@ import click
 
 from runner.cli.progress import STATUS_COLOURS, format_duration
 from runner.store.builds import BuildDetail, BuildRow, LogChunk
-from runner.store.reports import CaseRow, ReportRow, Totals
+from runner.store.reports import CASES_KEPT, CaseRow, ReportRow, Totals
 
 __all__ = ["builds_table", "show_lines", "tests_lines", "log_lines", "when"]
 
@@ -97,6 +97,8 @@ def tests_lines(build: BuildRow, totals: Totals, reports: list[ReportRow], failu
     for report in reports:
         if report.problem:
             yield f"  unreadable report ({report.job}): {report.problem}"
+    if dropped := sum(report.dropped for report in reports):
+        yield f"  {dropped} cases counted but not kept: a build keeps at most {CASES_KEPT:,} of each status"
     for case in failures:
         message = case.message.splitlines()[0] if case.message else ""
         yield f"  {case.status}: {case.title} [{case.job}]" + (f": {message}" if message else "")

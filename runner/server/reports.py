@@ -41,6 +41,7 @@ def tests_view(conn: sqlite3.Connection, detail: BuildDetail) -> dict[str, Any] 
     points = r.trend(conn, build.repo, build.branch, until=build.id) if build.branch else []
     return {
         "totals": totals, "reports": reports, "problems": [x for x in reports if x.problem],
+        "dropped": sum(x.dropped for x in reports), "kept": f"{r.CASES_KEPT:,}",
         "failures": failures, "more_failures": totals.broken - len(failures),
         "skipped": skipped, "job_anchor": {name: f"log-job-{jid}" for name, jid in job_ids.items()},
         "trend": trend_chart(points, current=build.id) if len(points) > 1 else None,

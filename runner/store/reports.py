@@ -1,6 +1,6 @@
-"""The queries of test reports (tables ``test_reports`` and ``test_cases``, migration 0007): a job's
-parsed JUnit files written in one transaction, a build's totals and cases (failures first), and the
-pass/fail trend of a branch.
+"""The queries of test reports (tables ``test_reports`` and ``test_cases``, migrations 0008 and
+0013): a job's parsed JUnit files written in one transaction, a build's totals and cases (failures
+first), and the pass/fail trend of a branch.
 """
 
 from __future__ import annotations
@@ -10,11 +10,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Totals", "ReportRow", "CaseRow", "TrendPoint", "RANKS", "replace_job_reports", "build_totals",
-           "list_reports", "list_cases", "count_cases", "trend"]
+__all__ = ["Totals", "ReportRow", "CaseRow", "TrendPoint", "RANKS", "CASES_KEPT", "replace_job_reports",
+           "build_totals", "list_reports", "list_cases", "count_cases", "trend"]
 
-# How a reader wants a build's cases ordered: what broke first, then what did not run, then the rest.
-RANKS = {"failed": 0, "error": 0, "skipped": 1, "passed": 2}
+# How a reader wants a build's cases ordered: what failed first, then what could not run, then
+# what was skipped, then the rest. One rank per status, so a status is a range of the index.
+RANKS = {"failed": 0, "error": 1, "skipped": 2, "passed": 3}
+# Cases a build stores of each status; past that they are counted (totals, ``dropped``), not
+# stored. No reader pages through more, and a report of a million cases would otherwise hold the
+# store's only writer for seconds (5 s here) and add hundreds of MB to the database.
+CASES_KEPT = 100_000
 
 
 class _Case(Protocol):  # runner.reports.junit.TestCase, without importing upwards
@@ -66,9 +71,11 @@ class ReportRow:
     file: str
     totals: Totals
     problem: str | None
+    dropped: int = 0  # cases counted in the totals but not stored (CASES_KEPT)
 
     def to_json(self) -> dict[str, Any]:
-        return {"job": self.job, "file": self.file, "problem": self.problem, **self.totals.to_json()}
+        return {"job": self.job, "file": self.file, "problem": self.problem, "dropped": self.dropped,
+                **self.totals.to_json()}
 
 
 @dataclass(frozen=True)
@@ -110,20 +117,33 @@ class TrendPoint:
 def replace_job_reports(conn: sqlite3.Connection, build_id: int, job: str,
                         reports: Iterable[tuple[str, list[_Case], str | None]], now: float) -> None:
     """Store a job's reports, each ``(file, cases, problem)``, in place of what the job stored before
-    (a re-collected job replaces, never doubles, its counts). One transaction: all or nothing."""
+    (a re-collected job replaces, never doubles, its counts). One transaction: all or nothing.
+    Totals count every case; the cases themselves are stored while the build has room for their
+    status (``CASES_KEPT``), the rest counted in the report's ``dropped``."""
     conn.execute("DELETE FROM test_reports WHERE build_id = ? AND job = ?", (build_id, job))
+    room = dict.fromkeys(RANKS.values(), CASES_KEPT)
+    for rank, stored in conn.execute("SELECT rank, COUNT(*) FROM test_cases WHERE build_id = ? GROUP BY rank",
+                                     (build_id,)):
+        room[rank] = CASES_KEPT - stored
     for file, cases, problem in reports:
         t = Totals.of(cases)
+        kept = []
+        for c in cases:
+            rank = RANKS[c.status]
+            if room[rank] > 0:
+                room[rank] -= 1
+                kept.append((build_id, rank, c.status, c.suite, c.classname, c.name, c.time, c.message, c.detail,
+                             c.stdout, c.stderr))
         report_id = conn.execute(
             "INSERT INTO test_reports (build_id, job, file, tests, passed, failed, errors, skipped, time, problem, "
-            "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (build_id, job, file, t.tests, t.passed, t.failed, t.errors, t.skipped, t.time, problem, now),
+            "dropped, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (build_id, job, file, t.tests, t.passed, t.failed, t.errors, t.skipped, t.time, problem,
+             len(cases) - len(kept), now),
         ).lastrowid
         conn.executemany(
             "INSERT INTO test_cases (report_id, build_id, rank, status, suite, classname, name, time, message, "
             "detail, stdout, stderr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(report_id, build_id, RANKS[c.status], c.status, c.suite, c.classname, c.name, c.time, c.message,
-              c.detail, c.stdout, c.stderr) for c in cases],
+            [(report_id, *row) for row in kept],
         )
 
 
@@ -143,15 +163,15 @@ def build_totals(conn: sqlite3.Connection, build_id: int) -> Totals:
 
 def list_reports(conn: sqlite3.Connection, build_id: int) -> list[ReportRow]:
     rows = conn.execute(
-        "SELECT id, job, file, tests, passed, failed, errors, skipped, time, problem FROM test_reports "
+        "SELECT id, job, file, tests, passed, failed, errors, skipped, time, problem, dropped FROM test_reports "
         "WHERE build_id = ? ORDER BY job, file", (build_id,)).fetchall()
-    return [ReportRow(r[0], r[1], r[2], _totals(tuple(r)[3:9]), r[9]) for r in rows]
+    return [ReportRow(r[0], r[1], r[2], _totals(tuple(r)[3:9]), r[9], r[10]) for r in rows]
 
 
 def _status_filter(status: str | None) -> tuple[str, list[Any]]:
     if status is None:
         return "", []
-    return " AND c.status = ?", [status]
+    return " AND c.rank = ?", [RANKS[status]]  # a range of the index, not a look at every row
 
 
 def list_cases(conn: sqlite3.Connection, build_id: int, *, status: str | None = None, limit: int = 100,
@@ -167,6 +187,7 @@ def list_cases(conn: sqlite3.Connection, build_id: int, *, status: str | None = 
 
 
 def count_cases(conn: sqlite3.Connection, build_id: int, status: str | None = None) -> int:
+    """The build's stored cases (of ``status``): what a reader can page through."""
     where, params = _status_filter(status)
     return conn.execute(f"SELECT COUNT(*) FROM test_cases c WHERE c.build_id = ?{where}",
                         (build_id, *params)).fetchone()[0]

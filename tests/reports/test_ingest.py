@@ -71,6 +71,70 @@ async def test_ingest_from_the_event_loop(store):
     assert q.count_cases(store.read(), build_id) == 3
 
 
+def _xml(failed: int, passed: int, errors: int = 0) -> bytes:
+    cases = ([f'<testcase name="f{i}"><failure message="no"/></testcase>' for i in range(failed)]
+             + [f'<testcase name="e{i}"><error message="down"/></testcase>' for i in range(errors)]
+             + [f'<testcase name="p{i}"/>' for i in range(passed)])
+    return f'<testsuite name="s">{"".join(cases)}</testsuite>'.encode()
+
+
+def test_a_build_keeps_so_many_cases_of_each_status_and_counts_the_rest(store, monkeypatch):
+    monkeypatch.setattr(q, "CASES_KEPT", 5)
+    build_id = build(store)
+    ingest_reports(store, build_id, "unit", {"a.xml": _xml(failed=3, passed=8)})
+    ingest_reports(store, build_id, "lint", {"b.xml": _xml(failed=4, passed=1, errors=2)})
+    conn = store.read()
+    totals = q.build_totals(conn, build_id)
+    assert (totals.tests, totals.failed, totals.errors, totals.passed) == (18, 7, 2, 9)  # every case counted
+    # What fits is stored, failures before passes within the build's room for each status.
+    assert q.count_cases(conn, build_id, "failed") == 5 and q.count_cases(conn, build_id, "passed") == 5
+    assert q.count_cases(conn, build_id, "error") == 2
+    assert {r.job: r.dropped for r in q.list_reports(conn, build_id)} == {"unit": 3, "lint": 3}
+    # Collected again, a job's own stored cases are replaced, not counted against it.
+    ingest_reports(store, build_id, "unit", {"a.xml": _xml(failed=1, passed=2)})
+    conn = store.read()
+    assert q.count_cases(conn, build_id, "failed") == 1 + 2 and q.count_cases(conn, build_id, "passed") == 2  # lint's one was not kept
+    assert {r.job: r.dropped for r in q.list_reports(conn, build_id)} == {"unit": 0, "lint": 3}
+
+
+def test_cases_come_failed_then_errors_then_skipped_then_passed_and_filter_by_status(store):
+    build_id = build(store)
+    ingest_reports(store, build_id, "unit", files("pytest.xml", "surefire.xml"))
+    conn = store.read()
+    order = [c.status for c in q.list_cases(conn, build_id)]
+    assert order == sorted(order, key=q.RANKS.__getitem__) and order[0] == "failed" and order[-1] == "passed"
+    for status in q.RANKS:
+        chosen = q.list_cases(conn, build_id, status=status)
+        assert chosen and {c.status for c in chosen} == {status}
+        assert q.count_cases(conn, build_id, status) == order.count(status)
+    # The filter is a range of the (build, rank) index, not a look at each failure's status.
+    plan = conn.execute("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM test_cases c WHERE c.build_id = ? AND c.rank = ?",
+                        (build_id, 1)).fetchall()
+    assert "COVERING INDEX test_cases_build (build_id=? AND rank=?)" in " ".join(r[-1] for r in plan)
+
+
+def test_a_store_from_before_one_rank_per_status_is_brought_up_to_it(tmp_path):
+    with Store(tmp_path / "data") as s:
+        build_id = build(s)
+        ingest_reports(s, build_id, "unit", files("pytest.xml", "surefire.xml"))
+        want = [(c.status, c.name) for c in q.list_cases(s.read(), build_id)]
+        old = {"failed": 0, "error": 0, "skipped": 1, "passed": 2}  # migration 0008's ranks
+
+        def downgrade(conn):
+            for status, rank in old.items():
+                conn.execute("UPDATE test_cases SET rank = ? WHERE status = ?", (rank, status))
+            conn.execute("ALTER TABLE test_reports DROP COLUMN dropped")
+            conn.execute("PRAGMA user_version = 12")
+
+        s.write(downgrade)
+    with Store(tmp_path / "data") as s:
+        assert s.schema_version >= 13
+        conn = s.read()
+        assert [(c.status, c.name) for c in q.list_cases(conn, build_id)] == want
+        assert [c.status for c in q.list_cases(conn, build_id, status="error")] == ["error"]
+        assert all(r.dropped == 0 for r in q.list_reports(conn, build_id))
+
+
 def uid_of(store, build_id) -> str:
     return get_build(store.read(), build_id).uid
 

@@ -115,3 +115,26 @@ async def test_the_trend_and_conveyor_show(server, tmp_path):
     lines = shown.stdout.splitlines()
     at = lines.index("tests: 20 (16 passed, 4 failed, 0 errors, 0 skipped) from 1 report")
     assert lines[at + 1:at + 5] == [f"  failed: pkg.t.test_{i} [unit]: case {i} broke" for i in range(4)]
+
+
+async def test_cases_past_what_a_build_keeps_are_counted_and_said_everywhere(server, monkeypatch):
+    from runner.store import reports as r
+
+    monkeypatch.setattr(r, "CASES_KEPT", 10)
+    client = await server(start_queue=False)
+    store = client.app[STORE]
+    build_id = await _build(store)
+    await aingest_reports(store, build_id, "unit", {"r.xml": _many(30, broken=range(12))})
+
+    data = await (await client.get(f"/api/builds/{build_id}/tests?limit=100")).json()
+    assert data["totals"]["tests"] == 30 and data["totals"]["failed"] == 12
+    assert data["count"] == 20 and len(data["cases"]) == 20 and data["next"] is None
+    assert [x["dropped"] for x in data["reports"]] == [10]
+    page = await (await client.get(f"/builds/{build_id}")).text()
+    assert "10 cases are counted above but not listed: a build keeps at most 10 cases of each status" in page
+
+    shown = subprocess.run([sys.executable, "-m", "runner", "show", f"id:{build_id}", "--data-dir",
+                            str(store.data_dir)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    # A separate process, so not patched: the count is the stored one, the cap the real one.
+    assert "  10 cases counted but not kept: a build keeps at most 100,000 of each status" in shown.stdout
