@@ -5,20 +5,23 @@ and retention removes a build's artifacts with its directory (runner/retention.p
 blocks (file I/O, the store): call it in a thread.
 
 Because a blob is shared, one is only removed (``drop_blob``: a refused save's, an expired
-artifact's) when no recorded artifact names it and no save of this process has stored it without
-recording it yet: jobs of a build save at once, and the blob a refused save drops may be the one
-another job's save is about to name.
+artifact's) when no recorded artifact names it and no save has stored it without recording it yet:
+jobs of a build save at once, and the blob a refused save drops, or ``conveyor gc`` in another
+process expires, may be the one another job's save is about to name. So a save lists the blobs it
+holds in a file of its own (``<uid>/tmp-<id>/held``, flocked while it lives), and placing a blob and
+removing one each happen under an flock of ``<uid>/.lock``: across threads and processes alike.
+A save killed with -9 leaves its list unlocked, and an unlocked list holds nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import tarfile
-import threading
 import uuid
-from collections import Counter
 from pathlib import Path
 
 from runner.errors import ConveyorError
@@ -32,24 +35,66 @@ _CHUNK = 1 << 20
 # cost minutes and gigabytes of memory to keep however small they are (100,000 took 15 s, 141 MiB).
 MAX_FILES = 100_000
 
-# Per build uid, the blobs saves of this process have stored and not yet recorded (how many saves
-# hold each). Placing a blob and removing one both happen under the lock.
-_placing = threading.Lock()
-_unrecorded: dict[str, Counter] = {}
+LOCK_NAME = ".lock"
+HELD_NAME = "held"
 
 
-def _release(uid: str, held: list[str]) -> None:
-    """The save that stored ``held`` no longer needs them kept for it (its rows are written, or it
-    failed); ``held`` is emptied, so releasing twice releases once."""
-    with _placing:
-        counts = _unrecorded.get(uid)
-        if counts is not None and held:
-            counts.subtract(held)
-            for sha in [sha for sha, n in counts.items() if n <= 0]:
-                del counts[sha]
-            if not counts:
-                del _unrecorded[uid]
-        held.clear()
+def _open_lock(folder: Path) -> int:
+    return os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+@contextlib.contextmanager
+def _locked(fd: int):
+    """The build's blob lock, exclusive: placing a blob and removing one never interleave, whichever
+    threads or processes do them (flock excludes between open files, not only between processes)."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class _Held:
+    """The blobs one save has stored and not yet recorded, in ``tmp/held``: one sha per line, the
+    file flocked shared for as long as the save runs, so a drop can tell a live save's list from a
+    dead one's. It keeps the build's lock open: a save places each blob under it."""
+
+    def __init__(self, folder: Path, tmp: Path) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.file = open(tmp / HELD_NAME, "ab", buffering=0)  # noqa: SIM115 - closed by release
+        fcntl.flock(self.file, fcntl.LOCK_SH)
+        try:
+            self.lock = _open_lock(folder)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def add(self, sha: str) -> None:  # under the build's lock
+        self.file.write(sha.encode() + b"\n")
+
+    def release(self) -> None:
+        """The save's rows are written, or it failed: it holds nothing any more. Twice is once."""
+        if not self.file.closed:
+            self.file.truncate(0)
+            self.file.close()  # drops the flock
+            os.close(self.lock)
+
+
+def _held_elsewhere(folder: Path, sha: str) -> bool:
+    """Whether a live save of the build holds ``sha`` (under the uid's lock)."""
+    needle = sha.encode() + b"\n"
+    for path in folder.glob(f"tmp-*/{HELD_NAME}"):
+        try:
+            with open(path, "rb") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    continue  # no save holds it locked: released, or its process died
+                except BlockingIOError:
+                    if needle in f.read():
+                        return True
+        except FileNotFoundError:
+            continue  # its save just ended
+    return False
 
 
 class ArtifactError(ConveyorError):
@@ -85,18 +130,18 @@ class Artifacts:
                 if have + incoming > self.limit:
                     raise self._too_big(job, incoming, have)
             tmp = self.root / uid / f"tmp-{uuid.uuid4().hex}"  # one per save: jobs of a build save at once
-            held: list[str] = []  # the blobs this save stored, not to be dropped until its rows are written
+            held = _Held(self.root / uid, tmp)  # what it stored: not to be dropped until its rows are written
             try:
                 rows = [self._keep(uid, tar, m, tmp, held) for m in members]
                 try:
                     self.store.write(lambda c: sql.add(c, build_id, job, rows, now, expires, self.limit))
                 except sql.ArtifactLimitError:  # another job of the build got there first
-                    _release(uid, held)
+                    held.release()
                     for sha in {row[2] for row in rows if row[2]}:
                         self.drop_blob(build_id, uid, sha)
                     raise self._too_big(job, incoming, None) from None
             finally:
-                _release(uid, held)
+                held.release()
                 shutil.rmtree(tmp, ignore_errors=True)
         return len(rows)
 
@@ -117,7 +162,7 @@ class Artifacts:
                              f"of {_size(self.limit)}; keep fewer paths, or raise artifact_limit "
                              "(CONVEYOR_ARTIFACT_LIMIT, or artifact_limit: in the server configuration)")
 
-    def _keep(self, uid: str, tar: tarfile.TarFile, member: tarfile.TarInfo, folder: Path, held: list[str]) -> tuple:
+    def _keep(self, uid: str, tar: tarfile.TarFile, member: tarfile.TarInfo, folder: Path, held: _Held) -> tuple:
         mode = member.mode & 0o7777
         if member.issym():
             return (member.name, 0, "", mode, member.linkname)
@@ -130,9 +175,8 @@ class Artifacts:
                 out.write(chunk)
         sha = digest.hexdigest()
         final = self.blob(uid, sha)
-        with _placing:
-            _unrecorded.setdefault(uid, Counter())[sha] += 1
-            held.append(sha)
+        with _locked(held.lock):
+            held.add(sha)
             if final.exists():
                 tmp.unlink()
             else:
@@ -141,13 +185,20 @@ class Artifacts:
         return (member.name, member.size, sha, mode, None)
 
     def drop_blob(self, build_id: int, uid: str, sha: str) -> bool:
-        """Remove the blob ``sha`` of the build unless an unexpired artifact or a save in flight
-        needs it; whether it was removed."""
-        with _placing:
-            if _unrecorded.get(uid, {}).get(sha) or sql.in_use(self.store.read(), build_id, sha):
-                return False
-            self.blob(uid, sha).unlink(missing_ok=True)
-            return True
+        """Remove the blob ``sha`` of the build unless an unexpired artifact or a save in flight (of
+        any process) needs it; whether it was removed."""
+        folder = self.root / uid
+        if not folder.is_dir():
+            return False
+        fd = _open_lock(folder)
+        try:
+            with _locked(fd):
+                if _held_elsewhere(folder, sha) or sql.in_use(self.store.read(), build_id, sha):
+                    return False
+                self.blob(uid, sha).unlink(missing_ok=True)
+                return True
+        finally:
+            os.close(fd)
 
     def pack(self, build_id: int, uid: str, jobs: list[str], dest: Path) -> int:
         """A tar at ``dest`` of the unexpired artifacts of ``jobs`` (in order: a later job's file wins);

@@ -253,6 +253,81 @@ def test_expiring_a_file_does_not_take_the_blob_a_running_job_is_keeping(tmp_pat
         assert kept.pack(build_id, uid, ["late"], tmp_path / "needs.tar") == 1
 
 
+def _same_file_twice(tmp_path, store):
+    """A build whose job 'early' kept ``dist/app.bin`` already past its expiry, and an archive of
+    the same bytes for a job 'late' to keep."""
+    import io
+    import tarfile
+    import time
+
+    from runner.build import BuildRequest, create_build
+    from runner.store import builds as q
+
+    path = tmp_path / "same.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("dist/app.bin")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"same!"))
+    build_id = create_build(store, BuildRequest(repo="app", event="push", branch="main", sha="a" * 40), "t")
+    uid = q.get_build(store.read(), build_id).uid
+    now = time.time()
+    Artifacts(store, 0).save(build_id, uid, "early", path, now - 10, now - 1)
+    return build_id, uid, path, now
+
+
+def test_conveyor_gc_in_another_process_does_not_take_the_blob_a_running_job_is_keeping(tmp_path):
+    # As above, with the expiry done by `conveyor gc` beside the server: the saves of the server's
+    # process were known only to that process, so gc removed the blob 'late' was about to name.
+    import threading
+
+    from runner.store.db import Store
+
+    with Store(tmp_path / "data") as store:
+        build_id, uid, archive, now = _same_file_twice(tmp_path, store)
+        kept = Artifacts(store, 0)
+        blob = kept.blob(uid, sql.for_build(store.read(), build_id, "early")[0].sha256)
+        gate, stored = threading.Event(), threading.Event()
+
+        class Held:  # the real store, with 'late''s rows held back until gc has run
+            def __getattr__(self, name):
+                return getattr(store, name)
+
+            def write(self, fn, durable=False):
+                stored.set()
+                assert gate.wait(30)
+                return store.write(fn, durable)
+
+        kept.store = Held()
+        late = threading.Thread(target=kept.save, args=(build_id, uid, "late", archive, now, None))
+        late.start()
+        assert stored.wait(30)  # its blob is stored, its rows not yet written
+        gc = subprocess.run([sys.executable, "-m", "runner", "gc", "--data-dir", str(store.data_dir)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+        gate.set()
+        late.join(30)
+        assert gc.returncode == 0, gc.stderr
+        assert sql.for_build(store.read(), build_id, "early")[0].expired is not None  # gc did expire it
+        [row] = sql.for_build(store.read(), build_id, "late")
+        assert row.expired is None and blob.read_bytes() == b"same!"
+        # Once 'late' has let go of it, the blob is its artifact's: still not dropped.
+        assert not Artifacts(store, 0).drop_blob(build_id, uid, row.sha256) and blob.exists()
+
+
+def test_the_list_of_a_save_killed_mid_way_holds_nothing(tmp_path):
+    from runner.store.db import Store
+
+    with Store(tmp_path / "data") as store:
+        build_id, uid, _, _ = _same_file_twice(tmp_path, store)
+        kept = Artifacts(store, 0)
+        [early] = sql.for_build(store.read(), build_id, "early")
+        store.write(lambda c: c.execute("UPDATE artifacts SET expired = 1 WHERE id = ?", (early.id,)))
+        dead = kept.root / uid / "tmp-killed"  # what a save killed with -9 leaves: its list, unlocked
+        dead.mkdir()
+        (dead / "held").write_text(early.sha256 + "\n")
+        assert kept.drop_blob(build_id, uid, early.sha256)
+        assert not kept.blob(uid, early.sha256).exists()
+
+
 async def test_a_job_keeping_more_files_than_a_job_may_fails_with_what_to_do(builds):
     # Each kept file is a blob and a row: a million empty files would take minutes and gigabytes to
     # keep. The export stops at the first file past the count, before any blob is written.
