@@ -50,7 +50,8 @@ class ReportSummary:
         return [f.problem for f in self.files if f.problem]
 
 
-def parse_files(files: Mapping[str, bytes], secrets: Iterable[str] = ()) -> list[tuple[str, list[TestCase], str | None]]:
+def parse_files(files: Mapping[str, bytes],
+                secrets: Iterable[str] = ()) -> list[tuple[str, list[TestCase], str | None]]:
     """``(file, cases, problem)`` for each file, in name order; CPU only, no store. Reports are shown
     like logs, so every secret is masked in them as the log masks it (``SecretMasker``), in the text
     as XML decodes it: a secret spelled with character references is masked too."""
