@@ -10,6 +10,7 @@ the other files' cases. Reading them back: ``runner.store.reports``.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,15 +19,47 @@ from runner.reports.junit import ReportError, TestCase, parse_junit
 from runner.store import reports as q
 from runner.store.db import Store
 
-__all__ = ["ReportSummary", "ReportFile", "ingest_reports", "aingest_reports", "parse_files"]
+__all__ = ["ReportSummary", "ReportFile", "ParsedReport", "ingest_reports", "aingest_reports", "parse_files"]
 
 MAX_FILE_NAME = 1000
+# One job's reports are parsed at a time in a process. Parsing is CPU under the GIL, so two at once
+# are no faster, and each may hold a file's worth of cases (up to a million elements, hundreds of
+# MB) while it runs: jobs finishing together must not add those up in the server.
+_PARSING = threading.BoundedSemaphore(1)
 
 
 @dataclass(frozen=True)
 class ReportFile:
     file: str
     totals: q.Totals
+    problem: str | None = None
+
+
+class _Tally:
+    """A file's totals, counted case by case as the parser reads them."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(q.RANKS, 0)
+        self.seconds: float | None = None
+
+    def add(self, case: TestCase) -> None:
+        self.counts[case.status] += 1
+        if case.time is not None:
+            self.seconds = (self.seconds or 0.0) + case.time
+
+    def totals(self) -> q.Totals:
+        c = self.counts
+        return q.Totals(tests=sum(c.values()), passed=c["passed"], failed=c["failed"], errors=c["error"],
+                        skipped=c["skipped"], time=self.seconds)
+
+
+@dataclass(frozen=True)
+class ParsedReport:
+    """One file: its totals over every case, and the cases that may be stored (at most
+    ``CASES_KEPT`` of each status for the job; the store keeps what its build has room for)."""
+    file: str
+    totals: q.Totals
+    cases: list[TestCase]
     problem: str | None = None
 
 
@@ -50,26 +83,39 @@ class ReportSummary:
         return [f.problem for f in self.files if f.problem]
 
 
-def parse_files(files: Mapping[str, bytes],
-                secrets: Iterable[str] = ()) -> list[tuple[str, list[TestCase], str | None]]:
-    """``(file, cases, problem)`` for each file, in name order; CPU only, no store. Reports are shown
-    like logs, so every secret is masked in them as the log masks it (``SecretMasker``), in the text
-    as XML decodes it: a secret spelled with character references is masked too."""
+def parse_files(files: Mapping[str, bytes], secrets: Iterable[str] = ()) -> list[ParsedReport]:
+    """Each file parsed, in name order; CPU only, no store. Reports are shown like logs, so every
+    secret is masked in them as the log masks it (``SecretMasker``), in the text as XML decodes it:
+    a secret spelled with character references is masked too. A file's cases past what the job may
+    store are counted and let go before the next file is read, so memory stays at one file's."""
     from runner.executor.logs import SecretMasker
 
     mask = SecretMasker(secrets).mask
+    room = dict.fromkeys(q.RANKS, q.CASES_KEPT)
     parsed = []
-    for name in sorted(files):
-        shown = mask(name if len(name) <= MAX_FILE_NAME else name[:MAX_FILE_NAME] + "…")
-        try:
-            parsed.append((shown, parse_junit(shown, files[name], mask), None))
-        except ReportError as exc:
-            parsed.append((shown, [], str(exc)))
+    with _PARSING:
+        for name in sorted(files):
+            shown = mask(name if len(name) <= MAX_FILE_NAME else name[:MAX_FILE_NAME] + "…")
+            tally = _Tally()
+
+            def keep(case: TestCase) -> bool:
+                tally.add(case)
+                if room[case.status] > 0:
+                    room[case.status] -= 1
+                    return True
+                return False
+
+            try:
+                cases = parse_junit(shown, files[name], mask, keep)
+            except ReportError as exc:
+                parsed.append(ParsedReport(shown, q.Totals(), [], str(exc)))
+                continue
+            parsed.append(ParsedReport(shown, tally.totals(), cases))
     return parsed
 
 
-def _summary(build_id: int, job: str, parsed) -> ReportSummary:
-    return ReportSummary(build_id, job, tuple(ReportFile(f, q.Totals.of(c), p) for f, c, p in parsed))
+def _summary(build_id: int, job: str, parsed: list[ParsedReport]) -> ReportSummary:
+    return ReportSummary(build_id, job, tuple(ReportFile(p.file, p.totals, p.problem) for p in parsed))
 
 
 def ingest_reports(store: Store, build_id: int, job: str, files: Mapping[str, bytes],

@@ -74,12 +74,18 @@ def _same(text: str) -> str:
     return text
 
 
-def parse_junit(name: str, data: bytes, mask: Callable[[str], str] = _same) -> list[TestCase]:
+def _all(case: TestCase) -> bool:
+    return True
+
+
+def parse_junit(name: str, data: bytes, mask: Callable[[str], str] = _same,
+                keep: Callable[[TestCase], bool] = _all) -> list[TestCase]:
     """The cases of the JUnit XML ``data`` (the file ``name``); ``ReportError`` when it is refused.
 
     ``mask`` is applied to every text as XML decodes it, before any cut: a secret written with
     character references (``&#83;``), split by a comment or across CDATA sections, or straddling a
-    cut is whole at that point, so it is masked like the log masks it."""
+    cut is whole at that point, so it is masked like the log masks it. ``keep`` sees every case as
+    it is read and says whether to hold it; the others are let go at once (the caller counts them)."""
     if len(data) > MAX_REPORT_BYTES:
         raise ReportError(f"{name}: {len(data):,} bytes is over the {MAX_REPORT_BYTES // 2**20} MiB cap "
                           "for a test report; point reports.junit at the report files only")
@@ -88,7 +94,7 @@ def parse_junit(name: str, data: bytes, mask: Callable[[str], str] = _same) -> l
     try:
         events = DET.iterparse(io.BytesIO(data), events=("start", "end"), forbid_dtd=True, forbid_entities=True,
                                forbid_external=True)
-        return _walk(name, STORED_PER_BYTE * len(data), events, mask)
+        return _walk(name, STORED_PER_BYTE * len(data), events, mask, keep)
     except defusedxml.DTDForbidden:
         raise ReportError(f"{name}: refused: the file declares a DTD (entities could expand without bound "
                           "or read host files); test reporters never write one") from None
@@ -100,7 +106,8 @@ def parse_junit(name: str, data: bytes, mask: Callable[[str], str] = _same) -> l
                           "is the report complete (a killed test run leaves half a file)?") from None
 
 
-def _walk(name: str, room: int, events, mask: Callable[[str], str]) -> list[TestCase]:
+def _walk(name: str, room: int, events, mask: Callable[[str], str],
+          keep: Callable[[TestCase], bool]) -> list[TestCase]:
     """Streamed, so limits bite while parsing: nesting and element count are checked per element,
     and each case is emptied once read (a big report never holds two copies of itself). ``room`` is
     what the cases may store (characters); suite output is shared only while some is left."""
@@ -127,9 +134,12 @@ def _walk(name: str, room: int, events, mask: Callable[[str], str]) -> list[Test
             continue
         depth -= 1
         if tag == "testcase" and suites:
-            cases.append(_case(element, suites[-1][0], mask))
+            case = _case(element, suites[-1][0], mask)
             element.clear()
-            room -= _stored(cases[-1])
+            if not keep(case):
+                continue
+            cases.append(case)
+            room -= _stored(case)
             if room < 0:
                 raise ReportError(f"{name}: its cases come to more than {STORED_PER_BYTE} times the file's size "
                                   "(a long suite name repeated on every case?); not a report any test runner writes")

@@ -22,6 +22,13 @@ RANKS = {"failed": 0, "error": 1, "skipped": 2, "passed": 3}
 CASES_KEPT = 100_000
 
 
+class _Report(Protocol):  # runner.reports.ParsedReport, without importing upwards
+    file: str
+    totals: Totals
+    cases: list[_Case]
+    problem: str | None
+
+
 class _Case(Protocol):  # runner.reports.junit.TestCase, without importing upwards
     suite: str
     classname: str
@@ -114,21 +121,21 @@ class TrendPoint:
 # -- writing (inside store.write) ------------------------------------------------------------
 
 
-def replace_job_reports(conn: sqlite3.Connection, build_id: int, job: str,
-                        reports: Iterable[tuple[str, list[_Case], str | None]], now: float) -> None:
-    """Store a job's reports, each ``(file, cases, problem)``, in place of what the job stored before
-    (a re-collected job replaces, never doubles, its counts). One transaction: all or nothing.
-    Totals count every case; the cases themselves are stored while the build has room for their
-    status (``CASES_KEPT``), the rest counted in the report's ``dropped``."""
+def replace_job_reports(conn: sqlite3.Connection, build_id: int, job: str, reports: Iterable[_Report],
+                        now: float) -> None:
+    """Store a job's reports in place of what the job stored before (a re-collected job replaces,
+    never doubles, its counts). One transaction: all or nothing. A report's totals count every case
+    of its file; its cases are stored while the build has room for their status (``CASES_KEPT``),
+    the rest counted in the report's ``dropped``."""
     conn.execute("DELETE FROM test_reports WHERE build_id = ? AND job = ?", (build_id, job))
     room = dict.fromkeys(RANKS.values(), CASES_KEPT)
     for rank, stored in conn.execute("SELECT rank, COUNT(*) FROM test_cases WHERE build_id = ? GROUP BY rank",
                                      (build_id,)):
         room[rank] = CASES_KEPT - stored
-    for file, cases, problem in reports:
-        t = Totals.of(cases)
+    for report in reports:
+        t = report.totals
         kept = []
-        for c in cases:
+        for c in report.cases:
             rank = RANKS[c.status]
             if room[rank] > 0:
                 room[rank] -= 1
@@ -137,8 +144,8 @@ def replace_job_reports(conn: sqlite3.Connection, build_id: int, job: str,
         report_id = conn.execute(
             "INSERT INTO test_reports (build_id, job, file, tests, passed, failed, errors, skipped, time, problem, "
             "dropped, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (build_id, job, file, t.tests, t.passed, t.failed, t.errors, t.skipped, t.time, problem,
-             len(cases) - len(kept), now),
+            (build_id, job, report.file, t.tests, t.passed, t.failed, t.errors, t.skipped, t.time, report.problem,
+             t.tests - len(kept), now),
         ).lastrowid
         conn.executemany(
             "INSERT INTO test_cases (report_id, build_id, rank, status, suite, classname, name, time, message, "

@@ -170,3 +170,14 @@ def test_the_trend_is_the_branchs_builds_with_reports_oldest_first(store):
     assert [(p.totals.passed, p.totals.failed) for p in points[:2]] == [(1, 1), (2, 0)]
     until = q.trend(store.read(), "web", "main", until=ids[10], limit=5)
     assert [p.build_id for p in until] == ids[6:11]
+
+
+def test_a_jobs_files_past_what_it_may_store_are_counted_not_held(monkeypatch):
+    from runner.reports import parse_files
+
+    monkeypatch.setattr(q, "CASES_KEPT", 4)
+    first, second = parse_files({"a.xml": _xml(failed=3, passed=3), "b.xml": _xml(failed=3, passed=3)})
+    assert (first.totals.tests, len(first.cases)) == (6, 6)
+    # The job may store 4 of each status: one more failure and one more pass of the second file.
+    assert second.totals.tests == 6 and second.totals.failed == 3
+    assert [c.name for c in second.cases] == ["f0", "p0"]

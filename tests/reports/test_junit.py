@@ -200,8 +200,9 @@ def test_secrets_are_masked_in_reports_as_in_logs_however_xml_spells_them():
     xml = (b'<testsuite name="s"><testcase classname="c" name="&#104;unter2"><failure message="token s3&amp;cr&lt;t">'
            b'got <![CDATA[hunt]]><![CDATA[er2]]> and hun<!-- a comment -->ter2</failure>'
            b'<system-out>key line1\nline2 ok &#x68;&#x75;nter2</system-out></testcase></testsuite>')
-    [(_, [case], problem)] = parse_files({"r.xml": xml}, ["s3&cr<t", "line1\nline2", "hunter2"])
-    assert problem is None
+    [report] = parse_files({"r.xml": xml}, ["s3&cr<t", "line1\nline2", "hunter2"])
+    [case] = report.cases
+    assert report.problem is None
     text = f"{case.name} {case.message} {case.detail} {case.stdout}"
     for leak in ("s3&cr<t", "line1", "line2", "hunter2", "hunt", "ter2"):
         assert leak not in text, (leak, text)
@@ -215,5 +216,5 @@ def test_a_secret_straddling_a_cut_is_masked_before_the_cut():
     # The tail of the output is kept: the cut falls in the middle of the secret.
     out = "x" * 100 + "hunter2" + "y" * (MAX_OUTPUT - 3)
     xml = f'<testsuite name="s"><testcase name="t"><system-out>{out}</system-out></testcase></testsuite>'
-    [(_, [case], _)] = parse_files({"r.xml": xml.encode()}, ["hunter2"])
+    [case] = parse_files({"r.xml": xml.encode()}, ["hunter2"])[0].cases
     assert "ter2" not in case.stdout[:60] and case.stdout.endswith("y" * 100)
