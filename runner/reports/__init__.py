@@ -23,8 +23,8 @@ __all__ = ["ReportSummary", "ReportFile", "ParsedReport", "ingest_reports", "ain
 
 MAX_FILE_NAME = 1000
 # One job's reports are parsed at a time in a process. Parsing is CPU under the GIL, so two at once
-# are no faster, and each may hold a file's worth of cases (up to a million elements, hundreds of
-# MB) while it runs: jobs finishing together must not add those up in the server.
+# are no faster, and each may hold the cases its job may store (CASES_KEPT of each status, some
+# hundreds of MB at worst) while it runs: jobs finishing together must not add those up.
 _PARSING = threading.BoundedSemaphore(1)
 
 
