@@ -43,15 +43,27 @@ def _open_lock(folder: Path) -> int:
     return os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
+def _flock(fd, op: int) -> bool | None:
+    """flock: whether it was taken (False: another holds it, with LOCK_NB); None on a filesystem
+    without flock (some network and FUSE mounts), where keeping runs unguarded, as the store does."""
+    try:
+        fcntl.flock(fd, op)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+
+
 @contextlib.contextmanager
 def _locked(fd: int):
     """The build's blob lock, exclusive: placing a blob and removing one never interleave, whichever
     threads or processes do them (flock excludes between open files, not only between processes)."""
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    _flock(fd, fcntl.LOCK_EX)
     try:
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        _flock(fd, fcntl.LOCK_UN)
 
 
 class _Held:
@@ -62,7 +74,7 @@ class _Held:
     def __init__(self, folder: Path, tmp: Path) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.file = open(tmp / HELD_NAME, "ab", buffering=0)  # noqa: SIM115 - closed by release
-        fcntl.flock(self.file, fcntl.LOCK_SH)
+        _flock(self.file, fcntl.LOCK_SH)
         try:
             self.lock = _open_lock(folder)
         except BaseException:
@@ -81,17 +93,16 @@ class _Held:
 
 
 def _held_elsewhere(folder: Path, sha: str) -> bool:
-    """Whether a live save of the build holds ``sha`` (under the uid's lock)."""
+    """Whether a live save of the build holds ``sha`` (under the build's lock). Where flock is
+    missing, every list counts: a killed save's then holds its blobs until the build is removed."""
     needle = sha.encode() + b"\n"
     for path in folder.glob(f"tmp-*/{HELD_NAME}"):
         try:
             with open(path, "rb") as f:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB):
                     continue  # no save holds it locked: released, or its process died
-                except BlockingIOError:
-                    if needle in f.read():
-                        return True
+                if needle in f.read():
+                    return True
         except FileNotFoundError:
             continue  # its save just ended
     return False
