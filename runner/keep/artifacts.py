@@ -199,9 +199,10 @@ class Artifacts:
         """Remove the blob ``sha`` of the build unless an unexpired artifact or a save in flight (of
         any process) needs it; whether it was removed."""
         folder = self.root / uid
-        if not folder.is_dir():
-            return False
-        fd = _open_lock(folder)
+        try:
+            fd = _open_lock(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return False  # the build's files are gone (retention removed it meanwhile)
         try:
             with _locked(fd):
                 if _held_elsewhere(folder, sha) or sql.in_use(self.store.read(), build_id, sha):

@@ -181,3 +181,49 @@ def test_a_jobs_files_past_what_it_may_store_are_counted_not_held(monkeypatch):
     # The job may store 4 of each status: one more failure and one more pass of the second file.
     assert second.totals.tests == 6 and second.totals.failed == 3
     assert [c.name for c in second.cases] == ["f0", "p0"]
+
+
+def test_a_refused_file_takes_none_of_what_the_job_may_store(monkeypatch):
+    from runner.reports import parse_files
+
+    monkeypatch.setattr(q, "CASES_KEPT", 5)
+    broken = _xml(failed=5, passed=0)[:-len(b"</testsuite>")]  # a killed test run: no end tag
+    first, second = parse_files({"a.xml": broken, "b.xml": _xml(failed=3, passed=0)})
+    assert first.problem and first.totals.tests == 0
+    assert second.totals.tests == 3 and len(second.cases) == 3
+
+
+def test_masked_names_that_collide_are_all_stored(store):
+    build_id = build(store)
+    xml = _xml(failed=1, passed=1)
+    ingest_reports(store, build_id, "unit", {"r/a-tok1.xml": xml, "r/a-tok2.xml": xml}, ["tok1", "tok2"])
+    reports = q.list_reports(store.read(), build_id)
+    assert [r.file for r in reports] == ["r/a-********.xml", "r/a-********.xml (2)"]
+    assert q.build_totals(store.read(), build_id).tests == 4
+
+
+def test_one_jobs_reports_are_ingested_at_a_time_from_parse_to_write(store, monkeypatch):
+    # A job's parsed cases wait in memory for the store's one writer: a second job must not parse
+    # its own meanwhile, or jobs ending together add up in the server.
+    import threading
+
+    import runner.reports as reports
+
+    parsed = []
+    real = reports.parse_junit
+    monkeypatch.setattr(reports, "parse_junit", lambda name, *a: parsed.append(name) or real(name, *a))
+    build_id = build(store)
+    gate = threading.Event()
+    store.submit(lambda c: gate.wait(10))  # the writer is busy
+    first = threading.Thread(target=ingest_reports, args=(store, build_id, "a", {"a.xml": _xml(1, 1)}))
+    second = threading.Thread(target=ingest_reports, args=(store, build_id, "b", {"b.xml": _xml(1, 1)}))
+    first.start()
+    while not parsed:
+        threading.Event().wait(0.01)
+    second.start()
+    second.join(0.5)
+    assert parsed == ["a.xml"]  # the second waits while the first's cases wait for the writer
+    gate.set()
+    first.join(10)
+    second.join(10)
+    assert parsed == ["a.xml", "b.xml"] and q.build_totals(store.read(), build_id).tests == 4

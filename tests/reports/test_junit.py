@@ -218,3 +218,25 @@ def test_a_secret_straddling_a_cut_is_masked_before_the_cut():
     xml = f'<testsuite name="s"><testcase name="t"><system-out>{out}</system-out></testcase></testsuite>'
     [case] = parse_files({"r.xml": xml.encode()}, ["hunter2"])[0].cases
     assert "ter2" not in case.stdout[:60] and case.stdout.endswith("y" * 100)
+
+
+def test_secrets_are_masked_in_refusals_and_file_names_and_raw_tabs_in_attributes():
+    from runner.reports import MAX_FILE_NAME, parse_files
+
+    long = "r/" + "a" * (MAX_FILE_NAME - 7) + "hunter2Sq9.xml"  # the cut falls inside the secret
+    tabbed = b'<testsuite name="s"><testcase name="t"><failure message="tok ab\tcd9 x"/></testcase></testsuite>'
+    parsed = parse_files({"r.xml": b"<hunter2Sq9/>", long: b"<testsuite/>", "t.xml": tabbed},
+                         ["hunter2Sq9", "ab\tcd9"])
+    shown = " ".join(f"{p.file} {p.problem} {[c.message for c in p.cases]}" for p in parsed)
+    assert "hunter" not in shown and "cd9" not in shown, shown
+    refused = next(p for p in parsed if p.file == "r.xml")
+    assert "the root element is <********>" in refused.problem
+    assert next(p for p in parsed if p.file == "t.xml").cases[0].message == "tok ******** x"
+
+
+def test_files_that_look_the_same_once_masked_are_both_kept():
+    from runner.reports import parse_files
+
+    xml = b'<testsuite name="s"><testcase name="t"/></testsuite>'
+    parsed = parse_files({"reports/alpha-tok1.xml": xml, "reports/alpha-tok2.xml": xml}, ["tok1", "tok2"])
+    assert [p.file for p in parsed] == ["reports/alpha-********.xml", "reports/alpha-********.xml (2)"]
