@@ -74,7 +74,7 @@ async def rollback_service(swarm: Engine, store: Store, service: str, log: Calla
     async with history.service_lock(target, service):
         deploy_id = await history.claim(store, {"service": service, "target": target, "kind": "rollback",
                                                 "rollback_of": chosen["id"], "image": chosen["image"],
-                                                "stack": chosen["stack"], **prov.fields(),
+                                                "stack": chosen["stack"], **prov.restoring(chosen),
                                                 # it runs what that deploy ran, where it ran
                                                 "digest": chosen.get("digest"),
                                                 "environment": chosen.get("environment")}, log)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from runner.deploy import history
@@ -55,6 +55,15 @@ class Provenance:
         return {"repo": self.repo, "build_uid": self.build_uid, "build_number": self.build_number,
                 "commit_sha": self.commit_sha, "trigger": self.trigger, "environment": self.environment,
                 "promoted_from": self.promoted_from}
+
+    def restoring(self, row: Mapping) -> dict:
+        """``fields()`` of a rollback to the deploy ``row``: where this provenance names no build (a
+        rollback from the API or the command line), the build of what it puts back, as a promotion
+        does. The row then belongs to that build's repository, and only its readers see it."""
+        own = self.fields()
+        if self.repo is None:
+            own.update({k: row.get(k) for k in ("repo", "build_uid", "build_number", "commit_sha")})
+        return own
 
 
 @dataclass(frozen=True)

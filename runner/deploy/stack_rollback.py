@@ -69,7 +69,8 @@ async def rollback_stack(swarm: Engine, store: Store, stack: str, log: Log, prov
         per = {n: {"rollback_of": by_name[n]["id"], "image": by_name[n]["image"], "digest": by_name[n]["digest"],
                    "environment": by_name[n]["environment"]} if n in by_name else {} for n in names}
         ids = await claim_all(locks, store, target, names,
-                               {"kind": "rollback", "stack": stack, "batch": batch, **prov.fields()}, log, per)
+                               {"kind": "rollback", "stack": stack, "batch": batch, **prov.restoring(chosen[0])},
+                               log, per)
         specs = {n: with_deploy_label(by_name[n]["spec_after"], ids[n]) if n in by_name else None for n in names}
         for n in names:
             current = await swarm.call(live_service, swarm, n)

@@ -123,8 +123,10 @@ class Auth:
         return user
 
     def can_read(self, request: web.Request, repo: str | None) -> bool:
-        """Whether the asker may read builds of ``repo`` (a private one needs a signed-in viewer)."""
-        if repo is None or self.config.visibility_of(repo) == "public":
+        """Whether the asker may read builds of ``repo`` (a private one needs a signed-in viewer).
+        What belongs to no repository (a deploy from the command line) has the server's visibility:
+        on a private server it is not shown to everyone."""
+        if (self.config.visibility if repo is None else self.config.visibility_of(repo)) == "public":
             return True
         user = self.identify(request)
         return user is not None and user.has("viewer")

@@ -67,3 +67,54 @@ async def test_rollback_from_the_api_reapplies_the_chosen_deploy(server, docker_
         assert env_of(service) == ["V=1"]
     finally:
         service.remove()
+
+
+async def test_a_rollback_of_a_private_repositorys_service_is_shown_only_to_its_readers(
+        server, docker_client, instance, tmp_path):
+    # A rollback from the API named no build, so its row had no repository, and a row of no
+    # repository was shown to everyone: the private service, its image and who rolled it back.
+    from tests.server.people import ENV, USERS, bearer
+
+    if docker_client.info().get("Swarm", {}).get("LocalNodeState") != "active":
+        pytest.skip("no swarm here: run `docker swarm init --advertise-addr 127.0.0.1` (.ci/run does)")
+    client = await server([{"name": "acme/closed", "provider": "github", "path": str(tmp_path),
+                            "visibility": "private"}], paused=True, users=USERS, env=ENV)
+    name = f"conveyor-{instance}-billing"
+    service = docker_client.services.create(
+        BUSYBOX, command=["sleep", "3600"], name=name, env=["V=1"],
+        labels={"io.conveyor.instance": instance}, container_labels={"io.conveyor.instance": instance})
+    try:
+        store = client.app[STORE]
+
+        def record(spec: dict, number: int) -> int:
+            return store.write(lambda conn: conn.execute(
+                "INSERT INTO deploys (service, target, image, spec_after, status, trigger, started, finished, "
+                "repo, build_uid, build_number, commit_sha) VALUES (?, 'default', ?, ?, 'succeeded', 'build', ?, ?, "
+                "'acme/closed', ?, ?, ?)",
+                (name, BUSYBOX, json.dumps(spec), time.time(), time.time(), f"uid{number}", number,
+                 f"{number}" * 40)).lastrowid)
+
+        service.reload()
+        first = record(service.attrs["Spec"], 1)
+        service.update(env=["V=2"])
+        service.reload()
+        record(service.attrs["Spec"], 2)
+
+        answer = await client.post(f"/api/services/{name}/rollback", json={}, headers=bearer("deployer"))
+        assert answer.status == 202, await answer.text()
+
+        async def rolled_back():
+            rows = (await (await client.get(f"/api/deploys?service={name}", headers=bearer("viewer"))).json())
+            done = [r for r in rows["deploys"] if r["kind"] == "rollback" and r["status"] != "deploying"]
+            return done[0] if done else None
+
+        row = await wait_for(rolled_back, timeout=120, interval=0.5)
+        # It belongs to the build whose version it put back, as a promotion does.
+        assert (row["status"], row["rollback_of"], row["trigger"]) == ("succeeded", first, "api:deployer-user")
+        assert (row["repo"], row["build_number"], row["commit_sha"]) == ("acme/closed", 1, "1" * 40)
+        assert env_of(service) == ["V=1"]
+        assert (await (await client.get("/api/deploys")).json())["deploys"] == []
+        page = await (await client.get("/deploys")).text()
+        assert name not in page and BUSYBOX not in page
+    finally:
+        service.remove()
