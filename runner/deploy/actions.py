@@ -17,7 +17,7 @@ from runner.deploy.compose_source import render_compose, stack_from_workspace
 from runner.deploy.config import load_deploy_config
 from runner.deploy.environments import adjust_stack_spec, check_approved, check_branch, for_environment
 from runner.engine import errors as derrors
-from runner.engine import open_target
+from runner.engine import DEFAULT_TARGET, open_target
 from runner.engine.labels import IMAGE_BUILD, IMAGE_INSTANCE, IMAGE_REPO, OLD_IMAGE_REPO, labels_for
 from runner.store import approvals
 from runner.deploy.image_build import build_image
@@ -98,12 +98,16 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
     from runner.deploy import provenance
 
     spec, prov, env = stage.deploy, provenance(ctx), None
+    config = await asyncio.to_thread(load_deploy_config, settings)
     if spec.environment:
-        env = (await asyncio.to_thread(load_deploy_config, settings)).environment(spec.environment)
-        check_branch(env, ctx.plan.env.get("CI_COMMIT_BRANCH"), ctx.plan.env.get("CI_COMMIT_TAG"))
+        env = config.environment(spec.environment)
+        # The build's own branch, as stored: the pipeline's `env:` may set CI_COMMIT_BRANCH to anything.
+        check_branch(env, *await history.build_ref(store, ctx.build.id))
         check_approved(env, await store.aread(lambda c: approvals.of_build_uid(c, ctx.build.id)))
         spec, prov = for_environment(spec, env), dataclasses.replace(prov, environment=env.name)
         ctx.log(f"deploying to environment {env.name} (target {env.target})")
+    else:
+        _check_unguarded(config, spec)
     swarm = await open_target(settings, spec.target)
     try:
         if spec.stack:
@@ -122,6 +126,25 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
         return ActionResult("failure", f"deploy #{outcome.deploy_id} {outcome.status}: {outcome.reason}")
     finally:
         swarm.close()
+
+
+def _check_unguarded(config, spec) -> None:
+    """A deploy that names no environment may not write what a guarded one owns (its approvers and
+    branch rules would not be asked): the names on its target that end in its suffix."""
+    name = spec.stack or spec.service
+    target = spec.target or DEFAULT_TARGET
+    owner = config.owner(target, name) if name else None
+    if owner is not None and (owner.approvers or owner.branches):
+        kind = "stack" if spec.stack else "service"
+        raise DeployError(
+            f"{kind} {name!r} on target {target!r} is environment {owner.name!r}'s, which takes deploys only "
+            f"{_guards(owner)}: deploy it with `environment: {owner.name}` and {kind} {owner.base(name)!r} "
+            "(or to a name of no guarded environment)")
+
+
+def _guards(env) -> str:
+    said = [f"approved by {', '.join(env.approvers)}"] if env.approvers else []
+    return " and ".join(said + ([f"from branch(es) {', '.join(env.branches)}"] if env.branches else []))
 
 
 async def rollback_action(settings: Settings, store: Store, stage: Stage, ctx: ActionContext) -> ActionResult:

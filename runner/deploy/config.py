@@ -101,6 +101,13 @@ class DeployConfig:
     def registry_for(self, target: str) -> Registry | None:
         return self.registries.get(target) or self.registries.get("default")
 
+    def owner(self, target: str, name: str) -> Environment | None:
+        """The environment whose service (or stack) ``name`` on ``target`` is: of the environments
+        on that target, the one whose ``suffix`` ends the name, the longest winning (an empty suffix
+        ends every name); None when no environment is on the target."""
+        fits = [e for e in self.environments.values() if e.target == target and name.endswith(e.suffix)]
+        return max(fits, key=lambda e: len(e.suffix), default=None)
+
     def environment(self, name: str) -> Environment:
         if name not in self.environments:
             known = ", ".join(sorted(self.environments)) or "none are configured"

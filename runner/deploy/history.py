@@ -129,6 +129,19 @@ async def get(store: Store, deploy_id: int) -> Deploy | None:
     return await store.aread(lambda c: _row(c.execute("SELECT * FROM deploys WHERE id = ?", (deploy_id,)).fetchone()))
 
 
+async def origin(store: Store, row: Deploy) -> Deploy:
+    """The deploy whose version ``row`` runs: ``row`` itself, or for a rollback the row it put back
+    (followed until a deploy; ``rollback_of`` always names an older row, so this ends). A rollback
+    run by a pipeline records the build that ran it, not the build of what it put back: checks of
+    where a version came from (a promotion's branch rule) must ask the origin."""
+    while row["kind"] == "rollback" and row.get("rollback_of"):
+        older = await get(store, row["rollback_of"])
+        if older is None:  # pruned: the rollback's own record is all there is
+            break
+        row = older
+    return row
+
+
 async def latest(store: Store, target: str, service: str) -> Deploy | None:
     return await store.aread(lambda c: _row(c.execute(
         "SELECT * FROM deploys WHERE target = ? AND service = ? AND status != 'deploying' ORDER BY id DESC LIMIT 1",

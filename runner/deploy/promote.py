@@ -40,6 +40,7 @@ class Promotion:
     dest: Environment
     row: history.Deploy  # the source environment's live deploy
     spec: dict  # its recorded spec, as it will run in ``dest``
+    origin: history.Deploy  # the deploy whose version ``row`` runs (``row``, unless it is a rollback)
 
 
 async def plan_promotion(settings: Settings, store: Store, service: str, source: str, dest: str) -> Promotion:
@@ -56,18 +57,19 @@ async def plan_promotion(settings: Settings, store: Store, service: str, source:
         raise DeployError(f"deploy #{row['id']} of {service!r} in {src.name!r} runs {row['image']}, which is not pinned "
                           "to a digest (no registry was configured for it): configure a registry, deploy again, then "
                           "promote")
+    origin = await history.origin(store, row)
     if dst.branches:  # what is promoted must come from a branch the destination takes deploys from
-        branch, tag = await history.build_ref(store, row["build_uid"])
+        branch, tag = await history.build_ref(store, origin["build_uid"])
         check_branch(dst, branch, tag)
-    return Promotion(service, src, dst, row, adjust_recorded(row["spec_after"], src, dst, service))
+    return Promotion(service, src, dst, row, adjust_recorded(row["spec_after"], src, dst, service), origin)
 
 
 async def promote(settings: Settings, store: Store, plan: Promotion, log: Callable[[str], None],
                   who: str, timeout: float = 300.0) -> DeployOutcome:
-    row, dst = plan.row, plan.dest
+    row, dst, made = plan.row, plan.dest, plan.origin  # the version's build and commit: its origin's
     name = dst.service(plan.service)
-    prov = Provenance(repo=row["repo"], build_uid=row["build_uid"], build_number=row["build_number"],
-                      commit_sha=row["commit_sha"], trigger=who, instance=settings.instance,
+    prov = Provenance(repo=made["repo"], build_uid=made["build_uid"], build_number=made["build_number"],
+                      commit_sha=made["commit_sha"], trigger=who, instance=settings.instance,
                       environment=dst.name, promoted_from=row["id"])
     swarm = await open_target(settings, dst.target)
     try:

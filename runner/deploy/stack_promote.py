@@ -82,8 +82,8 @@ async def plan_stack_promotion(settings: Settings, store: Store, stack: str, sou
         raise DeployError(f"stack {stack!r} in {src.name!r} runs {', '.join(loose)} without a pinned digest (no "
                           "registry was configured for it): configure a registry, deploy again, then promote")
     if dst.branches:
-        origin = rows[0] if rows[0]["kind"] == "deploy" else await history.get(store, rows[0]["rollback_of"])
-        branch, tag = await history.build_ref(store, (origin or rows[0])["build_uid"])
+        origin = await history.origin(store, rows[0])
+        branch, tag = await history.build_ref(store, origin["build_uid"])
         check_branch(dst, branch, tag)
     return StackPromotion(stack, src, dst, tuple(rows))
 
