@@ -131,6 +131,28 @@ def _networks(doc: dict, stack: str) -> tuple[dict[str, dict[str, Any]], list[st
     return create, external
 
 
+def _own_objects_only(doc: dict, problem) -> None:
+    """An untrusted repository's stack uses only objects of its own stack. Deploys share the swarm:
+    `external` (or a volume's or network's `name:`) would mount another stack's secret, config or
+    data, or join its network; a volume's `driver_opts` (`type: none, o: bind, device: /etc`) or
+    another driver reach the node's files as a bind mount does, which only a trusted one may use."""
+    for kind in ("secrets", "configs", "volumes", "networks"):
+        for key, cfg in (doc.get(kind) or {}).items():
+            cfg = cfg if isinstance(cfg, dict) else {}
+            noun = kind[:-1]
+            if cfg.get("external"):
+                problem(f"{kind}.{key}", f"an external {noun} belongs to another stack or to the node, which only "
+                                         "a trusted repository may use; define it in this file, or mark the repository trusted")
+            elif kind in ("volumes", "networks") and cfg.get("name"):
+                problem(f"{kind}.{key}", f"`name:` would use the {noun} of that name, another stack's if it exists, "
+                                         f"which only a trusted repository may do; drop it (the {noun} is then "
+                                         f"`<stack>_{key}`), or mark the repository trusted")
+            if kind == "volumes" and (cfg.get("driver_opts") is not None or cfg.get("driver") not in (None, "local")):
+                problem(f"{kind}.{key}", "a volume's `driver` and `driver_opts` can mount the node's files or a "
+                                         "network share (`type: none, o: bind, device: /etc`), which only a trusted "
+                                         "repository may do; drop them, or mark the repository trusted")
+
+
 def parse_compose(text: str, stack: str, file: str = "docker-compose.yml", *, read: ReadFile | None = None,
                   env: dict[str, str] | None = None, trusted: bool = False) -> ComposeStack:
     """The stack of a Compose file; ``read`` reads env_file and secret/config files (paths relative
@@ -157,6 +179,8 @@ def parse_compose(text: str, stack: str, file: str = "docker-compose.yml", *, re
         node = node_at(root, path)
         diags.error("compose-value", f"`{path}`: {message}", node.line if node else 1, node.col if node else 1, path)
 
+    if not trusted:
+        _own_objects_only(doc, problem)
     base = posixpath.dirname(file)
     reader = read or (lambda rel: (_ for _ in ()).throw(DeployError(f"cannot read {rel}: no workspace")))
     objects = _objects(doc, "secret", stack, base, reader, problem) + _objects(doc, "config", stack, base, reader,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from runner.deploy.compose import ComposeError, parse_compose
@@ -35,7 +37,7 @@ secrets:
 
 
 def test_names_aliases_and_values_follow_stack_deploy():
-    stack = parse_compose(FILE, "shop", "deploy/stack.yml")
+    stack = parse_compose(FILE, "shop", "deploy/stack.yml", trusted=True)
     web = stack.services["shop_web"]
     c = web["TaskTemplate"]["ContainerSpec"]
     assert c["Args"] == ["httpd", "-f", "-p", "8080"] and c["Env"] == ["A=1", "B"]
@@ -56,7 +58,7 @@ def test_names_aliases_and_values_follow_stack_deploy():
 
 
 def test_ignored_keys_warn_with_their_line():
-    warnings = parse_compose(FILE, "shop", "deploy/stack.yml").warnings
+    warnings = parse_compose(FILE, "shop", "deploy/stack.yml", trusted=True).warnings
     assert any(w.startswith("deploy/stack.yml:4:5: warning: `services.web.build` is ignored") for w in warnings)
     assert any(w.startswith("deploy/stack.yml:5:5: warning: `services.web.depends_on` is ignored") for w in warnings)
     assert any(w.startswith("deploy/stack.yml:18:5: warning: `services.db.restart`") for w in warnings)
@@ -97,3 +99,25 @@ def test_values_need_what_they_name():
 def test_units():
     assert duration_ns("1h2m3s") == 3723 * 10**9 and duration_ns("1.5s") == 1_500_000_000
     assert size_bytes("1g") == 1024**3 and size_bytes("512k") == 512 * 1024 and nano_cpus("0.001") == 1_000_000
+
+
+@pytest.mark.parametrize("top, says", [
+    ("secrets: {pw: {external: true, name: othershop_db_password}}", "`secrets.pw`: an external secret"),
+    ("configs: {c: {external: true}}", "`configs.c`: an external config"),
+    ("volumes: {data: {external: true, name: othershop_data}}", "`volumes.data`: an external volume"),
+    ("volumes: {data: {name: othershop_data}}", "`volumes.data`: `name:` would use the volume of that name"),
+    ("volumes: {data: {driver_opts: {type: none, o: bind, device: /etc}}}", "`volumes.data`: a volume's `driver`"),
+    ("volumes: {data: {driver: some-plugin}}", "`volumes.data`: a volume's `driver`"),
+    ("networks: {back: {external: true, name: othershop_back}}", "`networks.back`: an external network"),
+    ("networks: {back: {name: othershop_back}}", "`networks.back`: `name:` would use the network"),
+])
+def test_an_untrusted_stack_uses_only_its_own_objects(top, says):
+    # Deploys share the swarm: these would mount another stack's secret or data, join its network,
+    # or bind the node's files through a volume driver.
+    text = f"services: {{web: {{image: x}}}}\n{top}\n"
+    with pytest.raises(ComposeError, match=re.escape(says)) as refused:
+        parse_compose(text, "s", "c.yml")
+    assert "mark the repository trusted" in str(refused.value) and ":2:" in str(refused.value)
+    parse_compose(text, "s", "c.yml", trusted=True)  # a trusted repository may, as with stack deploy
+    parse_compose("services: {web: {image: x}}\nvolumes: {data: {driver: local, labels: {a: b}}}\n"
+                  "networks: {back: {driver: overlay}}\n", "s", "c.yml")  # its own objects: fine
