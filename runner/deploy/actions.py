@@ -108,6 +108,8 @@ async def deploy_action(settings: Settings, store: Store, stage: Stage, ctx: Act
         ctx.log(f"deploying to environment {env.name} (target {env.target})")
     else:
         _check_unguarded(config, spec)
+    if not ctx.plan.trusted:
+        await _check_own(store, spec, prov.repo)
     swarm = await open_target(settings, spec.target)
     try:
         if spec.stack:
@@ -140,6 +142,18 @@ def _check_unguarded(config, spec) -> None:
             f"{kind} {name!r} on target {target!r} is environment {owner.name!r}'s, which takes deploys only "
             f"{_guards(owner)}: deploy it with `environment: {owner.name}` and {kind} {owner.base(name)!r} "
             "(or to a name of no guarded environment)")
+
+
+async def _check_own(store: Store, spec, repo: str | None) -> None:
+    """An untrusted repository deploys only services and stacks that no other repository's builds
+    deployed on that target: deploys share the swarm, and taking over another's service takes its
+    name (the traffic other services send to it) and its place in its environment."""
+    name, target = spec.stack or spec.service, spec.target or DEFAULT_TARGET
+    owner = await history.last_repo(store, target, name) if name else None
+    if owner is not None and owner != repo:
+        kind = "stack" if spec.stack else "service"
+        raise DeployError(f"{kind} {name!r} on target {target!r} was deployed by repository {owner!r}; an untrusted "
+                          f"repository deploys only its own services: pick another name, or mark the repository trusted")
 
 
 def _guards(env) -> str:

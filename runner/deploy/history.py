@@ -129,6 +129,15 @@ async def get(store: Store, deploy_id: int) -> Deploy | None:
     return await store.aread(lambda c: _row(c.execute("SELECT * FROM deploys WHERE id = ?", (deploy_id,)).fetchone()))
 
 
+async def last_repo(store: Store, target: str, name: str) -> str | None:
+    """The repository of the newest deploy of the service or stack ``name`` on ``target`` that names
+    one (None: never deployed by a build of a repository)."""
+    row = await store.aread(lambda c: c.execute(
+        "SELECT repo FROM deploys WHERE target = ? AND (service = ? OR stack = ?) AND repo IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1", (target, name, name)).fetchone())
+    return row[0] if row else None
+
+
 async def origin(store: Store, row: Deploy) -> Deploy:
     """The deploy whose version ``row`` runs: ``row`` itself, or for a rollback the row it put back
     (followed until a deploy; ``rollback_of`` always names an older row, so this ends). A rollback

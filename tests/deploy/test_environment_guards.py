@@ -1,9 +1,9 @@
-"""An environment's guards (its `branches` and `approvers`) hold however a pipeline is written,
-through the CLI on the real single-node swarm: a pipeline's own `env:` cannot say it is of another
-branch, a deploy that leaves `environment:` out cannot write the environment's service, and a
-version put back by a rollback is promoted only if the build that made it could have been.
+"""Who may deploy what holds however a pipeline is written, through the CLI on the real
+single-node swarm: a pipeline's own `env:` cannot say it is of another branch, a deploy that leaves
+`environment:` out cannot write a guarded environment's service, a version put back by a rollback
+is promoted only if the build that made it could have been, and an untrusted repository cannot
+take over another repository's service.
 """
-
 from __future__ import annotations
 
 import json
@@ -131,3 +131,23 @@ stages:
     again = cli("promote", f"{instance}-web", "--from", "staging", "--to", "production")
     assert again.returncode == 2 and "this build is of branch feature-x" in again.stderr, again.stdout + again.stderr
     assert _rows(cli, f"{instance}-web") == []
+
+
+def test_an_untrusted_repository_cannot_take_over_another_repositorys_service(cli, instance, git_repo,
+                                                                              docker_client):
+    # Deploys share the swarm: a service's name is the traffic other services send to it.
+    first = git_repo(files={".conveyor.yml": DEPLOY.format(top="", where="target: default", name=f"{instance}-web",
+                                                           inst=instance, says="theirs")})
+    other = git_repo(files={".conveyor.yml": DEPLOY.format(top="", where="target: default", name=f"{instance}-web",
+                                                           inst=instance, says="mine")})
+    assert cli("run", str(first), "--branch", "main").returncode == 0
+    taken = cli("run", str(other), "--branch", "main")
+    assert taken.returncode == 1
+    assert (f"service '{instance}-web' on target 'default' was deployed by repository '{first.name}'; an untrusted "
+            "repository deploys only its own services") in taken.stdout + taken.stderr
+    spec = json.dumps(docker_client.api.inspect_service(f"{instance}-web")["Spec"])
+    assert "theirs" in spec and "mine" not in spec
+    # Its own service it deploys again, and a trusted repository may take the name over.
+    assert cli("run", str(first), "--branch", "main").returncode == 0
+    assert cli("run", str(other), "--branch", "main", "--trusted").returncode == 0
+    assert "mine" in json.dumps(docker_client.api.inspect_service(f"{instance}-web")["Spec"])
