@@ -4,6 +4,7 @@ single-node swarm: a pipeline's own `env:` cannot say it is of another branch, a
 is promoted only if the build that made it could have been, and an untrusted repository cannot
 take over another repository's service.
 """
+
 from __future__ import annotations
 
 import json
