@@ -165,11 +165,20 @@ async def rollback_action(settings: Settings, store: Store, stage: Stage, ctx: A
     from runner.deploy import provenance
 
     spec = stage.rollback
-    if spec.environment:  # where the deploy to that environment went, under the name it has there
-        env = (await asyncio.to_thread(load_deploy_config, settings)).environment(spec.environment)
+    config = await asyncio.to_thread(load_deploy_config, settings)
+    env = config.environment(spec.environment) if spec.environment else None
+    if env is not None:  # where the deploy to that environment went, under the name it has there
         spec = dataclasses.replace(spec, target=env.target,
                                    service=env.service(spec.service) if spec.service else None,
                                    stack=env.service(spec.stack) if spec.stack else None)
+    if spec.to is not None and (spec.stack or spec.service):
+        # A version asked for by id may be any: in a guarded environment that is a change like a
+        # deploy, held to its branch rule and approvers. Without `to:` a build rolls back only what
+        # it deployed itself, which passed them.
+        guard = env or config.owner(spec.target or DEFAULT_TARGET, spec.stack or spec.service)
+        if guard is not None and (guard.approvers or guard.branches):
+            check_branch(guard, *await history.build_ref(store, ctx.build.id))
+            check_approved(guard, await store.aread(lambda c: approvals.of_build_uid(c, ctx.build.id)))
     swarm = await open_target(settings, spec.target)
     try:
         name = spec.stack or spec.service

@@ -17,6 +17,7 @@ from runner.server import audit
 from runner.server.ids import ID_RULE, parse_id
 from runner.server.inbox import BuildOrder, list_deliveries
 from runner.server.keys import AUTH, BACKGROUND, CONFIG, QUEUE, STORE
+from runner.server.users import may_approve
 from runner.server.views import build_json, deploy_rows, log_text
 from runner.store import builds as q
 
@@ -195,6 +196,10 @@ async def rollback(request: web.Request) -> web.Response:
     try:
         # Say now when there is nothing to roll back to; only the long part runs after the 202.
         chosen = await choose_target(store, target or DEFAULT_TARGET, service, to)
+        guard = await _guarding(settings, chosen, target or DEFAULT_TARGET, service)
+        if guard is not None and not may_approve(user, guard.approvers):  # as for a promotion there
+            raise web.HTTPForbidden(text=f"rolling back {service} in environment {guard.name} is for "
+                                         f"{', '.join(guard.approvers)}; {user.name} is not one of them\n")
         swarm = await open_target(settings, target)
     except ConveyorError as exc:
         return web.json_response({"error": str(exc)}, status=409)
@@ -217,6 +222,16 @@ async def rollback(request: web.Request) -> web.Response:
     # Its outcome lands in the deploy history; the log says who started it and towards what.
     await audit.record(request, user, "rollback", what=f"service {service}", to=to, target=target or DEFAULT_TARGET)
     return _answer(request, 202, f"/deploys?service={service}", service=service, to=to, started=True)
+
+
+async def _guarding(settings, chosen, target: str, service: str):
+    """The environment with approvers that the service is in (the one its deploy recorded, else
+    the one whose names it has on the target), or None."""
+    from runner.deploy.config import load_deploy_config
+
+    config = await asyncio.to_thread(load_deploy_config, settings)
+    env = config.environments.get(chosen.get("environment") or "") or config.owner(target, service)
+    return env if env is not None and env.approvers else None
 
 
 def add_routes(app: web.Application) -> None:

@@ -43,7 +43,7 @@ async def api_errors(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400 or not request.path.startswith("/api/"):
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("www-authenticate", "allow")}
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("www-authenticate", "allow", "retry-after")}
         return web.json_response({"error": (exc.text or exc.reason or "").strip()}, status=exc.status,
                                  headers=headers)
 

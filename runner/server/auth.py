@@ -24,6 +24,7 @@ import hmac
 from aiohttp import web
 
 from runner.server.config import ServerConfig
+from runner.server.limiter import LoginLimiter
 from runner.server.sessions import SESSION_COOKIE, Sessions
 from runner.server.users import ROLES, User
 
@@ -44,6 +45,7 @@ class Auth:
         self.users = config.users
         self.sessions: Sessions | None = None  # set at start-up, once the secret is read
         self._tokens = [(_digest(u.token), u) for u in self.users.values() if u.token]
+        self.limiter = LoginLimiter()  # wrong bearer tokens, per address (/login counts its own)
 
     @property
     def enabled(self) -> bool:
@@ -62,6 +64,20 @@ class Auth:
                 found = user
         return found
 
+    def bearer_user(self, request: web.Request, token: str) -> User | None:
+        """``user_for_token`` for a bearer token a request sent, with guesses limited per address as
+        on ``/login``: past the limit, 429 (even for the right token: else guessing would go on)
+        until the oldest failure is old enough."""
+        address = request.remote or "-"
+        wait = self.limiter.wait(address)
+        if wait:
+            raise web.HTTPTooManyRequests(text=f"too many wrong tokens from {address}; try again in "
+                                               f"{int(wait) + 1} seconds\n", headers={"Retry-After": str(int(wait) + 1)})
+        user = self.user_for_token(token)
+        if user is None:
+            self.limiter.failed(address)
+        return user
+
     def identify(self, request: web.Request) -> User | None:
         """The user asking (None: anonymous); a wrong bearer token raises 401."""
         if _SEEN not in request:
@@ -72,7 +88,7 @@ class Auth:
         header = request.headers.get("Authorization", "")
         if header:
             scheme, _, given = header.partition(" ")
-            user = self.user_for_token(given.strip()) if scheme.lower() == "bearer" else None
+            user = self.bearer_user(request, given.strip()) if scheme.lower() == "bearer" else None
             if user is None:
                 raise web.HTTPUnauthorized(text="that token belongs to no user; send Authorization: Bearer <your "
                                                 "token> (the variable your user's token_env names)\n",

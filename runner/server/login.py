@@ -1,9 +1,11 @@
 """``/login`` and ``/logout``: a user signs in on the page with a name and password, or a token, and
 gets a session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS; see ``sessions``).
 
-Failed attempts are limited per client address, in memory: after ``FAILURES`` in ``WINDOW`` seconds
-the address is answered 429 until the oldest failure leaves the window, so guessing a password
-costs hours, while a person who mistyped gets on at once. Every failure is in the audit log.
+Failed attempts are limited per client address (``runner.server.limiter``; wrong bearer tokens sent
+to the API have a count of their own, so failed sign-ins never lock a script's token out): after
+``FAILURES`` in ``WINDOW`` seconds the address is answered 429 until the oldest failure leaves the
+window, so guessing a password costs hours, while a person who mistyped gets on at once. Every
+failure is in the audit log.
 Password checks (scrypt) run in a thread; an unknown name is checked against a dummy hash so the
 answer takes as long as for a known one.
 """
@@ -11,13 +13,12 @@ answer takes as long as for a known one.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import OrderedDict, deque
 
 from aiohttp import web
 
 from runner.server import audit
 from runner.server.keys import AUTH
+from runner.server.limiter import FAILURES, WINDOW, LoginLimiter
 from runner.server.pages import render
 from runner.server.passwords import hash_password, verify_password
 from runner.server.sessions import SESSION_COOKIE, SESSION_SECONDS
@@ -25,45 +26,16 @@ from runner.server.users import User
 
 __all__ = ["add_routes", "LoginLimiter", "FAILURES", "WINDOW"]
 
-FAILURES = 5
-WINDOW = 300.0
-_ADDRESSES = 10_000  # addresses remembered at most; the least recently failing are forgotten first
 _LIMITER = web.AppKey("login_limiter", object)
+
 _DUMMY = hash_password("not anyone's password")
-
-
-class LoginLimiter:
-    def __init__(self, failures: int = FAILURES, window: float = WINDOW) -> None:
-        self.failures, self.window = failures, window
-        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, address: str, now: float) -> deque[float]:
-        times = self._seen.get(address, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        return times
-
-    def wait(self, address: str, now: float | None = None) -> float:
-        """Seconds until ``address`` may try again; 0 when it may now."""
-        now = time.monotonic() if now is None else now
-        times = self._recent(address, now)
-        return times[0] + self.window - now if len(times) >= self.failures else 0.0
-
-    def failed(self, address: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        times = self._recent(address, now)
-        times.append(now)
-        self._seen[address] = times
-        self._seen.move_to_end(address)
-        while len(self._seen) > _ADDRESSES:
-            self._seen.popitem(last=False)
 
 
 async def _check(request: web.Request, form) -> User | None:
     auth = request.app[AUTH]
     token = str(form.get("token", "")).strip()
     if token:
-        return auth.user_for_token(token)
+        return auth.user_for_token(token)  # counted by login(), which answers 429 itself
     name, password = str(form.get("name", "")), str(form.get("password", ""))
     user = auth.users.get(name)
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY

@@ -122,7 +122,7 @@ def _allowed(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
     if header:
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and request.app[AUTH].user_for_token(given.strip()) is not None:
+        if scheme.lower() == "bearer" and request.app[AUTH].bearer_user(request, given.strip()) is not None:
             return  # any user: the figures are counts across repositories, never a build's contents
         raise web.HTTPUnauthorized(text="that token belongs to no user; send Authorization: Bearer <a user's token>\n",
                                    headers={"WWW-Authenticate": "Bearer"})

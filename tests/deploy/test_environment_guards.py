@@ -152,3 +152,25 @@ def test_an_untrusted_repository_cannot_take_over_another_repositorys_service(cl
     assert cli("run", str(first), "--branch", "main").returncode == 0
     assert cli("run", str(other), "--branch", "main", "--trusted").returncode == 0
     assert "mine" in json.dumps(docker_client.api.inspect_service(f"{instance}-web")["Spec"])
+
+
+def test_a_rollback_to_a_chosen_version_is_held_to_the_environments_guards(cli, instance, git_repo, docker_client):
+    write_targets(cli.data / "targets.yml", {"environments": {"production": {"target": "default",
+                                                                            "branches": ["main"]}}})
+    repo = git_repo(files={".conveyor.yml": DEPLOY.format(top="", where="environment: production",
+                                                          name=f"{instance}-web", inst=instance, says="one")})
+    assert cli("run", str(repo), "--branch", "main").returncode == 0
+    _commit(repo, {".conveyor.yml": DEPLOY.format(top="", where="environment: production", name=f"{instance}-web",
+                                                  inst=instance, says="two")})
+    assert cli("run", str(repo), "--branch", "main").returncode == 0
+    first = _rows(cli, f"{instance}-web")[-1]["id"]
+
+    undo = f"image: conveyor-test/busybox:1\nstages:\n  - name: undo\n    rollback: " \
+           f"{{service: {instance}-web, environment: production, to: {first}}}\n"
+    _commit(repo, {".conveyor.yml": undo})
+    ran = cli("run", str(repo), "--branch", "feature-x")
+    assert ran.returncode == 1
+    assert "takes deploys only from branch(es) main; this build is of branch feature-x" in ran.stdout + ran.stderr
+    assert "echo two;" in json.dumps(docker_client.api.inspect_service(f"{instance}-web")["Spec"])
+    assert cli("run", str(repo), "--branch", "main").returncode == 0  # from main it may
+    assert "echo one;" in json.dumps(docker_client.api.inspect_service(f"{instance}-web")["Spec"])

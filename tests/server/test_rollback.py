@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from runner.server.keys import STORE
+from runner.server.keys import CONFIG, STORE
 from tests.conftest import BUSYBOX
 from tests.server.conftest import wait_for
 
@@ -116,5 +116,45 @@ async def test_a_rollback_of_a_private_repositorys_service_is_shown_only_to_its_
         assert (await (await client.get("/api/deploys")).json())["deploys"] == []
         page = await (await client.get("/deploys")).text()
         assert name not in page and BUSYBOX not in page
+    finally:
+        service.remove()
+
+
+async def test_rolling_back_in_an_environment_with_approvers_is_for_them_as_promoting_there_is(
+        server, docker_client, instance, tmp_path):
+    from tests.server.people import ENV, USERS, bearer
+
+    if docker_client.info().get("Swarm", {}).get("LocalNodeState") != "active":
+        pytest.skip("no swarm here: run `docker swarm init --advertise-addr 127.0.0.1` (.ci/run does)")
+    client = await server(paused=True, users=USERS, env=ENV)
+    settings = client.app[CONFIG].settings
+    settings.targets_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.targets_path.write_text("environments:\n  production: {target: default, approvers: [admin]}\n")
+    name = f"conveyor-{instance}-pay"
+    service = docker_client.services.create(
+        BUSYBOX, command=["sleep", "3600"], name=name, env=["V=1"],
+        labels={"io.conveyor.instance": instance}, container_labels={"io.conveyor.instance": instance})
+    try:
+        store = client.app[STORE]
+        for version in ("1", "2"):
+            service.update(env=[f"V={version}"])
+            service.reload()
+            spec = json.dumps(service.attrs["Spec"])
+            store.write(lambda conn, spec=spec: conn.execute(
+                "INSERT INTO deploys (service, target, image, spec_after, status, trigger, started, finished, "
+                "environment) VALUES (?, 'default', ?, ?, 'succeeded', 'build', ?, ?, 'production')",
+                (name, BUSYBOX, spec, time.time(), time.time())))
+
+        refused = await client.post(f"/api/services/{name}/rollback", json={}, headers=bearer("deployer"))
+        assert refused.status == 403
+        assert "rolling back" in (await refused.json())["error"] and "is for admin" in (await refused.json())["error"]
+        assert env_of(service) == ["V=2"]
+        allowed = await client.post(f"/api/services/{name}/rollback", json={}, headers=bearer("admin"))
+        assert allowed.status == 202, await allowed.text()
+
+        async def rolled_back():
+            return env_of(service) == ["V=1"] or None
+
+        await wait_for(rolled_back, timeout=120, interval=0.5)
     finally:
         service.remove()

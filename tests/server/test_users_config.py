@@ -109,3 +109,17 @@ async def test_a_token_signs_in_on_the_page_too(server):
     assert cookie["httponly"] and cookie["samesite"] == "Strict"
     page = await (await client.get("/")).text()
     assert "deployer-user" in page and "Log out" in page and 'href="/audit"' not in page
+
+
+async def test_wrong_bearer_tokens_are_limited_per_address_like_sign_ins(server):
+    # Guessing a token through the API had no limit while the sign-in form had one.
+    client = await server([], users=USERS, env=ENV)
+    for _ in range(FAILURES):
+        wrong = await client.get("/api/builds", headers={"Authorization": "Bearer guess"})
+        assert wrong.status == 401
+    limited = await client.get("/api/builds", headers=bearer("viewer"))  # even the right token waits:
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) > 0  # else guessing would go on
+    assert "too many wrong tokens" in await limited.text()
+    # The sign-in form counts its own failures: a person can still sign in from there.
+    signed = await client.post("/login", data={"name": "admin-user", "password": PASSWORD}, allow_redirects=False)
+    assert signed.status == 303
