@@ -20,30 +20,34 @@ def env_of(service) -> list[str]:
     return service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Env", [])
 
 
-async def test_rollback_from_the_api_reapplies_the_chosen_deploy(server, docker_client, instance):
+def swarm_service(docker_client, instance: str, suffix: str):
+    """A real service of this test's instance (env ``V=1``), or a skip where there is no swarm."""
     if docker_client.info().get("Swarm", {}).get("LocalNodeState") != "active":
         pytest.skip("no swarm here: run `docker swarm init --advertise-addr 127.0.0.1` (.ci/run does)")
-    client = await server(paused=True, admin_token=TOKEN)
-    name = f"conveyor-{instance}-web"
-    service = docker_client.services.create(
-        BUSYBOX, command=["sleep", "3600"], name=name, env=["V=1"],
+    return docker_client.services.create(
+        BUSYBOX, command=["sleep", "3600"], name=f"conveyor-{instance}-{suffix}", env=["V=1"],
         labels={"io.conveyor.instance": instance}, container_labels={"io.conveyor.instance": instance})
+
+
+def record(store, service, **columns) -> int:
+    """A succeeded deploy row of ``service``'s live spec, as a build would have stored it."""
+    service.reload()
+    row = {"service": service.name, "target": "default", "image": BUSYBOX,
+           "spec_after": json.dumps(service.attrs["Spec"]), "status": "succeeded", "trigger": "cli",
+           "started": time.time(), "finished": time.time(), **columns}
+    sql = f"INSERT INTO deploys ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})"
+    return store.write(lambda conn: conn.execute(sql, tuple(row.values())).lastrowid)
+
+
+async def test_rollback_from_the_api_reapplies_the_chosen_deploy(server, docker_client, instance):
+    service = swarm_service(docker_client, instance, "web")
+    name = service.name
     try:
+        client = await server(paused=True, admin_token=TOKEN)
         store = client.app[STORE]
-
-        def record(spec: dict) -> int:
-            def insert(conn):
-                return conn.execute(
-                    "INSERT INTO deploys (service, target, image, spec_after, status, trigger, started, finished) "
-                    "VALUES (?, 'default', ?, ?, 'succeeded', 'cli', ?, ?)",
-                    (name, BUSYBOX, json.dumps(spec), time.time(), time.time())).lastrowid
-            return store.write(insert)
-
-        service.reload()
-        first = record(service.attrs["Spec"])
+        first = record(store, service)
         service.update(env=["V=2"])
-        service.reload()
-        record(service.attrs["Spec"])
+        record(store, service)
         assert env_of(service) == ["V=2"]
 
         nothing = await client.post("/api/services/no-such-service/rollback", json={},
@@ -75,30 +79,16 @@ async def test_a_rollback_of_a_private_repositorys_service_is_shown_only_to_its_
     # repository was shown to everyone: the private service, its image and who rolled it back.
     from tests.server.people import ENV, USERS, bearer
 
-    if docker_client.info().get("Swarm", {}).get("LocalNodeState") != "active":
-        pytest.skip("no swarm here: run `docker swarm init --advertise-addr 127.0.0.1` (.ci/run does)")
-    client = await server([{"name": "acme/closed", "provider": "github", "path": str(tmp_path),
-                            "visibility": "private"}], paused=True, users=USERS, env=ENV)
-    name = f"conveyor-{instance}-billing"
-    service = docker_client.services.create(
-        BUSYBOX, command=["sleep", "3600"], name=name, env=["V=1"],
-        labels={"io.conveyor.instance": instance}, container_labels={"io.conveyor.instance": instance})
+    service = swarm_service(docker_client, instance, "billing")
+    name = service.name
     try:
+        client = await server([{"name": "acme/closed", "provider": "github", "path": str(tmp_path),
+                                "visibility": "private"}], paused=True, users=USERS, env=ENV)
         store = client.app[STORE]
-
-        def record(spec: dict, number: int) -> int:
-            return store.write(lambda conn: conn.execute(
-                "INSERT INTO deploys (service, target, image, spec_after, status, trigger, started, finished, "
-                "repo, build_uid, build_number, commit_sha) VALUES (?, 'default', ?, ?, 'succeeded', 'build', ?, ?, "
-                "'acme/closed', ?, ?, ?)",
-                (name, BUSYBOX, json.dumps(spec), time.time(), time.time(), f"uid{number}", number,
-                 f"{number}" * 40)).lastrowid)
-
-        service.reload()
-        first = record(service.attrs["Spec"], 1)
+        built = {"repo": "acme/closed", "trigger": "build"}
+        first = record(store, service, **built, build_uid="uid1", build_number=1, commit_sha="1" * 40)
         service.update(env=["V=2"])
-        service.reload()
-        record(service.attrs["Spec"], 2)
+        record(store, service, **built, build_uid="uid2", build_number=2, commit_sha="2" * 40)
 
         answer = await client.post(f"/api/services/{name}/rollback", json={}, headers=bearer("deployer"))
         assert answer.status == 202, await answer.text()
@@ -124,26 +114,17 @@ async def test_rolling_back_in_an_environment_with_approvers_is_for_them_as_prom
         server, docker_client, instance, tmp_path):
     from tests.server.people import ENV, USERS, bearer
 
-    if docker_client.info().get("Swarm", {}).get("LocalNodeState") != "active":
-        pytest.skip("no swarm here: run `docker swarm init --advertise-addr 127.0.0.1` (.ci/run does)")
-    client = await server(paused=True, users=USERS, env=ENV)
-    settings = client.app[CONFIG].settings
-    settings.targets_path.parent.mkdir(parents=True, exist_ok=True)
-    settings.targets_path.write_text("environments:\n  production: {target: default, approvers: [admin]}\n")
-    name = f"conveyor-{instance}-pay"
-    service = docker_client.services.create(
-        BUSYBOX, command=["sleep", "3600"], name=name, env=["V=1"],
-        labels={"io.conveyor.instance": instance}, container_labels={"io.conveyor.instance": instance})
+    service = swarm_service(docker_client, instance, "pay")
+    name = service.name
     try:
+        client = await server(paused=True, users=USERS, env=ENV)
+        settings = client.app[CONFIG].settings
+        settings.targets_path.parent.mkdir(parents=True, exist_ok=True)
+        settings.targets_path.write_text("environments:\n  production: {target: default, approvers: [admin]}\n")
         store = client.app[STORE]
-        for version in ("1", "2"):
-            service.update(env=[f"V={version}"])
-            service.reload()
-            spec = json.dumps(service.attrs["Spec"])
-            store.write(lambda conn, spec=spec: conn.execute(
-                "INSERT INTO deploys (service, target, image, spec_after, status, trigger, started, finished, "
-                "environment) VALUES (?, 'default', ?, ?, 'succeeded', 'build', ?, ?, 'production')",
-                (name, BUSYBOX, spec, time.time(), time.time())))
+        record(store, service, environment="production")
+        service.update(env=["V=2"])
+        record(store, service, environment="production")
 
         refused = await client.post(f"/api/services/{name}/rollback", json={}, headers=bearer("deployer"))
         assert refused.status == 403
