@@ -152,8 +152,9 @@ async def _check_own(store: Store, spec, repo: str | None) -> None:
     owner = await history.last_repo(store, target, name) if name else None
     if owner is not None and owner != repo:
         kind = "stack" if spec.stack else "service"
-        raise DeployError(f"{kind} {name!r} on target {target!r} was deployed by repository {owner!r}; an untrusted "
-                          f"repository deploys only its own services: pick another name, or mark the repository trusted")
+        raise DeployError(f"{kind} {name!r} on target {target!r} was deployed by repository {owner!r}; an "
+                          "untrusted repository deploys only its own services: pick another name, or mark the "
+                          "repository trusted")
 
 
 def _guards(env) -> str:

@@ -141,8 +141,9 @@ def _own_objects_only(doc: dict, problem) -> None:
             cfg = cfg if isinstance(cfg, dict) else {}
             noun = kind[:-1]
             if cfg.get("external"):
-                problem(f"{kind}.{key}", f"an external {noun} belongs to another stack or to the node, which only "
-                                         "a trusted repository may use; define it in this file, or mark the repository trusted")
+                problem(f"{kind}.{key}", f"an external {noun} belongs to another stack or to the node, which "
+                                         "only a trusted repository may use; define it in this file, or mark the "
+                                         "repository trusted")
             elif kind in ("volumes", "networks") and cfg.get("name"):
                 problem(f"{kind}.{key}", f"`name:` would use the {noun} of that name, another stack's if it exists, "
                                          f"which only a trusted repository may do; drop it (the {noun} is then "

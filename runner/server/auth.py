@@ -71,8 +71,9 @@ class Auth:
         address = request.remote or "-"
         wait = self.limiter.wait(address)
         if wait:
-            raise web.HTTPTooManyRequests(text=f"too many wrong tokens from {address}; try again in "
-                                               f"{int(wait) + 1} seconds\n", headers={"Retry-After": str(int(wait) + 1)})
+            seconds = str(int(wait) + 1)
+            raise web.HTTPTooManyRequests(text=f"too many wrong tokens from {address}; try again in {seconds} "
+                                               "seconds\n", headers={"Retry-After": seconds})
         user = self.user_for_token(token)
         if user is None:
             self.limiter.failed(address)

@@ -93,7 +93,8 @@ def test_a_build_keeps_so_many_cases_of_each_status_and_counts_the_rest(store, m
     # Collected again, a job's own stored cases are replaced, not counted against it.
     ingest_reports(store, build_id, "unit", {"a.xml": _xml(failed=1, passed=2)})
     conn = store.read()
-    assert q.count_cases(conn, build_id, "failed") == 1 + 2 and q.count_cases(conn, build_id, "passed") == 2  # lint's one was not kept
+    assert q.count_cases(conn, build_id, "failed") == 1 + 2
+    assert q.count_cases(conn, build_id, "passed") == 2  # lint's one was not kept
     assert {r.job: r.dropped for r in q.list_reports(conn, build_id)} == {"unit": 0, "lint": 3}
 
 
